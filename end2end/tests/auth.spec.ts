@@ -1,0 +1,110 @@
+import { expect, test } from '@playwright/test';
+import { JWT, KEYCLOAK, recordAppResponses, signIn } from './helpers';
+
+test('the admin sees the admin link and opens the admin page', async ({ page }) => {
+  await signIn(page, 'alice');
+  const nav = page.getByRole('navigation', { name: 'Main' });
+  await expect(nav.getByRole('link', { name: 'Admin' })).toBeVisible();
+  await expect(nav.getByRole('link', { name: 'Editor' })).toBeVisible();
+  // A client-side navigation: the hydrated app calls the admin server function.
+  const overview = page.waitForResponse((r) => r.url().endsWith('/api/admin_overview'));
+  await nav.getByRole('link', { name: 'Admin' }).click();
+  expect((await overview).status()).toBe(200);
+  await expect(page).toHaveURL(/\/admin$/);
+  await expect(page.getByRole('heading', { name: 'Administration' })).toBeVisible();
+  await expect(page.getByTestId('admin-page')).toContainText('http://localhost:8080/realms/demo');
+});
+
+test('the plain user sees no admin link and gets the 403 page by URL', async ({ page }) => {
+  await signIn(page, 'paul');
+  const nav = page.getByRole('navigation', { name: 'Main' });
+  await expect(nav.getByRole('link', { name: 'Profile' })).toBeVisible();
+  await expect(nav.getByRole('link', { name: 'Admin' })).toHaveCount(0);
+  await expect(nav.getByRole('link', { name: 'Editor' })).toHaveCount(0);
+  const response = await page.goto('/admin');
+  expect(response?.status()).toBe(403);
+  await expect(page.getByRole('heading', { name: '403 · Not allowed' })).toBeVisible();
+  await expect(page.getByTestId('admin-page')).toHaveCount(0);
+});
+
+test('the editor reaches the editor page through the group', async ({ page }) => {
+  await signIn(page, 'erin');
+  const nav = page.getByRole('navigation', { name: 'Main' });
+  await expect(nav.getByRole('link', { name: 'Admin' })).toHaveCount(0);
+  await nav.getByRole('link', { name: 'Editor' }).click();
+  await expect(page).toHaveURL(/\/editor$/);
+  const desk = page.getByTestId('editor-page');
+  await expect(desk).toContainText("Editor's desk");
+  await expect(desk).toContainText('/staff/editors');
+  await nav.getByRole('link', { name: 'Profile' }).click();
+  await expect(page.getByTestId('client-roles')).toContainText('editor');
+  await expect(page.getByTestId('groups')).toContainText('/staff/editors');
+});
+
+test('a signed-out visit to a gated page signs in and comes back to it', async ({ page }) => {
+  await page.goto('/editor');
+  await page.waitForURL((url) => url.origin === KEYCLOAK);
+  await page.locator('#username').fill('erin');
+  await page.locator('#password').fill('erin-dev-pw');
+  await page.locator('#kc-login').click();
+  await expect(page).toHaveURL(/localhost:3000\/editor$/);
+  await expect(page.getByTestId('editor-page')).toBeVisible();
+});
+
+test('sign-out returns to the public page signed out, and back does not bring the session back', async ({ page }) => {
+  await signIn(page, 'paul', '/');
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Profile' }).click();
+  await expect(page.getByTestId('profile')).toContainText('Paul Plain');
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.waitForURL((url) => url.origin === 'http://localhost:3000' && url.pathname === '/');
+  await expect(page.getByRole('link', { name: 'Sign in', exact: true })).toBeVisible();
+  await expect(page.getByTestId('signed-in-as')).toHaveCount(0);
+
+  await page.goBack();
+  // Whatever the back button shows, it is not a signed-in page: the profile now asks Keycloak
+  // for a fresh login, because Keycloak's own session ended too.
+  await page.waitForLoadState();
+  if (new URL(page.url()).origin === 'http://localhost:3000') {
+    await expect(page.getByTestId('signed-in-as')).toHaveCount(0);
+    await expect(page.getByText('Paul Plain')).toHaveCount(0);
+  } else {
+    await expect(page.locator('#username')).toBeVisible();
+  }
+  await page.goto('/profile');
+  await page.waitForURL((url) => url.origin === KEYCLOAK);
+  await expect(page.locator('#username')).toBeVisible();
+});
+
+test('no response the browser receives from the app contains a token', async ({ page, context }) => {
+  const responses = recordAppResponses(page, 'http://localhost:3000');
+  await signIn(page, 'alice');
+  const nav = page.getByRole('navigation', { name: 'Main' });
+  await nav.getByRole('link', { name: 'Profile' }).click();
+  await expect(page.getByTestId('profile')).toBeVisible();
+  await nav.getByRole('link', { name: 'Editor' }).click();
+  await expect(page.getByTestId('editor-page')).toBeVisible();
+  await nav.getByRole('link', { name: 'Admin' }).click();
+  await expect(page.getByTestId('admin-page')).toBeVisible();
+  await page.reload();
+  await expect(page.getByTestId('admin-page')).toBeVisible();
+
+  expect(responses.length).toBeGreaterThan(5);
+  for (const r of responses) {
+    const headers = JSON.stringify(await r.allHeaders());
+    expect(headers, `headers of ${r.url()}`).not.toMatch(JWT);
+    if (r.status() >= 300 && r.status() < 400) continue;
+    const body = await r.text().catch(() => '');
+    expect(body, `body of ${r.url()}`).not.toMatch(JWT);
+    expect(body).not.toContain('refresh_token');
+  }
+  for (const cookie of await context.cookies('http://localhost:3000')) {
+    if (cookie.name === 'kc_leptos_session') {
+      expect(cookie.httpOnly).toBe(true);
+      expect(cookie.sameSite).toBe('Lax');
+    }
+    if (!cookie.name.startsWith('KEYCLOAK_') && !cookie.name.startsWith('AUTH_SESSION')) {
+      expect(cookie.value).not.toMatch(JWT);
+    }
+  }
+  expect(await page.evaluate(() => document.cookie)).not.toContain('kc_leptos_session');
+});

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Start Keycloak in dev mode on http://localhost:8080 with the demo realm, and wait until it is ready.
+# Idempotent: when Keycloak is already up, it says so and exits 0. When the realm file changed since
+# the last import, the dev database is reset so that the new realm is imported.
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+timeout_s="${KC_START_TIMEOUT:-240}"
+
+if kc_ready; then
+  kc_log "already running at $KC_URL"
+  exit 0
+fi
+if pid=$(kc_running_pid); then
+  kc_log "process $pid is starting; waiting for it"
+else
+  "$KC_DIR/fetch.sh"
+  mkdir -p "$KC_HOME/data/import"
+  realm_sum=$(sha256sum "$KC_DIR/demo-realm.json" | cut -d' ' -f1)
+  if [ "$(cat "$KC_RUN/realm.sha256" 2>/dev/null || true)" != "$realm_sum" ]; then
+    kc_log "realm file is new or changed: resetting the dev database for a fresh import"
+    rm -rf "$KC_HOME/data/h2"
+  fi
+  cp "$KC_DIR/demo-realm.json" "$KC_HOME/data/import/demo-realm.json"
+  if curl -s -m 2 -o /dev/null "http://localhost:$KC_PORT/" ; then
+    kc_log "port $KC_PORT is taken by something that is not a ready Keycloak; stop it first"
+    exit 1
+  fi
+  export JAVA_HOME; JAVA_HOME=$(kc_java_home)
+  export KC_BOOTSTRAP_ADMIN_USERNAME="${KC_ADMIN_USER:-admin}"
+  export KC_BOOTSTRAP_ADMIN_PASSWORD="${KC_ADMIN_PASSWORD:-admin}"
+  export JAVA_OPTS_KC_HEAP="${JAVA_OPTS_KC_HEAP:--Xms128m -Xmx768m}"
+  kc_log "starting Keycloak $KC_VERSION (log: $KC_LOG)"
+  # setsid: Keycloak gets its own process group, so stop.sh can end it and its children together.
+  setsid nohup "$KC_HOME/bin/kc.sh" start-dev \
+    --http-port="$KC_PORT" --http-management-port="$KC_MGMT_PORT" \
+    --hostname="$KC_URL" --import-realm --health-enabled=true \
+    >"$KC_LOG" 2>&1 < /dev/null &
+  echo $! > "$KC_PID"
+  echo "$realm_sum" > "$KC_RUN/realm.sha256"
+fi
+
+deadline=$((SECONDS + timeout_s))
+until kc_ready; do
+  if ! kc_running_pid >/dev/null; then
+    kc_log "Keycloak exited during start-up; last lines of $KC_LOG:"
+    tail -n 40 "$KC_LOG" >&2 || true
+    rm -f "$KC_RUN/realm.sha256"
+    exit 1
+  fi
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    kc_log "not ready after ${timeout_s}s; last lines of $KC_LOG:"
+    tail -n 40 "$KC_LOG" >&2 || true
+    exit 1
+  fi
+  sleep 2
+done
+kc_log "ready at $KC_URL (realm $KC_REALM)"

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what is missing, starts Keycloak with the demo realm, and runs the app on
+# http://localhost:3000 with live rebuilds. Ctrl-C stops the app; Keycloak keeps running
+# (keycloak/stop.sh stops it).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+"$ROOT/scripts/setup.sh"
+"$ROOT/keycloak/start.sh"
+export APP_KEYCLOAK_CLIENT_SECRET="${APP_KEYCLOAK_CLIENT_SECRET:-$(dev_client_secret)}"
+say "app: http://localhost:3000   Keycloak: http://localhost:8080 (admin/admin)"
+say "development users (see README): alice, erin, paul, nora; password <name>-dev-pw"
+exec cargo leptos watch

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Runs every test: formatting and lints, unit tests, integration tests against the real Keycloak,
+# and the Playwright tests in Chromium. Installs whatever is missing first. Stops the app and (if
+# this script started it) Keycloak when it ends, pass or fail.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+"$ROOT/scripts/setup.sh"
+
+app_pid=""
+kc_was_running=false
+LOG_DIR="${TEST_LOG_DIR:-$ROOT/target/test-logs}"
+mkdir -p "$LOG_DIR"
+cleanup() {
+  local rc=$?
+  if [ -n "$app_pid" ] && kill -0 "$app_pid" 2>/dev/null; then
+    kill -TERM "$app_pid" 2>/dev/null || true
+    wait "$app_pid" 2>/dev/null || true
+  fi
+  if [ "$kc_was_running" = false ]; then
+    "$ROOT/keycloak/stop.sh" || true
+  fi
+  if [ "$rc" -ne 0 ]; then
+    say "FAILED (exit $rc); logs in $LOG_DIR"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT INT TERM
+
+say "formatting and lints"
+cargo fmt --check
+cargo clippy --all-targets --features ssr -- -D warnings
+cargo clippy --lib --target wasm32-unknown-unknown --features hydrate -- -D warnings
+
+. "$ROOT/keycloak/common.sh"
+if kc_ready; then kc_was_running=true; fi
+"$ROOT/keycloak/start.sh"
+export APP_KEYCLOAK_CLIENT_SECRET="${APP_KEYCLOAK_CLIENT_SECRET:-$(dev_client_secret)}"
+
+say "unit and integration tests (real Keycloak)"
+cargo test --features ssr
+
+say "building the site (server + WebAssembly)"
+cargo leptos build
+
+if curl -s -m 2 -o /dev/null http://localhost:3000/; then
+  echo "port 3000 is in use (a dev server?); stop it to run the browser tests" >&2
+  exit 1
+fi
+say "starting the app on http://localhost:3000"
+site_root="$(cargo metadata --format-version 1 --no-deps | jq -r '.target_directory')/site"
+[ -d "$site_root/pkg" ] || site_root="$ROOT/target/site"
+data_dir="$(mktemp -d)"
+LEPTOS_OUTPUT_NAME=kc-leptos LEPTOS_SITE_ROOT="$site_root" LEPTOS_SITE_PKG_DIR=pkg \
+  LEPTOS_SITE_ADDR=127.0.0.1:3000 LEPTOS_ENV=PROD APP_APP_DATA_DIR="$data_dir" \
+  "$CARGO_TARGET_DIR/debug/kc-leptos" >"$LOG_DIR/app.log" 2>&1 &
+app_pid=$!
+for _ in $(seq 1 60); do
+  curl -s -m 2 -o /dev/null http://localhost:3000/ && break
+  kill -0 "$app_pid" 2>/dev/null || { cat "$LOG_DIR/app.log" >&2; exit 1; }
+  sleep 0.5
+done
+
+say "browser tests (Playwright, Chromium)"
+(cd end2end && npx playwright test)
+say "all tests passed"

@@ -1,0 +1,105 @@
+//! The HTML shell, the router, and the chrome around every page.
+
+use crate::auth_ui::{
+    current_path, login_href, provide_user, use_user, HasClientRole, HasRealmRole, SignedIn,
+};
+use crate::pages::{AdminPage, EditorPage, HomePage, NotFound, ProfilePage};
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::components::{Route, Router, Routes, A};
+use leptos_router::hooks::use_location;
+use leptos_router::{path, SsrMode};
+
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    provide_user();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/kc-leptos.css"/>
+        <Title formatter=|text: String| if text.is_empty() { "kc-leptos".to_owned() } else { format!("{text} · kc-leptos") }/>
+        <Router>
+            <TopBar/>
+            <main class="page">
+                <Routes fallback=|| view! { <NotFound/> }>
+                    <Route path=path!("/") view=HomePage ssr=SsrMode::Async/>
+                    <Route path=path!("/profile") view=ProfilePage ssr=SsrMode::Async/>
+                    <Route path=path!("/editor") view=EditorPage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin") view=AdminPage ssr=SsrMode::Async/>
+                </Routes>
+            </main>
+            <footer class="footer">
+                "Users, passwords, roles and groups live in Keycloak. This app keeps no user table."
+            </footer>
+        </Router>
+    }
+}
+
+/// The navigation shows only what the signed-in user may open.
+#[component]
+fn TopBar() -> impl IntoView {
+    view! {
+        <header class="topbar">
+            <a class="brand" href="/">"kc-leptos"</a>
+            <nav class="nav" aria-label="Main">
+                <A href="/" exact=true>"Home"</A>
+                <SignedIn>
+                    <A href="/profile">"Profile"</A>
+                </SignedIn>
+                <HasClientRole role="editor">
+                    <A href="/editor">"Editor"</A>
+                </HasClientRole>
+                <HasRealmRole role="admin">
+                    <A href="/admin">"Admin"</A>
+                </HasRealmRole>
+            </nav>
+            <UserMenu/>
+        </header>
+    }
+}
+
+#[component]
+fn UserMenu() -> impl IntoView {
+    let user = use_user();
+    let location = use_location();
+    view! {
+        <div class="session">
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match user.await {
+                        Ok(Some(u)) => view! {
+                            <span class="who" data-testid="signed-in-as">{u.display_name}</span>
+                            <form method="post" action="/auth/logout" class="inline">
+                                <button type="submit" class="button subtle">"Sign out"</button>
+                            </form>
+                        }.into_any(),
+                        _ => {
+                            // Re-read the location so the link follows client-side navigation.
+                            let _ = location.pathname.get();
+                            view! {
+                                <a class="button" rel="external" href=login_href(&current_path())>"Sign in"</a>
+                            }.into_any()
+                        }
+                    }
+                })}
+            </Suspense>
+        </div>
+    }
+}

@@ -1,0 +1,203 @@
+//! The signed-in user in context, and the components that show or hide UI by Keycloak roles and
+//! groups. They only decide what is shown: every server function checks the same [`Rule`] again.
+
+use crate::error::AppError;
+use crate::user::{Access, KeycloakUser, Rule};
+use leptos::prelude::*;
+use leptos_router::hooks::use_location;
+
+/// The signed-in user, or `None`. Never carries a token.
+#[server(prefix = "/api", endpoint = "current_user")]
+pub async fn current_user() -> Result<Option<KeycloakUser>, AppError> {
+    crate::server::guard::request_user().await
+}
+
+/// The user resource that the root component provides to every component.
+#[derive(Clone, Copy)]
+pub struct UserResource(pub Resource<Result<Option<KeycloakUser>, AppError>>);
+
+/// Creates the user resource and puts it in context. SSR waits for it (a blocking resource), so the
+/// HTML already shows the final signed-in or signed-out state and nothing flickers on hydration.
+pub fn provide_user() -> UserResource {
+    let resource = UserResource(Resource::new_blocking(|| (), |_| current_user()));
+    provide_context(resource);
+    resource
+}
+
+pub fn use_user() -> Resource<Result<Option<KeycloakUser>, AppError>> {
+    expect_context::<UserResource>().0
+}
+
+/// Percent-encodes a URL query component (everything but RFC 3986 unreserved characters).
+pub fn encode_component(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The sign-in URL that comes back to `return_to`.
+pub fn login_href(return_to: &str) -> String {
+    format!("/auth/login?return_to={}", encode_component(return_to))
+}
+
+/// The path and query of the current page, for coming back after sign-in.
+pub fn current_path() -> String {
+    let location = use_location();
+    let path = location.pathname.get_untracked();
+    let search = location.search.get_untracked();
+    if search.is_empty() {
+        path
+    } else {
+        format!("{path}?{search}")
+    }
+}
+
+/// Shows `children` when `rule` allows the signed-in user, otherwise `fallback` (nothing by
+/// default).
+#[component]
+pub fn Authorized(
+    rule: Rule,
+    #[prop(optional, into)] fallback: ViewFn,
+    children: ChildrenFn,
+) -> impl IntoView {
+    let user = use_user();
+    view! {
+        <Suspense fallback=|| ()>
+            {move || {
+                let (rule, children, fallback) = (rule.clone(), children.clone(), fallback.clone());
+                Suspend::new(async move {
+                    match user.await {
+                        Ok(u) if rule.allows(u.as_ref()) => children(),
+                        _ => fallback.run(),
+                    }
+                })
+            }}
+        </Suspense>
+    }
+}
+
+/// Shows `children` to anyone signed in.
+#[component]
+pub fn SignedIn(#[prop(optional, into)] fallback: ViewFn, children: ChildrenFn) -> impl IntoView {
+    view! { <Authorized rule=Rule::SignedIn fallback children/> }
+}
+
+/// Shows `children` to users with the realm role `role`.
+#[component]
+pub fn HasRealmRole(
+    role: &'static str,
+    #[prop(optional, into)] fallback: ViewFn,
+    children: ChildrenFn,
+) -> impl IntoView {
+    view! { <Authorized rule=Rule::realm_role(role) fallback children/> }
+}
+
+/// Shows `children` to users with the role `role` of this app's client.
+#[component]
+pub fn HasClientRole(
+    role: &'static str,
+    #[prop(optional, into)] fallback: ViewFn,
+    children: ChildrenFn,
+) -> impl IntoView {
+    view! { <Authorized rule=Rule::client_role(role) fallback children/> }
+}
+
+/// Shows `children` to members of the group at `path` (and, with `include_subgroups`, of any group
+/// below it).
+#[component]
+pub fn InGroup(
+    path: &'static str,
+    #[prop(optional)] include_subgroups: bool,
+    #[prop(optional, into)] fallback: ViewFn,
+    children: ChildrenFn,
+) -> impl IntoView {
+    view! { <Authorized rule=Rule::group(path, include_subgroups) fallback children/> }
+}
+
+/// Sends the browser to the sign-in route: during SSR as an HTTP redirect, in the browser as a full
+/// navigation (the route is served by axum, not by the Leptos router).
+fn go_to_login(return_to: &str) {
+    let href = login_href(return_to);
+    #[cfg(feature = "ssr")]
+    crate::server::guard::redirect_page(&href);
+    #[cfg(feature = "hydrate")]
+    if let Some(window) = web_sys::window() {
+        let _ = window.location().set_href(&href);
+    }
+    #[cfg(not(any(feature = "ssr", feature = "hydrate")))]
+    let _ = href;
+}
+
+/// Sets the HTTP status of a server-rendered page.
+pub fn set_page_status(error: &AppError) {
+    #[cfg(feature = "ssr")]
+    crate::server::guard::set_status_for(error);
+    #[cfg(not(feature = "ssr"))]
+    let _ = error;
+}
+
+/// A page that only users allowed by `rule` may open. Signed out: a redirect to sign-in that comes
+/// back here. Signed in without the rule: the 403 page, with status 403 when rendered on the
+/// server.
+#[component]
+pub fn Protected(rule: Rule, children: ChildrenFn) -> impl IntoView {
+    let user = use_user();
+    view! {
+        <Suspense fallback=|| view! { <p class="muted">"Checking your access…"</p> }>
+            {move || {
+                let (rule, children) = (rule.clone(), children.clone());
+                let here = current_path();
+                Suspend::new(async move {
+                    match user.await {
+                        Err(error) => view! { <ErrorNotice error/> }.into_any(),
+                        Ok(u) => match rule.check(u.as_ref()) {
+                            Access::Allowed => children(),
+                            Access::NotSignedIn => {
+                                go_to_login(&here);
+                                view! { <p class="muted">"Redirecting to sign-in…"</p> }.into_any()
+                            }
+                            Access::Forbidden => view! { <Forbidden/> }.into_any(),
+                        },
+                    }
+                })
+            }}
+        </Suspense>
+    }
+}
+
+/// The 403 page.
+#[component]
+pub fn Forbidden() -> impl IntoView {
+    set_page_status(&AppError::Forbidden);
+    view! {
+        <section class="card notice" data-status="403">
+            <h1>"403 · Not allowed"</h1>
+            <p>"Your Keycloak account does not have the role or group this page needs."</p>
+            <p class="muted">"If you think you should have access, ask an administrator of the realm."</p>
+            <div class="actions"><a class="button" href="/">"Back to the home page"</a></div>
+        </section>
+    }
+}
+
+/// An error from a server function, shown in place, with the matching HTTP status on SSR.
+#[component]
+pub fn ErrorNotice(error: AppError) -> impl IntoView {
+    set_page_status(&error);
+    let here = current_path();
+    let sign_in = matches!(error, AppError::NotSignedIn).then(|| {
+        view! { <a class="button" rel="external" href=login_href(&here)>"Sign in"</a> }
+    });
+    view! {
+        <section class="card notice error" data-status=error.status_code()>
+            <h1>"Something is in the way"</h1>
+            <p>{error.to_string()}</p>
+            <div class="actions">{sign_in}</div>
+        </section>
+    }
+}

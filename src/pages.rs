@@ -1,0 +1,278 @@
+//! The pages, each with the server functions it uses.
+
+use crate::auth_ui::{login_href, use_user, ErrorNotice, HasClientRole, HasRealmRole, Protected};
+use crate::error::AppError;
+use crate::user::{KeycloakUser, Rule};
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::components::A;
+use serde::{Deserialize, Serialize};
+
+/// `1700000000` → `2023-11-14 22:13 UTC`. Deterministic on server and browser, so hydration
+/// matches.
+pub fn format_utc(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    // Howard Hinnant's civil-from-days algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        secs / 3_600,
+        (secs % 3_600) / 60
+    )
+}
+
+fn chips(items: Vec<String>, empty: &'static str) -> impl IntoView {
+    if items.is_empty() {
+        view! { <span class="muted">{empty}</span> }.into_any()
+    } else {
+        view! {
+            <ul class="chips">
+                {items.into_iter().map(|i| view! { <li class="chip">{i}</li> }).collect_view()}
+            </ul>
+        }
+        .into_any()
+    }
+}
+
+#[component]
+pub fn HomePage() -> impl IntoView {
+    let user = use_user();
+    view! {
+        <Title text="Home"/>
+        <section class="hero">
+            <h1>"Sign in once, with Keycloak"</h1>
+            <p class="lead">
+                "A Leptos app whose pages follow your Keycloak roles and groups. Your tokens stay on \
+                 the server; the browser only holds an opaque session cookie."
+            </p>
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match user.await {
+                        Ok(Some(u)) => view! {
+                            <p class="welcome" data-testid="welcome">"Welcome back, " {u.display_name} "."</p>
+                        }.into_any(),
+                        Ok(None) => view! {
+                            <div class="actions">
+                                <a class="button primary" rel="external" href=login_href("/profile")>"Sign in with Keycloak"</a>
+                            </div>
+                        }.into_any(),
+                        Err(error) => view! { <ErrorNotice error/> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </section>
+        <section class="grid">
+            <article class="card">
+                <h2>"Profile"</h2>
+                <p>"Your name, roles, groups and when your session ends. For anyone signed in."</p>
+                <A href="/profile">"Open profile →"</A>
+            </article>
+            <HasClientRole role="editor">
+                <article class="card">
+                    <h2>"Editor"</h2>
+                    <p>"For holders of the app's " <code>"editor"</code> " client role."</p>
+                    <A href="/editor">"Open editor →"</A>
+                </article>
+            </HasClientRole>
+            <HasRealmRole role="admin">
+                <article class="card">
+                    <h2>"Admin"</h2>
+                    <p>"For holders of the realm role " <code>"admin"</code> "."</p>
+                    <A href="/admin">"Open admin →"</A>
+                </article>
+            </HasRealmRole>
+        </section>
+    }
+}
+
+#[component]
+pub fn ProfilePage() -> impl IntoView {
+    let user = use_user();
+    view! {
+        <Title text="Profile"/>
+        <Protected rule=Rule::SignedIn>
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match user.await {
+                        Ok(Some(u)) => view! { <ProfileCard user=u/> }.into_any(),
+                        _ => ().into_any(),
+                    }
+                })}
+            </Suspense>
+        </Protected>
+    }
+}
+
+#[component]
+fn ProfileCard(user: KeycloakUser) -> impl IntoView {
+    view! {
+        <section class="card profile" data-testid="profile">
+            <h1>{user.display_name.clone()}</h1>
+            <dl class="facts">
+                <dt>"Username"</dt><dd data-testid="username">{user.username.clone()}</dd>
+                <dt>"E-mail"</dt><dd>{user.email.clone().unwrap_or_else(|| "—".into())}</dd>
+                <dt>"Keycloak id"</dt><dd><code>{user.subject.clone()}</code></dd>
+                <dt>"Realm roles"</dt><dd data-testid="realm-roles">{chips(user.realm_roles.clone(), "none")}</dd>
+                <dt>"App roles"</dt><dd data-testid="client-roles">{chips(user.client_roles.clone(), "none")}</dd>
+                <dt>"Groups"</dt><dd data-testid="groups">{chips(user.groups.clone(), "none")}</dd>
+                <dt>"Session ends"</dt><dd data-testid="session-expires">{format_utc(user.session_expires_at)}</dd>
+            </dl>
+        </section>
+    }
+}
+
+/// What an administrator sees about this app's connection to Keycloak. No secrets.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ConnectionOverview {
+    pub issuer: String,
+    pub client_id: String,
+    pub public_url: String,
+    pub session_store: String,
+    pub signature_algorithms: Vec<String>,
+    pub key_set_fetches: u64,
+}
+
+#[server(prefix = "/api", endpoint = "admin_overview")]
+pub async fn admin_overview() -> Result<ConnectionOverview, AppError> {
+    use crate::server::guard::require;
+    use crate::server::state::AppState;
+    require(&Rule::realm_role("admin")).await?;
+    let state = use_context::<AppState>().ok_or(AppError::Internal)?;
+    let s = &state.settings;
+    Ok(ConnectionOverview {
+        issuer: s.issuer(),
+        client_id: s.keycloak.client_id.clone(),
+        public_url: s.public_origin(),
+        session_store: format!("{:?}", s.session.store).to_lowercase(),
+        signature_algorithms: s.keycloak.algorithms.clone(),
+        key_set_fetches: state.oidc.keys.fetch_count(),
+    })
+}
+
+#[component]
+pub fn AdminPage() -> impl IntoView {
+    view! {
+        <Title text="Admin"/>
+        <Protected rule=Rule::realm_role("admin")>
+            <AdminPanel/>
+        </Protected>
+    }
+}
+
+#[component]
+fn AdminPanel() -> impl IntoView {
+    let overview = Resource::new(|| (), |_| admin_overview());
+    view! {
+        <section class="card" data-testid="admin-page">
+            <h1>"Administration"</h1>
+            <p class="muted">"Shown to holders of the realm role " <code>"admin"</code> ". The server checks the role again for this data."</p>
+            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match overview.await {
+                        Ok(o) => view! {
+                            <dl class="facts">
+                                <dt>"Issuer"</dt><dd><code>{o.issuer}</code></dd>
+                                <dt>"Client"</dt><dd><code>{o.client_id}</code></dd>
+                                <dt>"Public URL"</dt><dd><code>{o.public_url}</code></dd>
+                                <dt>"Session store"</dt><dd>{o.session_store}</dd>
+                                <dt>"Accepted algorithms"</dt><dd>{o.signature_algorithms.join(", ")}</dd>
+                                <dt>"Key-set fetches"</dt><dd>{o.key_set_fetches}</dd>
+                            </dl>
+                        }.into_any(),
+                        Err(error) => view! { <ErrorNotice error/> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+/// What an editor's page shows: how the editor role reached this user.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EditorDeskInfo {
+    pub display_name: String,
+    pub groups: Vec<String>,
+    pub client_roles: Vec<String>,
+}
+
+#[server(prefix = "/api", endpoint = "editor_desk")]
+pub async fn editor_desk() -> Result<EditorDeskInfo, AppError> {
+    let user = crate::server::guard::require(&Rule::client_role("editor")).await?;
+    Ok(EditorDeskInfo {
+        display_name: user.display_name,
+        groups: user.groups,
+        client_roles: user.client_roles,
+    })
+}
+
+#[component]
+pub fn EditorPage() -> impl IntoView {
+    view! {
+        <Title text="Editor"/>
+        <Protected rule=Rule::client_role("editor")>
+            <EditorPanel/>
+        </Protected>
+    }
+}
+
+#[component]
+fn EditorPanel() -> impl IntoView {
+    let desk = Resource::new(|| (), |_| editor_desk());
+    view! {
+        <section class="card" data-testid="editor-page">
+            <h1>"Editor's desk"</h1>
+            <p class="muted">"Shown to holders of this app's client role " <code>"editor"</code> ", granted directly or through a group."</p>
+            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match desk.await {
+                        Ok(d) => view! {
+                            <dl class="facts">
+                                <dt>"Editor"</dt><dd>{d.display_name}</dd>
+                                <dt>"Your app roles"</dt><dd>{chips(d.client_roles, "none")}</dd>
+                                <dt>"Your groups"</dt><dd>{chips(d.groups, "none")}</dd>
+                            </dl>
+                        }.into_any(),
+                        Err(error) => view! { <ErrorNotice error/> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+#[component]
+pub fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(axum::http::StatusCode::NOT_FOUND);
+    }
+    view! {
+        <Title text="Not found"/>
+        <section class="card notice" data-status="404">
+            <h1>"404 · Page not found"</h1>
+            <p>"There is no page at this address."</p>
+            <div class="actions"><a class="button" href="/">"Back to the home page"</a></div>
+        </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_utc;
+
+    #[test]
+    fn unix_times_format_as_utc_calendar_dates() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(format_utc(1_700_000_000), "2023-11-14 22:13 UTC");
+        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00 UTC");
+    }
+}

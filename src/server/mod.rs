@@ -1,0 +1,13 @@
+//! Server-only code: settings, the OpenID Connect client, sessions, routes and start-up.
+
+pub mod configuration;
+pub mod guard;
+pub mod http;
+pub mod keys;
+pub mod middleware;
+pub mod oidc;
+pub mod routes;
+pub mod session;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,27 @@
+//! The state every handler, server function and SSR render can reach.
+
+use crate::server::configuration::Settings;
+use crate::server::oidc::Oidc;
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub settings: Arc<Settings>,
+    pub oidc: Arc<Oidc>,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+impl AppState {
+    /// The redirect URI registered in Keycloak: the public URL's `/auth/callback`.
+    pub fn redirect_uri(&self) -> String {
+        self.settings.absolute("/auth/callback")
+    }
+}

@@ -1,0 +1,186 @@
+//! The signed-in user as the whole app sees it, and the one authorization model that the UI, the
+//! server functions and the routes share. No Leptos or axum types here: this compiles on both sides.
+
+use serde::{Deserialize, Serialize};
+
+/// What the app knows about a signed-in person. Built on the server from the tokens Keycloak issued;
+/// it never carries a token, so it is safe to send to the browser.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeycloakUser {
+    /// Keycloak's user id (`sub`).
+    pub subject: String,
+    /// `preferred_username`.
+    pub username: String,
+    /// `name`, or given and family name, or the username.
+    pub display_name: String,
+    pub email: Option<String>,
+    /// Realm roles (`realm_access.roles`), composites already expanded by Keycloak.
+    pub realm_roles: Vec<String>,
+    /// Roles of this app's client only (`resource_access.<client_id>.roles`).
+    pub client_roles: Vec<String>,
+    /// Group paths such as `/staff/editors`.
+    pub groups: Vec<String>,
+    /// Unix time (seconds) at which the app session ends (Keycloak's refresh token lifetime).
+    pub session_expires_at: i64,
+}
+
+impl KeycloakUser {
+    pub fn has_realm_role(&self, role: &str) -> bool {
+        self.realm_roles.iter().any(|r| r == role)
+    }
+
+    pub fn has_client_role(&self, role: &str) -> bool {
+        self.client_roles.iter().any(|r| r == role)
+    }
+
+    /// Membership of the group at `path`; with `include_subgroups`, membership of any group below
+    /// it counts too (`/staff` covers `/staff/editors`, never `/staffing`).
+    pub fn in_group(&self, path: &str, include_subgroups: bool) -> bool {
+        let path = path.trim_end_matches('/');
+        self.groups.iter().any(|g| {
+            g == path
+                || (include_subgroups
+                    && g.len() > path.len()
+                    && g.starts_with(path)
+                    && g.as_bytes().get(path.len()) == Some(&b'/'))
+        })
+    }
+}
+
+/// What a page, a component or a server function requires.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rule {
+    /// Anyone signed in.
+    SignedIn,
+    /// A realm role.
+    RealmRole(String),
+    /// A role of this app's client.
+    ClientRole(String),
+    /// Membership of a group, given by its full path.
+    Group {
+        path: String,
+        include_subgroups: bool,
+    },
+    /// Any one of the rules.
+    AnyOf(Vec<Rule>),
+}
+
+/// The answer of a rule for a (possibly absent) user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Allowed,
+    /// No one is signed in: HTTP 401, or a redirect to the login for a page.
+    NotSignedIn,
+    /// Signed in without what the rule needs: HTTP 403.
+    Forbidden,
+}
+
+impl Rule {
+    pub fn realm_role(role: &str) -> Self {
+        Rule::RealmRole(role.to_owned())
+    }
+
+    pub fn client_role(role: &str) -> Self {
+        Rule::ClientRole(role.to_owned())
+    }
+
+    pub fn group(path: &str, include_subgroups: bool) -> Self {
+        Rule::Group {
+            path: path.to_owned(),
+            include_subgroups,
+        }
+    }
+
+    fn holds_for(&self, user: &KeycloakUser) -> bool {
+        match self {
+            Rule::SignedIn => true,
+            Rule::RealmRole(r) => user.has_realm_role(r),
+            Rule::ClientRole(r) => user.has_client_role(r),
+            Rule::Group {
+                path,
+                include_subgroups,
+            } => user.in_group(path, *include_subgroups),
+            Rule::AnyOf(rules) => rules.iter().any(|r| r.holds_for(user)),
+        }
+    }
+
+    pub fn check(&self, user: Option<&KeycloakUser>) -> Access {
+        match user {
+            None => Access::NotSignedIn,
+            Some(u) if self.holds_for(u) => Access::Allowed,
+            Some(_) => Access::Forbidden,
+        }
+    }
+
+    pub fn allows(&self, user: Option<&KeycloakUser>) -> bool {
+        self.check(user) == Access::Allowed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(realm: &[&str], client: &[&str], groups: &[&str]) -> KeycloakUser {
+        KeycloakUser {
+            subject: "s".into(),
+            username: "u".into(),
+            display_name: "U".into(),
+            email: None,
+            realm_roles: realm.iter().map(|s| s.to_string()).collect(),
+            client_roles: client.iter().map(|s| s.to_string()).collect(),
+            groups: groups.iter().map(|s| s.to_string()).collect(),
+            session_expires_at: 0,
+        }
+    }
+
+    #[test]
+    fn nobody_signed_in_is_not_signed_in_for_every_rule() {
+        for rule in [
+            Rule::SignedIn,
+            Rule::realm_role("admin"),
+            Rule::client_role("editor"),
+            Rule::group("/staff", true),
+        ] {
+            assert_eq!(rule.check(None), Access::NotSignedIn);
+        }
+    }
+
+    #[test]
+    fn a_realm_role_does_not_satisfy_a_client_role_of_the_same_name() {
+        let u = user(&["editor"], &[], &[]);
+        assert_eq!(
+            Rule::client_role("editor").check(Some(&u)),
+            Access::Forbidden
+        );
+        assert_eq!(Rule::realm_role("editor").check(Some(&u)), Access::Allowed);
+    }
+
+    #[test]
+    fn a_client_role_does_not_satisfy_a_realm_role_of_the_same_name() {
+        let u = user(&[], &["admin"], &[]);
+        assert_eq!(Rule::realm_role("admin").check(Some(&u)), Access::Forbidden);
+    }
+
+    #[test]
+    fn group_rules_cover_subgroups_only_when_asked_and_never_name_prefixes() {
+        let u = user(&[], &[], &["/staff/editors"]);
+        assert!(Rule::group("/staff", true).allows(Some(&u)));
+        assert!(!Rule::group("/staff", false).allows(Some(&u)));
+        assert!(Rule::group("/staff/editors", false).allows(Some(&u)));
+        assert!(!Rule::group("/staff/edit", true).allows(Some(&u)));
+        let v = user(&[], &[], &["/staffing"]);
+        assert!(!Rule::group("/staff", true).allows(Some(&v)));
+    }
+
+    #[test]
+    fn any_of_allows_when_one_rule_holds() {
+        let rule = Rule::AnyOf(vec![Rule::client_role("editor"), Rule::realm_role("admin")]);
+        assert!(rule.allows(Some(&user(&["admin"], &[], &[]))));
+        assert!(rule.allows(Some(&user(&[], &["editor"], &[]))));
+        assert_eq!(
+            rule.check(Some(&user(&["user"], &["viewer"], &[]))),
+            Access::Forbidden
+        );
+    }
+}
