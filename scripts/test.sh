@@ -49,8 +49,8 @@ if curl -s -m 2 -o /dev/null http://localhost:3000/; then
   exit 1
 fi
 say "starting the app on http://localhost:3000"
-site_root="$(cargo metadata --format-version 1 --no-deps | jq -r '.target_directory')/site"
-[ -d "$site_root/pkg" ] || site_root="$ROOT/target/site"
+# cargo-leptos writes the site (wasm, JS, CSS, public/) to target/site in the clone.
+site_root="$ROOT/target/site"
 data_dir="$(mktemp -d)"
 LEPTOS_OUTPUT_NAME=kc-leptos LEPTOS_SITE_ROOT="$site_root" LEPTOS_SITE_PKG_DIR=pkg \
   LEPTOS_SITE_ADDR=127.0.0.1:3000 LEPTOS_ENV=PROD APP_APP_DATA_DIR="$data_dir" \

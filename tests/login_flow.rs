@@ -339,13 +339,7 @@ async fn an_old_session_cookie_is_worthless_after_sign_out() {
         app.post("/auth/logout", Some(PUBLIC_ORIGIN)).await.status(),
         StatusCode::SEE_OTHER
     );
-    let replay = browser()
-        .post(app.url("/api/current_user"))
-        .header("cookie", format!("kc_leptos_session={cookie}"))
-        .header("origin", PUBLIC_ORIGIN)
-        .send()
-        .await
-        .expect("POST");
+    let replay = app.current_user_with_cookie(&cookie).await;
     assert_eq!(
         replay.json::<serde_json::Value>().await.expect("json"),
         serde_json::Value::Null
@@ -398,13 +392,7 @@ async fn a_garbage_or_huge_session_cookie_counts_as_no_session() {
         huge.as_str(),
         "AAAAAAAAAAAAAAAAAAAAAA",
     ] {
-        let r = browser()
-            .post(app.url("/api/current_user"))
-            .header("cookie", format!("kc_leptos_session={cookie}"))
-            .header("origin", PUBLIC_ORIGIN)
-            .send()
-            .await
-            .expect("POST");
+        let r = app.current_user_with_cookie(cookie).await;
         assert_eq!(r.status(), StatusCode::OK, "{cookie:.20}");
         assert_eq!(
             r.json::<serde_json::Value>().await.expect("json"),

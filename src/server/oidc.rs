@@ -6,7 +6,7 @@ use crate::auth::jwt::{self, Expected, Kind, TokenError};
 use crate::server::configuration::KeycloakSettings;
 use crate::server::http::read_limited;
 use crate::server::keys::KeyCache;
-use crate::user::KeycloakUser;
+use crate::server::session::AuthSession;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient};
 use openidconnect::{
     ClientId, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge, ProviderMetadataWithLogout,
@@ -75,16 +75,6 @@ impl std::fmt::Debug for TokenResponse {
             .field("refresh_expires_in", &self.refresh_expires_in)
             .finish_non_exhaustive()
     }
-}
-
-/// The validated result of a login: what goes into the server-side session.
-pub struct ValidatedLogin {
-    pub user: KeycloakUser,
-    pub access_token: String,
-    pub access_expires_at: i64,
-    pub refresh_token: Option<String>,
-    pub id_token: String,
-    pub sid: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -295,7 +285,7 @@ impl Oidc {
         tokens: TokenResponse,
         nonce: &str,
         now: i64,
-    ) -> Result<ValidatedLogin, OidcError> {
+    ) -> Result<AuthSession, OidcError> {
         if !tokens.token_type.eq_ignore_ascii_case("bearer") {
             return Err(OidcError::BadResponse(format!(
                 "token_type {:?} is not Bearer",
@@ -352,7 +342,7 @@ impl Oidc {
             &self.settings.client_id,
             session_expires_at,
         );
-        Ok(ValidatedLogin {
+        Ok(AuthSession {
             user,
             access_token: tokens.access_token,
             access_expires_at,

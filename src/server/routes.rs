@@ -6,14 +6,16 @@ use crate::auth::pending::PendingLogin;
 use crate::auth::return_to;
 use crate::auth::unix_now;
 use crate::server::oidc::OidcError;
-use crate::server::session::{auth_session, pending_logins, AuthSession, AUTH_KEY, PENDING_KEY};
+use crate::server::session::{
+    auth_session, keep_session_end, pending_logins, AuthSession, AUTH_KEY, PENDING_KEY,
+};
 use crate::server::state::AppState;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use tower_sessions::{Expiry, Session};
+use tower_sessions::Session;
 
 /// Longest query string accepted on the callback (catalogue C04-style cap before parsing).
 const MAX_CALLBACK_QUERY: usize = 8 * 1024;
@@ -122,6 +124,10 @@ pub async fn login(
     if let Err(e) = session.insert(PENDING_KEY, &pending).await {
         tracing::error!(error = %e, "cannot store the pending login");
         return internal_error();
+    }
+    // A signed-in browser that starts another login keeps its session's end.
+    if let Some(auth) = auth_session(&session, now).await {
+        keep_session_end(&session, &auth);
     }
     Redirect::to(request.url.as_str()).into_response()
 }
@@ -245,7 +251,7 @@ pub async fn callback(
             .await
     }
     .await;
-    let validated = match result {
+    let auth = match result {
         Ok(v) => v,
         Err(OidcError::Unavailable(e)) => {
             tracing::warn!(error = %e, "token exchange failed: identity provider unavailable");
@@ -261,22 +267,12 @@ pub async fn callback(
         tracing::error!(error = %e, "cannot rotate the session id");
         return internal_error();
     }
-    let expires = time::OffsetDateTime::from_unix_timestamp(validated.user.session_expires_at)
-        .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
-    let auth = AuthSession {
-        user: validated.user,
-        access_token: validated.access_token,
-        access_expires_at: validated.access_expires_at,
-        refresh_token: validated.refresh_token,
-        id_token: validated.id_token,
-        sid: validated.sid,
-    };
     tracing::info!(subject = %auth.user.subject, "signed in");
     if let Err(e) = session.insert(AUTH_KEY, &auth).await {
         tracing::error!(error = %e, "cannot store the signed-in session");
         return internal_error();
     }
-    session.set_expiry(Some(Expiry::AtDateTime(expires)));
+    keep_session_end(&session, &auth);
     Redirect::to(&login.return_to).into_response()
 }
 

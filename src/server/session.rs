@@ -8,7 +8,7 @@ use crate::user::KeycloakUser;
 use serde::{Deserialize, Serialize};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
-use tower_sessions::{MemoryStore, Session};
+use tower_sessions::{Expiry, MemoryStore, Session};
 use tower_sessions_sqlx_store::SqliteStore;
 
 pub const AUTH_KEY: &str = "auth";
@@ -113,4 +113,12 @@ pub async fn pending_logins(session: &Session) -> PendingLogins {
         .ok()
         .flatten()
         .unwrap_or_default()
+}
+
+/// Makes the next save of `session` keep the signed-in session's end (Keycloak's refresh token
+/// lifetime) instead of the layer's default inactivity expiry for pre-login sessions.
+pub fn keep_session_end(session: &Session, auth: &AuthSession) {
+    let end = time::OffsetDateTime::from_unix_timestamp(auth.user.session_expires_at)
+        .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+    session.set_expiry(Some(Expiry::AtDateTime(end)));
 }

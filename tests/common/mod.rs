@@ -251,6 +251,17 @@ impl TestApp {
         assert_eq!(location(&r), "/profile");
     }
 
+    /// Calls `current_user` from a fresh browser that presents only `cookie` as its session.
+    pub async fn current_user_with_cookie(&self, cookie: &str) -> Response {
+        browser()
+            .post(self.url("/api/current_user"))
+            .header("cookie", format!("kc_leptos_session={cookie}"))
+            .header("origin", PUBLIC_ORIGIN)
+            .send()
+            .await
+            .expect("POST")
+    }
+
     /// Calls the `current_user` server function as the browser would.
     pub async fn current_user(&self) -> Value {
         let r = self.post("/api/current_user", Some(PUBLIC_ORIGIN)).await;
