@@ -4,8 +4,12 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
 if ! pid=$(kc_running_pid); then
-  kc_log "not running"
   rm -f "$KC_PID"
+  if kc_ready; then
+    kc_log "a Keycloak not started from this checkout answers on port $KC_PORT; stop it where it was started"
+    exit 1
+  fi
+  kc_log "not running"
   exit 0
 fi
 kc_log "stopping process group $pid"
