@@ -15,12 +15,19 @@ if pid=$(kc_running_pid); then
 else
   "$KC_DIR/fetch.sh"
   mkdir -p "$KC_HOME/data/import"
-  realm_sum=$(sha256sum "$KC_DIR/demo-realm.json" | cut -d' ' -f1)
+  # The imported realms derive from the realm file and from this script (demo-short).
+  realm_sum=$(cat "$KC_DIR/demo-realm.json" "$KC_DIR/start.sh" | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$KC_RUN/realm.sha256" 2>/dev/null || true)" != "$realm_sum" ]; then
     kc_log "realm file is new or changed: resetting the dev database for a fresh import"
     rm -rf "$KC_HOME/data/h2"
   fi
   cp "$KC_DIR/demo-realm.json" "$KC_HOME/data/import/demo-realm.json"
+  # demo-short: the same realm with 10-second access tokens, for the token-lifecycle tests.
+  jq '.realm = "demo-short"
+      | .displayName = "kc-leptos demo (short-lived tokens, for tests)"
+      | .accessTokenLifespan = 10 | .ssoSessionIdleTimeout = 900 | .ssoSessionMaxLifespan = 3600
+      | .users |= map(.realmRoles |= map(if . == "default-roles-demo" then "default-roles-demo-short" else . end))' \
+    "$KC_DIR/demo-realm.json" > "$KC_HOME/data/import/demo-short-realm.json"
   if curl -s -m 2 -o /dev/null "http://localhost:$KC_PORT/" ; then
     kc_log "port $KC_PORT is taken by something that is not a ready Keycloak; stop it first"
     exit 1

@@ -38,22 +38,26 @@ if kc_ready; then kc_was_running=true; fi
 "$ROOT/keycloak/start.sh"
 export APP_KEYCLOAK_CLIENT_SECRET="${APP_KEYCLOAK_CLIENT_SECRET:-$(dev_client_secret)}"
 
+# The back-channel logout tests and the browser tests use http://localhost:3000, the URL the realm
+# registers for the app.
+if curl -s -m 2 -o /dev/null http://localhost:3000/; then
+  echo "port 3000 is in use (a dev server?); stop it to run the tests" >&2
+  exit 1
+fi
+
 say "unit and integration tests (real Keycloak)"
 cargo test --features ssr
 
 say "building the site (server + WebAssembly)"
 cargo leptos build
 
-if curl -s -m 2 -o /dev/null http://localhost:3000/; then
-  echo "port 3000 is in use (a dev server?); stop it to run the browser tests" >&2
-  exit 1
-fi
-say "starting the app on http://localhost:3000"
+say "starting the app on http://localhost:3000 (realm demo-short: 10-second access tokens)"
 # cargo-leptos writes the site (wasm, JS, CSS, public/) to target/site in the clone.
 site_root="$ROOT/target/site"
 data_dir="$(mktemp -d)"
 LEPTOS_OUTPUT_NAME=kc-leptos LEPTOS_SITE_ROOT="$site_root" LEPTOS_SITE_PKG_DIR=pkg \
   LEPTOS_SITE_ADDR=127.0.0.1:3000 LEPTOS_ENV=PROD APP_APP_DATA_DIR="$data_dir" \
+  APP_KEYCLOAK_ISSUER_URL=http://localhost:8080/realms/demo-short APP_SESSION_REFRESH_MARGIN_SECS=3 \
   "$CARGO_TARGET_DIR/debug/kc-leptos" >"$LOG_DIR/app.log" 2>&1 &
 app_pid=$!
 for _ in $(seq 1 60); do

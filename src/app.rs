@@ -4,6 +4,7 @@ use crate::auth_ui::{
     current_path, login_href, provide_user, use_user, HasClientRole, HasRealmRole, SignedIn,
 };
 use crate::pages::{AdminPage, EditorPage, HomePage, NotFound, ProfilePage};
+use crate::session_watch::SessionWatch;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes, A};
@@ -38,6 +39,7 @@ pub fn App() -> impl IntoView {
         <Title formatter=|text: String| if text.is_empty() { "kc-leptos".to_owned() } else { format!("{text} · kc-leptos") }/>
         <Router>
             <TopBar/>
+            <SessionWatch/>
             <main class="page">
                 <Routes fallback=|| view! { <NotFound/> }>
                     <Route path=path!("/") view=HomePage ssr=SsrMode::Async/>
@@ -82,7 +84,7 @@ fn UserMenu() -> impl IntoView {
     let location = use_location();
     view! {
         <div class="session">
-            <Suspense fallback=|| ()>
+            <Transition fallback=|| ()>
                 {move || Suspend::new(async move {
                     match user.await {
                         Ok(Some(u)) => view! {
@@ -100,7 +102,7 @@ fn UserMenu() -> impl IntoView {
                         }
                     }
                 })}
-            </Suspense>
+            </Transition>
         </div>
     }
 }

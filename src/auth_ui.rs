@@ -68,7 +68,7 @@ pub fn Authorized(
 ) -> impl IntoView {
     let user = use_user();
     view! {
-        <Suspense fallback=|| ()>
+        <Transition fallback=|| ()>
             {move || {
                 let (rule, children, fallback) = (rule.clone(), children.clone(), fallback.clone());
                 Suspend::new(async move {
@@ -78,7 +78,7 @@ pub fn Authorized(
                     }
                 })
             }}
-        </Suspense>
+        </Transition>
     }
 }
 
@@ -120,36 +120,32 @@ pub fn InGroup(
     view! { <Authorized rule=Rule::group(path, include_subgroups) fallback children/> }
 }
 
-/// Sends the browser to the sign-in route: during SSR as an HTTP redirect, in the browser as a full
-/// navigation (the route is served by axum, not by the Leptos router).
-fn go_to_login(return_to: &str) {
-    let href = login_href(return_to);
+/// During SSR, answers the page with a redirect to the sign-in route that comes back to
+/// `return_to`. In the browser nothing navigates on its own: the page shows a sign-in panel.
+fn redirect_to_login(return_to: &str) {
     #[cfg(feature = "ssr")]
-    crate::server::guard::redirect_page(&href);
-    #[cfg(feature = "hydrate")]
-    if let Some(window) = web_sys::window() {
-        let _ = window.location().set_href(&href);
-    }
-    #[cfg(not(any(feature = "ssr", feature = "hydrate")))]
-    let _ = href;
+    crate::server::guard::redirect_page(&login_href(return_to));
+    #[cfg(not(feature = "ssr"))]
+    let _ = return_to;
 }
 
 /// Sets the HTTP status of a server-rendered page.
 pub fn set_page_status(error: &AppError) {
     #[cfg(feature = "ssr")]
-    crate::server::guard::set_status_for(error);
+    crate::server::guard::set_response_status(error);
     #[cfg(not(feature = "ssr"))]
     let _ = error;
 }
 
-/// A page that only users allowed by `rule` may open. Signed out: a redirect to sign-in that comes
-/// back here. Signed in without the rule: the 403 page, with status 403 when rendered on the
+/// A page that only users allowed by `rule` may open. Signed out: on the server a redirect to
+/// sign-in that comes back here; in the browser (the session ended while the page was open) a
+/// sign-in panel. Signed in without the rule: the 403 page, with status 403 when rendered on the
 /// server.
 #[component]
 pub fn Protected(rule: Rule, children: ChildrenFn) -> impl IntoView {
     let user = use_user();
     view! {
-        <Suspense fallback=|| view! { <p class="muted">"Checking your access…"</p> }>
+        <Transition fallback=|| view! { <p class="muted">"Checking your access…"</p> }>
             {move || {
                 let (rule, children) = (rule.clone(), children.clone());
                 let here = current_path();
@@ -159,15 +155,30 @@ pub fn Protected(rule: Rule, children: ChildrenFn) -> impl IntoView {
                         Ok(u) => match rule.check(u.as_ref()) {
                             Access::Allowed => children(),
                             Access::NotSignedIn => {
-                                go_to_login(&here);
-                                view! { <p class="muted">"Redirecting to sign-in…"</p> }.into_any()
+                                redirect_to_login(&here);
+                                view! { <SignInNeeded return_to=here/> }.into_any()
                             }
                             Access::Forbidden => view! { <Forbidden/> }.into_any(),
                         },
                     }
                 })
             }}
-        </Suspense>
+        </Transition>
+    }
+}
+
+/// Shown in place of a page that needs a signed-in user.
+#[component]
+pub fn SignInNeeded(return_to: String) -> impl IntoView {
+    let ended = crate::session_watch::use_session_state().is_some_and(|s| s.ended.get_untracked());
+    view! {
+        <section class="card notice" data-testid="sign-in-needed">
+            <h1>{if ended { "Your session has ended" } else { "Please sign in" }}</h1>
+            <p>"This page is for signed-in users. Sign in with Keycloak to come back to it."</p>
+            <div class="actions">
+                <a class="button primary" rel="external" href=login_href(&return_to)>"Sign in"</a>
+            </div>
+        </section>
     }
 }
 

@@ -10,6 +10,7 @@ pub mod app;
 pub mod auth_ui;
 pub mod error;
 pub mod pages;
+pub mod session_watch;
 pub mod user;
 
 #[cfg(feature = "ssr")]

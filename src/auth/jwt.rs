@@ -53,6 +53,8 @@ pub enum TokenError {
 pub struct Header {
     pub alg: String,
     pub kid: Option<String>,
+    /// The JOSE `typ` (`JWT`, or `logout+jwt` on Keycloak's logout tokens).
+    pub typ: Option<String>,
 }
 
 /// Checks size and shape, decodes the header, and refuses algorithms outside `allowed_algs`
@@ -95,9 +97,15 @@ pub fn parse_header(token: &str, allowed_algs: &[String]) -> Result<Header, Toke
         Some(Value::String(k)) if !k.is_empty() && k.len() <= MAX_KID_LEN => Some(k.clone()),
         Some(_) => return Err(TokenError::Malformed),
     };
+    let typ = match obj.get("typ") {
+        None => None,
+        Some(Value::String(t)) if t.len() <= 64 => Some(t.to_ascii_lowercase()),
+        Some(_) => return Err(TokenError::Malformed),
+    };
     Ok(Header {
         alg: alg.to_owned(),
         kid,
+        typ,
     })
 }
 
@@ -211,6 +219,107 @@ pub fn check_claims(claims: &Value, e: &Expected<'_>) -> Result<(), TokenError> 
     Ok(())
 }
 
+/// The event a back-channel logout token must carry.
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+/// A logout token issued longer ago than this (or this far in the future) is refused.
+pub const LOGOUT_TOKEN_MAX_AGE: i64 = 300;
+
+/// Whom a valid logout token signs out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogoutTarget {
+    pub sid: Option<String>,
+    pub sub: Option<String>,
+    /// The token's id, refused if seen again before `replay_until`.
+    pub jti: String,
+    pub replay_until: i64,
+}
+
+/// Checks the JOSE `typ` of a logout token: `logout+jwt` (Keycloak since 25), or plain `JWT`.
+pub fn check_logout_header(header: &Header) -> Result<(), TokenError> {
+    match header.typ.as_deref() {
+        None | Some("jwt") | Some("logout+jwt") => Ok(()),
+        Some(other) => Err(TokenError::WrongType {
+            expected: "logout+jwt",
+            found: other.chars().take(32).collect(),
+        }),
+    }
+}
+
+/// Checks the claims of a back-channel logout token (OpenID Connect Back-Channel Logout 1.0 §2.6)
+/// whose signature is already verified.
+pub fn check_logout_claims(
+    claims: &Value,
+    issuer: &str,
+    client_id: &str,
+    leeway: i64,
+    now: i64,
+) -> Result<LogoutTarget, TokenError> {
+    if !claims.is_object() {
+        return Err(TokenError::Malformed);
+    }
+    match claims.get("iss").and_then(Value::as_str) {
+        Some(iss) if iss == issuer => {}
+        Some(_) => return Err(TokenError::WrongIssuer),
+        None => return Err(TokenError::MissingClaim("iss")),
+    }
+    if !audiences(claims).contains(&client_id) {
+        return Err(TokenError::WrongAudience);
+    }
+    let iat = int_claim(claims, "iat")?.ok_or(TokenError::MissingClaim("iat"))?;
+    if iat > now.saturating_add(leeway) {
+        return Err(TokenError::IssuedInFuture);
+    }
+    if iat < now.saturating_sub(LOGOUT_TOKEN_MAX_AGE + leeway) {
+        return Err(TokenError::Expired);
+    }
+    if let Some(exp) = int_claim(claims, "exp")? {
+        if now > exp.saturating_add(leeway) {
+            return Err(TokenError::Expired);
+        }
+    }
+    let jti = match claims.get("jti").and_then(Value::as_str) {
+        Some(j) if !j.is_empty() && j.len() <= 256 => j.to_owned(),
+        _ => return Err(TokenError::MissingClaim("jti")),
+    };
+    let event_ok = claims
+        .get("events")
+        .and_then(Value::as_object)
+        .and_then(|events| events.get(BACKCHANNEL_LOGOUT_EVENT))
+        .is_some_and(Value::is_object);
+    if !event_ok {
+        return Err(TokenError::MissingClaim("events"));
+    }
+    if claims.get("nonce").is_some() {
+        return Err(TokenError::NonceMismatch);
+    }
+    match claims.get("typ").and_then(Value::as_str) {
+        None | Some("Logout") => {}
+        Some(other) => {
+            return Err(TokenError::WrongType {
+                expected: "Logout",
+                found: other.chars().take(32).collect(),
+            })
+        }
+    }
+    let text = |key| {
+        claims
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty() && s.len() <= 256)
+            .map(str::to_owned)
+    };
+    let (sid, sub) = (text("sid"), text("sub"));
+    if sid.is_none() && sub.is_none() {
+        return Err(TokenError::MissingClaim("sid or sub"));
+    }
+    Ok(LogoutTarget {
+        sid,
+        sub,
+        jti,
+        replay_until: iat + LOGOUT_TOKEN_MAX_AGE + 2 * leeway,
+    })
+}
+
 /// The claims of a JWT without verifying anything. Only for tokens whose signature was verified
 /// already or that are opaque to the app and read for information (never for a decision).
 pub fn unverified_claims(token: &str) -> Option<Value> {
@@ -281,7 +390,8 @@ mod tests {
             h,
             Ok(Header {
                 alg: "RS256".into(),
-                kid: Some("k1".into())
+                kid: Some("k1".into()),
+                typ: Some("jwt".into())
             })
         );
     }
@@ -457,6 +567,116 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    fn logout_claims() -> Value {
+        json!({"iss": ISS, "aud": "demo-app", "sub": "u1", "sid": "s1", "iat": NOW - 2, "exp": NOW + 118,
+               "jti": "j1", "typ": "Logout",
+               "events": {"http://schemas.openid.net/event/backchannel-logout": {}}})
+    }
+
+    #[test]
+    fn a_keycloak_logout_token_names_the_session_and_user_to_sign_out() {
+        let t = check_logout_claims(&logout_claims(), ISS, "demo-app", 30, NOW);
+        assert_eq!(
+            t,
+            Ok(LogoutTarget {
+                sid: Some("s1".into()),
+                sub: Some("u1".into()),
+                jti: "j1".into(),
+                replay_until: NOW - 2 + LOGOUT_TOKEN_MAX_AGE + 60
+            })
+        );
+        let only_sub = without(logout_claims(), "sid");
+        assert!(check_logout_claims(&only_sub, ISS, "demo-app", 30, NOW).is_ok());
+    }
+
+    #[test]
+    fn logout_tokens_that_do_not_follow_the_spec_are_refused() {
+        let cases = [
+            (
+                with(logout_claims(), "iss", json!("http://evil")),
+                TokenError::WrongIssuer,
+            ),
+            (
+                with(logout_claims(), "aud", json!("other-app")),
+                TokenError::WrongAudience,
+            ),
+            (
+                without(logout_claims(), "iat"),
+                TokenError::MissingClaim("iat"),
+            ),
+            (
+                with(logout_claims(), "iat", json!(NOW + 120)),
+                TokenError::IssuedInFuture,
+            ),
+            (
+                with(logout_claims(), "iat", json!(NOW - 1_000)),
+                TokenError::Expired,
+            ),
+            (
+                with(logout_claims(), "exp", json!(NOW - 100)),
+                TokenError::Expired,
+            ),
+            (
+                without(logout_claims(), "jti"),
+                TokenError::MissingClaim("jti"),
+            ),
+            (
+                without(logout_claims(), "events"),
+                TokenError::MissingClaim("events"),
+            ),
+            (
+                with(logout_claims(), "events", json!({"other": {}})),
+                TokenError::MissingClaim("events"),
+            ),
+            (
+                with(
+                    logout_claims(),
+                    "events",
+                    json!({BACKCHANNEL_LOGOUT_EVENT: "yes"}),
+                ),
+                TokenError::MissingClaim("events"),
+            ),
+            (
+                with(logout_claims(), "nonce", json!("n")),
+                TokenError::NonceMismatch,
+            ),
+            (
+                without(without(logout_claims(), "sid"), "sub"),
+                TokenError::MissingClaim("sid or sub"),
+            ),
+        ];
+        for (claims, expected) in cases {
+            assert_eq!(
+                check_logout_claims(&claims, ISS, "demo-app", 30, NOW),
+                Err(expected.clone()),
+                "{claims}"
+            );
+        }
+        assert!(matches!(
+            check_logout_claims(
+                &with(logout_claims(), "typ", json!("Bearer")),
+                ISS,
+                "demo-app",
+                30,
+                NOW
+            ),
+            Err(TokenError::WrongType { .. })
+        ));
+    }
+
+    #[test]
+    fn a_logout_token_header_must_say_logout_jwt_or_jwt() {
+        let h = |typ: Option<&str>| Header {
+            alg: "RS256".into(),
+            kid: None,
+            typ: typ.map(str::to_owned),
+        };
+        assert!(check_logout_header(&h(None)).is_ok());
+        assert!(check_logout_header(&h(Some("logout+jwt"))).is_ok());
+        assert!(check_logout_header(&h(Some("jwt"))).is_ok());
+        assert!(check_logout_header(&h(Some("at+jwt"))).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod claims;
 pub mod cookie;
 pub mod jwt;
 pub mod pending;
+pub mod refresh;
 pub mod return_to;
 
 /// The current Unix time in seconds, for callers at the edge (the core takes `now` as a parameter).

@@ -44,7 +44,9 @@ pub async fn origin_check(State(state): State<AppState>, request: Request, next:
     let method = request.method();
     let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     let path = request.uri().path();
-    let guarded = path.starts_with("/api/") || path.starts_with("/auth/");
+    // The back-channel logout comes from Keycloak, authenticated by its signed logout token.
+    let guarded = (path.starts_with("/api/") || path.starts_with("/auth/"))
+        && path != "/auth/backchannel-logout";
     if safe || !guarded {
         return next.run(request).await;
     }

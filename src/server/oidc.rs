@@ -286,25 +286,80 @@ impl Oidc {
         nonce: &str,
         now: i64,
     ) -> Result<AuthSession, OidcError> {
+        self.validate_token_set(provider, tokens, Some(nonce), None, now)
+            .await
+    }
+
+    /// Refreshes the tokens with the refresh token.
+    pub async fn refresh(
+        &self,
+        provider: &Provider,
+        refresh_token: &str,
+    ) -> Result<TokenResponse, OidcError> {
+        self.token_request(
+            provider,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ],
+        )
+        .await
+    }
+
+    /// Validates refreshed tokens as at login (no nonce check: a refreshed ID token may carry the
+    /// original one), and that they still belong to the same user and Keycloak session. A changed
+    /// `iss`, `sub`, `aud` or `azp` is an error, which ends the session.
+    pub async fn validate_refresh(
+        &self,
+        provider: &Provider,
+        tokens: TokenResponse,
+        previous: &AuthSession,
+        now: i64,
+    ) -> Result<AuthSession, OidcError> {
+        self.validate_token_set(provider, tokens, None, Some(previous), now)
+            .await
+    }
+
+    async fn validate_token_set(
+        &self,
+        provider: &Provider,
+        tokens: TokenResponse,
+        nonce: Option<&str>,
+        previous: Option<&AuthSession>,
+        now: i64,
+    ) -> Result<AuthSession, OidcError> {
         if !tokens.token_type.eq_ignore_ascii_case("bearer") {
             return Err(OidcError::BadResponse(format!(
                 "token_type {:?} is not Bearer",
                 tokens.token_type.chars().take(16).collect::<String>()
             )));
         }
-        let id_token = tokens
-            .id_token
-            .ok_or_else(|| OidcError::BadResponse("no id_token in the token response".into()))?;
         let base = Expected {
             issuer: &self.issuer,
             client_id: &self.settings.client_id,
             kind: Kind::Id,
-            nonce: Some(nonce),
+            nonce,
             azp_must_be_client: false,
             leeway: self.settings.leeway_secs,
             now,
         };
-        let id_claims = self.verified_claims(provider, &id_token, &base).await?;
+        // At login the ID token is required; on refresh Keycloak sends a new one (scope openid),
+        // and without one the previous stays.
+        let (id_token, id_claims) = match (tokens.id_token, previous) {
+            (Some(t), _) => {
+                let claims = self.verified_claims(provider, &t, &base).await?;
+                (t, claims)
+            }
+            (None, Some(p)) => (
+                p.id_token.clone(),
+                jwt::unverified_claims(&p.id_token).unwrap_or_default(),
+            ),
+            (None, None) => {
+                return Err(OidcError::BadResponse(
+                    "no id_token in the token response".into(),
+                ))
+            }
+        };
         let access_claims = self
             .verified_claims(
                 provider,
@@ -317,25 +372,40 @@ impl Oidc {
                 },
             )
             .await?;
-        if id_claims.get("sub") != access_claims.get("sub") {
+        let subject = access_claims.get("sub").and_then(Value::as_str);
+        if id_claims.get("sub").and_then(Value::as_str) != subject {
             return Err(OidcError::BadResponse(
                 "ID and access tokens name different users".into(),
             ));
+        }
+        let sid = id_claims
+            .get("sid")
+            .or_else(|| access_claims.get("sid"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if let Some(p) = previous {
+            if subject != Some(p.user.subject.as_str()) {
+                return Err(OidcError::BadResponse("the subject changed".into()));
+            }
+            if p.sid.is_some() && sid != p.sid {
+                return Err(OidcError::BadResponse(
+                    "the Keycloak session changed".into(),
+                ));
+            }
         }
         let access_expires_at = access_claims
             .get("exp")
             .and_then(Value::as_i64)
             .unwrap_or(now);
+        let refresh_token = tokens
+            .refresh_token
+            .or_else(|| previous.and_then(|p| p.refresh_token.clone()));
         // Keycloak says how long the refresh token (and so the app session) lives; without that,
         // the safest default is the access token's own lifetime.
         let session_expires_at = match tokens.refresh_expires_in {
-            Some(secs) if secs > 0 && tokens.refresh_token.is_some() => now + secs,
+            Some(secs) if secs > 0 && refresh_token.is_some() => now + secs,
             _ => access_expires_at,
         };
-        let sid = id_claims
-            .get("sid")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
         let user = user_from_claims(
             &access_claims,
             &id_claims,
@@ -346,7 +416,7 @@ impl Oidc {
             user,
             access_token: tokens.access_token,
             access_expires_at,
-            refresh_token: tokens.refresh_token,
+            refresh_token,
             id_token,
             sid,
         })

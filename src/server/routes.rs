@@ -308,3 +308,42 @@ pub async fn logout(State(state): State<AppState>, session: Session) -> Response
         .append_pair("state", logout_state.secret());
     Redirect::to(url.as_str()).into_response()
 }
+
+/// The silent refresh: refreshes the session's tokens if they expire within the margin and
+/// answers the signed-in user and the new expiry. Same-origin only; never returns a token.
+/// 200 signed in, 401 signed out (or the session just ended), 503 Keycloak unavailable.
+pub async fn refresh(State(state): State<AppState>, session: Session) -> Response {
+    use crate::error::AppError;
+    use crate::server::refresh::fresh_auth;
+    let json = |status: StatusCode, body: serde_json::Value| {
+        (
+            status,
+            [(header::CACHE_CONTROL, "no-store")],
+            axum::Json(body),
+        )
+            .into_response()
+    };
+    match fresh_auth(&state, &session, unix_now()).await {
+        Ok(Some(auth)) => json(
+            StatusCode::OK,
+            serde_json::json!({
+                "signed_in": true,
+                "access_expires_at": auth.access_expires_at,
+                "session_expires_at": auth.user.session_expires_at,
+                "user": auth.user,
+            }),
+        ),
+        Ok(None) => json(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({ "signed_in": false }),
+        ),
+        Err(AppError::IdpUnavailable) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "error": "identity provider unavailable" }),
+        ),
+        Err(_) => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({ "error": "internal error" }),
+        ),
+    }
+}

@@ -6,6 +6,9 @@
 use crate::auth::pending::PendingLogins;
 use crate::user::KeycloakUser;
 use serde::{Deserialize, Serialize};
+use sqlx::SqlitePool;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
 use tower_sessions::{Expiry, MemoryStore, Session};
@@ -14,55 +17,263 @@ use tower_sessions_sqlx_store::SqliteStore;
 pub const AUTH_KEY: &str = "auth";
 pub const PENDING_KEY: &str = "pending_logins";
 
-/// The configured session store.
+/// The configured session backend.
 #[derive(Clone, Debug)]
-pub enum AnyStore {
+enum Backend {
     Sqlite(SqliteStore),
     Memory(MemoryStore),
 }
 
-#[async_trait::async_trait]
-impl SessionStore for AnyStore {
-    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        match self {
-            AnyStore::Sqlite(s) => s.create(record).await,
-            AnyStore::Memory(s) => s.create(record).await,
+/// Which app sessions belong to which Keycloak session (`sid`) and user (`sub`), kept up to date
+/// on every save and delete, so that back-channel logout finds them without scanning.
+#[derive(Clone, Debug)]
+enum Index {
+    Sqlite(SqlitePool),
+    Memory(Arc<Mutex<HashMap<String, Identity>>>),
+}
+
+/// The session store: the configured backend plus the `sid`/`sub` index and the list of Keycloak
+/// sessions ended by back-channel logout. A session of an ended Keycloak session is never loaded
+/// or saved again, even by a request that was in flight when the logout arrived.
+#[derive(Clone, Debug)]
+pub struct AppStore {
+    backend: Backend,
+    index: Index,
+    ended_sids: Arc<Mutex<HashMap<String, i64>>>,
+}
+
+/// How long an ended `sid` is remembered (longer than any Keycloak session lives).
+const ENDED_SID_TTL: i64 = 48 * 3600;
+
+fn store_error(e: impl std::fmt::Display) -> session_store::Error {
+    session_store::Error::Backend(e.to_string())
+}
+
+/// The Keycloak session (`sid`, if any) and user (`sub`) a session record belongs to.
+type Identity = (Option<String>, String);
+
+/// The Keycloak `sid` and `sub` of a session record, if it is signed in.
+fn identity(record: &Record) -> Option<Identity> {
+    let auth = record.data.get(AUTH_KEY)?;
+    let sub = auth.get("user")?.get("subject")?.as_str()?.to_owned();
+    let sid = auth.get("sid").and_then(|s| s.as_str()).map(str::to_owned);
+    Some((sid, sub))
+}
+
+impl AppStore {
+    pub async fn sqlite(pool: SqlitePool) -> Result<Self, String> {
+        let backend = SqliteStore::new(pool.clone());
+        backend
+            .migrate()
+            .await
+            .map_err(|e| format!("migration: {e}"))?;
+        for statement in [
+            "CREATE TABLE IF NOT EXISTS kc_session_index (
+                session_id TEXT PRIMARY KEY NOT NULL,
+                sid TEXT,
+                sub TEXT NOT NULL,
+                expires_at INTEGER NOT NULL
+            )",
+            "CREATE INDEX IF NOT EXISTS kc_session_index_sid ON kc_session_index (sid)",
+            "CREATE INDEX IF NOT EXISTS kc_session_index_sub ON kc_session_index (sub)",
+        ] {
+            sqlx::query(statement)
+                .execute(&pool)
+                .await
+                .map_err(|e| format!("session index: {e}"))?;
         }
+        Ok(Self {
+            backend: Backend::Sqlite(backend),
+            index: Index::Sqlite(pool),
+            ended_sids: Arc::default(),
+        })
+    }
+
+    pub fn memory() -> Self {
+        Self {
+            backend: Backend::Memory(MemoryStore::default()),
+            index: Index::Memory(Arc::default()),
+            ended_sids: Arc::default(),
+        }
+    }
+
+    fn is_ended(&self, record: &Record) -> bool {
+        let Some((Some(sid), _)) = identity(record) else {
+            return false;
+        };
+        self.ended_sids
+            .lock()
+            .map(|ended| ended.contains_key(&sid))
+            .unwrap_or(false)
+    }
+
+    async fn index_record(&self, record: &Record) -> session_store::Result<()> {
+        let id = record.id.to_string();
+        match (&self.index, identity(record)) {
+            (Index::Sqlite(pool), Some((sid, sub))) => {
+                sqlx::query(
+                    "INSERT INTO kc_session_index (session_id, sid, sub, expires_at) VALUES (?, ?, ?, ?)
+                     ON CONFLICT(session_id) DO UPDATE SET sid = excluded.sid, sub = excluded.sub,
+                     expires_at = excluded.expires_at",
+                )
+                .bind(&id)
+                .bind(sid)
+                .bind(sub)
+                .bind(record.expiry_date.unix_timestamp())
+                .execute(pool)
+                .await
+                .map_err(store_error)?;
+            }
+            (Index::Sqlite(_), None) => self.unindex(&id).await?,
+            (Index::Memory(map), identity) => {
+                let mut map = map.lock().map_err(store_error)?;
+                match identity {
+                    Some(entry) => map.insert(id, entry),
+                    None => map.remove(&id),
+                };
+            }
+        }
+        Ok(())
+    }
+
+    async fn unindex(&self, id: &str) -> session_store::Result<()> {
+        match &self.index {
+            Index::Sqlite(pool) => {
+                sqlx::query("DELETE FROM kc_session_index WHERE session_id = ?")
+                    .bind(id)
+                    .execute(pool)
+                    .await
+                    .map_err(store_error)?;
+            }
+            Index::Memory(map) => {
+                map.lock().map_err(store_error)?.remove(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every app session of the Keycloak session `sid`, or, without a `sid`, of the user
+    /// `sub`; remembers the `sid` as ended. Returns how many sessions were deleted.
+    pub async fn end_keycloak_session(
+        &self,
+        sid: Option<&str>,
+        sub: Option<&str>,
+        now: i64,
+    ) -> session_store::Result<usize> {
+        if let Some(sid) = sid {
+            let mut ended = self.ended_sids.lock().map_err(store_error)?;
+            ended.retain(|_, until| *until > now);
+            ended.insert(sid.to_owned(), now + ENDED_SID_TTL);
+        }
+        let ids: Vec<String> = match (&self.index, sid, sub) {
+            (_, None, None) => Vec::new(),
+            (Index::Sqlite(pool), Some(sid), _) => {
+                sqlx::query_scalar("SELECT session_id FROM kc_session_index WHERE sid = ?")
+                    .bind(sid)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(store_error)?
+            }
+            (Index::Sqlite(pool), None, Some(sub)) => {
+                sqlx::query_scalar("SELECT session_id FROM kc_session_index WHERE sub = ?")
+                    .bind(sub)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(store_error)?
+            }
+            (Index::Memory(map), sid, sub) => map
+                .lock()
+                .map_err(store_error)?
+                .iter()
+                .filter(|(_, (s, u))| match sid {
+                    Some(sid) => s.as_deref() == Some(sid),
+                    None => Some(u.as_str()) == sub,
+                })
+                .map(|(id, _)| id.clone())
+                .collect(),
+        };
+        let mut deleted = 0;
+        for id in ids {
+            if let Ok(parsed) = id.parse::<Id>() {
+                self.delete(&parsed).await?;
+                deleted += 1;
+            } else {
+                self.unindex(&id).await?;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Removes expired sessions (and their index rows) every `period`.
+    pub fn spawn_expiry_sweeper(&self, period: std::time::Duration) {
+        let (Backend::Sqlite(store), Index::Sqlite(pool)) = (&self.backend, &self.index) else {
+            return; // the memory store drops expired sessions when it loads them
+        };
+        let (store, pool) = (store.clone(), pool.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                if let Err(e) = store.delete_expired().await {
+                    tracing::warn!(error = %e, "could not delete expired sessions");
+                }
+                let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                if let Err(e) = sqlx::query("DELETE FROM kc_session_index WHERE expires_at < ?")
+                    .bind(now)
+                    .execute(&pool)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not prune the session index");
+                }
+            }
+        });
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionStore for AppStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        if self.is_ended(record) {
+            return Ok(());
+        }
+        match &self.backend {
+            Backend::Sqlite(s) => s.create(record).await?,
+            Backend::Memory(s) => s.create(record).await?,
+        }
+        self.index_record(record).await
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        match self {
-            AnyStore::Sqlite(s) => s.save(record).await,
-            AnyStore::Memory(s) => s.save(record).await,
+        if self.is_ended(record) {
+            return self.delete(&record.id).await;
         }
+        match &self.backend {
+            Backend::Sqlite(s) => s.save(record).await?,
+            Backend::Memory(s) => s.save(record).await?,
+        }
+        self.index_record(record).await
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        match self {
-            AnyStore::Sqlite(s) => s.load(id).await,
-            AnyStore::Memory(s) => s.load(id).await,
+        let record = match &self.backend {
+            Backend::Sqlite(s) => s.load(id).await?,
+            Backend::Memory(s) => s.load(id).await?,
+        };
+        match record {
+            Some(r) if self.is_ended(&r) => {
+                self.delete(id).await?;
+                Ok(None)
+            }
+            other => Ok(other),
         }
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        match self {
-            AnyStore::Sqlite(s) => s.delete(id).await,
-            AnyStore::Memory(s) => s.delete(id).await,
+        match &self.backend {
+            Backend::Sqlite(s) => s.delete(id).await?,
+            Backend::Memory(s) => s.delete(id).await?,
         }
-    }
-}
-
-impl AnyStore {
-    /// Removes expired sessions every `period` (SQLite; the memory store drops them on load).
-    pub fn spawn_expiry_sweeper(&self, period: std::time::Duration) {
-        if let AnyStore::Sqlite(s) = self {
-            let s = s.clone();
-            tokio::spawn(async move {
-                if let Err(e) = s.continuously_delete_expired(period).await {
-                    tracing::warn!(error = %e, "expired-session sweeper stopped");
-                }
-            });
-        }
+        self.unindex(&id.to_string()).await
     }
 }
 
@@ -85,6 +296,15 @@ impl std::fmt::Debug for AuthSession {
             .field("access_expires_at", &self.access_expires_at)
             .field("session_expires_at", &self.user.session_expires_at)
             .finish_non_exhaustive()
+    }
+}
+
+impl AuthSession {
+    pub fn tokens_view(&self) -> crate::auth::refresh::TokenTimes {
+        crate::auth::refresh::TokenTimes {
+            access_expires_at: self.access_expires_at,
+            has_refresh_token: self.refresh_token.is_some(),
+        }
     }
 }
 

@@ -5,9 +5,9 @@ use crate::auth::cookie;
 use crate::server::configuration::{Settings, StoreKind};
 use crate::server::middleware::{origin_check, security_headers};
 use crate::server::oidc::Oidc;
-use crate::server::routes;
-use crate::server::session::AnyStore;
+use crate::server::session::AppStore;
 use crate::server::state::AppState;
+use crate::server::{logout, routes};
 use axum::routing::{get, post};
 use axum::Router;
 use leptos::config::LeptosOptions;
@@ -17,8 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tower_sessions::cookie::SameSite;
-use tower_sessions::{Expiry, MemoryStore, SessionManagerLayer};
-use tower_sessions_sqlx_store::SqliteStore;
+use tower_sessions::{Expiry, SessionManagerLayer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -33,9 +32,9 @@ pub enum StartupError {
     Http(#[from] reqwest::Error),
 }
 
-async fn session_store(settings: &Settings) -> Result<AnyStore, StartupError> {
+async fn session_store(settings: &Settings) -> Result<AppStore, StartupError> {
     match settings.session.store {
-        StoreKind::Memory => Ok(AnyStore::Memory(MemoryStore::default())),
+        StoreKind::Memory => Ok(AppStore::memory()),
         StoreKind::Sqlite => {
             std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
                 StartupError::Store(format!("{}: {e}", settings.data_dir.display()))
@@ -51,28 +50,23 @@ async fn session_store(settings: &Settings) -> Result<AnyStore, StartupError> {
                 .connect_with(options)
                 .await
                 .map_err(|e| StartupError::Store(format!("{}: {e}", path.display())))?;
-            let store = SqliteStore::new(pool);
-            store
-                .migrate()
-                .await
-                .map_err(|e| StartupError::Store(format!("migration: {e}")))?;
-            Ok(AnyStore::Sqlite(store))
+            AppStore::sqlite(pool).await.map_err(StartupError::Store)
         }
     }
 }
 
-/// The whole app as a router, without a socket.
+/// The whole app as a router, without a socket, and its state.
 pub async fn build_router(
     settings: Settings,
     leptos_options: LeptosOptions,
-) -> Result<Router, StartupError> {
+) -> Result<(Router, AppState), StartupError> {
     let store = session_store(&settings).await?;
     store.spawn_expiry_sweeper(std::time::Duration::from_secs(60));
     let policy = cookie::policy(
         settings.public_url_is_https(),
         &settings.session.cookie_name,
     );
-    let sessions = SessionManagerLayer::new(store)
+    let sessions = SessionManagerLayer::new(store.clone())
         .with_name(policy.name)
         .with_secure(policy.secure)
         .with_http_only(policy.http_only)
@@ -92,13 +86,20 @@ pub async fn build_router(
         leptos_options: leptos_options.clone(),
         settings: Arc::new(settings),
         oidc: Arc::new(oidc),
+        store,
+        refresher: Arc::default(),
+        metrics: Arc::default(),
+        logout_replays: Arc::default(),
     };
     let routes = generate_route_list(App);
     let context_state = state.clone();
+    let app_state = state.clone();
     let router = Router::new()
         .route("/auth/login", get(routes::login))
         .route("/auth/callback", get(routes::callback))
         .route("/auth/logout", post(routes::logout))
+        .route("/auth/refresh", post(routes::refresh))
+        .route("/auth/backchannel-logout", post(logout::backchannel_logout))
         .leptos_routes_with_context(
             &state,
             routes,
@@ -116,13 +117,14 @@ pub async fn build_router(
         .layer(sessions)
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state);
-    Ok(router)
+    Ok((router, app_state))
 }
 
 /// The app bound to a socket.
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    state: AppState,
 }
 
 impl Application {
@@ -135,8 +137,17 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartupError::Bind { addr, source })?;
-        let router = build_router(settings, leptos_options).await?;
-        Ok(Self { listener, router })
+        let (router, state) = build_router(settings, leptos_options).await?;
+        Ok(Self {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    /// The app's state: its metrics, store and settings (for tests and embedding).
+    pub fn state(&self) -> AppState {
+        self.state.clone()
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

@@ -1,7 +1,10 @@
 //! The state every handler, server function and SSR render can reach.
 
 use crate::server::configuration::Settings;
+use crate::server::logout::ReplayGuard;
 use crate::server::oidc::Oidc;
+use crate::server::refresh::{Metrics, Refresher};
+use crate::server::session::AppStore;
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 use std::sync::Arc;
@@ -11,6 +14,10 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub settings: Arc<Settings>,
     pub oidc: Arc<Oidc>,
+    pub store: AppStore,
+    pub refresher: Arc<Refresher>,
+    pub metrics: Arc<Metrics>,
+    pub logout_replays: Arc<ReplayGuard>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

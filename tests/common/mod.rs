@@ -71,6 +71,7 @@ pub fn browser() -> Client {
 pub struct TestApp {
     pub base: String,
     pub client: Client,
+    pub state: kc_leptos::server::state::AppState,
     pub data_dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
@@ -87,10 +88,23 @@ pub async fn spawn_app_in(
     client: Client,
     overrides: &[(&str, &str)],
 ) -> TestApp {
+    spawn_app_on(data_dir, client, overrides, 0).await
+}
+
+/// Starts the app on `port` (0: a free one).
+pub async fn spawn_app_on(
+    data_dir: tempfile::TempDir,
+    client: Client,
+    overrides: &[(&str, &str)],
+    port: u16,
+) -> TestApp {
     let settings = settings(data_dir.path(), overrides);
-    let app = Application::build(settings, leptos_options())
+    let mut options = leptos_options();
+    options.site_addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let app = Application::build(settings, options)
         .await
         .expect("app builds");
+    let state = app.state();
     let port = app.local_addr().expect("addr").port();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
@@ -103,6 +117,7 @@ pub async fn spawn_app_in(
     TestApp {
         base: format!("http://localhost:{port}"),
         client,
+        state,
         data_dir,
         shutdown: Some(tx),
         handle: Some(handle),
@@ -134,6 +149,18 @@ fn keycloak_form_action(html: &str) -> String {
 }
 
 impl TestApp {
+    /// Another browser (its own cookies) on the same running app.
+    pub fn sharing(app: &TestApp, client: Client) -> TestApp {
+        TestApp {
+            base: app.base.clone(),
+            client,
+            state: app.state.clone(),
+            data_dir: tempfile::tempdir().expect("tempdir"),
+            shutdown: None,
+            handle: None,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -232,10 +259,18 @@ impl TestApp {
 
     /// The whole sign-in; returns the app's answer to the callback.
     pub async fn login_as(&self, username: &str, return_to: &str) -> Response {
+        self.login_with_password(username, &format!("{username}-dev-pw"), return_to)
+            .await
+    }
+
+    pub async fn login_with_password(
+        &self,
+        username: &str,
+        password: &str,
+        return_to: &str,
+    ) -> Response {
         let authorize = self.start_login(return_to).await;
-        let callback = self
-            .keycloak_login(&authorize, username, &format!("{username}-dev-pw"))
-            .await;
+        let callback = self.keycloak_login(&authorize, username, password).await;
         self.client.get(callback).send().await.expect("callback")
     }
 
@@ -296,4 +331,185 @@ pub fn contains_jwt(text: &str) -> bool {
             b > 10 && rest.get(a + 1 + b) == Some(&b'.')
         }
     })
+}
+
+/// Settings overrides for the `demo-short` realm (10-second access tokens) with a 3-second margin.
+pub const SHORT_REALM: &[(&str, &str)] = &[
+    (
+        "APP_KEYCLOAK_ISSUER_URL",
+        "http://localhost:8080/realms/demo-short",
+    ),
+    ("APP_SESSION_REFRESH_MARGIN_SECS", "3"),
+];
+
+/// Access-token lifetime of `demo-short`, seconds.
+pub const SHORT_TOKEN_SECS: u64 = 10;
+
+/// Starts the app against the `demo-short` realm.
+pub async fn spawn_short_app() -> TestApp {
+    spawn_app_in(
+        tempfile::tempdir().expect("tempdir"),
+        browser(),
+        SHORT_REALM,
+    )
+    .await
+}
+
+pub fn metric(counter: &std::sync::atomic::AtomicU64) -> u64 {
+    counter.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Keycloak's admin REST API, as the tests' realm administrator.
+pub struct KeycloakAdmin {
+    http: Client,
+    realm: String,
+}
+
+/// A user made for one test, with the password `<username>-dev-pw`.
+pub struct TestUser {
+    pub id: String,
+    pub username: String,
+}
+
+impl KeycloakAdmin {
+    pub fn new(realm: &str) -> Self {
+        Self {
+            http: Client::new(),
+            realm: realm.to_owned(),
+        }
+    }
+
+    async fn token(&self) -> String {
+        let r: Value = self
+            .http
+            .post(format!(
+                "{KEYCLOAK}/realms/master/protocol/openid-connect/token"
+            ))
+            .form(&[
+                ("grant_type", "password"),
+                ("client_id", "admin-cli"),
+                ("username", "admin"),
+                ("password", "admin"),
+            ])
+            .send()
+            .await
+            .expect("admin token")
+            .json()
+            .await
+            .expect("admin token JSON");
+        r["access_token"].as_str().expect("access_token").to_owned()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{KEYCLOAK}/admin/realms/{}{path}", self.realm)
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(self.token().await)
+            .send()
+            .await
+            .expect("admin GET");
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.expect("admin JSON")
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> StatusCode {
+        let mut request = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(self.token().await);
+        if let Some(b) = body {
+            request = request.json(&b);
+        }
+        request.send().await.expect("admin request").status()
+    }
+
+    /// Creates a user (all profile fields set, so Keycloak asks nothing at login) with the
+    /// realm role `user` and the given roles of `demo-app`.
+    pub async fn create_user(&self, prefix: &str, client_roles: &[&str]) -> TestUser {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let username = format!("{prefix}-{n}-{nanos}");
+        let status = self
+            .send(
+                reqwest::Method::POST,
+                "/users",
+                Some(serde_json::json!({
+                    "username": username, "enabled": true, "emailVerified": true,
+                    "email": format!("{username}@example.test"),
+                    "firstName": "Test", "lastName": prefix,
+                    "credentials": [{"type": "password", "value": format!("{username}-dev-pw"), "temporary": false}]
+                })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "create user {username}");
+        let found = self
+            .get(&format!("/users?username={username}&exact=true"))
+            .await;
+        let id = found[0]["id"].as_str().expect("user id").to_owned();
+        let user = TestUser { id, username };
+        for role in client_roles {
+            self.grant_client_role(&user, role).await;
+        }
+        user
+    }
+
+    pub async fn grant_client_role(&self, user: &TestUser, role: &str) {
+        let clients = self.get("/clients?clientId=demo-app").await;
+        let client = clients[0]["id"].as_str().expect("client uuid").to_owned();
+        let role_rep = self.get(&format!("/clients/{client}/roles/{role}")).await;
+        let status = self
+            .send(
+                reqwest::Method::POST,
+                &format!("/users/{}/role-mappings/clients/{client}", user.id),
+                Some(serde_json::json!([role_rep])),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "grant {role}");
+    }
+
+    pub async fn set_enabled(&self, user: &TestUser, enabled: bool) {
+        let status = self
+            .send(
+                reqwest::Method::PUT,
+                &format!("/users/{}", user.id),
+                Some(serde_json::json!({ "enabled": enabled })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+
+    /// Ends all of the user's Keycloak sessions; Keycloak sends back-channel logout tokens.
+    pub async fn logout_user(&self, user: &TestUser) {
+        let status = self
+            .send(
+                reqwest::Method::POST,
+                &format!("/users/{}/logout", user.id),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+
+    pub async fn delete_user(&self, user: &TestUser) {
+        let _ = self
+            .send(
+                reqwest::Method::DELETE,
+                &format!("/users/{}", user.id),
+                None,
+            )
+            .await;
+    }
 }

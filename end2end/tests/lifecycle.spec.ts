@@ -1,0 +1,71 @@
+import { expect, test } from '@playwright/test';
+import { signIn } from './helpers';
+import { adminLogout } from './keycloak-admin';
+
+// scripts/test.sh runs the app against the realm `demo-short`: access tokens live 10 seconds.
+const REALM = process.env.APP_REALM ?? 'demo-short';
+const TOKEN_SECONDS = 10;
+
+test('a user idle on a page stays signed in past several token lifetimes, and gated UI keeps working', async ({ page }) => {
+  test.setTimeout(90_000);
+  const refreshes: number[] = [];
+  page.on('response', (r) => {
+    if (r.url().endsWith('/auth/refresh')) refreshes.push(r.status());
+  });
+  await signIn(page, 'erin');
+  const nav = page.getByRole('navigation', { name: 'Main' });
+  await nav.getByRole('link', { name: 'Editor' }).click();
+  await expect(page.getByTestId('editor-page')).toContainText("Editor's desk");
+
+  await page.waitForTimeout(3.5 * TOKEN_SECONDS * 1000);
+
+  expect(refreshes.length).toBeGreaterThan(3);
+  expect(refreshes.every((s) => s === 200)).toBe(true);
+  await expect(page.getByTestId('session-ended')).toHaveCount(0);
+  await expect(page.getByTestId('signed-in-as')).toHaveText('Erin Editor');
+  // Server functions behind the gates still answer: the server refreshed the tokens.
+  const desk = page.waitForResponse((r) => r.url().endsWith('/api/editor_desk'));
+  await nav.getByRole('link', { name: 'Profile' }).click();
+  await nav.getByRole('link', { name: 'Editor' }).click();
+  expect((await desk).status()).toBe(200);
+  await expect(page.getByTestId('editor-page')).toContainText('/staff/editors');
+});
+
+test('an admin ending the session in Keycloak signs the open page out without a reload', async ({ page }) => {
+  await signIn(page, 'paul');
+  const nav = page.getByRole('navigation', { name: 'Main' });
+  await nav.getByRole('link', { name: 'Profile' }).click();
+  await expect(page.getByTestId('profile')).toContainText('Paul Plain');
+  let reloaded = false;
+  page.on('framenavigated', (f) => { if (f === page.mainFrame()) reloaded = true; });
+
+  await adminLogout(REALM, 'paul');
+
+  await expect(page.getByTestId('session-ended')).toBeVisible({ timeout: 10_000 });
+  await expect(page.getByTestId('signed-in-as')).toHaveCount(0);
+  await expect(page.getByTestId('profile')).toHaveCount(0);
+  await expect(page.getByTestId('sign-in-needed')).toContainText('Your session has ended');
+  expect(reloaded).toBe(false);
+  // The sign-in button comes back to the same page.
+  await expect(page.getByTestId('session-ended').getByRole('link', { name: 'Sign in again' }))
+    .toHaveAttribute('href', '/auth/login?return_to=%2Fprofile');
+});
+
+test('signing out in one tab signs out the other tabs of the browser without a reload', async ({ context }) => {
+  const first = await context.newPage();
+  await signIn(first, 'alice');
+  const second = await context.newPage();
+  await second.goto('/admin');
+  await expect(second.getByTestId('admin-page')).toBeVisible();
+  let reloaded = false;
+  second.on('framenavigated', (f) => { if (f === second.mainFrame()) reloaded = true; });
+
+  await first.getByRole('button', { name: 'Sign out' }).click();
+  await first.waitForURL((url) => url.origin === 'http://localhost:3000' && url.pathname === '/');
+  await expect(first.getByRole('link', { name: 'Sign in', exact: true })).toBeVisible();
+
+  await expect(second.getByTestId('session-ended')).toBeVisible({ timeout: 8_000 });
+  await expect(second.getByTestId('admin-page')).toHaveCount(0);
+  await expect(second.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Admin' })).toHaveCount(0);
+  expect(reloaded).toBe(false);
+});
