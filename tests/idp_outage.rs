@@ -79,10 +79,7 @@ async fn the_app_works_without_keycloak_and_signs_in_as_soon_as_it_is_back() {
 async fn a_keycloak_outage_during_a_session_signs_nobody_out() {
     let _one_at_a_time = KEYCLOAK.lock().await;
     let _guard = RestartKeycloakOnDrop;
-    let admin = KeycloakAdmin::new("demo-short");
-    let user = admin.create_user("outage", &["editor"]).await;
-    let app = spawn_short_app().await;
-    app.login_as(&user.username, "/").await;
+    let (admin, user, app) = signed_in_short_user("outage", &["editor"]).await;
     script("stop.sh");
 
     // The access token is still valid: everything works without Keycloak.

@@ -21,11 +21,7 @@ async fn wait_for_token_expiry() {
 
 #[tokio::test]
 async fn fifty_concurrent_calls_after_the_token_expired_make_exactly_one_refresh() {
-    let admin = KeycloakAdmin::new("demo-short");
-    let user = admin.create_user("flight", &["viewer"]).await;
-    let app = spawn_short_app().await;
-    let r = app.login_as(&user.username, "/").await;
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (admin, user, app) = signed_in_short_user("flight", &["viewer"]).await;
     assert_eq!(metric(&app.state.metrics.token_refreshes), 0);
     wait_for_token_expiry().await;
 
@@ -78,10 +74,7 @@ async fn futures_join_all<T: Send + 'static>(
 
 #[tokio::test]
 async fn a_role_granted_in_keycloak_mid_session_shows_after_the_next_refresh() {
-    let admin = KeycloakAdmin::new("demo-short");
-    let user = admin.create_user("grant", &["viewer"]).await;
-    let app = spawn_short_app().await;
-    app.login_as(&user.username, "/").await;
+    let (admin, user, app) = signed_in_short_user("grant", &["viewer"]).await;
     let before = app.current_user().await;
     assert_eq!(strings(&before["client_roles"]), vec!["viewer"]);
     assert_eq!(app.get("/editor").await.status(), StatusCode::FORBIDDEN);
@@ -97,10 +90,7 @@ async fn a_role_granted_in_keycloak_mid_session_shows_after_the_next_refresh() {
 
 #[tokio::test]
 async fn a_user_disabled_in_keycloak_is_signed_out_at_the_next_refresh() {
-    let admin = KeycloakAdmin::new("demo-short");
-    let user = admin.create_user("disabled", &["editor"]).await;
-    let app = spawn_short_app().await;
-    app.login_as(&user.username, "/").await;
+    let (admin, user, app) = signed_in_short_user("disabled", &["editor"]).await;
     assert_eq!(app.get("/editor").await.status(), StatusCode::OK);
 
     admin.set_enabled(&user, false).await;
@@ -125,10 +115,7 @@ async fn a_user_disabled_in_keycloak_is_signed_out_at_the_next_refresh() {
 
 #[tokio::test]
 async fn a_session_survives_an_app_restart_and_is_refreshed_by_the_new_process() {
-    let admin = KeycloakAdmin::new("demo-short");
-    let user = admin.create_user("restart", &["viewer"]).await;
-    let app = spawn_short_app().await;
-    app.login_as(&user.username, "/").await;
+    let (admin, user, app) = signed_in_short_user("restart", &["viewer"]).await;
     let (data_dir, client) = app.stop().await;
     wait_for_token_expiry().await;
     let app = spawn_app_in(data_dir, client, SHORT_REALM).await;
@@ -267,10 +254,7 @@ fn b64(v: &Value) -> String {
 #[tokio::test]
 async fn forged_and_replayed_logout_tokens_are_refused_and_delete_nothing() {
     let _port = PORT_3000.lock().await;
-    let admin = KeycloakAdmin::new("demo-short");
-    let user = admin.create_user("logout-target", &["viewer"]).await;
-    let app = spawn_short_app().await;
-    app.login_as(&user.username, "/").await;
+    let (admin, user, app) = signed_in_short_user("logout-target", &["viewer"]).await;
     let me = app.current_user().await;
     let sub = me["subject"].as_str().expect("subject").to_owned();
 

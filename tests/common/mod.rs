@@ -355,6 +355,24 @@ pub async fn spawn_short_app() -> TestApp {
     .await
 }
 
+/// A fresh user of `demo-short` with the given `demo-app` roles, signed in to a fresh app.
+pub async fn signed_in_short_user(
+    prefix: &str,
+    client_roles: &[&str],
+) -> (KeycloakAdmin, TestUser, TestApp) {
+    let admin = KeycloakAdmin::new("demo-short");
+    let user = admin.create_user(prefix, client_roles).await;
+    let app = spawn_short_app().await;
+    let r = app.login_as(&user.username, "/").await;
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "{} signs in",
+        user.username
+    );
+    (admin, user, app)
+}
+
 pub fn metric(counter: &std::sync::atomic::AtomicU64) -> u64 {
     counter.load(std::sync::atomic::Ordering::SeqCst)
 }
