@@ -26,7 +26,7 @@ else
   jq '.realm = "demo-short"
       | .displayName = "kc-leptos demo (short-lived tokens, for tests)"
       | .accessTokenLifespan = 10 | .ssoSessionIdleTimeout = 900 | .ssoSessionMaxLifespan = 3600
-      | .users |= map(.realmRoles |= map(if . == "default-roles-demo" then "default-roles-demo-short" else . end))' \
+      | .users |= map(if .realmRoles then .realmRoles |= map(if . == "default-roles-demo" then "default-roles-demo-short" else . end) else . end)' \
     "$KC_DIR/demo-realm.json" > "$KC_HOME/data/import/demo-short-realm.json"
   if curl -s -m 2 -o /dev/null "http://localhost:$KC_PORT/" ; then
     kc_log "port $KC_PORT is taken by something that is not a ready Keycloak; stop it first"

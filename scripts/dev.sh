@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$ROOT"
 
 "$ROOT/scripts/setup.sh"
+claim_target_dir
 "$ROOT/keycloak/start.sh"
 export APP_KEYCLOAK_CLIENT_SECRET="${APP_KEYCLOAK_CLIENT_SECRET:-$(dev_client_secret)}"
 say "app: http://localhost:3000   Keycloak: http://localhost:8080 (admin/admin)"

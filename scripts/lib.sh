@@ -20,3 +20,16 @@ wasm_bindgen_version() {
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
+
+# The shared target directory holds one copy of the un-hashed outputs (debug/kc-leptos, the
+# site's wasm) whichever checkout built them last; cargo does not copy them again for a checkout
+# whose sources did not change since its own last build. When another checkout built last, touch
+# this crate so that its outputs are rebuilt (dependencies stay cached).
+claim_target_dir() {
+  local marker="$CARGO_TARGET_DIR/.kc-leptos-checkout"
+  mkdir -p "$CARGO_TARGET_DIR"
+  if [ "$(cat "$marker" 2>/dev/null || true)" != "$ROOT" ]; then
+    touch "$ROOT/src/lib.rs" "$ROOT/src/main.rs"
+    echo "$ROOT" > "$marker"
+  fi
+}

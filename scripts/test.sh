@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$ROOT"
 
 "$ROOT/scripts/setup.sh"
+claim_target_dir
 
 app_pid=""
 kc_was_running=false

@@ -1,9 +1,12 @@
 //! The HTML shell, the router, and the chrome around every page.
 
 use crate::auth_ui::{
-    current_path, login_href, provide_user, use_user, HasClientRole, HasRealmRole, SignedIn,
+    current_path, login_href, provide_user, use_user, Authorized, HasClientRole, HasRealmRole,
+    SignedIn,
 };
+use crate::notes::NotesPage;
 use crate::pages::{AdminPage, EditorPage, HomePage, NotFound, ProfilePage};
+use crate::policy;
 use crate::session_watch::SessionWatch;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -46,6 +49,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/profile") view=ProfilePage ssr=SsrMode::Async/>
                     <Route path=path!("/editor") view=EditorPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin") view=AdminPage ssr=SsrMode::Async/>
+                    <Route path=path!("/notes") view=NotesPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
             <footer class="footer">
@@ -66,6 +70,9 @@ fn TopBar() -> impl IntoView {
                 <SignedIn>
                     <A href="/profile">"Profile"</A>
                 </SignedIn>
+                <Authorized rule=policy::read_notes()>
+                    <A href="/notes">"Notes"</A>
+                </Authorized>
                 <HasClientRole role="editor">
                     <A href="/editor">"Editor"</A>
                 </HasClientRole>

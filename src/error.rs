@@ -15,6 +15,8 @@ pub enum AppError {
     IdpUnavailable,
     #[error("Bad request: {0}")]
     BadRequest(String),
+    #[error("Not found.")]
+    NotFound,
     #[error("Something went wrong on our side.")]
     Internal,
     /// Transport and encoding errors of the server-function machinery itself.
@@ -38,6 +40,7 @@ impl AppError {
             AppError::Forbidden => 403,
             AppError::IdpUnavailable => 503,
             AppError::BadRequest(_) | AppError::ServerFn(_) => 400,
+            AppError::NotFound => 404,
             AppError::Internal => 500,
         }
     }

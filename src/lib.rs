@@ -9,7 +9,9 @@
 pub mod app;
 pub mod auth_ui;
 pub mod error;
+pub mod notes;
 pub mod pages;
+pub mod policy;
 pub mod session_watch;
 pub mod user;
 

@@ -1,7 +1,10 @@
 //! The pages, each with the server functions it uses.
 
-use crate::auth_ui::{login_href, use_user, ErrorNotice, HasClientRole, HasRealmRole, Protected};
+use crate::auth_ui::{
+    login_href, use_user, Authorized, ErrorNotice, HasClientRole, HasRealmRole, Protected,
+};
 use crate::error::AppError;
+use crate::policy;
 use crate::user::{KeycloakUser, Rule};
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -79,6 +82,13 @@ pub fn HomePage() -> impl IntoView {
                 <p>"Your name, roles, groups and when your session ends. For anyone signed in."</p>
                 <A href="/profile">"Open profile →"</A>
             </article>
+            <Authorized rule=policy::read_notes()>
+                <article class="card">
+                    <h2>"Notes"</h2>
+                    <p>"The team's shared notes board. Editors write, admins moderate."</p>
+                    <A href="/notes">"Open notes →"</A>
+                </article>
+            </Authorized>
             <HasClientRole role="editor">
                 <article class="card">
                     <h2>"Editor"</h2>
@@ -148,7 +158,7 @@ pub struct ConnectionOverview {
 pub async fn admin_overview() -> Result<ConnectionOverview, AppError> {
     use crate::server::guard::require;
     use crate::server::state::AppState;
-    require(&Rule::realm_role("admin")).await?;
+    require(&policy::admin_page()).await?;
     let state = use_context::<AppState>().ok_or(AppError::Internal)?;
     let s = &state.settings;
     Ok(ConnectionOverview {
@@ -165,7 +175,7 @@ pub async fn admin_overview() -> Result<ConnectionOverview, AppError> {
 pub fn AdminPage() -> impl IntoView {
     view! {
         <Title text="Admin"/>
-        <Protected rule=Rule::realm_role("admin")>
+        <Protected rule=policy::admin_page()>
             <AdminPanel/>
         </Protected>
     }
@@ -209,7 +219,7 @@ pub struct EditorDeskInfo {
 
 #[server(prefix = "/api", endpoint = "editor_desk")]
 pub async fn editor_desk() -> Result<EditorDeskInfo, AppError> {
-    let user = crate::server::guard::require(&Rule::client_role("editor")).await?;
+    let user = crate::server::guard::require(&policy::editor_page()).await?;
     Ok(EditorDeskInfo {
         display_name: user.display_name,
         groups: user.groups,
@@ -221,7 +231,7 @@ pub async fn editor_desk() -> Result<EditorDeskInfo, AppError> {
 pub fn EditorPage() -> impl IntoView {
     view! {
         <Title text="Editor"/>
-        <Protected rule=Rule::client_role("editor")>
+        <Protected rule=policy::editor_page()>
             <EditorPanel/>
         </Protected>
     }

@@ -1,6 +1,8 @@
 //! Server-only code: settings, the OpenID Connect client, sessions, routes and start-up.
 
+pub mod api;
 pub mod configuration;
+pub mod db;
 pub mod guard;
 pub mod http;
 pub mod keys;

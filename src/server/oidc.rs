@@ -7,6 +7,7 @@ use crate::server::configuration::KeycloakSettings;
 use crate::server::http::read_limited;
 use crate::server::keys::KeyCache;
 use crate::server::session::AuthSession;
+use crate::user::KeycloakUser;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient};
 use openidconnect::{
     ClientId, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge, ProviderMetadataWithLogout,
@@ -288,6 +289,41 @@ impl Oidc {
     ) -> Result<AuthSession, OidcError> {
         self.validate_token_set(provider, tokens, Some(nonce), None, now)
             .await
+    }
+
+    /// Validates an access token presented by another program as `Authorization: Bearer`:
+    /// signature with the realm's keys (algorithms pinned by configuration), `iss`, `aud` contains
+    /// this client, `exp`/`nbf`/`iat` with the leeway, Keycloak `typ` Bearer (ID, refresh and
+    /// logout tokens are refused). Any client of the realm may have obtained it (`azp`).
+    pub async fn validate_bearer(&self, token: &str, now: i64) -> Result<KeycloakUser, OidcError> {
+        if token.len() > jwt::MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLarge.into());
+        }
+        // Cheap structural checks first, so that garbage never costs a discovery or key fetch.
+        jwt::parse_header(token, &self.settings.algorithms)?;
+        let provider = self.provider().await?;
+        let claims = self
+            .verified_claims(
+                &provider,
+                token,
+                &Expected {
+                    issuer: &self.issuer,
+                    client_id: &self.settings.client_id,
+                    kind: Kind::Access,
+                    nonce: None,
+                    azp_must_be_client: false,
+                    leeway: self.settings.leeway_secs,
+                    now,
+                },
+            )
+            .await?;
+        let expires = claims.get("exp").and_then(Value::as_i64).unwrap_or(now);
+        Ok(user_from_claims(
+            &claims,
+            &Value::Null,
+            &self.settings.client_id,
+            expires,
+        ))
     }
 
     /// Refreshes the tokens with the refresh token.

@@ -7,7 +7,7 @@ use crate::server::middleware::{origin_check, security_headers};
 use crate::server::oidc::Oidc;
 use crate::server::session::AppStore;
 use crate::server::state::AppState;
-use crate::server::{logout, routes};
+use crate::server::{api, db, logout, routes};
 use axum::routing::{get, post};
 use axum::Router;
 use leptos::config::LeptosOptions;
@@ -32,26 +32,37 @@ pub enum StartupError {
     Http(#[from] reqwest::Error),
 }
 
-async fn session_store(settings: &Settings) -> Result<AppStore, StartupError> {
+/// The app's SQLite database under `app.data_dir`: notes, and sessions unless they are kept in
+/// memory.
+async fn database(settings: &Settings) -> Result<sqlx::SqlitePool, StartupError> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .map_err(|e| StartupError::Store(format!("{}: {e}", settings.data_dir.display())))?;
+    let path = settings.data_dir.join("kc-leptos.sqlite3");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+        .busy_timeout(std::time::Duration::from_secs(5));
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .map_err(|e| StartupError::Store(format!("{}: {e}", path.display())))?;
+    db::migrate(&pool)
+        .await
+        .map_err(|e| StartupError::Store(format!("migration: {e}")))?;
+    Ok(pool)
+}
+
+async fn session_store(
+    settings: &Settings,
+    pool: &sqlx::SqlitePool,
+) -> Result<AppStore, StartupError> {
     match settings.session.store {
         StoreKind::Memory => Ok(AppStore::memory()),
-        StoreKind::Sqlite => {
-            std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
-                StartupError::Store(format!("{}: {e}", settings.data_dir.display()))
-            })?;
-            let path = settings.data_dir.join("sessions.sqlite3");
-            let options = sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(&path)
-                .create_if_missing(true)
-                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                .busy_timeout(std::time::Duration::from_secs(5));
-            let pool = sqlx::sqlite::SqlitePoolOptions::new()
-                .max_connections(4)
-                .connect_with(options)
-                .await
-                .map_err(|e| StartupError::Store(format!("{}: {e}", path.display())))?;
-            AppStore::sqlite(pool).await.map_err(StartupError::Store)
-        }
+        StoreKind::Sqlite => AppStore::sqlite(pool.clone())
+            .await
+            .map_err(StartupError::Store),
     }
 }
 
@@ -60,7 +71,8 @@ pub async fn build_router(
     settings: Settings,
     leptos_options: LeptosOptions,
 ) -> Result<(Router, AppState), StartupError> {
-    let store = session_store(&settings).await?;
+    let pool = database(&settings).await?;
+    let store = session_store(&settings, &pool).await?;
     store.spawn_expiry_sweeper(std::time::Duration::from_secs(60));
     let policy = cookie::policy(
         settings.public_url_is_https(),
@@ -87,6 +99,7 @@ pub async fn build_router(
         settings: Arc::new(settings),
         oidc: Arc::new(oidc),
         store,
+        db: pool,
         refresher: Arc::default(),
         metrics: Arc::default(),
         logout_replays: Arc::default(),
@@ -100,6 +113,7 @@ pub async fn build_router(
         .route("/auth/logout", post(routes::logout))
         .route("/auth/refresh", post(routes::refresh))
         .route("/auth/backchannel-logout", post(logout::backchannel_logout))
+        .merge(api::router())
         .leptos_routes_with_context(
             &state,
             routes,

@@ -15,6 +15,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub oidc: Arc<Oidc>,
     pub store: AppStore,
+    /// The app's database (notes; sessions too with the SQLite store).
+    pub db: sqlx::SqlitePool,
     pub refresher: Arc<Refresher>,
     pub metrics: Arc<Metrics>,
     pub logout_replays: Arc<ReplayGuard>,
