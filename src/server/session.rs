@@ -204,26 +204,31 @@ impl AppStore {
         Ok(deleted)
     }
 
-    /// Removes expired sessions (and their index rows) every `period`.
-    pub fn spawn_expiry_sweeper(&self, period: std::time::Duration) {
+    /// Removes expired sessions and their index rows once (SQLite; the memory store drops
+    /// expired sessions when it loads them).
+    pub async fn sweep_once(&self, now: i64) -> session_store::Result<()> {
         let (Backend::Sqlite(store), Index::Sqlite(pool)) = (&self.backend, &self.index) else {
-            return; // the memory store drops expired sessions when it loads them
+            return Ok(());
         };
-        let (store, pool) = (store.clone(), pool.clone());
+        store.delete_expired().await?;
+        sqlx::query("DELETE FROM kc_session_index WHERE expires_at < ?")
+            .bind(now)
+            .execute(pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// Removes expired sessions every `period`.
+    pub fn spawn_expiry_sweeper(&self, period: std::time::Duration) {
+        let store = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
             loop {
                 tick.tick().await;
-                if let Err(e) = store.delete_expired().await {
-                    tracing::warn!(error = %e, "could not delete expired sessions");
-                }
                 let now = time::OffsetDateTime::now_utc().unix_timestamp();
-                if let Err(e) = sqlx::query("DELETE FROM kc_session_index WHERE expires_at < ?")
-                    .bind(now)
-                    .execute(&pool)
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not prune the session index");
+                if let Err(e) = store.sweep_once(now).await {
+                    tracing::warn!(error = %e, "could not delete expired sessions");
                 }
             }
         });
@@ -341,4 +346,112 @@ pub fn keep_session_end(session: &Session, auth: &AuthSession) {
     let end = time::OffsetDateTime::from_unix_timestamp(auth.user.session_expires_at)
         .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
     session.set_expiry(Some(Expiry::AtDateTime(end)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use time::OffsetDateTime;
+
+    async fn sqlite_store() -> AppStore {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .expect("in-memory SQLite");
+        AppStore::sqlite(pool).await.expect("store")
+    }
+
+    fn signed_in(sid: &str, sub: &str, expires_in: i64) -> Record {
+        let mut data = HashMap::new();
+        data.insert(
+            AUTH_KEY.to_owned(),
+            json!({"user": {"subject": sub}, "sid": sid}),
+        );
+        Record {
+            id: Id::default(),
+            data,
+            expiry_date: OffsetDateTime::now_utc() + time::Duration::seconds(expires_in),
+        }
+    }
+
+    async fn both_stores() -> Vec<AppStore> {
+        vec![sqlite_store().await, AppStore::memory()]
+    }
+
+    #[tokio::test]
+    async fn back_channel_logout_deletes_every_session_of_the_keycloak_session_and_no_other() {
+        for store in both_stores().await {
+            let mut a1 = signed_in("sid-a", "alice", 600);
+            let mut a2 = signed_in("sid-a", "alice", 600);
+            let mut b = signed_in("sid-b", "bob", 600);
+            for r in [&mut a1, &mut a2, &mut b] {
+                store.create(r).await.expect("create");
+            }
+            let deleted = store
+                .end_keycloak_session(Some("sid-a"), Some("alice"), 0)
+                .await
+                .expect("logout");
+            assert_eq!(deleted, 2);
+            assert!(store.load(&a1.id).await.expect("load").is_none());
+            assert!(store.load(&a2.id).await.expect("load").is_none());
+            assert!(store.load(&b.id).await.expect("load").is_some());
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_sid_every_session_of_the_user_ends() {
+        for store in both_stores().await {
+            let mut a1 = signed_in("s1", "alice", 600);
+            let mut a2 = signed_in("s2", "alice", 600);
+            let mut b = signed_in("s3", "bob", 600);
+            for r in [&mut a1, &mut a2, &mut b] {
+                store.create(r).await.expect("create");
+            }
+            let deleted = store
+                .end_keycloak_session(None, Some("alice"), 0)
+                .await
+                .expect("logout");
+            assert_eq!(deleted, 2);
+            assert!(store.load(&b.id).await.expect("load").is_some());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_in_flight_cannot_bring_an_ended_session_back() {
+        for store in both_stores().await {
+            let mut r = signed_in("sid-x", "alice", 600);
+            store.create(&mut r).await.expect("create");
+            store
+                .end_keycloak_session(Some("sid-x"), None, 0)
+                .await
+                .expect("logout");
+            // A request that loaded the session before the logout saves it afterwards.
+            store.save(&r).await.expect("save");
+            assert!(store.load(&r.id).await.expect("load").is_none());
+        }
+    }
+
+    #[tokio::test]
+    async fn expired_sessions_and_their_index_rows_are_swept() {
+        let store = sqlite_store().await;
+        let mut old = signed_in("old", "alice", -10);
+        let mut live = signed_in("live", "alice", 600);
+        store.create(&mut old).await.expect("create");
+        store.create(&mut live).await.expect("create");
+        store
+            .sweep_once(OffsetDateTime::now_utc().unix_timestamp())
+            .await
+            .expect("sweep");
+        let Index::Sqlite(pool) = &store.index else {
+            panic!("sqlite index");
+        };
+        let rows: Vec<String> = sqlx::query_scalar("SELECT sid FROM kc_session_index")
+            .fetch_all(pool)
+            .await
+            .expect("index");
+        assert_eq!(rows, vec!["live"]);
+        assert!(store.load(&live.id).await.expect("load").is_some());
+    }
 }
