@@ -69,4 +69,12 @@ done
 
 say "browser tests (Playwright, Chromium)"
 (cd end2end && npx playwright test)
+
+say "scanning the app's log (default level) for tokens and secrets"
+if grep -nE 'eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.' "$LOG_DIR/app.log" ||
+  grep -nF "$APP_KEYCLOAK_CLIENT_SECRET" "$LOG_DIR/app.log"; then
+  echo "the app logged a token or the client secret (above)" >&2
+  exit 1
+fi
+echo "no token or secret in $(wc -l < "$LOG_DIR/app.log") log lines"
 say "all tests passed"

@@ -85,8 +85,20 @@ test('no response the browser receives from the app contains a token', async ({ 
   await expect(page.getByTestId('editor-page')).toBeVisible();
   await nav.getByRole('link', { name: 'Admin' }).click();
   await expect(page.getByTestId('admin-page')).toBeVisible();
+  await nav.getByRole('link', { name: 'Notes' }).click();
+  const text = `token scan ${Date.now()}`;
+  await page.getByLabel('New note').fill(text);
+  await page.getByRole('button', { name: 'Post note' }).click();
+  const note = page.getByTestId('note').filter({ hasText: text });
+  await note.getByRole('button', { name: 'Edit' }).click();
+  await note.locator('textarea').fill(`${text} edited`);
+  await note.getByRole('button', { name: 'Save' }).click();
+  await page.getByTestId('note').filter({ hasText: `${text} edited` }).getByRole('button', { name: 'Delete' }).click();
+  await expect(page.getByTestId('note').filter({ hasText: text })).toHaveCount(0);
+  // The silent refresh answers too.
+  await page.waitForResponse((r) => r.url().endsWith('/auth/refresh'), { timeout: 10_000 });
   await page.reload();
-  await expect(page.getByTestId('admin-page')).toBeVisible();
+  await expect(page.getByTestId('notes-board')).toBeVisible();
 
   expect(responses.length).toBeGreaterThan(5);
   for (const r of responses) {

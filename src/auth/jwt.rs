@@ -45,6 +45,8 @@ pub enum TokenError {
     },
     #[error("token nonce does not match the login")]
     NonceMismatch,
+    #[error("ID token at_hash does not match the access token")]
+    AccessTokenHashMismatch,
 }
 
 /// The parts of a JOSE header the app uses. `jku`, `x5u`, `jwk` and `x5c` are never used: keys
@@ -219,6 +221,32 @@ pub fn check_claims(claims: &Value, e: &Expected<'_>) -> Result<(), TokenError> 
     Ok(())
 }
 
+/// Checks the ID token's `at_hash` against the access token it came with (OpenID Connect Core
+/// §3.1.3.6, catalogue B14): when present, it must be the base64url of the left half of the
+/// SHA-2 hash of the access token that matches the ID token's algorithm. Absent is allowed in the
+/// code flow.
+pub fn check_at_hash(id_claims: &Value, alg: &str, access_token: &str) -> Result<(), TokenError> {
+    use sha2::Digest;
+    let Some(claimed) = id_claims.get("at_hash") else {
+        return Ok(());
+    };
+    let claimed = claimed
+        .as_str()
+        .ok_or(TokenError::AccessTokenHashMismatch)?;
+    let digest: Vec<u8> = match &alg[alg.len().saturating_sub(3)..] {
+        "256" => sha2::Sha256::digest(access_token.as_bytes()).to_vec(),
+        "384" => sha2::Sha384::digest(access_token.as_bytes()).to_vec(),
+        "512" => sha2::Sha512::digest(access_token.as_bytes()).to_vec(),
+        _ => return Err(TokenError::AccessTokenHashMismatch),
+    };
+    let expected = URL_SAFE_NO_PAD.encode(&digest[..digest.len() / 2]);
+    if expected == claimed {
+        Ok(())
+    } else {
+        Err(TokenError::AccessTokenHashMismatch)
+    }
+}
+
 /// The event a back-channel logout token must carry.
 pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 /// A logout token issued longer ago than this (or this far in the future) is refused.
@@ -232,6 +260,18 @@ pub struct LogoutTarget {
     /// The token's id, refused if seen again before `replay_until`.
     pub jti: String,
     pub replay_until: i64,
+}
+
+/// The `logout_token` of a back-channel logout request body (form-encoded); `None` unless there is
+/// exactly one.
+pub fn logout_token_from_form(body: &[u8]) -> Option<String> {
+    let mut tokens = url::form_urlencoded::parse(body)
+        .filter(|(k, _)| k == "logout_token")
+        .map(|(_, v)| v.into_owned());
+    match (tokens.next(), tokens.next()) {
+        (Some(token), None) => Some(token),
+        _ => None,
+    }
 }
 
 /// Checks the JOSE `typ` of a logout token: `logout+jwt` (Keycloak since 25), or plain `JWT`.
@@ -677,6 +717,30 @@ mod tests {
         assert!(check_logout_header(&h(Some("logout+jwt"))).is_ok());
         assert!(check_logout_header(&h(Some("jwt"))).is_ok());
         assert!(check_logout_header(&h(Some("at+jwt"))).is_err());
+    }
+
+    #[test]
+    fn a_matching_at_hash_or_none_passes_and_a_wrong_one_is_refused() {
+        // OpenID Connect Core, appendix A.3: access token and its at_hash.
+        let access = "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y";
+        let good = json!({"at_hash": "77QmUPtjPfzWtF2AnpK9RQ"});
+        assert_eq!(check_at_hash(&good, "RS256", access), Ok(()));
+        assert_eq!(check_at_hash(&json!({}), "RS256", access), Ok(()));
+        for bad in [
+            json!({"at_hash": "AAAAAAAAAAAAAAAAAAAAAA"}),
+            json!({"at_hash": 5}),
+            json!({"at_hash": ""}),
+        ] {
+            assert_eq!(
+                check_at_hash(&bad, "RS256", access),
+                Err(TokenError::AccessTokenHashMismatch),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            check_at_hash(&good, "RS256", "another-access-token"),
+            Err(TokenError::AccessTokenHashMismatch)
+        );
     }
 
     #[test]

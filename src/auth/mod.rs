@@ -3,6 +3,7 @@
 //! Plain functions and data with no Leptos or axum types, so that the rules read as a small library
 //! and are tested with plain unit tests. Time is always a parameter (`now`, Unix seconds).
 
+pub mod callback;
 pub mod claims;
 pub mod cookie;
 pub mod jwt;

@@ -88,10 +88,7 @@ pub async fn backchannel_logout(State(state): State<AppState>, body: Body) -> Re
         Ok(b) => b,
         Err(_) => return bad_request("body too large or unreadable"),
     };
-    let mut tokens = url::form_urlencoded::parse(&body)
-        .filter(|(k, _)| k == "logout_token")
-        .map(|(_, v)| v.into_owned());
-    let (Some(token), None) = (tokens.next(), tokens.next()) else {
+    let Some(token) = jwt::logout_token_from_form(&body) else {
         return bad_request("exactly one logout_token is required");
     };
     let now = unix_now();

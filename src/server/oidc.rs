@@ -384,6 +384,8 @@ impl Oidc {
         let (id_token, id_claims) = match (tokens.id_token, previous) {
             (Some(t), _) => {
                 let claims = self.verified_claims(provider, &t, &base).await?;
+                let alg = jwt::parse_header(&t, &self.settings.algorithms)?.alg;
+                jwt::check_at_hash(&claims, &alg, &tokens.access_token)?;
                 (t, claims)
             }
             (None, Some(p)) => (

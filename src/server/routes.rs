@@ -3,8 +3,8 @@
 //! unreachable Keycloak gets 503; nothing here panics or signs out a good session.
 
 use crate::auth::pending::PendingLogin;
-use crate::auth::return_to;
 use crate::auth::unix_now;
+use crate::auth::{callback, return_to};
 use crate::server::oidc::OidcError;
 use crate::server::session::{
     auth_session, keep_session_end, pending_logins, AuthSession, AUTH_KEY, PENDING_KEY,
@@ -16,9 +16,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
-
-/// Longest query string accepted on the callback (catalogue C04-style cap before parsing).
-const MAX_CALLBACK_QUERY: usize = 8 * 1024;
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -132,14 +129,6 @@ pub async fn login(
     Redirect::to(request.url.as_str()).into_response()
 }
 
-#[derive(Deserialize)]
-pub struct CallbackQuery {
-    code: Option<String>,
-    state: Option<String>,
-    error: Option<String>,
-    iss: Option<String>,
-}
-
 fn sign_in_failed(message: &str, return_to: &str) -> Response {
     message_page(
         StatusCode::BAD_REQUEST,
@@ -156,24 +145,11 @@ pub async fn callback(
     session: Session,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let raw = raw.unwrap_or_default();
-    if raw.len() > MAX_CALLBACK_QUERY {
-        return sign_in_failed("The sign-in response was too large.", "/");
-    }
-    let query: CallbackQuery = match serde_urlencoded::from_str(&raw) {
+    let query = match callback::parse(&raw.unwrap_or_default()) {
         Ok(q) => q,
-        Err(_) => return sign_in_failed("The sign-in response was malformed.", "/"),
+        Err(e) => return sign_in_failed(&e.to_string(), "/"),
     };
-    let Some(state_param) = query
-        .state
-        .as_deref()
-        .filter(|s| !s.is_empty() && s.len() <= 512)
-    else {
-        return sign_in_failed(
-            "The sign-in response had no state. Please start again.",
-            "/",
-        );
-    };
+    let state_param = query.state.as_str();
     let now = unix_now();
     let ttl = state.settings.session.pending_login_ttl_secs;
     let mut pending = pending_logins(&session).await;
@@ -226,11 +202,7 @@ pub async fn callback(
             );
         }
     }
-    let Some(code) = query
-        .code
-        .as_deref()
-        .filter(|c| !c.is_empty() && c.len() <= 4096)
-    else {
+    let Some(code) = query.code.as_deref() else {
         return sign_in_failed(
             "The sign-in response had no authorization code.",
             &login.return_to,
