@@ -337,3 +337,85 @@ async fn c05_a_slow_or_huge_key_set_gives_503_and_the_app_keeps_serving() {
     }
     assert_eq!(app.get("/").await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn c01_keys_rotated_just_before_signing_are_fetched_once_and_accepted() {
+    let op = HostileOp::start().await;
+    let app = app_against(&op, &[]).await;
+    assert_eq!(login(&app).await.status(), StatusCode::SEE_OTHER);
+    let fetches = app.state.oidc.keys.fetch_count();
+    // The app refetches at most every 10 seconds, whatever the tokens say.
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    op.set(Behaviour {
+        rotate_key: true,
+        ..Behaviour::default()
+    });
+    let other = TestApp::sharing(&app, browser());
+    assert_eq!(
+        login(&other).await.status(),
+        StatusCode::SEE_OTHER,
+        "the new key is accepted"
+    );
+    assert_eq!(
+        app.state.oidc.keys.fetch_count(),
+        fetches + 1,
+        "one key-set fetch"
+    );
+}
+
+#[tokio::test]
+async fn d08_a_malformed_or_huge_token_response_is_a_clean_refusal() {
+    let op = HostileOp::start().await;
+    for (case, body) in [
+        ("not JSON", "not json".to_owned()),
+        ("truncated JSON", "{\"access_token\": ".to_owned()),
+        (
+            "wrong types",
+            "{\"access_token\": 5, \"token_type\": []}".to_owned(),
+        ),
+        (
+            "huge",
+            format!("{{\"access_token\": \"{}\"}}", "A".repeat(200_000)),
+        ),
+    ] {
+        refused(
+            &op,
+            Behaviour {
+                token_body: Some(body),
+                ..Behaviour::default()
+            },
+            case,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn c05_a_failing_key_set_stops_new_logins_with_503_but_cached_keys_keep_sessions_refreshing()
+{
+    let op = HostileOp::start().await;
+    op.set(Behaviour {
+        jwks_status: Some(500),
+        ..Behaviour::default()
+    });
+    let fresh = app_against(&op, &[]).await;
+    assert_eq!(
+        fresh.get("/auth/login").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    let app = signed_in_refreshing(&op).await;
+    let fetches = op.jwks_calls();
+    op.set(Behaviour {
+        jwks_status: Some(500),
+        ..Behaviour::default()
+    });
+    for _ in 0..3 {
+        assert_eq!(
+            app.current_user().await["display_name"],
+            "Hostile User",
+            "refreshed with cached keys"
+        );
+    }
+    assert_eq!(op.jwks_calls(), fetches, "no key-set call needed");
+}

@@ -221,3 +221,35 @@ async fn g06_route_guards_cannot_be_bypassed_by_encoding_slashes_case_or_query()
         );
     }
 }
+
+#[tokio::test]
+async fn g01_a_session_cookie_planted_before_login_never_becomes_a_signed_in_session() {
+    let app = spawn_app().await;
+    let planted = "AAAAAAAAAAAAAAAAAAAAAA";
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let origin = url::Url::parse(&app.base).expect("url");
+    jar.add_cookie_str(&format!("kc_leptos_session={planted}; Path=/"), &origin);
+    let client = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let victim = TestApp::sharing(&app, client);
+    let r = victim.login_as("paul", "/").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let cookies: Vec<String> = r
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect();
+    assert!(
+        cookies.iter().any(|c| c.starts_with("kc_leptos_session=")),
+        "a new session cookie"
+    );
+    assert!(!cookies.iter().any(|c| c.contains(planted)), "{cookies:?}");
+    assert_eq!(victim.current_user().await["username"], "paul");
+    // The attacker, who knows the planted value, has nothing.
+    let r = app.current_user_with_cookie(planted).await;
+    assert_eq!(r.json::<Value>().await.expect("json"), Value::Null);
+}

@@ -58,6 +58,12 @@ pub struct Behaviour {
     pub jwks_huge: bool,
     /// Answer the token endpoint with this status (and no tokens).
     pub token_status: Option<u16>,
+    /// Answer the token endpoint with this body instead of tokens (malformed or huge).
+    pub token_body: Option<String>,
+    /// Answer the key set with this status.
+    pub jwks_status: Option<u16>,
+    /// Rotate keys just before signing: sign with the second key, now published in the key set.
+    pub rotate_key: bool,
 }
 
 struct Pending {
@@ -164,14 +170,20 @@ impl HostileOp {
             "preferred_username": "mallory", "name": "Hostile User",
             "realm_access": {"roles": ["user"]}, "resource_access": {CLIENT_ID: {"roles": ["viewer"]}}});
         merge(&mut access, &b.access_claims);
+        let (kid, signer): (&str, &[u8]) = if b.rotate_key {
+            (
+                "other-1",
+                include_bytes!("../fixtures/other-signer.key.der"),
+            )
+        } else {
+            (
+                "hostile-1",
+                include_bytes!("../fixtures/hostile-signer.key.der"),
+            )
+        };
         let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-        h.kid = Some("hostile-1".into());
-        let access_token = jsonwebtoken::encode(
-            &h,
-            &access,
-            &key(include_bytes!("../fixtures/hostile-signer.key.der")),
-        )
-        .expect("sign");
+        h.kid = Some(kid.into());
+        let access_token = jsonwebtoken::encode(&h, &access, &key(signer)).expect("sign");
         let mut id = json!({"iss": self.issuer, "sub": SUBJECT, "aud": CLIENT_ID, "azp": CLIENT_ID, "typ": "ID",
             "exp": t + 300, "iat": t, "sid": "op-session-1", "name": "Hostile User",
             "preferred_username": "mallory"});
@@ -184,11 +196,11 @@ impl HostileOp {
         let id_token = match b.id_signing {
             Signing::Normal | Signing::NoKid | Signing::OtherKeySameKid => {
                 let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-                h.kid = (b.id_signing != Signing::NoKid).then(|| "hostile-1".into());
+                h.kid = (b.id_signing != Signing::NoKid).then(|| kid.into());
                 let der: &[u8] = if b.id_signing == Signing::OtherKeySameKid {
                     include_bytes!("../fixtures/other-signer.key.der")
                 } else {
-                    include_bytes!("../fixtures/hostile-signer.key.der")
+                    signer
                 };
                 jsonwebtoken::encode(&h, &id, &key(der)).expect("sign")
             }
@@ -239,6 +251,11 @@ async fn jwks(State(op): State<HostileOp>) -> Response {
     if b.jwks_delay_secs > 0 {
         tokio::time::sleep(std::time::Duration::from_secs(b.jwks_delay_secs)).await;
     }
+    if let Some(status) = b.jwks_status {
+        return StatusCode::from_u16(status)
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            .into_response();
+    }
     if b.jwks_huge {
         return (
             StatusCode::OK,
@@ -252,7 +269,7 @@ async fn jwks(State(op): State<HostileOp>) -> Response {
             serde_json::from_str::<Value>(include_str!("../fixtures/hostile-signer.jwk.json"))
                 .unwrap(),
         ];
-    if b.two_keys {
+    if b.two_keys || b.rotate_key {
         keys.push(
             serde_json::from_str::<Value>(include_str!("../fixtures/other-signer.jwk.json"))
                 .unwrap(),
@@ -364,6 +381,14 @@ async fn token(State(op): State<HostileOp>, headers: HeaderMap, body: String) ->
                 .into_response()
         }
     };
+    if let Some(body) = op.inner.lock().unwrap().behaviour.token_body.clone() {
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response();
+    }
     match op.tokens(nonce.as_deref()) {
         Ok(body) => Json(body).into_response(),
         Err(status) => (status, Json(json!({"error": "server_error"}))).into_response(),
