@@ -152,12 +152,16 @@ pub struct ConnectionOverview {
     pub session_store: String,
     pub signature_algorithms: Vec<String>,
     pub key_set_fetches: u64,
+    pub token_refreshes: u64,
+    pub sessions_ended_by_refresh: u64,
+    pub backchannel_logouts: u64,
 }
 
 #[server(prefix = "/api", endpoint = "admin_overview")]
 pub async fn admin_overview() -> Result<ConnectionOverview, AppError> {
     use crate::server::guard::require;
     use crate::server::state::AppState;
+    let counter = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     require(&policy::admin_page()).await?;
     let state = use_context::<AppState>().ok_or(AppError::Internal)?;
     let s = &state.settings;
@@ -168,6 +172,9 @@ pub async fn admin_overview() -> Result<ConnectionOverview, AppError> {
         session_store: format!("{:?}", s.session.store).to_lowercase(),
         signature_algorithms: s.keycloak.algorithms.clone(),
         key_set_fetches: state.oidc.keys.fetch_count(),
+        token_refreshes: counter(&state.metrics.token_refreshes),
+        sessions_ended_by_refresh: counter(&state.metrics.sessions_ended_by_refresh),
+        backchannel_logouts: counter(&state.metrics.backchannel_logouts),
     })
 }
 
@@ -199,6 +206,9 @@ fn AdminPanel() -> impl IntoView {
                                 <dt>"Session store"</dt><dd>{o.session_store}</dd>
                                 <dt>"Accepted algorithms"</dt><dd>{o.signature_algorithms.join(", ")}</dd>
                                 <dt>"Key-set fetches"</dt><dd>{o.key_set_fetches}</dd>
+                                <dt>"Token refreshes"</dt><dd>{o.token_refreshes}</dd>
+                                <dt>"Sessions ended at refresh"</dt><dd>{o.sessions_ended_by_refresh}</dd>
+                                <dt>"Back-channel logouts"</dt><dd>{o.backchannel_logouts}</dd>
                             </dl>
                         }.into_any(),
                         Err(error) => view! { <ErrorNotice error/> }.into_any(),

@@ -1,7 +1,7 @@
 //! Keeps an open page in step with its server-side session, without reloads.
 //!
-//! In the browser, a timer calls `POST /auth/refresh` every few seconds while the tab is visible,
-//! and at once when a hidden tab becomes visible again. The server refreshes the tokens when they
+//! In the browser, a timer calls `POST /auth/refresh` every few seconds while the tab is visible and
+//! signed in, and at once when a hidden tab becomes visible again. The server refreshes the tokens when they
 //! are close to expiry, and answers the current user (never a token). When the user changed (roles
 //! granted or revoked in Keycloak) or the session ended (signed out in another tab or application,
 //! ended by an admin, back-channel logout), the user resource in context is fetched again, so the
@@ -158,9 +158,12 @@ mod browser {
 
     pub fn start(user: UserResource, state: SessionState) {
         let poll = move || leptos::task::spawn_local(check(user, state));
+        // The timer only runs checks while the page shows a signed-in user: anonymous pages cost
+        // the server nothing. Visibility and the other tabs' messages trigger a check either way.
         set_interval(
             move || {
-                if visible() {
+                let signed_in = matches!(user.get_untracked(), Some(Ok(Some(_))));
+                if signed_in && visible() {
                     poll();
                 }
             },

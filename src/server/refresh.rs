@@ -29,12 +29,6 @@ pub struct Metrics {
     pub backchannel_logouts: AtomicU64,
 }
 
-impl Metrics {
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
-}
-
 #[derive(Default)]
 pub struct Refresher {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
