@@ -419,3 +419,25 @@ async fn c05_a_failing_key_set_stops_new_logins_with_503_but_cached_keys_keep_se
     }
     assert_eq!(op.jwks_calls(), fetches, "no key-set call needed");
 }
+
+#[tokio::test]
+async fn d06_the_rotated_refresh_token_is_saved_before_the_answer_so_a_new_process_continues() {
+    let op = HostileOp::start().await;
+    let app = signed_in_refreshing(&op).await;
+    // Each request refreshes; the provider accepts only the latest refresh token.
+    assert_eq!(app.current_user().await["display_name"], "Hostile User");
+    assert_eq!(app.current_user().await["display_name"], "Hostile User");
+    // The process ends right after answering: whatever it had not saved is lost.
+    let (data, client) = app.stop().await;
+    let overrides = [
+        ("APP_KEYCLOAK_ISSUER_URL", op.issuer.as_str()),
+        ("APP_KEYCLOAK_CLIENT_SECRET", CLIENT_SECRET),
+        ("APP_SESSION_REFRESH_MARGIN_SECS", "600"),
+    ];
+    let app = spawn_app_in(data, client, &overrides).await;
+    assert_eq!(
+        app.current_user().await["display_name"],
+        "Hostile User",
+        "the new process refreshed with the rotated token it found in the store"
+    );
+}

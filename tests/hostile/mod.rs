@@ -75,7 +75,8 @@ struct Pending {
 struct Inner {
     behaviour: Behaviour,
     codes: HashMap<String, Pending>,
-    nonce_of_refresh: HashMap<String, String>,
+    /// The only refresh token accepted (rotation with reuse 0, like the realm's setting).
+    valid_refresh: Option<String>,
     /// (Authorization header, form) of every token request.
     token_calls: Vec<(Option<String>, HashMap<String, String>)>,
     jwks_calls: u32,
@@ -220,8 +221,15 @@ impl HostileOp {
                 .expect("sign")
             }
         };
+        let refresh_token = {
+            let mut inner = self.inner.lock().unwrap();
+            inner.counter += 1;
+            let rt = format!("rt-{t}-{}", inner.counter);
+            inner.valid_refresh = Some(rt.clone());
+            rt
+        };
         let mut body = json!({"access_token": access_token, "token_type": b.token_type.as_deref().unwrap_or("Bearer"),
-            "expires_in": 300, "refresh_token": format!("rt-{}", t), "refresh_expires_in": 1800, "id_token": id_token});
+            "expires_in": 300, "refresh_token": refresh_token, "refresh_expires_in": 1800, "id_token": id_token});
         if b.omit_id_token {
             body.as_object_mut().unwrap().remove("id_token");
         }
@@ -372,7 +380,17 @@ async fn token(State(op): State<HostileOp>, headers: HeaderMap, body: String) ->
             }
             Some(p.nonce)
         }
-        Some("refresh_token") => None,
+        Some("refresh_token") => {
+            let valid = op.inner.lock().unwrap().valid_refresh.clone();
+            if valid.is_none() || form.get("refresh_token") != valid.as_ref() {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({"error": "invalid_grant", "error_description": "Stale token"})),
+                )
+                    .into_response();
+            }
+            None
+        }
         _ => {
             return (
                 StatusCode::BAD_REQUEST,
