@@ -1,7 +1,7 @@
 import { defineConfig } from '@playwright/test';
 
 // The app (http://localhost:3000) and Keycloak (http://localhost:8080) are started by
-// scripts/test.sh. The browser is Debian's Chromium: never `npx playwright install`.
+// scripts/test.sh. The browser is Debian's Chromium; Playwright never downloads one of its own.
 export default defineConfig({
   testDir: './tests',
   timeout: 60_000,
