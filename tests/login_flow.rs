@@ -417,7 +417,7 @@ async fn public_pages_are_served_signed_out_and_never_cached() {
     assert_eq!(r.headers()["x-frame-options"], "DENY");
     let html = r.text().await.expect("html");
     assert!(html.contains("Sign in"));
-    assert!(!html.contains(r#"href="/profile""#.replace("profile", "admin").as_str()));
+    assert!(!html.contains(r#"href="/admin""#));
     assert_eq!(
         app.get("/no/such/page").await.status(),
         StatusCode::NOT_FOUND

@@ -162,22 +162,33 @@ fn audiences(claims: &Value) -> Vec<&str> {
 }
 
 /// Checks the claims of a token whose signature is already verified.
-pub fn check_claims(claims: &Value, e: &Expected<'_>) -> Result<(), TokenError> {
+/// The checks every token of the realm shares: a JSON object from the configured issuer whose
+/// audience includes this client. Returns the audiences.
+fn check_issuer_and_audience<'c>(
+    claims: &'c Value,
+    issuer: &str,
+    client_id: &str,
+) -> Result<Vec<&'c str>, TokenError> {
     if !claims.is_object() {
         return Err(TokenError::Malformed);
     }
     match claims.get("iss").and_then(Value::as_str) {
-        Some(iss) if iss == e.issuer => {}
+        Some(iss) if iss == issuer => {}
         Some(_) => return Err(TokenError::WrongIssuer),
         None => return Err(TokenError::MissingClaim("iss")),
     }
+    let aud = audiences(claims);
+    if !aud.contains(&client_id) {
+        return Err(TokenError::WrongAudience);
+    }
+    Ok(aud)
+}
+
+pub fn check_claims(claims: &Value, e: &Expected<'_>) -> Result<(), TokenError> {
+    let aud = check_issuer_and_audience(claims, e.issuer, e.client_id)?;
     match claims.get("sub").and_then(Value::as_str) {
         Some(sub) if !sub.is_empty() => {}
         _ => return Err(TokenError::MissingClaim("sub")),
-    }
-    let aud = audiences(claims);
-    if !aud.contains(&e.client_id) {
-        return Err(TokenError::WrongAudience);
     }
     let azp = claims.get("azp").and_then(Value::as_str);
     match azp {
@@ -294,17 +305,7 @@ pub fn check_logout_claims(
     leeway: i64,
     now: i64,
 ) -> Result<LogoutTarget, TokenError> {
-    if !claims.is_object() {
-        return Err(TokenError::Malformed);
-    }
-    match claims.get("iss").and_then(Value::as_str) {
-        Some(iss) if iss == issuer => {}
-        Some(_) => return Err(TokenError::WrongIssuer),
-        None => return Err(TokenError::MissingClaim("iss")),
-    }
-    if !audiences(claims).contains(&client_id) {
-        return Err(TokenError::WrongAudience);
-    }
+    check_issuer_and_audience(claims, issuer, client_id)?;
     let iat = int_claim(claims, "iat")?.ok_or(TokenError::MissingClaim("iat"))?;
     if iat > now.saturating_add(leeway) {
         return Err(TokenError::IssuedInFuture);

@@ -77,14 +77,14 @@ impl KeyCache {
         }
     }
 
-    /// Verifies the signature of `token` with the issuer's keys and returns its claims. Claims are
-    /// not checked here; see [`jwt::check_claims`].
+    /// Verifies the signature of `token` with the issuer's keys and returns its header and claims.
+    /// Claims are not checked here; see [`jwt::check_claims`].
     pub async fn verify(
         &self,
         jwks_uri: &Url,
         token: &str,
         allowed_algs: &[String],
-    ) -> Result<Value, TokenError> {
+    ) -> Result<(Header, Value), TokenError> {
         let header = jwt::parse_header(token, allowed_algs)?;
         let key = match self.find(&header) {
             Some(k) => k,
@@ -101,7 +101,7 @@ impl KeyCache {
         validation.validate_aud = false;
         validation.required_spec_claims = HashSet::new();
         jsonwebtoken::decode::<Value>(token, &key.key, &validation)
-            .map(|data| data.claims)
+            .map(|data| (header, data.claims))
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::BadSignature,
                 _ => TokenError::Malformed,

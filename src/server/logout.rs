@@ -65,7 +65,7 @@ async fn validate(state: &AppState, token: &str, now: i64) -> Result<LogoutTarge
         .provider()
         .await
         .map_err(|_| TokenError::UnknownKey)?;
-    let claims = state
+    let (_, claims) = state
         .oidc
         .keys
         .verify(

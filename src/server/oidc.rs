@@ -268,13 +268,13 @@ impl Oidc {
         provider: &Provider,
         token: &str,
         expected: &Expected<'_>,
-    ) -> Result<Value, OidcError> {
-        let claims = self
+    ) -> Result<(jwt::Header, Value), OidcError> {
+        let (header, claims) = self
             .keys
             .verify(&provider.jwks_uri, token, &self.settings.algorithms)
             .await?;
         jwt::check_claims(&claims, expected)?;
-        Ok(claims)
+        Ok((header, claims))
     }
 
     /// Validates the tokens of a login: the ID token (signature, `iss`, `aud`, `azp`, `exp`, `iat`,
@@ -302,7 +302,7 @@ impl Oidc {
         // Cheap structural checks first, so that garbage never costs a discovery or key fetch.
         jwt::parse_header(token, &self.settings.algorithms)?;
         let provider = self.provider().await?;
-        let claims = self
+        let (_, claims) = self
             .verified_claims(
                 &provider,
                 token,
@@ -383,9 +383,8 @@ impl Oidc {
         // and without one the previous stays.
         let (id_token, id_claims) = match (tokens.id_token, previous) {
             (Some(t), _) => {
-                let claims = self.verified_claims(provider, &t, &base).await?;
-                let alg = jwt::parse_header(&t, &self.settings.algorithms)?.alg;
-                jwt::check_at_hash(&claims, &alg, &tokens.access_token)?;
+                let (header, claims) = self.verified_claims(provider, &t, &base).await?;
+                jwt::check_at_hash(&claims, &header.alg, &tokens.access_token)?;
                 (t, claims)
             }
             (None, Some(p)) => (
@@ -398,7 +397,7 @@ impl Oidc {
                 ))
             }
         };
-        let access_claims = self
+        let (_, access_claims) = self
             .verified_claims(
                 provider,
                 &tokens.access_token,

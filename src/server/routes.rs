@@ -252,11 +252,9 @@ pub async fn callback(
 /// endpoint with `id_token_hint`, `post_logout_redirect_uri` and `state`. POST only, behind the
 /// origin check.
 pub async fn logout(State(state): State<AppState>, session: Session) -> Response {
-    // Even an expired session's ID token is a valid hint for Keycloak.
-    let auth = match session.get::<AuthSession>(AUTH_KEY).await {
-        Ok(a) => a,
-        Err(_) => auth_session(&session, unix_now()).await,
-    };
+    // Even an expired session's ID token is a valid hint for Keycloak; an unreadable record is
+    // simply signed out.
+    let auth = session.get::<AuthSession>(AUTH_KEY).await.ok().flatten();
     if let Err(e) = session.flush().await {
         tracing::error!(error = %e, "cannot delete the session");
         return internal_error();
