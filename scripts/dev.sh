@@ -12,4 +12,4 @@ claim_target_dir
 export APP_KEYCLOAK_CLIENT_SECRET="${APP_KEYCLOAK_CLIENT_SECRET:-$(dev_client_secret)}"
 say "app: http://localhost:3000   Keycloak: http://localhost:8080 (admin/admin)"
 say "development users (see README): alice, erin, paul, nora; password <name>-dev-pw"
-exec cargo leptos watch
+exec cargo leptos watch --project kc-leptos

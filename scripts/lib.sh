@@ -8,9 +8,23 @@ BINARYEN_VERSION="132"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-# The dev client secret comes from the realm file Keycloak imports (development only).
+# A dev client secret (of demo-app, or of the client named) comes from the realm file Keycloak
+# imports (development only).
 dev_client_secret() {
-  jq -r '.clients[] | select(.clientId == "demo-app") | .secret' "$ROOT/keycloak/demo-realm.json"
+  jq -r --arg id "${1:-demo-app}" '.clients[] | select(.clientId == $id) | .secret' \
+    "$ROOT/keycloak/demo-realm.json"
+}
+
+# Waits until the app on localhost:$1 answers; fails with its log ($3) if process $2 died.
+wait_for() {
+  local port="$1" pid="$2" log="$3"
+  for _ in $(seq 1 60); do
+    curl -s -m 2 -o /dev/null "http://localhost:$port/" && return 0
+    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; return 1; }
+    sleep 0.5
+  done
+  echo "nothing answers on port $port after 30 s; log: $log" >&2
+  return 1
 }
 
 wasm_bindgen_version() {
@@ -29,7 +43,8 @@ claim_target_dir() {
   local marker="$CARGO_TARGET_DIR/.kc-leptos-checkout"
   mkdir -p "$CARGO_TARGET_DIR"
   if [ "$(cat "$marker" 2>/dev/null || true)" != "$ROOT" ]; then
-    touch "$ROOT/src/lib.rs" "$ROOT/src/main.rs"
+    touch "$ROOT/src/lib.rs" "$ROOT/src/main.rs" "$ROOT/examples/minimal/src/lib.rs" \
+      "$ROOT/examples/minimal/src/main.rs"
     echo "$ROOT" > "$marker"
   fi
 }

@@ -10,15 +10,18 @@ cd "$ROOT"
 claim_target_dir
 
 app_pid=""
+minimal_pid=""
 kc_was_running=false
 LOG_DIR="${TEST_LOG_DIR:-$ROOT/target/test-logs}"
 mkdir -p "$LOG_DIR"
 cleanup() {
   local rc=$?
-  if [ -n "$app_pid" ] && kill -0 "$app_pid" 2>/dev/null; then
-    kill -TERM "$app_pid" 2>/dev/null || true
-    wait "$app_pid" 2>/dev/null || true
-  fi
+  for pid in "$app_pid" "$minimal_pid"; do
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
   if [ "$kc_was_running" = false ]; then
     "$ROOT/keycloak/stop.sh" || true
   fi
@@ -29,10 +32,19 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-say "formatting and lints"
-cargo fmt --check
-cargo clippy --all-targets --features ssr -- -D warnings
-cargo clippy --lib --target wasm32-unknown-unknown --features hydrate -- -D warnings
+say "formatting and lints (every crate; server and WebAssembly)"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --features ssr -- -D warnings
+cargo clippy --workspace --lib --target wasm32-unknown-unknown --features hydrate -- -D warnings
+
+say "layering: the core crate has no web framework and builds for wasm32; no import cycles"
+if cargo tree -p keycloak-bff-core -e normal --prefix none | grep -E '^(leptos|axum|tokio|reqwest|hyper|tower)'; then
+  echo "keycloak-bff-core depends on the crates above: it must stay free of them" >&2
+  exit 1
+fi
+cargo build -p keycloak-bff-core --target wasm32-unknown-unknown
+python3 "$ROOT/scripts/check_layers.py"
+python3 "$ROOT/scripts/check_readme_example.py"
 
 . "$ROOT/keycloak/common.sh"
 if kc_ready; then kc_was_running=true; fi
@@ -41,40 +53,52 @@ export APP_KEYCLOAK_CLIENT_SECRET="${APP_KEYCLOAK_CLIENT_SECRET:-$(dev_client_se
 
 # The back-channel logout tests and the browser tests use http://localhost:3000, the URL the realm
 # registers for the app.
-if curl -s -m 2 -o /dev/null http://localhost:3000/; then
-  echo "port 3000 is in use (a dev server?); stop it to run the tests" >&2
-  exit 1
-fi
+for port in 3000 3002; do
+  if curl -s -m 2 -o /dev/null "http://localhost:$port/"; then
+    echo "port $port is in use (a dev server?); stop it to run the tests" >&2
+    exit 1
+  fi
+done
 
 say "unit and integration tests (real Keycloak)"
-cargo test --features ssr
+cargo test --workspace --features ssr
 
-say "building the site (server + WebAssembly)"
-cargo leptos build
+say "building the sites (server + WebAssembly): the demo and examples/minimal"
+cargo leptos build --project kc-leptos
+cargo leptos build --project minimal
 
 say "starting the app on http://localhost:3000 (realm demo-short: 10-second access tokens)"
-# cargo-leptos writes the site (wasm, JS, CSS, public/) to target/site in the clone.
+# cargo-leptos writes the sites (wasm, JS, CSS, public/) to target/site and target/site-minimal in
+# the clone.
 site_root="$ROOT/target/site"
 data_dir="$(mktemp -d)"
 LEPTOS_OUTPUT_NAME=kc-leptos LEPTOS_SITE_ROOT="$site_root" LEPTOS_SITE_PKG_DIR=pkg \
   LEPTOS_SITE_ADDR=127.0.0.1:3000 LEPTOS_ENV=PROD APP_APP_DATA_DIR="$data_dir" \
+  APP_SESSION_SQLITE_FILE="$data_dir/sessions.sqlite3" \
   APP_KEYCLOAK_ISSUER_URL=http://localhost:8080/realms/demo-short APP_SESSION_REFRESH_MARGIN_SECS=3 \
   "$CARGO_TARGET_DIR/debug/kc-leptos" >"$LOG_DIR/app.log" 2>&1 &
 app_pid=$!
-for _ in $(seq 1 60); do
-  curl -s -m 2 -o /dev/null http://localhost:3000/ && break
-  kill -0 "$app_pid" 2>/dev/null || { cat "$LOG_DIR/app.log" >&2; exit 1; }
-  sleep 0.5
-done
+wait_for 3000 "$app_pid" "$LOG_DIR/app.log"
+
+say "starting examples/minimal on http://localhost:3002 (its own Leptos.toml, client minimal-app)"
+(cd examples/minimal &&
+  LEPTOS_OUTPUT_NAME=minimal LEPTOS_SITE_ROOT="$ROOT/target/site-minimal" \
+    LEPTOS_SITE_PKG_DIR=pkg LEPTOS_SITE_ADDR=127.0.0.1:3002 LEPTOS_ENV=PROD \
+    APP_KEYCLOAK_CLIENT_SECRET="$(dev_client_secret minimal-app)" \
+    exec "$CARGO_TARGET_DIR/debug/minimal") >"$LOG_DIR/minimal.log" 2>&1 &
+minimal_pid=$!
+wait_for 3002 "$minimal_pid" "$LOG_DIR/minimal.log"
 
 say "browser tests (Playwright, Chromium)"
 (cd end2end && npx playwright test)
 
-say "scanning the app's log (default level) for tokens and secrets"
-if grep -nE 'eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.' "$LOG_DIR/app.log" ||
-  grep -nF "$APP_KEYCLOAK_CLIENT_SECRET" "$LOG_DIR/app.log"; then
-  echo "the app logged a token or the client secret (above)" >&2
-  exit 1
-fi
-echo "no token or secret in $(wc -l < "$LOG_DIR/app.log") log lines"
+say "scanning the apps' logs (default level) for tokens and secrets"
+for log in "$LOG_DIR/app.log" "$LOG_DIR/minimal.log"; do
+  if grep -nE 'eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.' "$log" ||
+    grep -nF -e "$APP_KEYCLOAK_CLIENT_SECRET" -e "$(dev_client_secret minimal-app)" "$log"; then
+    echo "$log holds a token or a client secret (above)" >&2
+    exit 1
+  fi
+  echo "no token or secret in $(wc -l < "$log") lines of $log"
+done
 say "all tests passed"

@@ -1,13 +1,12 @@
 //! The HTML shell, the router, and the chrome around every page.
 
-use crate::auth_ui::{
-    current_path, login_href, provide_user, use_user, Authorized, HasClientRole, HasRealmRole,
-    SignedIn,
-};
+use crate::notes::rules::read_notes;
 use crate::notes::NotesPage;
 use crate::pages::{AdminPage, EditorPage, HomePage, NotFound, ProfilePage};
-use crate::policy;
-use crate::session_watch::SessionWatch;
+use keycloak_bff::{
+    current_path, login_href, provide_user, Authorized, HasClientRole, HasRealmRole, SessionWatch,
+    SignedIn, WithUser,
+};
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes, A};
@@ -70,7 +69,7 @@ fn TopBar() -> impl IntoView {
                 <SignedIn>
                     <A href="/profile">"Profile"</A>
                 </SignedIn>
-                <Authorized rule=policy::read_notes()>
+                <Authorized rule=read_notes()>
                     <A href="/notes">"Notes"</A>
                 </Authorized>
                 <HasClientRole role="editor">
@@ -87,29 +86,25 @@ fn TopBar() -> impl IntoView {
 
 #[component]
 fn UserMenu() -> impl IntoView {
-    let user = use_user();
     let location = use_location();
+    let logout = keycloak_bff::use_ui_config().route("/logout");
     view! {
         <div class="session">
-            <Transition fallback=|| ()>
-                {move || Suspend::new(async move {
-                    match user.await {
-                        Ok(Some(u)) => view! {
-                            <span class="who" data-testid="signed-in-as">{u.display_name}</span>
-                            <form method="post" action="/auth/logout" class="inline">
-                                <button type="submit" class="button subtle">"Sign out"</button>
-                            </form>
-                        }.into_any(),
-                        _ => {
-                            // Re-read the location so the link follows client-side navigation.
-                            let _ = location.pathname.get();
-                            view! {
-                                <a class="button" rel="external" href=login_href(&current_path())>"Sign in"</a>
-                            }.into_any()
-                        }
-                    }
-                })}
-            </Transition>
+            <WithUser render=move |user| match user {
+                Ok(Some(u)) => view! {
+                    <span class="who" data-testid="signed-in-as">{u.display_name}</span>
+                    <form method="post" action=logout.clone() class="inline">
+                        <button type="submit" class="button subtle">"Sign out"</button>
+                    </form>
+                }.into_any(),
+                _ => {
+                    // Re-read the location so the link follows client-side navigation.
+                    let _ = location.pathname.get();
+                    view! {
+                        <a class="button" rel="external" href=login_href(&current_path())>"Sign in"</a>
+                    }.into_any()
+                }
+            }/>
         </div>
     }
 }

@@ -1,22 +1,17 @@
-//! kc-leptos: a Leptos full-stack app in which Keycloak owns every user, password, role and group.
+//! kc-leptos: the demo app of `keycloak-bff`, a Leptos full-stack app in which Keycloak owns every
+//! user, password, role and group.
 //!
-//! - [`user`]: `KeycloakUser` and the authorization rules (shared by browser and server).
-//! - [`auth_ui`]: the user in context, the components that gate UI, and `current_user()`.
-//! - [`app`]: the shell, router and pages.
-//! - `auth` (server): the auth core, free of Leptos and axum types.
-//! - `server` (server): settings, OpenID Connect, sessions, routes, start-up.
+//! - [`app`]: the shell, router and navigation.
+//! - [`pages`]: the pages and their server functions; [`policy`]: the pages' rules.
+//! - [`notes`]: the notes board (model, rules, server functions, components, queries, JSON API).
+//! - `server` (server): the app's state, settings and start-up.
 
 pub mod app;
-pub mod auth_ui;
-pub mod error;
+pub mod format;
 pub mod notes;
 pub mod pages;
 pub mod policy;
-pub mod session_watch;
-pub mod user;
 
-#[cfg(feature = "ssr")]
-pub mod auth;
 #[cfg(feature = "ssr")]
 pub mod server;
 

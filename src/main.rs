@@ -1,8 +1,8 @@
 #[cfg(feature = "ssr")]
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    use kc_leptos::server::configuration::Settings;
     use kc_leptos::server::startup::{shutdown_signal, Application};
+    use kc_leptos::server::Settings;
     use std::process::ExitCode;
 
     kc_leptos::server::telemetry::init();

@@ -1,37 +1,16 @@
 //! The pages, each with the server functions it uses.
 
-use crate::auth_ui::{
-    login_href, use_user, Authorized, ErrorNotice, HasClientRole, HasRealmRole, Protected,
-};
-use crate::error::AppError;
+use crate::format::format_utc;
+use crate::notes::rules::read_notes;
 use crate::policy;
-use crate::user::{KeycloakUser, Rule};
+use keycloak_bff::{
+    login_href, AppError, Authorized, ErrorNotice, HasClientRole, HasRealmRole, KeycloakUser,
+    Protected, Rule, WithUser,
+};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
 use serde::{Deserialize, Serialize};
-
-/// `1700000000` → `2023-11-14 22:13 UTC`. Deterministic on server and browser, so hydration
-/// matches.
-pub fn format_utc(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    // Howard Hinnant's civil-from-days algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        secs / 3_600,
-        (secs % 3_600) / 60
-    )
-}
 
 fn chips(items: Vec<String>, empty: &'static str) -> impl IntoView {
     if items.is_empty() {
@@ -48,7 +27,6 @@ fn chips(items: Vec<String>, empty: &'static str) -> impl IntoView {
 
 #[component]
 pub fn HomePage() -> impl IntoView {
-    let user = use_user();
     view! {
         <Title text="Home"/>
         <section class="hero">
@@ -57,24 +35,20 @@ pub fn HomePage() -> impl IntoView {
                 "A Leptos app whose pages follow your Keycloak roles and groups. Your tokens stay on \
                  the server; the browser only holds an opaque session cookie."
             </p>
-            <Transition fallback=|| ()>
-                {move || Suspend::new(async move {
-                    match user.await {
-                        Ok(Some(u)) => view! {
-                            <p class="welcome" data-testid="welcome">"Welcome back, " {u.display_name} "."</p>
-                        }.into_any(),
-                        Ok(None) => view! {
-                            <div class="actions">
-                                <a class="button primary" rel="external" href=login_href("/profile")>"Sign in with Keycloak"</a>
-                            </div>
-                        }.into_any(),
-                        // A public page stays a 200 whatever the state of the session.
-                        Err(error) => view! {
-                            <p class="muted" data-testid="home-notice">{error.to_string()}</p>
-                        }.into_any(),
-                    }
-                })}
-            </Transition>
+            <WithUser render=|user| match user {
+                Ok(Some(u)) => view! {
+                    <p class="welcome" data-testid="welcome">"Welcome back, " {u.display_name} "."</p>
+                }.into_any(),
+                Ok(None) => view! {
+                    <div class="actions">
+                        <a class="button primary" rel="external" href=login_href("/profile")>"Sign in with Keycloak"</a>
+                    </div>
+                }.into_any(),
+                // A public page stays a 200 whatever the state of the session.
+                Err(error) => view! {
+                    <p class="muted" data-testid="home-notice">{error.to_string()}</p>
+                }.into_any(),
+            }/>
         </section>
         <section class="grid">
             <article class="card">
@@ -82,7 +56,7 @@ pub fn HomePage() -> impl IntoView {
                 <p>"Your name, roles, groups and when your session ends. For anyone signed in."</p>
                 <A href="/profile">"Open profile →"</A>
             </article>
-            <Authorized rule=policy::read_notes()>
+            <Authorized rule=read_notes()>
                 <article class="card">
                     <h2>"Notes"</h2>
                     <p>"The team's shared notes board. Editors write, admins moderate."</p>
@@ -109,18 +83,13 @@ pub fn HomePage() -> impl IntoView {
 
 #[component]
 pub fn ProfilePage() -> impl IntoView {
-    let user = use_user();
     view! {
         <Title text="Profile"/>
         <Protected rule=Rule::SignedIn>
-            <Transition fallback=|| ()>
-                {move || Suspend::new(async move {
-                    match user.await {
-                        Ok(Some(u)) => view! { <ProfileCard user=u/> }.into_any(),
-                        _ => ().into_any(),
-                    }
-                })}
-            </Transition>
+            <WithUser render=|user| match user {
+                Ok(Some(u)) => view! { <ProfileCard user=u/> }.into_any(),
+                _ => ().into_any(),
+            }/>
         </Protected>
     }
 }
@@ -159,22 +128,21 @@ pub struct ConnectionOverview {
 
 #[server(prefix = "/api", endpoint = "admin_overview")]
 pub async fn admin_overview() -> Result<ConnectionOverview, AppError> {
-    use crate::server::guard::require;
-    use crate::server::state::AppState;
-    let counter = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    use keycloak_bff::server::metrics::Metrics;
+    use keycloak_bff::server::{require, use_keycloak_auth};
     require(&policy::admin_page()).await?;
-    let state = use_context::<AppState>().ok_or(AppError::Internal)?;
-    let s = &state.settings;
+    let auth = use_keycloak_auth()?;
+    let (s, m) = (auth.settings(), auth.metrics());
     Ok(ConnectionOverview {
         issuer: s.issuer(),
         client_id: s.keycloak.client_id.clone(),
         public_url: s.public_origin(),
         session_store: format!("{:?}", s.session.store).to_lowercase(),
         signature_algorithms: s.keycloak.algorithms.clone(),
-        key_set_fetches: state.oidc.keys.fetch_count(),
-        token_refreshes: counter(&state.metrics.token_refreshes),
-        sessions_ended_by_refresh: counter(&state.metrics.sessions_ended_by_refresh),
-        backchannel_logouts: counter(&state.metrics.backchannel_logouts),
+        key_set_fetches: auth.oidc().keys().fetch_count(),
+        token_refreshes: Metrics::read(&m.token_refreshes),
+        sessions_ended_by_refresh: Metrics::read(&m.sessions_ended_by_refresh),
+        backchannel_logouts: Metrics::read(&m.backchannel_logouts),
     })
 }
 
@@ -229,7 +197,7 @@ pub struct EditorDeskInfo {
 
 #[server(prefix = "/api", endpoint = "editor_desk")]
 pub async fn editor_desk() -> Result<EditorDeskInfo, AppError> {
-    let user = crate::server::guard::require(&policy::editor_page()).await?;
+    let user = keycloak_bff::server::require(&policy::editor_page()).await?;
     Ok(EditorDeskInfo {
         display_name: user.display_name,
         groups: user.groups,
@@ -274,10 +242,7 @@ fn EditorPanel() -> impl IntoView {
 
 #[component]
 pub fn NotFound() -> impl IntoView {
-    #[cfg(feature = "ssr")]
-    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-        response.set_status(axum::http::StatusCode::NOT_FOUND);
-    }
+    keycloak_bff::set_page_status(&AppError::NotFound);
     view! {
         <Title text="Not found"/>
         <section class="card notice" data-status="404">
@@ -285,17 +250,5 @@ pub fn NotFound() -> impl IntoView {
             <p>"There is no page at this address."</p>
             <div class="actions"><a class="button" href="/">"Back to the home page"</a></div>
         </section>
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::format_utc;
-
-    #[test]
-    fn unix_times_format_as_utc_calendar_dates() {
-        assert_eq!(format_utc(0), "1970-01-01 00:00 UTC");
-        assert_eq!(format_utc(1_700_000_000), "2023-11-14 22:13 UTC");
-        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00 UTC");
     }
 }

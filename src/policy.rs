@@ -1,115 +1,14 @@
-//! The app's authorization rules, named once and used by the components that hide UI, the server
-//! functions, the pages and the JSON API alike.
+//! The pages' authorization rules, named once and used by the navigation, the pages and their
+//! server functions alike. The notes board's rules are in `notes::rules`.
 
-use crate::notes::Note;
-use crate::user::{KeycloakUser, Rule};
+use keycloak_bff::Rule;
 
-/// Who reads the notes board: the app's `viewer` or `editor` client roles, or the realm's `admin`.
-pub fn read_notes() -> Rule {
-    Rule::AnyOf(vec![
-        Rule::client_role("viewer"),
-        Rule::client_role("editor"),
-        Rule::realm_role("admin"),
-    ])
-}
-
-/// Who writes notes: the app's `editor` client role.
-pub fn create_notes() -> Rule {
-    Rule::client_role("editor")
-}
-
-/// Who edits or deletes any note: the realm role `admin`.
-pub fn moderate_notes() -> Rule {
-    Rule::realm_role("admin")
-}
-
-/// Editors edit their own notes; admins edit any.
-pub fn can_edit(user: &KeycloakUser, note: &Note) -> bool {
-    moderate_notes().allows(Some(user))
-        || (create_notes().allows(Some(user)) && note.author_sub == user.subject)
-}
-
-/// Only admins delete notes.
-pub fn can_delete(user: &KeycloakUser, _note: &Note) -> bool {
-    moderate_notes().allows(Some(user))
-}
-
-/// The pages' rules.
+/// The admin page: the realm role `admin`.
 pub fn admin_page() -> Rule {
     Rule::realm_role("admin")
 }
 
+/// The editor's page: this app's client role `editor`.
 pub fn editor_page() -> Rule {
     Rule::client_role("editor")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::user::Access;
-
-    fn user(sub: &str, realm: &[&str], client: &[&str]) -> KeycloakUser {
-        KeycloakUser {
-            subject: sub.into(),
-            username: sub.into(),
-            display_name: sub.into(),
-            email: None,
-            realm_roles: realm.iter().map(|s| s.to_string()).collect(),
-            client_roles: client.iter().map(|s| s.to_string()).collect(),
-            groups: vec![],
-            session_expires_at: 0,
-        }
-    }
-
-    fn note_by(sub: &str) -> Note {
-        Note {
-            id: 1,
-            body: "b".into(),
-            author_sub: sub.into(),
-            author_name: sub.into(),
-            created_at: 0,
-            updated_at: 0,
-        }
-    }
-
-    #[test]
-    fn viewers_read_but_neither_write_nor_moderate() {
-        let v = user("v", &["user"], &["viewer"]);
-        assert!(read_notes().allows(Some(&v)));
-        assert_eq!(create_notes().check(Some(&v)), Access::Forbidden);
-        assert!(!can_edit(&v, &note_by("v")));
-        assert!(!can_delete(&v, &note_by("v")));
-    }
-
-    #[test]
-    fn editors_write_and_edit_only_their_own_notes() {
-        let e = user("e", &[], &["editor", "viewer"]);
-        assert!(create_notes().allows(Some(&e)));
-        assert!(can_edit(&e, &note_by("e")));
-        assert!(!can_edit(&e, &note_by("someone-else")));
-        assert!(!can_delete(&e, &note_by("e")));
-    }
-
-    #[test]
-    fn admins_edit_and_delete_any_note() {
-        let a = user("a", &["admin"], &[]);
-        assert!(read_notes().allows(Some(&a)));
-        assert!(can_edit(&a, &note_by("x")) && can_delete(&a, &note_by("x")));
-    }
-
-    #[test]
-    fn roles_of_the_same_name_elsewhere_grant_nothing() {
-        // `admin` as a client role and `editor` as a realm role are not the roles the rules name.
-        let impostor = user("i", &["editor", "viewer"], &["admin"]);
-        assert_eq!(read_notes().check(Some(&impostor)), Access::Forbidden);
-        assert_eq!(create_notes().check(Some(&impostor)), Access::Forbidden);
-        assert!(!can_edit(&impostor, &note_by("i")));
-        assert!(!can_delete(&impostor, &note_by("i")));
-    }
-
-    #[test]
-    fn nobody_signed_in_gets_not_signed_in() {
-        assert_eq!(read_notes().check(None), Access::NotSignedIn);
-        assert_eq!(moderate_notes().check(None), Access::NotSignedIn);
-    }
 }

@@ -69,3 +69,20 @@ test('signing out in one tab signs out the other tabs of the browser without a r
   await expect(second.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Admin' })).toHaveCount(0);
   expect(reloaded).toBe(false);
 });
+
+test('the browser side follows the server settings: tabs talk on the channel named in Leptos.toml', async ({ context }) => {
+  // auth.channel is "kc-leptos-session" in the demo's Leptos.toml (the library's default is
+  // another name): the server hands it to the page during hydration.
+  const listener = await context.newPage();
+  await listener.goto('/');
+  await listener.evaluate(() => {
+    const heard: unknown[] = [];
+    (window as unknown as { heard: unknown[] }).heard = heard;
+    new BroadcastChannel('kc-leptos-session').onmessage = (e) => heard.push(e.data);
+  });
+  const other = await context.newPage();
+  await other.goto('/'); // a page that has just loaded tells the other tabs to look
+  await expect
+    .poll(() => listener.evaluate(() => (window as unknown as { heard: unknown[] }).heard.length))
+    .toBeGreaterThan(0);
+});

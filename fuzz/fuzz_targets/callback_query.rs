@@ -1,8 +1,7 @@
 //! The callback query handling: any query string.
 #![no_main]
 
-#[path = "../../src/auth/callback.rs"]
-mod callback;
+use keycloak_bff_core::callback;
 
 use libfuzzer_sys::fuzz_target;
 

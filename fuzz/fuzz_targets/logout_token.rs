@@ -1,8 +1,7 @@
 //! The logout-token handler's input: any form body, then any claims.
 #![no_main]
 
-#[path = "../../src/auth/jwt.rs"]
-mod jwt;
+use keycloak_bff_core::jwt;
 
 use libfuzzer_sys::fuzz_target;
 

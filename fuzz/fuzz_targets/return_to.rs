@@ -1,8 +1,7 @@
 //! The return-path validator: whatever comes in, what comes out is a same-origin relative path.
 #![no_main]
 
-#[path = "../../src/auth/return_to.rs"]
-mod return_to;
+use keycloak_bff_core::return_to;
 
 use libfuzzer_sys::fuzz_target;
 
@@ -10,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(input) = std::str::from_utf8(data) else {
         return;
     };
-    let out = return_to::sanitize(Some(input));
+    let out = return_to::ReturnTo::new(Some(input)).as_str().to_owned();
     assert!(out.starts_with('/'), "{out:?}");
     assert!(!out.starts_with("//"), "{out:?}");
     assert!(!out.contains('\\'), "{out:?}");

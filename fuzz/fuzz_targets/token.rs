@@ -1,8 +1,7 @@
 //! The token parser and claim validator: any bytes as a token, and any JSON as claims.
 #![no_main]
 
-#[path = "../../src/auth/jwt.rs"]
-mod jwt;
+use keycloak_bff_core::jwt;
 
 use libfuzzer_sys::fuzz_target;
 

@@ -1,25 +1,15 @@
-//! The state every handler, server function and SSR render can reach.
+//! The state every handler, server function and SSR render of the demo can reach.
 
-use crate::server::configuration::Settings;
-use crate::server::logout::ReplayGuard;
-use crate::server::oidc::Oidc;
-use crate::server::refresh::{Metrics, Refresher};
-use crate::server::session::AppStore;
 use axum::extract::FromRef;
+use keycloak_bff::server::KeycloakAuth;
 use leptos::config::LeptosOptions;
-use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct AppState {
     pub leptos_options: LeptosOptions,
-    pub settings: Arc<Settings>,
-    pub oidc: Arc<Oidc>,
-    pub store: AppStore,
-    /// The app's database (notes; sessions too with the SQLite store).
+    pub auth: KeycloakAuth,
+    /// The notes database.
     pub db: sqlx::SqlitePool,
-    pub refresher: Arc<Refresher>,
-    pub metrics: Arc<Metrics>,
-    pub logout_replays: Arc<ReplayGuard>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -28,9 +18,8 @@ impl FromRef<AppState> for LeptosOptions {
     }
 }
 
-impl AppState {
-    /// The redirect URI registered in Keycloak: the public URL's `/auth/callback`.
-    pub fn redirect_uri(&self) -> String {
-        self.settings.absolute("/auth/callback")
+impl FromRef<AppState> for KeycloakAuth {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
     }
 }

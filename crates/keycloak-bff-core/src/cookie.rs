@@ -1,0 +1,86 @@
+//! The session cookie's settings, decided from the app's public URL (catalogue G02).
+
+/// How the session cookie is set. `HttpOnly`, `SameSite=Lax` (the pre-login cookie must survive
+/// the cross-site redirect back from Keycloak, so not `Strict`), `Path=/` and no `Domain` always;
+/// `Secure` and the `__Host-` prefix whenever the public URL is https.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CookiePolicy {
+    pub name: String,
+    pub secure: bool,
+    pub http_only: bool,
+    pub same_site_lax: bool,
+    pub path: &'static str,
+}
+
+pub fn policy(public_url_is_https: bool, base_name: &str) -> CookiePolicy {
+    let base = base_name
+        .trim_start_matches("__Host-")
+        .trim_start_matches("__Secure-");
+    CookiePolicy {
+        name: if public_url_is_https {
+            format!("__Host-{base}")
+        } else {
+            base.to_owned()
+        },
+        secure: public_url_is_https,
+        http_only: true,
+        same_site_lax: true,
+        path: "/",
+    }
+}
+
+/// A cookie name that browsers and servers accept: an RFC 6265 token, short, and not one of the
+/// names Keycloak uses (the app and Keycloak share `localhost`'s cookie jar across ports).
+pub fn is_valid_name(name: &str) -> bool {
+    let reserved = [
+        "KEYCLOAK_IDENTITY",
+        "KEYCLOAK_SESSION",
+        "AUTH_SESSION_ID",
+        "KC_RESTART",
+    ];
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && !reserved
+            .iter()
+            .any(|r| name.to_ascii_uppercase().starts_with(r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_public_url_gives_a_secure_host_prefixed_cookie() {
+        let p = policy(true, "app_session");
+        assert_eq!(p.name, "__Host-app_session");
+        assert!(p.secure && p.http_only && p.same_site_lax);
+        assert_eq!(p.path, "/");
+    }
+
+    #[test]
+    fn plain_http_on_localhost_gives_an_unprefixed_cookie_that_is_still_http_only_and_lax() {
+        let p = policy(false, "app_session");
+        assert_eq!(p.name, "app_session");
+        assert!(!p.secure);
+        assert!(p.http_only && p.same_site_lax);
+    }
+
+    #[test]
+    fn a_configured_prefix_is_never_doubled_or_kept_without_https() {
+        assert_eq!(policy(true, "__Host-s").name, "__Host-s");
+        assert_eq!(policy(false, "__Host-s").name, "s");
+    }
+
+    #[test]
+    fn cookie_names_must_be_tokens_and_not_keycloaks_own() {
+        assert!(is_valid_name("app_session"));
+        assert!(!is_valid_name(""));
+        assert!(!is_valid_name("a b"));
+        assert!(!is_valid_name("a;b"));
+        assert!(!is_valid_name("KEYCLOAK_SESSION"));
+        assert!(!is_valid_name("AUTH_SESSION_ID_LEGACY"));
+    }
+}

@@ -1,0 +1,29 @@
+//! The pure core of a Keycloak backend-for-frontend.
+//!
+//! Plain functions and data with no web framework, no I/O and no clock, so that every rule reads
+//! as a small library and is tested with plain unit tests. Time is always a parameter (`now`, Unix
+//! seconds). It compiles for the browser (`wasm32-unknown-unknown`) and the server alike.
+//!
+//! - [`user`]: `KeycloakUser`, and the authorization model (`Rule`, `Access`).
+//! - [`claims`]: Keycloak claims → `KeycloakUser`.
+//! - [`jwt`]: JOSE header checks, and the claim checks of ID, access and logout tokens; `at_hash`.
+//! - [`callback`]: the authorization response, parsed and capped.
+//! - [`pending`]: logins started and not yet finished.
+//! - [`return_to`]: `ReturnTo`, a same-origin return path (its constructor is the sanitiser), and
+//!   the sign-in link that comes back to it.
+//! - [`refresh`]: when to refresh, and the back-off while Keycloak is unreachable.
+//! - [`cookie`]: the session cookie's attributes.
+//! - [`status`]: the answer of the silent-refresh route, shared by the browser and the server.
+
+pub mod callback;
+pub mod claims;
+pub mod cookie;
+pub mod jwt;
+pub mod pending;
+pub mod refresh;
+pub mod return_to;
+pub mod status;
+pub mod user;
+
+pub use return_to::ReturnTo;
+pub use user::{Access, KeycloakUser, Rule};

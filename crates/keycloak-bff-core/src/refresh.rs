@@ -1,0 +1,118 @@
+//! When to refresh: pure decisions about a session's tokens at a given time.
+
+/// The times that decide about a refresh (Unix seconds).
+#[derive(Debug, Clone, Copy)]
+pub struct TokenTimes {
+    pub access_expires_at: i64,
+    pub has_refresh_token: bool,
+}
+
+/// What to do with a session's tokens now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The access token is good for longer than the margin (or a retry is not due yet and it is
+    /// still valid): use it.
+    UseAsIs,
+    /// Refresh now.
+    Refresh,
+    /// The access token has expired and the last refresh failed for want of Keycloak; the next
+    /// attempt is not due yet.
+    Unavailable,
+}
+
+/// Back-off after refreshes that failed because Keycloak could not be reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backoff {
+    pub failures: u32,
+    /// No attempt before this time.
+    pub retry_at: i64,
+}
+
+impl Backoff {
+    /// The back-off after one more failure at `now`: 1, 2, 4, 8, 16, then 30 seconds.
+    pub fn failed(self, now: i64) -> Backoff {
+        let failures = self.failures.saturating_add(1);
+        let delay = 1i64 << (failures - 1).min(5);
+        Backoff {
+            failures,
+            retry_at: now.saturating_add(delay.min(30)),
+        }
+    }
+}
+
+pub fn decide(t: &TokenTimes, now: i64, margin: i64, backoff: &Backoff) -> Decision {
+    if t.access_expires_at.saturating_sub(margin) > now {
+        return Decision::UseAsIs;
+    }
+    if !t.has_refresh_token {
+        return Decision::Refresh; // the caller ends the session once the access token is dead
+    }
+    if now < backoff.retry_at {
+        return if now < t.access_expires_at {
+            Decision::UseAsIs
+        } else {
+            Decision::Unavailable
+        };
+    }
+    Decision::Refresh
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: TokenTimes = TokenTimes {
+        access_expires_at: 1_000,
+        has_refresh_token: true,
+    };
+
+    #[test]
+    fn a_token_outside_the_margin_is_used_as_is() {
+        assert_eq!(decide(&T, 900, 30, &Backoff::default()), Decision::UseAsIs);
+        assert_eq!(decide(&T, 969, 30, &Backoff::default()), Decision::UseAsIs);
+    }
+
+    #[test]
+    fn a_token_inside_the_margin_or_expired_is_refreshed() {
+        assert_eq!(decide(&T, 970, 30, &Backoff::default()), Decision::Refresh);
+        assert_eq!(
+            decide(&T, 5_000, 30, &Backoff::default()),
+            Decision::Refresh
+        );
+    }
+
+    #[test]
+    fn while_backing_off_a_still_valid_token_keeps_working_and_an_expired_one_is_unavailable() {
+        let b = Backoff::default().failed(980);
+        assert_eq!(b.retry_at, 981);
+        assert_eq!(decide(&T, 980, 30, &b), Decision::UseAsIs);
+        let b = Backoff {
+            failures: 3,
+            retry_at: 1_010,
+        };
+        assert_eq!(decide(&T, 1_005, 30, &b), Decision::Unavailable);
+        assert_eq!(decide(&T, 1_010, 30, &b), Decision::Refresh);
+    }
+
+    #[test]
+    fn extreme_times_saturate_instead_of_overflowing() {
+        let b = Backoff::default().failed(i64::MAX);
+        assert_eq!(b.retry_at, i64::MAX);
+        let t = TokenTimes {
+            access_expires_at: i64::MIN,
+            has_refresh_token: true,
+        };
+        assert_eq!(decide(&t, 0, 30, &Backoff::default()), Decision::Refresh);
+    }
+
+    #[test]
+    fn back_off_doubles_up_to_thirty_seconds() {
+        let mut b = Backoff::default();
+        let mut delays = Vec::new();
+        for _ in 0..8 {
+            b = b.failed(0);
+            delays.push(b.retry_at);
+        }
+        assert_eq!(delays, vec![1, 2, 4, 8, 16, 30, 30, 30]);
+    }
+}

@@ -1,0 +1,96 @@
+//! The answer of the silent-refresh route (`POST <prefix>/refresh`): one typed contract that the
+//! server writes and the browser's session watcher reads. It never carries a token.
+
+use crate::user::KeycloakUser;
+use serde::{Deserialize, Serialize};
+
+/// What the server says about the browser's session. The HTTP status says the outcome (200 signed
+/// in, 401 signed out, 503 Keycloak unreachable with the session kept, 500 a fault of the
+/// server); the body says the details.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionStatus {
+    pub signed_in: bool,
+    /// When the access token expires (Unix seconds); signed in only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_expires_at: Option<i64>,
+    /// When the session ends (Keycloak's refresh-token lifetime); signed in only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_expires_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<KeycloakUser>,
+    /// A short reason when the session's state could not be decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl SessionStatus {
+    pub fn signed_in(user: KeycloakUser, access_expires_at: i64) -> Self {
+        SessionStatus {
+            signed_in: true,
+            access_expires_at: Some(access_expires_at),
+            session_expires_at: Some(user.session_expires_at),
+            user: Some(user),
+            error: None,
+        }
+    }
+
+    pub fn signed_out() -> Self {
+        SessionStatus {
+            signed_in: false,
+            access_expires_at: None,
+            session_expires_at: None,
+            user: None,
+            error: None,
+        }
+    }
+
+    /// Keycloak cannot be reached: the session is kept, nothing is known about its user now.
+    pub fn unavailable() -> Self {
+        SessionStatus {
+            signed_in: true,
+            error: Some("identity provider unavailable".to_owned()),
+            ..SessionStatus::signed_out()
+        }
+    }
+
+    /// The server could not read the session.
+    pub fn failed() -> Self {
+        SessionStatus {
+            error: Some("internal error".to_owned()),
+            ..SessionStatus::signed_out()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signed_out_answer_says_only_that() {
+        let json = serde_json::to_value(SessionStatus::signed_out()).expect("json");
+        assert_eq!(json, serde_json::json!({"signed_in": false}));
+    }
+
+    #[test]
+    fn a_signed_in_answer_round_trips_with_the_user_and_both_expiries() {
+        let user = KeycloakUser {
+            subject: "s".into(),
+            username: "u".into(),
+            display_name: "U".into(),
+            email: None,
+            realm_roles: vec![],
+            client_roles: vec!["viewer".into()],
+            groups: vec![],
+            session_expires_at: 2_000,
+        };
+        let status = SessionStatus::signed_in(user, 1_000);
+        let text = serde_json::to_string(&status).expect("json");
+        assert!(text.contains(r#""access_expires_at":1000"#), "{text}");
+        assert!(text.contains(r#""session_expires_at":2000"#), "{text}");
+        assert_eq!(
+            serde_json::from_str::<SessionStatus>(&text).ok(),
+            Some(status)
+        );
+    }
+}

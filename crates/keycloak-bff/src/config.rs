@@ -1,0 +1,59 @@
+//! What the browser side needs to know about the server's auth routes. The server reads it from
+//! its settings (`[auth]`); the page shares it with the browser during hydration, so both sides
+//! always agree and nothing is written twice.
+
+use keycloak_bff_core::ReturnTo;
+use serde::{Deserialize, Serialize};
+
+/// The auth routes' prefix and the browser's session channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UiConfig {
+    /// Where the auth routes live: `<prefix>/login`, `/callback`, `/logout`, `/refresh`,
+    /// `/backchannel-logout`. Default `/auth`.
+    pub route_prefix: String,
+    /// The `BroadcastChannel` the app's tabs use to tell each other about sign-in and sign-out.
+    pub channel: String,
+    /// Seconds between two session checks of a visible, signed-in tab.
+    pub poll_secs: u32,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig {
+            route_prefix: "/auth".to_owned(),
+            channel: "keycloak-bff-session".to_owned(),
+            poll_secs: 5,
+        }
+    }
+}
+
+impl UiConfig {
+    /// `<prefix><path>`, e.g. `route("/login")`.
+    pub fn route(&self, path: &str) -> String {
+        format!("{}{path}", self.route_prefix)
+    }
+
+    /// The sign-in link that comes back to `return_to` (sanitised: a foreign URL becomes `/`).
+    pub fn login_href(&self, return_to: &str) -> String {
+        ReturnTo::new(Some(return_to)).login_href(&self.route("/login"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_follow_the_configured_prefix() {
+        let c = UiConfig {
+            route_prefix: "/sso".into(),
+            ..UiConfig::default()
+        };
+        assert_eq!(c.route("/refresh"), "/sso/refresh");
+        assert_eq!(c.login_href("/notes"), "/sso/login?return_to=%2Fnotes");
+        assert_eq!(
+            c.login_href("https://evil.example"),
+            "/sso/login?return_to=%2F"
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! The one error type that crosses the wire between server functions and components, and its one
+//! mapping to HTTP status, used by pages, server functions, the auth routes and a JSON API alike.
+
+use leptos::server_fn::codec::JsonEncoding;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    #[error("You need to sign in to do this.")]
+    NotSignedIn,
+    /// A bearer token that is not acceptable (401 with `error="invalid_token"`).
+    #[error("The access token was not accepted: {0}")]
+    InvalidToken(String),
+    #[error("You do not have permission to do this.")]
+    Forbidden,
+    #[error("The identity provider is unavailable. Please try again in a moment.")]
+    IdpUnavailable,
+    #[error("Bad request: {0}")]
+    BadRequest(String),
+    #[error("Not found.")]
+    NotFound,
+    #[error("Something went wrong on our side.")]
+    Internal,
+    /// Transport and encoding errors of the server-function machinery itself.
+    #[error("Request failed: {0}")]
+    ServerFn(String),
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        AppError::ServerFn(value.to_string())
+    }
+}
+
+impl AppError {
+    /// The HTTP status this error is answered with: the only place that decides it.
+    pub fn status_code(&self) -> u16 {
+        match self {
+            AppError::NotSignedIn | AppError::InvalidToken(_) => 401,
+            AppError::Forbidden => 403,
+            AppError::IdpUnavailable => 503,
+            AppError::BadRequest(_) | AppError::ServerFn(_) => 400,
+            AppError::NotFound => 404,
+            AppError::Internal => 500,
+        }
+    }
+
+    /// The OAuth error code of a JSON answer (RFC 6749 §5.2, RFC 6750 §3.1).
+    pub fn error_code(&self) -> &'static str {
+        match self {
+            AppError::NotSignedIn => "unauthorized",
+            AppError::InvalidToken(_) => "invalid_token",
+            AppError::Forbidden => "insufficient_scope",
+            AppError::IdpUnavailable => "temporarily_unavailable",
+            AppError::BadRequest(_) | AppError::ServerFn(_) => "invalid_request",
+            AppError::NotFound => "not_found",
+            AppError::Internal => "server_error",
+        }
+    }
+}
+
+/// A JSON API's answer (RFC 6750): the status from [`AppError::status_code`], a short JSON reason,
+/// and a `WWW-Authenticate: Bearer` challenge on 401 and 403.
+#[cfg(feature = "ssr")]
+impl axum::response::IntoResponse for AppError {
+    fn into_response(self) -> axum::response::Response {
+        use axum::http::{header, HeaderValue, StatusCode};
+        let status =
+            StatusCode::from_u16(self.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let description = match &self {
+            AppError::NotSignedIn => "a bearer token or a session is required".to_owned(),
+            AppError::InvalidToken(reason) => reason.clone(),
+            AppError::Forbidden => "a role this request needs is missing".to_owned(),
+            AppError::IdpUnavailable => "identity provider unavailable".to_owned(),
+            AppError::BadRequest(reason) | AppError::ServerFn(reason) => reason.clone(),
+            AppError::NotFound | AppError::Internal => String::new(),
+        };
+        let challenge = match &self {
+            AppError::NotSignedIn => Some("Bearer".to_owned()),
+            AppError::InvalidToken(reason) => Some(format!(
+                r#"Bearer error="invalid_token", error_description="{}""#,
+                reason.replace(['"', '\\'], "")
+            )),
+            AppError::Forbidden => Some(r#"Bearer error="insufficient_scope""#.to_owned()),
+            _ => None,
+        };
+        let body = if description.is_empty() {
+            serde_json::json!({ "error": self.error_code() })
+        } else {
+            serde_json::json!({ "error": self.error_code(), "error_description": description })
+        };
+        let mut response = (
+            status,
+            [(header::CACHE_CONTROL, "no-store")],
+            axum::Json(body),
+        )
+            .into_response();
+        if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+}

@@ -1,0 +1,40 @@
+//! Keycloak for Leptos + axum apps, as a backend-for-frontend (BFF).
+//!
+//! The browser signs in with the OpenID Connect code flow (PKCE, `state`, `nonce`); the tokens stay
+//! in a server-side session and the browser only holds an opaque, HttpOnly cookie. Server functions
+//! and routes ask for the [`KeycloakUser`] and check a [`Rule`]; components read the same user from
+//! context and show or hide UI by roles and groups.
+//!
+//! Browser and server (features `hydrate` and `ssr`):
+//! - [`provide_user`], [`use_user`], [`current_user`]: the user in context.
+//! - [`SignedIn`], [`Authorized`], [`HasRealmRole`], [`HasClientRole`], [`InGroup`], [`Protected`]:
+//!   gated UI; [`SessionWatch`]: the session checks and their notices.
+//! - [`AppError`]: the one error type that crosses the wire, with one mapping to HTTP status.
+//!
+//! Server only (feature `ssr`): [`server::KeycloakAuth`] (routes, layers, the OIDC client, the
+//! session store, refresh), [`server::Settings`], [`server::require`] for server functions and
+//! [`server::ApiUser`], the bearer-or-session extractor of a JSON API.
+//!
+//! The pure rules (claims, token checks, return paths, refresh timing) are in
+//! [`keycloak_bff_core`], re-exported as [`core`].
+
+pub mod config;
+pub mod error;
+pub mod ui;
+
+#[cfg(feature = "ssr")]
+pub mod server;
+
+pub use config::UiConfig;
+pub use error::AppError;
+pub use keycloak_bff_core as core;
+pub use keycloak_bff_core::{Access, KeycloakUser, ReturnTo, Rule};
+pub use ui::context::{
+    current_path, current_user, login_href, provide_user, use_session_state, use_ui_config,
+    use_user, SessionState, UserResource, WithUser,
+};
+pub use ui::gates::{
+    set_page_status, Authorized, ErrorNotice, Forbidden, HasClientRole, HasRealmRole, InGroup,
+    Protected, SignInNeeded, SignedIn,
+};
+pub use ui::watch::SessionWatch;

@@ -1,0 +1,134 @@
+//! [`KeycloakAuth`]: the library's state, built once at start-up from [`AuthSettings`], cheap to
+//! clone, and reachable from handlers (`State`, through `FromRef`), server functions and pages
+//! (the request's extensions).
+
+use crate::config::UiConfig;
+use crate::error::AppError;
+use crate::server::metrics::Metrics;
+use crate::server::oidc::Oidc;
+use crate::server::refresh::Refresher;
+use crate::server::replay::ReplayGuard;
+use crate::server::settings::{AuthSettings, StoreKind};
+use crate::server::store::{AuthSession, AuthStore};
+use leptos::config::LeptosOptions;
+use std::sync::Arc;
+use tower_sessions::Session;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("session store: {0}")]
+    Store(String),
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// How often expired sessions are removed from the store.
+const SWEEP_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The library's state: settings, the OpenID Connect client, the session store, refresh and
+/// back-channel logout bookkeeping.
+#[derive(Clone)]
+pub struct KeycloakAuth(Arc<Inner>);
+
+struct Inner {
+    settings: AuthSettings,
+    oidc: Oidc,
+    store: AuthStore,
+    refresher: Refresher,
+    metrics: Metrics,
+    replays: ReplayGuard,
+    stylesheet: String,
+    pkg_prefix: String,
+}
+
+impl KeycloakAuth {
+    /// Opens the session store (`session.store`), prepares the OpenID Connect client (discovery
+    /// happens at the first use, so the app starts while Keycloak is down) and starts the sweep
+    /// of expired sessions. Needs a Tokio runtime.
+    pub async fn new(
+        settings: AuthSettings,
+        leptos_options: &LeptosOptions,
+    ) -> Result<Self, StartupError> {
+        let store = match settings.session.store {
+            StoreKind::Memory => AuthStore::memory(),
+            StoreKind::Sqlite => AuthStore::sqlite_file(&settings.session.sqlite_file)
+                .await
+                .map_err(StartupError::Store)?,
+        };
+        store.spawn_expiry_sweeper(SWEEP_PERIOD);
+        let oidc = Oidc::new(settings.keycloak.clone())?;
+        let refresher = Refresher::new(settings.session.refresh_margin_secs);
+        Ok(Self(Arc::new(Inner {
+            stylesheet: format!(
+                "/{}/{}.css",
+                leptos_options.site_pkg_dir, leptos_options.output_name
+            ),
+            pkg_prefix: format!("/{}/", leptos_options.site_pkg_dir),
+            settings,
+            oidc,
+            store,
+            refresher,
+            metrics: Metrics::default(),
+            replays: ReplayGuard::default(),
+        })))
+    }
+
+    pub fn settings(&self) -> &AuthSettings {
+        &self.0.settings
+    }
+
+    pub fn ui_config(&self) -> &UiConfig {
+        &self.0.settings.ui
+    }
+
+    pub fn oidc(&self) -> &Oidc {
+        &self.0.oidc
+    }
+
+    pub fn store(&self) -> &AuthStore {
+        &self.0.store
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    pub fn replays(&self) -> &ReplayGuard {
+        &self.0.replays
+    }
+
+    /// The app's stylesheet, for the pages the library renders itself.
+    pub fn stylesheet(&self) -> &str {
+        &self.0.stylesheet
+    }
+
+    /// Where the site's static files are served (`/pkg/`): cached, unlike pages.
+    pub fn pkg_prefix(&self) -> &str {
+        &self.0.pkg_prefix
+    }
+
+    /// The redirect URI registered in Keycloak: the public URL's `<prefix>/callback`.
+    pub fn redirect_uri(&self) -> String {
+        self.0
+            .settings
+            .absolute(&self.0.settings.ui.route("/callback"))
+    }
+
+    /// The signed-in session with an access token usable now, refreshed first when it expires
+    /// within the margin (see [`Refresher::fresh_auth`]).
+    pub async fn fresh_auth(
+        &self,
+        session: &Session,
+        now: i64,
+    ) -> Result<Option<AuthSession>, AppError> {
+        self.0
+            .refresher
+            .fresh_auth(&self.0.oidc, &self.0.metrics, session, now)
+            .await
+    }
+}

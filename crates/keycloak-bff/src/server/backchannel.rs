@@ -1,0 +1,77 @@
+//! Back-channel logout: Keycloak tells the app that a Keycloak session ended (the user signed out
+//! elsewhere, an admin ended the session, it timed out), and the app deletes every session bound to
+//! it. `POST <prefix>/backchannel-logout` with a form field `logout_token`.
+
+use crate::error::AppError;
+use crate::server::auth::KeycloakAuth;
+use crate::server::metrics::Metrics;
+use crate::server::unix_now;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use keycloak_bff_core::jwt::{self, LogoutTarget, TokenError};
+
+/// Larger bodies are refused before parsing (catalogue F05).
+pub const MAX_LOGOUT_BODY: usize = 16 * 1024;
+
+fn refused(why: &str) -> Response {
+    tracing::info!(reason = why, "back-channel logout refused");
+    AppError::BadRequest("invalid logout token".into()).into_response()
+}
+
+async fn validate(auth: &KeycloakAuth, token: &str, now: i64) -> Result<LogoutTarget, TokenError> {
+    let oidc = auth.oidc();
+    let header = jwt::parse_header(token, oidc.algorithms())?;
+    jwt::check_logout_header(&header)?;
+    let provider = oidc.provider().await.map_err(|_| TokenError::UnknownKey)?;
+    let (_, claims) = oidc
+        .keys()
+        .verify(&provider.jwks_uri, token, oidc.algorithms())
+        .await?;
+    jwt::check_logout_claims(
+        &claims,
+        oidc.issuer(),
+        oidc.client_id(),
+        oidc.leeway_secs(),
+        now,
+    )
+}
+
+pub async fn backchannel_logout(State(auth): State<KeycloakAuth>, body: Body) -> Response {
+    let body: Bytes = match axum::body::to_bytes(body, MAX_LOGOUT_BODY).await {
+        Ok(b) => b,
+        Err(_) => return refused("body too large or unreadable"),
+    };
+    let Some(token) = jwt::logout_token_from_form(&body) else {
+        return refused("exactly one logout_token is required");
+    };
+    let now = unix_now();
+    let target = match validate(&auth, &token, now).await {
+        Ok(t) => t,
+        Err(e) => return refused(&e.to_string()),
+    };
+    if !auth.replays().first_use(&target, now) {
+        return refused("replayed logout token");
+    }
+    match auth
+        .store()
+        .end_keycloak_session(target.sid.as_deref(), target.sub.as_deref(), now)
+        .await
+    {
+        Ok(deleted) => {
+            Metrics::count(&auth.metrics().backchannel_logouts);
+            tracing::info!(sessions = deleted, "back-channel logout");
+            (
+                StatusCode::OK,
+                [(header::CACHE_CONTROL, "no-store")],
+                axum::Json(serde_json::json!({})),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "back-channel logout could not delete sessions");
+            AppError::Internal.into_response()
+        }
+    }
+}

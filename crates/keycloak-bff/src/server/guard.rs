@@ -1,0 +1,110 @@
+//! Authorization for server functions and server-rendered pages: the session → user lookup, and the
+//! rule check that answers 401/403 on the HTTP response.
+
+use crate::config::UiConfig;
+use crate::error::AppError;
+use crate::server::auth::KeycloakAuth;
+use crate::server::unix_now;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use keycloak_bff_core::{Access, KeycloakUser, Rule};
+use leptos::prelude::use_context;
+use leptos_axum::ResponseOptions;
+use tower_sessions::Session;
+
+/// The library's state and the browser's session of the current request.
+fn request_state() -> Result<(KeycloakAuth, Session), AppError> {
+    let parts = use_context::<Parts>().ok_or(AppError::Internal)?;
+    let auth = parts.extensions.get::<KeycloakAuth>().cloned();
+    let session = parts.extensions.get::<Session>().cloned();
+    match (auth, session) {
+        (Some(auth), Some(session)) => Ok((auth, session)),
+        _ => {
+            tracing::error!(
+                "no KeycloakAuth layers on this request: mount them with KeycloakAuth::wrap"
+            );
+            Err(AppError::Internal)
+        }
+    }
+}
+
+/// The library's state of the current request, for server functions that need more than the
+/// user (settings, counters).
+pub fn use_keycloak_auth() -> Result<KeycloakAuth, AppError> {
+    request_state().map(|(auth, _)| auth)
+}
+
+/// The auth routes' settings of the current request (defaults outside a request).
+pub fn ui_config() -> UiConfig {
+    use_keycloak_auth()
+        .map(|auth| auth.ui_config().clone())
+        .unwrap_or_default()
+}
+
+/// Sets the HTTP status of the current response (page or server function) for `error`.
+pub fn set_response_status(error: &AppError) {
+    if let Some(response) = use_context::<ResponseOptions>() {
+        if let Ok(status) = StatusCode::from_u16(error.status_code()) {
+            response.set_status(status);
+        }
+    }
+}
+
+/// Whether the current request is a call of a server function (not a page being rendered).
+fn is_server_fn_call() -> bool {
+    use_context::<Parts>().is_some_and(|parts| {
+        let path = parts.uri.path();
+        leptos::server_fn::axum::server_fn_paths().any(|(p, _)| p == path)
+    })
+}
+
+/// Sets the status for `error` only when the current request is a call of a server function.
+/// While a page renders, server functions run in the page's response: there the page decides its
+/// status (a public page stays 200 when Keycloak is down).
+pub fn set_status_for(error: &AppError) {
+    if is_server_fn_call() {
+        set_response_status(error);
+    }
+}
+
+/// Returns `error` after setting the status of a server function's response for it: for the
+/// errors of a server function's own work (`.map_err(fail)`).
+pub fn fail(error: AppError) -> AppError {
+    set_status_for(&error);
+    error
+}
+
+/// The signed-in user of the current request, if any, with tokens refreshed when due. On error
+/// (Keycloak unavailable with an expired token: 503) the HTTP status is set.
+pub async fn request_user() -> Result<Option<KeycloakUser>, AppError> {
+    let (auth, session) = request_state()?;
+    let signed_in = auth
+        .fresh_auth(&session, unix_now())
+        .await
+        .inspect_err(set_status_for)?;
+    Ok(signed_in.map(|a| a.user))
+}
+
+/// The user of the current request if `rule` allows them; otherwise 401 or 403, with the HTTP
+/// status set. Every server function that does something protected starts with this: the server
+/// never trusts that the UI hid a button.
+pub async fn require(rule: &Rule) -> Result<KeycloakUser, AppError> {
+    let user = request_user().await?;
+    match rule.check(user.as_ref()) {
+        Access::Allowed => user.ok_or(AppError::Internal),
+        Access::NotSignedIn => Err(fail(AppError::NotSignedIn)),
+        Access::Forbidden => Err(fail(AppError::Forbidden)),
+    }
+}
+
+/// Answers the page being rendered with `302 Found` to `href`, whatever the request's `Accept`
+/// header says (unlike `leptos_axum::redirect`, which only redirects requests that accept HTML).
+pub fn redirect_page(href: &str) {
+    if let (Some(response), Ok(value)) = (
+        use_context::<ResponseOptions>(),
+        HeaderValue::from_str(href),
+    ) {
+        response.insert_header(axum::http::header::LOCATION, value);
+        response.set_status(StatusCode::FOUND);
+    }
+}

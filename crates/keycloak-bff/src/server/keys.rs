@@ -1,0 +1,196 @@
+//! Keycloak's signing keys, cached by `kid`, and JWT signature verification.
+//!
+//! Keys come only from the configured issuer's key set (never from a token header). An unknown
+//! `kid` triggers one refetch; refetches are single-flight and at most one per
+//! `MIN_REFETCH_INTERVAL`, so a flood of random `kid`s cannot hammer Keycloak. When Keycloak is
+//! down the last good keys stay in use.
+
+use crate::server::http::read_limited;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use keycloak_bff_core::jwt::{self, Header, TokenError};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use url::Url;
+
+const MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+const MAX_JWKS_BYTES: usize = 256 * 1024;
+const MAX_KEYS: usize = 64;
+
+#[derive(Clone)]
+struct SigningKey {
+    key: Arc<DecodingKey>,
+    alg: Option<String>,
+}
+
+#[derive(Default)]
+struct Cached {
+    by_kid: HashMap<String, SigningKey>,
+    without_kid: Vec<SigningKey>,
+    last_attempt: Option<Instant>,
+    fetches: u64,
+}
+
+pub struct KeyCache {
+    http: reqwest::Client,
+    cached: RwLock<Cached>,
+    refetch: tokio::sync::Mutex<()>,
+}
+
+impl KeyCache {
+    pub fn new(http: reqwest::Client) -> Self {
+        Self {
+            http,
+            cached: RwLock::new(Cached::default()),
+            refetch: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// How many times the key set was fetched (successfully or not) since start.
+    pub fn fetch_count(&self) -> u64 {
+        self.cached.read().map(|c| c.fetches).unwrap_or(0)
+    }
+
+    fn find(&self, header: &Header) -> Option<SigningKey> {
+        let cached = self.cached.read().ok()?;
+        let candidate = match &header.kid {
+            Some(kid) => cached.by_kid.get(kid).cloned(),
+            None => {
+                // No kid: acceptable only when exactly one signing key could have made it.
+                let mut all = cached
+                    .by_kid
+                    .values()
+                    .chain(cached.without_kid.iter())
+                    .filter(|k| k.alg.as_deref().is_none_or(|a| a == header.alg));
+                match (all.next(), all.next()) {
+                    (Some(only), None) => Some(only.clone()),
+                    _ => None,
+                }
+            }
+        }?;
+        match &candidate.alg {
+            Some(alg) if *alg != header.alg => None,
+            _ => Some(candidate),
+        }
+    }
+
+    /// Verifies the signature of `token` with the issuer's keys and returns its header and claims.
+    /// Claims are not checked here; see [`jwt::check_claims`].
+    pub async fn verify(
+        &self,
+        jwks_uri: &Url,
+        token: &str,
+        allowed_algs: &[String],
+    ) -> Result<(Header, Value), TokenError> {
+        let header = jwt::parse_header(token, allowed_algs)?;
+        let key = match self.find(&header) {
+            Some(k) => k,
+            None => {
+                self.refetch(jwks_uri).await;
+                self.find(&header).ok_or(TokenError::UnknownKey)?
+            }
+        };
+        let alg = Algorithm::from_str(&header.alg)
+            .map_err(|_| TokenError::AlgorithmNotAllowed(header.alg.clone()))?;
+        let mut validation = Validation::new(alg);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims = HashSet::new();
+        jsonwebtoken::decode::<Value>(token, &key.key, &validation)
+            .map(|data| (header, data.claims))
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::BadSignature,
+                _ => TokenError::Malformed,
+            })
+    }
+
+    /// Fetches the key set again unless another request just did, or one was tried within
+    /// `MIN_REFETCH_INTERVAL`. Failures keep the keys already cached.
+    pub async fn refetch(&self, jwks_uri: &Url) {
+        let waited_since = Instant::now();
+        let _single_flight = self.refetch.lock().await;
+        {
+            let Ok(cached) = self.cached.read() else {
+                return;
+            };
+            if let Some(last) = cached.last_attempt {
+                if last >= waited_since || last.elapsed() < MIN_REFETCH_INTERVAL {
+                    return;
+                }
+            }
+        }
+        if let Ok(mut cached) = self.cached.write() {
+            cached.last_attempt = Some(Instant::now());
+            cached.fetches += 1;
+        }
+        match self.fetch(jwks_uri).await {
+            Ok((by_kid, without_kid)) => {
+                if let Ok(mut cached) = self.cached.write() {
+                    tracing::info!(
+                        keys = by_kid.len() + without_kid.len(),
+                        "fetched the key set"
+                    );
+                    cached.by_kid = by_kid;
+                    cached.without_kid = without_kid;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not fetch the key set; keeping cached keys")
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn fetch(
+        &self,
+        jwks_uri: &Url,
+    ) -> Result<(HashMap<String, SigningKey>, Vec<SigningKey>), String> {
+        let response = self
+            .http
+            .get(jwks_uri.clone())
+            .send()
+            .await
+            .map_err(|e| format!("request failed: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("status {}", response.status()));
+        }
+        let body = read_limited(response, MAX_JWKS_BYTES).await?;
+        let set: Value = serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))?;
+        let keys = set
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or("no keys array")?;
+        let mut by_kid = HashMap::new();
+        let mut without_kid = Vec::new();
+        for raw in keys.iter().take(MAX_KEYS) {
+            if raw
+                .get("use")
+                .and_then(Value::as_str)
+                .is_some_and(|u| u != "sig")
+            {
+                continue;
+            }
+            let Ok(jwk) = serde_json::from_value::<Jwk>(raw.clone()) else {
+                continue;
+            };
+            let Ok(key) = DecodingKey::from_jwk(&jwk) else {
+                continue;
+            };
+            let entry = SigningKey {
+                key: Arc::new(key),
+                alg: raw.get("alg").and_then(Value::as_str).map(str::to_owned),
+            };
+            match raw.get("kid").and_then(Value::as_str) {
+                Some(kid) => {
+                    by_kid.insert(kid.to_owned(), entry);
+                }
+                None => without_kid.push(entry),
+            }
+        }
+        Ok((by_kid, without_kid))
+    }
+}

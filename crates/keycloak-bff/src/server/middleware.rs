@@ -1,0 +1,89 @@
+//! Cross-cutting protections applied to every response and request, and the hand-over of the
+//! library's state to server functions and pages.
+
+use crate::server::auth::KeycloakAuth;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+fn is_static_asset(path: &str, pkg_prefix: &str) -> bool {
+    path.starts_with(pkg_prefix) || matches!(path, "/favicon.ico" | "/favicon.svg" | "/robots.txt")
+}
+
+/// Security headers on every response; `Cache-Control: no-store` on everything that is not a
+/// static asset, so pages that show a user are never cached and the back button after sign-out
+/// asks the server again.
+pub async fn security_headers(
+    State(auth): State<KeycloakAuth>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let is_static = is_static_asset(request.uri().path(), auth.pkg_prefix());
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'; base-uri 'self'; form-action 'self' http: https:; object-src 'none'"),
+    );
+    if !is_static {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// Refuses state-changing requests from another origin (catalogue F03, G03): every request other
+/// than GET, HEAD and OPTIONS (server functions, the auth routes, a JSON API) must carry our
+/// `Origin` or, without one, a `Sec-Fetch-Site` of `same-origin`. Non-browser clients that send
+/// neither are let through: they carry no ambient cookies that a third-party site could abuse.
+/// The back-channel logout is exempt: it comes from Keycloak, authenticated by its signed token.
+pub async fn origin_check(
+    State(auth): State<KeycloakAuth>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method();
+    let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let path = request.uri().path();
+    if safe || path == auth.ui_config().route("/backchannel-logout") {
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    let allowed = match headers.get(header::ORIGIN) {
+        Some(origin) => origin.as_bytes() == auth.settings().public_origin().as_bytes(),
+        None => match headers.get("sec-fetch-site") {
+            Some(site) => site.as_bytes() == b"same-origin",
+            None => true,
+        },
+    };
+    if allowed {
+        next.run(request).await
+    } else {
+        tracing::info!(path, "refused a cross-origin request");
+        (
+            axum::http::StatusCode::FORBIDDEN,
+            "cross-origin request refused\n",
+        )
+            .into_response()
+    }
+}
+
+/// Puts the library's state in the request's extensions, where server functions and pages find
+/// it (leptos_axum provides the request's parts as context).
+pub async fn provide_state(
+    State(auth): State<KeycloakAuth>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    request.extensions_mut().insert(auth);
+    next.run(request).await
+}

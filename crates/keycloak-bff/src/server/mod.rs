@@ -1,0 +1,41 @@
+//! The server side (feature `ssr`). Modules by layer, each importing only the ones above it:
+//!
+//! 1. [`settings`], [`http`], [`metrics`]: settings, the HTTP client to Keycloak, counters.
+//! 2. [`keys`], [`store`], [`replay`]: the key cache, the session store and its `sid`/`sub` index,
+//!    the logout-token replay guard.
+//! 3. [`oidc`]: discovery, the authorization request, code exchange, token validation.
+//! 4. [`refresh`]: single-flight refresh of a session's tokens.
+//! 5. [`auth`]: [`KeycloakAuth`], the state everything below reads.
+//! 6. [`routes`], [`backchannel`], [`middleware`], [`guard`], [`extract`]: the auth routes, the
+//!    back-channel logout, the origin check and security headers, the guard of server functions
+//!    and pages, the bearer-or-session extractor.
+//! 7. [`router`]: mounts the routes and layers on an app's router.
+
+pub mod auth;
+pub mod backchannel;
+pub mod extract;
+pub mod guard;
+pub mod http;
+pub mod keys;
+pub mod metrics;
+pub mod middleware;
+pub mod oidc;
+pub mod refresh;
+pub mod replay;
+pub mod router;
+pub mod routes;
+pub mod settings;
+pub mod store;
+
+pub use auth::{KeycloakAuth, StartupError};
+pub use extract::ApiUser;
+pub use guard::{fail, request_user, require, use_keycloak_auth};
+pub use settings::{AuthSettings, NoAppSettings, Settings, SettingsError, StoreKind};
+
+/// The current Unix time in seconds, for callers at the edge (the core takes `now` as a parameter).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

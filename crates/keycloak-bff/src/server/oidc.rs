@@ -1,0 +1,475 @@
+//! The OpenID Connect relying party: discovery (cached, retried while Keycloak is down), the
+//! authorization request (PKCE S256, state, nonce), the code exchange and token validation.
+
+use crate::server::http::read_limited;
+use crate::server::keys::KeyCache;
+use crate::server::settings::KeycloakSettings;
+use crate::server::store::AuthSession;
+use keycloak_bff_core::claims::user_from_claims;
+use keycloak_bff_core::jwt::{self, Expected, Kind, TokenError};
+use keycloak_bff_core::KeycloakUser;
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient};
+use openidconnect::{
+    ClientId, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge, ProviderMetadataWithLogout,
+    RedirectUrl, Scope,
+};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::Value;
+use std::sync::{Arc, RwLock};
+use url::Url;
+
+const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OidcError {
+    /// Keycloak cannot be reached, timed out or answered 5xx: nothing is wrong with the user's
+    /// session, try again later (503).
+    #[error("identity provider unavailable: {0}")]
+    Unavailable(String),
+    /// Keycloak refused the request (`invalid_grant` and friends).
+    #[error("identity provider refused the request: {error}")]
+    Rejected { error: String },
+    /// Keycloak answered something this app will not accept.
+    #[error("invalid response from the identity provider: {0}")]
+    BadResponse(String),
+    #[error("invalid token: {0}")]
+    InvalidToken(#[from] TokenError),
+}
+
+/// What discovery told us about the realm.
+pub struct Provider {
+    metadata: ProviderMetadataWithLogout,
+    pub token_endpoint: Url,
+    pub jwks_uri: Url,
+    pub end_session_endpoint: Option<Url>,
+}
+
+/// A started login: the URL to send the browser to and the secrets to keep server-side.
+pub struct AuthorizationRequest {
+    pub url: Url,
+    pub state: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+}
+
+/// Keycloak's token endpoint response. Never logged: `Debug` shows no token.
+#[derive(Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    #[serde(default)]
+    pub expires_in: Option<i64>,
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    #[serde(default)]
+    pub refresh_expires_in: Option<i64>,
+    #[serde(default)]
+    pub id_token: Option<String>,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("refresh_expires_in", &self.refresh_expires_in)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenErrorBody {
+    error: String,
+}
+
+pub struct Oidc {
+    settings: KeycloakSettings,
+    issuer: String,
+    http: reqwest::Client,
+    provider: RwLock<Option<Arc<Provider>>>,
+    discovering: tokio::sync::Mutex<()>,
+    keys: KeyCache,
+}
+
+impl Oidc {
+    pub fn new(settings: KeycloakSettings) -> Result<Self, reqwest::Error> {
+        let http = crate::server::http::client(settings.http_timeout)?;
+        let issuer = settings
+            .issuer_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned();
+        Ok(Self {
+            keys: KeyCache::new(http.clone()),
+            settings,
+            issuer,
+            http,
+            provider: RwLock::new(None),
+            discovering: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.settings.client_id
+    }
+
+    /// The realm's signing keys, cached by `kid`.
+    pub fn keys(&self) -> &KeyCache {
+        &self.keys
+    }
+
+    /// Signature algorithms accepted (pinned by settings, never taken from a token).
+    pub fn algorithms(&self) -> &[String] {
+        &self.settings.algorithms
+    }
+
+    pub fn leeway_secs(&self) -> i64 {
+        self.settings.leeway_secs
+    }
+
+    fn cached_provider(&self) -> Option<Arc<Provider>> {
+        self.provider.read().ok().and_then(|p| p.clone())
+    }
+
+    /// The realm's metadata, discovered once and cached. A failed discovery is not cached, so the
+    /// app works as soon as Keycloak is back, without a restart.
+    pub async fn provider(&self) -> Result<Arc<Provider>, OidcError> {
+        if let Some(p) = self.cached_provider() {
+            return Ok(p);
+        }
+        let _single_flight = self.discovering.lock().await;
+        if let Some(p) = self.cached_provider() {
+            return Ok(p);
+        }
+        let issuer = IssuerUrl::new(self.issuer.clone())
+            .map_err(|e| OidcError::BadResponse(format!("issuer URL: {e}")))?;
+        let metadata = ProviderMetadataWithLogout::discover_async(issuer, &self.http)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "OpenID discovery failed");
+                OidcError::Unavailable(e.to_string())
+            })?;
+        let token_endpoint = metadata
+            .token_endpoint()
+            .map(|u| u.url().clone())
+            .ok_or_else(|| OidcError::BadResponse("no token endpoint".into()))?;
+        let provider = Arc::new(Provider {
+            token_endpoint,
+            jwks_uri: metadata.jwks_uri().url().clone(),
+            end_session_endpoint: metadata
+                .additional_metadata()
+                .end_session_endpoint
+                .as_ref()
+                .map(|u| u.url().clone()),
+            metadata,
+        });
+        if let Ok(mut slot) = self.provider.write() {
+            *slot = Some(provider.clone());
+        }
+        tracing::info!(issuer = %self.issuer, "discovered the identity provider");
+        Ok(provider)
+    }
+
+    /// Builds the authorization code request with PKCE S256, a fresh `state` and `nonce`.
+    pub fn authorization_request(
+        &self,
+        provider: &Provider,
+        redirect_uri: &str,
+    ) -> Result<AuthorizationRequest, OidcError> {
+        let redirect = RedirectUrl::new(redirect_uri.to_owned())
+            .map_err(|e| OidcError::BadResponse(format!("redirect URI: {e}")))?;
+        let client = CoreClient::from_provider_metadata(
+            provider.metadata.clone(),
+            ClientId::new(self.settings.client_id.clone()),
+            None,
+        )
+        .set_redirect_uri(redirect);
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let (url, state, nonce) = client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .add_scope(Scope::new("profile".into()))
+            .add_scope(Scope::new("email".into()))
+            .set_pkce_challenge(challenge)
+            .url();
+        Ok(AuthorizationRequest {
+            url,
+            state: state.secret().clone(),
+            nonce: nonce.secret().clone(),
+            pkce_verifier: verifier.secret().clone(),
+        })
+    }
+
+    /// `client_id:client_secret`, each form-urlencoded first (RFC 6749 §2.3.1), for HTTP Basic.
+    fn basic_credentials(&self) -> (String, String) {
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        (
+            enc(&self.settings.client_id),
+            enc(self.settings.client_secret.expose_secret()),
+        )
+    }
+
+    async fn token_request(
+        &self,
+        provider: &Provider,
+        form: &[(&str, &str)],
+    ) -> Result<TokenResponse, OidcError> {
+        let (user, password) = self.basic_credentials();
+        let response = self
+            .http
+            .post(provider.token_endpoint.clone())
+            .basic_auth(user, Some(password))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| OidcError::Unavailable(format!("token endpoint: {e}")))?;
+        let status = response.status();
+        let body = read_limited(response, MAX_TOKEN_RESPONSE_BYTES)
+            .await
+            .map_err(|e| {
+                if status.is_server_error() {
+                    OidcError::Unavailable(e)
+                } else {
+                    OidcError::BadResponse(e)
+                }
+            })?;
+        if status.is_server_error() {
+            return Err(OidcError::Unavailable(format!(
+                "token endpoint answered {status}"
+            )));
+        }
+        if !status.is_success() {
+            let error = serde_json::from_slice::<TokenErrorBody>(&body)
+                .map(|b| b.error.chars().take(64).collect())
+                .unwrap_or_else(|_| format!("status {status}"));
+            return Err(OidcError::Rejected { error });
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| OidcError::BadResponse(format!("token response: {e}")))
+    }
+
+    /// Exchanges the authorization code (with the PKCE verifier) for tokens.
+    pub async fn exchange_code(
+        &self,
+        provider: &Provider,
+        code: &str,
+        pkce_verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<TokenResponse, OidcError> {
+        self.token_request(
+            provider,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", redirect_uri),
+                ("code_verifier", pkce_verifier),
+            ],
+        )
+        .await
+    }
+
+    async fn verified_claims(
+        &self,
+        provider: &Provider,
+        token: &str,
+        expected: &Expected<'_>,
+    ) -> Result<(jwt::Header, Value), OidcError> {
+        let (header, claims) = self
+            .keys
+            .verify(&provider.jwks_uri, token, &self.settings.algorithms)
+            .await?;
+        jwt::check_claims(&claims, expected)?;
+        Ok((header, claims))
+    }
+
+    /// Validates the tokens of a login: the ID token (signature, `iss`, `aud`, `azp`, `exp`, `iat`,
+    /// `nonce`, `typ`) and the access token (signature, `iss`, `aud`, `azp`, `exp`, `typ` Bearer),
+    /// and that both name the same user.
+    pub async fn validate_login(
+        &self,
+        provider: &Provider,
+        tokens: TokenResponse,
+        nonce: &str,
+        now: i64,
+    ) -> Result<AuthSession, OidcError> {
+        self.validate_token_set(provider, tokens, Some(nonce), None, now)
+            .await
+    }
+
+    /// Validates an access token presented by another program as `Authorization: Bearer`:
+    /// signature with the realm's keys (algorithms pinned by configuration), `iss`, `aud` contains
+    /// this client, `exp`/`nbf`/`iat` with the leeway, Keycloak `typ` Bearer (ID, refresh and
+    /// logout tokens are refused). Any client of the realm may have obtained it (`azp`).
+    pub async fn validate_bearer(&self, token: &str, now: i64) -> Result<KeycloakUser, OidcError> {
+        if token.len() > jwt::MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLarge.into());
+        }
+        // Cheap structural checks first, so that garbage never costs a discovery or key fetch.
+        jwt::parse_header(token, &self.settings.algorithms)?;
+        let provider = self.provider().await?;
+        let (_, claims) = self
+            .verified_claims(
+                &provider,
+                token,
+                &Expected {
+                    issuer: &self.issuer,
+                    client_id: &self.settings.client_id,
+                    kind: Kind::Access,
+                    nonce: None,
+                    azp_must_be_client: false,
+                    leeway: self.settings.leeway_secs,
+                    now,
+                },
+            )
+            .await?;
+        let expires = claims.get("exp").and_then(Value::as_i64).unwrap_or(now);
+        Ok(user_from_claims(
+            &claims,
+            &Value::Null,
+            &self.settings.client_id,
+            expires,
+        ))
+    }
+
+    /// Refreshes the tokens with the refresh token.
+    pub async fn refresh(
+        &self,
+        provider: &Provider,
+        refresh_token: &str,
+    ) -> Result<TokenResponse, OidcError> {
+        self.token_request(
+            provider,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ],
+        )
+        .await
+    }
+
+    /// Validates refreshed tokens as at login (no nonce check: a refreshed ID token may carry the
+    /// original one), and that they still belong to the same user and Keycloak session. A changed
+    /// `iss`, `sub`, `aud` or `azp` is an error, which ends the session.
+    pub async fn validate_refresh(
+        &self,
+        provider: &Provider,
+        tokens: TokenResponse,
+        previous: &AuthSession,
+        now: i64,
+    ) -> Result<AuthSession, OidcError> {
+        self.validate_token_set(provider, tokens, None, Some(previous), now)
+            .await
+    }
+
+    async fn validate_token_set(
+        &self,
+        provider: &Provider,
+        tokens: TokenResponse,
+        nonce: Option<&str>,
+        previous: Option<&AuthSession>,
+        now: i64,
+    ) -> Result<AuthSession, OidcError> {
+        if !tokens.token_type.eq_ignore_ascii_case("bearer") {
+            return Err(OidcError::BadResponse(format!(
+                "token_type {:?} is not Bearer",
+                tokens.token_type.chars().take(16).collect::<String>()
+            )));
+        }
+        let base = Expected {
+            issuer: &self.issuer,
+            client_id: &self.settings.client_id,
+            kind: Kind::Id,
+            nonce,
+            azp_must_be_client: false,
+            leeway: self.settings.leeway_secs,
+            now,
+        };
+        // At login the ID token is required; on refresh Keycloak sends a new one (scope openid),
+        // and without one the previous stays.
+        let (id_token, id_claims) = match (tokens.id_token, previous) {
+            (Some(t), _) => {
+                let (header, claims) = self.verified_claims(provider, &t, &base).await?;
+                jwt::check_at_hash(&claims, &header.alg, &tokens.access_token)?;
+                (t, claims)
+            }
+            (None, Some(p)) => (
+                p.id_token.clone(),
+                jwt::unverified_claims(&p.id_token).unwrap_or_default(),
+            ),
+            (None, None) => {
+                return Err(OidcError::BadResponse(
+                    "no id_token in the token response".into(),
+                ))
+            }
+        };
+        let (_, access_claims) = self
+            .verified_claims(
+                provider,
+                &tokens.access_token,
+                &Expected {
+                    kind: Kind::Access,
+                    nonce: None,
+                    azp_must_be_client: true,
+                    ..base
+                },
+            )
+            .await?;
+        let subject = access_claims.get("sub").and_then(Value::as_str);
+        if id_claims.get("sub").and_then(Value::as_str) != subject {
+            return Err(OidcError::BadResponse(
+                "ID and access tokens name different users".into(),
+            ));
+        }
+        let sid = id_claims
+            .get("sid")
+            .or_else(|| access_claims.get("sid"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if let Some(p) = previous {
+            if subject != Some(p.user.subject.as_str()) {
+                return Err(OidcError::BadResponse("the subject changed".into()));
+            }
+            if p.sid.is_some() && sid != p.sid {
+                return Err(OidcError::BadResponse(
+                    "the Keycloak session changed".into(),
+                ));
+            }
+        }
+        let access_expires_at = access_claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .unwrap_or(now);
+        let refresh_token = tokens
+            .refresh_token
+            .or_else(|| previous.and_then(|p| p.refresh_token.clone()));
+        // Keycloak says how long the refresh token (and so the app session) lives; without that,
+        // the safest default is the access token's own lifetime.
+        let session_expires_at = match tokens.refresh_expires_in {
+            Some(secs) if secs > 0 && refresh_token.is_some() => now.saturating_add(secs),
+            _ => access_expires_at,
+        };
+        let user = user_from_claims(
+            &access_claims,
+            &id_claims,
+            &self.settings.client_id,
+            session_expires_at,
+        );
+        Ok(AuthSession {
+            user,
+            access_token: tokens.access_token,
+            access_expires_at,
+            refresh_token,
+            id_token,
+            sid,
+        })
+    }
+}

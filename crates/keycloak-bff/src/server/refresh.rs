@@ -1,0 +1,218 @@
+//! Server-side token refresh: before a server function, a page or an API call uses a session whose
+//! access token expires within the margin, the server refreshes it with the refresh token.
+//!
+//! - Single flight per session: concurrent requests on one session make one call to Keycloak; the
+//!   others wait for it and read the rotated tokens from the store (Keycloak may be set to revoke a
+//!   refresh token after one use).
+//! - The rotated tokens are saved before the response is used.
+//! - `invalid_grant` or tokens that do not match the session end the session; an unreachable
+//!   Keycloak keeps it, with back-off between attempts. A network blip never signs anyone out.
+
+use crate::error::AppError;
+use crate::server::metrics::Metrics;
+use crate::server::oidc::{Oidc, OidcError};
+use crate::server::store::{auth_session, keep_session_end, AuthSession, AUTH_KEY};
+use keycloak_bff_core::refresh::{decide, Backoff, Decision};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tower_sessions::Session;
+
+/// Per-session refresh locks and back-off.
+pub struct Refresher {
+    margin_secs: i64,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    backoff: Mutex<HashMap<String, Backoff>>,
+}
+
+/// What a refresh attempt came to, sorted by what it means for the session.
+enum Outcome {
+    Refreshed(Box<AuthSession>),
+    /// Keycloak could not be reached or refused this client (not the user's fault): keep the
+    /// session, back off.
+    KeepAndBackOff,
+    /// Keycloak refused the refresh token, or its tokens do not fit the session: end it.
+    End(&'static str),
+}
+
+impl Refresher {
+    pub fn new(margin_secs: i64) -> Self {
+        Self {
+            margin_secs,
+            locks: Mutex::default(),
+            backoff: Mutex::default(),
+        }
+    }
+
+    fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        match self.locks.lock() {
+            Ok(mut locks) => {
+                locks.retain(|_, l| Arc::strong_count(l) > 1);
+                locks.entry(key.to_owned()).or_default().clone()
+            }
+            // A poisoned map only loses single flight for this call, never correctness of data.
+            Err(_) => Arc::default(),
+        }
+    }
+
+    fn backoff(&self, key: &str) -> Backoff {
+        self.backoff
+            .lock()
+            .ok()
+            .and_then(|b| b.get(key).copied())
+            .unwrap_or_default()
+    }
+
+    fn set_backoff(&self, key: &str, value: Option<Backoff>) {
+        if let Ok(mut map) = self.backoff.lock() {
+            match value {
+                Some(b) => map.insert(key.to_owned(), b),
+                None => map.remove(key),
+            };
+        }
+    }
+
+    fn decide(&self, auth: &AuthSession, key: &str, now: i64) -> Decision {
+        decide(
+            &auth.tokens_view(),
+            now,
+            self.margin_secs,
+            &self.backoff(key),
+        )
+    }
+
+    /// The signed-in session with an access token that is usable now, refreshing it first when
+    /// it expires within the margin. `Ok(None)`: signed out (or the session just ended).
+    /// `Err(IdpUnavailable)`: the token has expired and Keycloak cannot be reached; nothing is
+    /// lost.
+    pub async fn fresh_auth(
+        &self,
+        oidc: &Oidc,
+        metrics: &Metrics,
+        session: &Session,
+        now: i64,
+    ) -> Result<Option<AuthSession>, AppError> {
+        let Some(auth) = auth_session(session, now).await else {
+            return Ok(None);
+        };
+        let Some(key) = session.id().map(|id| id.to_string()) else {
+            return Ok(Some(auth));
+        };
+        if self.decide(&auth, &key, now) == Decision::UseAsIs {
+            return Ok(Some(auth));
+        }
+
+        let lock = self.lock_for(&key);
+        let _single_flight = lock.lock().await;
+        // Another request on this session may have refreshed while we waited: read it again.
+        if let Err(e) = session.load().await {
+            tracing::error!(error = %e, "could not reload the session");
+            return Err(AppError::Internal);
+        }
+        let Some(auth) = auth_session(session, now).await else {
+            return Ok(None);
+        };
+        match self.decide(&auth, &key, now) {
+            Decision::UseAsIs => return Ok(Some(auth)),
+            Decision::Unavailable => return Err(AppError::IdpUnavailable),
+            Decision::Refresh => {}
+        }
+        let Some(refresh_token) = auth.refresh_token.clone() else {
+            // Without a refresh token the session lasts as long as its access token.
+            if now < auth.access_expires_at {
+                return Ok(Some(auth));
+            }
+            end_session(
+                metrics,
+                session,
+                "access token expired and no refresh token",
+            )
+            .await;
+            return Ok(None);
+        };
+        match refresh(oidc, metrics, &auth, &refresh_token, now).await {
+            Outcome::Refreshed(refreshed) => {
+                self.set_backoff(&key, None);
+                save(session, &refreshed).await?;
+                tracing::debug!(subject = %refreshed.user.subject, "refreshed the tokens");
+                Ok(Some(*refreshed))
+            }
+            Outcome::KeepAndBackOff => {
+                let next = self.backoff(&key).failed(now);
+                tracing::info!(
+                    retry_in = next.retry_at.saturating_sub(now),
+                    "refresh postponed"
+                );
+                self.set_backoff(&key, Some(next));
+                if now < auth.access_expires_at {
+                    Ok(Some(auth))
+                } else {
+                    Err(AppError::IdpUnavailable)
+                }
+            }
+            Outcome::End(why) => {
+                self.set_backoff(&key, None);
+                end_session(metrics, session, why).await;
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// One call to Keycloak's token endpoint with the refresh token, and the validation of its
+/// answer, sorted into an [`Outcome`].
+async fn refresh(
+    oidc: &Oidc,
+    metrics: &Metrics,
+    auth: &AuthSession,
+    refresh_token: &str,
+    now: i64,
+) -> Outcome {
+    let result = async {
+        let provider = oidc.provider().await?;
+        Metrics::count(&metrics.token_refreshes);
+        let tokens = oidc.refresh(&provider, refresh_token).await?;
+        oidc.validate_refresh(&provider, tokens, auth, now).await
+    }
+    .await;
+    match result {
+        Ok(refreshed) => Outcome::Refreshed(Box::new(refreshed)),
+        Err(OidcError::Unavailable(e)) => {
+            tracing::warn!(error = %e, "refresh failed: identity provider unavailable");
+            Outcome::KeepAndBackOff
+        }
+        Err(OidcError::Rejected { error }) if error == "invalid_grant" => {
+            Outcome::End("Keycloak refused the refresh token (invalid_grant)")
+        }
+        Err(OidcError::Rejected { error }) => {
+            // invalid_client and the like: this app's configuration, not the user's session.
+            tracing::error!(%error, "Keycloak refused the refresh request; check the client settings");
+            Outcome::KeepAndBackOff
+        }
+        Err(e @ (OidcError::InvalidToken(_) | OidcError::BadResponse(_))) => {
+            tracing::warn!(error = %e, "refreshed tokens rejected");
+            Outcome::End("refreshed tokens do not match the session")
+        }
+    }
+}
+
+/// Saves the rotated tokens before anything uses them: Keycloak has already revoked the old
+/// refresh token, so without this save the session would be lost.
+async fn save(session: &Session, refreshed: &AuthSession) -> Result<(), AppError> {
+    keep_session_end(session, refreshed);
+    let saved = match session.insert(AUTH_KEY, refreshed).await {
+        Ok(()) => session.save().await,
+        Err(e) => Err(e),
+    };
+    saved.map_err(|e| {
+        tracing::error!(error = %e, "could not save the refreshed tokens");
+        AppError::Internal
+    })
+}
+
+async fn end_session(metrics: &Metrics, session: &Session, why: &str) {
+    tracing::info!(reason = why, "ending the session");
+    Metrics::count(&metrics.sessions_ended_by_refresh);
+    if let Err(e) = session.flush().await {
+        tracing::error!(error = %e, "could not delete an ended session");
+    }
+}

@@ -1,0 +1,737 @@
+//! Runtime settings: a TOML file (`Leptos.toml` by default) edited by the operator, every key
+//! overridable by an environment variable `APP_<SECTION>_<KEY>` (e.g. `APP_KEYCLOAK_ISSUER_URL`).
+//!
+//! This library owns three sections: `[auth]` (how the app presents sign-in), `[keycloak]` (the
+//! realm and this client) and `[session]` (the session store and its timing). The app may add its
+//! own `[app]` section, read into a type of its choice ([`Settings::app`]). Unknown keys and
+//! sections, in the file or in `APP_*` variables, are rejected with a message naming them. An
+//! environment value is read as the type the setting has (a number, a flag, a list or text),
+//! never guessed from how the value looks: an all-digit client secret stays text. The client
+//! secret is read only from `APP_KEYCLOAK_CLIENT_SECRET` or from the file named by
+//! `keycloak.client_secret_file`, never from the settings file itself.
+
+use crate::config::UiConfig;
+use keycloak_bff_core::cookie;
+use secrecy::SecretString;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use url::Url;
+
+pub const ENV_PREFIX: &str = "APP_";
+/// Names another settings file instead of `./Leptos.toml`.
+pub const ENV_SETTINGS_FILE: &str = "APP_SETTINGS_FILE";
+const SECTIONS: [&str; 4] = ["app", "auth", "keycloak", "session"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read settings file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid settings: {0}")]
+    Invalid(String),
+}
+
+fn invalid(msg: impl Into<String>) -> SettingsError {
+    SettingsError::Invalid(msg.into())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// A SQLite file (`session.sqlite_file`): sessions survive restarts (the default).
+    Sqlite,
+    /// In memory: every restart signs everybody out. For tests and throw-away runs.
+    Memory,
+}
+
+/// An app without settings of its own: the `[app]` section must then be absent or empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoAppSettings {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings<A> {
+    #[serde(default)]
+    app: A,
+    #[serde(default)]
+    auth: AuthSection,
+    #[serde(default)]
+    keycloak: KeycloakSection,
+    #[serde(default)]
+    session: SessionSection,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct AuthSection {
+    public_url: String,
+    brand: String,
+    route_prefix: String,
+    channel: String,
+    poll_secs: u32,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        let ui = UiConfig::default();
+        Self {
+            public_url: "http://localhost:3000".into(),
+            brand: "Sign in".into(),
+            route_prefix: ui.route_prefix,
+            channel: ui.channel,
+            poll_secs: ui.poll_secs,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct KeycloakSection {
+    issuer_url: String,
+    client_id: String,
+    #[serde(skip_serializing)]
+    client_secret: Option<SecretString>,
+    client_secret_file: Option<PathBuf>,
+    http_timeout_secs: u64,
+    leeway_secs: u64,
+    algorithms: Vec<String>,
+}
+
+impl Default for KeycloakSection {
+    fn default() -> Self {
+        Self {
+            issuer_url: String::new(),
+            client_id: String::new(),
+            client_secret: None,
+            client_secret_file: None,
+            http_timeout_secs: 5,
+            leeway_secs: 30,
+            algorithms: vec!["RS256".into()],
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct SessionSection {
+    store: StoreKind,
+    sqlite_file: PathBuf,
+    cookie_name: String,
+    pending_login_ttl_secs: u64,
+    max_pending_logins: u64,
+    refresh_margin_secs: u64,
+}
+
+impl Default for SessionSection {
+    fn default() -> Self {
+        Self {
+            store: StoreKind::Sqlite,
+            sqlite_file: "data/sessions.sqlite3".into(),
+            cookie_name: "kc_session".into(),
+            pending_login_ttl_secs: 600,
+            max_pending_logins: 5,
+            refresh_margin_secs: 30,
+        }
+    }
+}
+
+/// The library's settings plus the app's own `[app]` section, parsed and checked at start-up.
+#[derive(Debug, Clone)]
+pub struct Settings<A = NoAppSettings> {
+    /// The app's own `[app]` section.
+    pub app: A,
+    /// Everything the library needs; hand it to [`crate::server::KeycloakAuth::new`].
+    pub auth: AuthSettings,
+}
+
+/// Everything the library needs, checked.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// The URL browsers use to reach the app; redirects and the origin check derive from it,
+    /// never from request headers.
+    pub public_url: Url,
+    /// The app's name on the pages the library renders itself (sign-in errors).
+    pub brand: String,
+    /// The auth routes' prefix and the browser's session channel.
+    pub ui: UiConfig,
+    pub keycloak: KeycloakSettings,
+    pub session: SessionSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeycloakSettings {
+    /// `http://localhost:8080/realms/demo`: the `iss` of every token, and the discovery base.
+    pub issuer_url: Url,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub http_timeout: Duration,
+    pub leeway_secs: i64,
+    /// Signature algorithms accepted, pinned here and never taken from a token.
+    pub algorithms: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub store: StoreKind,
+    pub sqlite_file: PathBuf,
+    pub cookie_name: String,
+    pub pending_login_ttl_secs: i64,
+    pub max_pending_logins: usize,
+    pub refresh_margin_secs: i64,
+}
+
+impl<A: DeserializeOwned + Serialize + Default> Settings<A> {
+    /// Reads `APP_SETTINGS_FILE` or `./Leptos.toml`, then the `APP_*` variables of the process.
+    pub fn load() -> Result<Self, SettingsError> {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        let path = env
+            .get(ENV_SETTINGS_FILE)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("Leptos.toml"));
+        let text = std::fs::read_to_string(&path).map_err(|source| SettingsError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Self::from_parts(&text, &env)
+    }
+
+    /// Builds settings from the text of a settings file and a set of environment variables.
+    pub fn from_parts(
+        file_text: &str,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Self, SettingsError> {
+        let mut table: toml::Table =
+            toml::from_str(file_text).map_err(|e| invalid(format!("settings file: {e}")))?;
+        if let Some(toml::Value::Table(kc)) = table.get("keycloak") {
+            if kc.contains_key("client_secret") {
+                return Err(invalid(
+                    "keycloak.client_secret must not be written in the settings file: set \
+                     APP_KEYCLOAK_CLIENT_SECRET or keycloak.client_secret_file",
+                ));
+            }
+        }
+        overlay_env(&mut table, env, &schema::<A>()?)?;
+        let parsed: FileSettings<A> = table
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(e.message().to_owned()))?;
+        Ok(Settings {
+            auth: validate(parsed.auth, parsed.keycloak, parsed.session)?,
+            app: parsed.app,
+        })
+    }
+}
+
+fn validate(
+    a: AuthSection,
+    k: KeycloakSection,
+    s: SessionSection,
+) -> Result<AuthSettings, SettingsError> {
+    let public_url = parse_base_url("auth.public_url", &a.public_url)?;
+    if public_url.path() != "/" {
+        return Err(invalid(
+            "auth.public_url must not have a path (serve the app at the root)",
+        ));
+    }
+    let route_prefix = a.route_prefix.trim_end_matches('/').to_owned();
+    let prefix_ok = route_prefix.starts_with('/')
+        && route_prefix.len() > 1
+        && route_prefix[1..].split('/').all(|seg| {
+            !seg.is_empty()
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        });
+    if !prefix_ok {
+        return Err(invalid(format!(
+            "auth.route_prefix {:?} must be a path such as \"/auth\"",
+            a.route_prefix
+        )));
+    }
+    if a.channel.trim().is_empty() {
+        return Err(invalid("auth.channel is empty"));
+    }
+    if k.issuer_url.trim().is_empty() {
+        return Err(invalid("keycloak.issuer_url is required"));
+    }
+    let issuer_url =
+        Url::parse(&k.issuer_url).map_err(|e| invalid(format!("keycloak.issuer_url: {e}")))?;
+    if !matches!(issuer_url.scheme(), "http" | "https") {
+        return Err(invalid("keycloak.issuer_url must be http or https"));
+    }
+    if k.client_id.trim().is_empty() {
+        return Err(invalid("keycloak.client_id is required"));
+    }
+    let client_secret =
+        match (k.client_secret, &k.client_secret_file) {
+            (Some(s), _) => s,
+            (None, Some(path)) => read_secret_file(path)?,
+            (None, None) => return Err(invalid(
+                "no client secret: set APP_KEYCLOAK_CLIENT_SECRET or keycloak.client_secret_file",
+            )),
+        };
+    let allowed = [
+        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
+    ];
+    if k.algorithms.is_empty() {
+        return Err(invalid("keycloak.algorithms is empty"));
+    }
+    for alg in &k.algorithms {
+        if !allowed.contains(&alg.as_str()) {
+            return Err(invalid(format!(
+                "keycloak.algorithms: {alg:?} is not an asymmetric signature algorithm this app accepts ({})",
+                allowed.join(", ")
+            )));
+        }
+    }
+    if !cookie::is_valid_name(&s.cookie_name) {
+        return Err(invalid(format!(
+            "session.cookie_name {:?} is not a valid cookie name",
+            s.cookie_name
+        )));
+    }
+    if k.http_timeout_secs == 0 || k.http_timeout_secs > 120 {
+        return Err(invalid(
+            "keycloak.http_timeout_secs must be between 1 and 120",
+        ));
+    }
+    Ok(AuthSettings {
+        public_url,
+        brand: a.brand,
+        ui: UiConfig {
+            route_prefix,
+            channel: a.channel,
+            poll_secs: a.poll_secs.clamp(1, 3600),
+        },
+        keycloak: KeycloakSettings {
+            issuer_url,
+            client_id: k.client_id,
+            client_secret,
+            http_timeout: Duration::from_secs(k.http_timeout_secs),
+            leeway_secs: k.leeway_secs.min(300) as i64,
+            algorithms: k.algorithms,
+        },
+        session: SessionSettings {
+            store: s.store,
+            sqlite_file: s.sqlite_file,
+            cookie_name: s.cookie_name,
+            pending_login_ttl_secs: s.pending_login_ttl_secs.clamp(30, 3600) as i64,
+            max_pending_logins: s.max_pending_logins.clamp(1, 20) as usize,
+            refresh_margin_secs: s.refresh_margin_secs.min(3600) as i64,
+        },
+    })
+}
+
+impl AuthSettings {
+    /// The library's settings alone, for an app without an `[app]` section of its own: reads
+    /// `APP_SETTINGS_FILE` or `./Leptos.toml`, then the `APP_*` variables of the process.
+    pub fn load() -> Result<Self, SettingsError> {
+        Settings::<NoAppSettings>::load().map(|s| s.auth)
+    }
+
+    /// The issuer exactly as Keycloak writes it in `iss` (no trailing slash).
+    pub fn issuer(&self) -> String {
+        self.keycloak
+            .issuer_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// `https://app.example` (scheme, host and port), for the origin check.
+    pub fn public_origin(&self) -> String {
+        self.public_url.origin().ascii_serialization()
+    }
+
+    pub fn public_url_is_https(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+
+    /// An absolute URL of the app for `path` (which starts with `/`).
+    pub fn absolute(&self, path: &str) -> String {
+        format!("{}{}", self.public_origin(), path)
+    }
+}
+
+fn parse_base_url(key: &str, value: &str) -> Result<Url, SettingsError> {
+    let url = Url::parse(value).map_err(|e| invalid(format!("{key}: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(invalid(format!("{key} must be an http(s) URL with a host")));
+    }
+    Ok(url)
+}
+
+fn read_secret_file(path: &Path) -> Result<SecretString, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        invalid(format!(
+            "keycloak.client_secret_file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        return Err(invalid(format!(
+            "keycloak.client_secret_file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(SecretString::from(secret.to_owned()))
+}
+
+/// The type of every setting that has a default, by section and key: the defaults serialized.
+/// A key without a default (the issuer, the client id, the secret, the secret file) is text.
+fn schema<A: Serialize + Default>() -> Result<toml::Table, SettingsError> {
+    let mut schema = toml::Table::new();
+    let sections = [
+        ("app", toml::Value::try_from(A::default())),
+        ("auth", toml::Value::try_from(AuthSection::default())),
+        (
+            "keycloak",
+            toml::Value::try_from(KeycloakSection::default()),
+        ),
+        ("session", toml::Value::try_from(SessionSection::default())),
+    ];
+    for (name, value) in sections {
+        let value = value.map_err(|e| invalid(format!("[{name}] defaults: {e}")))?;
+        schema.insert(name.to_owned(), value);
+    }
+    Ok(schema)
+}
+
+/// An environment value read as the type of the setting it overrides.
+fn typed_value(
+    name: &str,
+    value: &str,
+    like: Option<&toml::Value>,
+) -> Result<toml::Value, SettingsError> {
+    let not = |what: &str| invalid(format!("{name}={value:?} is not {what}"));
+    Ok(match like {
+        Some(toml::Value::Integer(_)) => {
+            toml::Value::Integer(value.trim().parse().map_err(|_| not("a whole number"))?)
+        }
+        Some(toml::Value::Float(_)) => {
+            toml::Value::Float(value.trim().parse().map_err(|_| not("a number"))?)
+        }
+        Some(toml::Value::Boolean(_)) => {
+            toml::Value::Boolean(value.trim().parse().map_err(|_| not("true or false"))?)
+        }
+        Some(toml::Value::Array(_)) => toml::Value::Array(
+            value
+                .split(',')
+                .map(|s| toml::Value::String(s.trim().to_owned()))
+                .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+                .collect(),
+        ),
+        _ => toml::Value::String(value.to_owned()),
+    })
+}
+
+/// Writes every `APP_<SECTION>_<KEY>` variable over the file's table, typed by `schema`.
+fn overlay_env(
+    table: &mut toml::Table,
+    env: &BTreeMap<String, String>,
+    schema: &toml::Table,
+) -> Result<(), SettingsError> {
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        if name == ENV_SETTINGS_FILE {
+            continue;
+        }
+        let lower = rest.to_ascii_lowercase();
+        let Some((section, key)) = SECTIONS.iter().find_map(|s| {
+            lower
+                .strip_prefix(s)
+                .and_then(|k| k.strip_prefix('_'))
+                .map(|k| (*s, k.to_owned()))
+        }) else {
+            return Err(invalid(format!(
+                "unknown setting variable {name}: expected APP_APP_*, APP_AUTH_*, APP_KEYCLOAK_* or APP_SESSION_*"
+            )));
+        };
+        let like = schema
+            .get(section)
+            .and_then(toml::Value::as_table)
+            .and_then(|t| t.get(&key));
+        let value = typed_value(name, value, like)?;
+        let entry = table
+            .entry(section.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        match entry {
+            toml::Value::Table(t) => {
+                t.insert(key, value);
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "[{section}] in the settings file is not a table"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    const FILE: &str = r#"
+        [auth]
+        public_url = "http://localhost:3000"
+        [keycloak]
+        issuer_url = "http://localhost:8080/realms/demo"
+        client_id = "demo-app"
+    "#;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn parse(file: &str, vars: &BTreeMap<String, String>) -> Result<Settings, SettingsError> {
+        Settings::from_parts(file, vars)
+    }
+
+    fn err(file: &str, vars: &[(&str, &str)]) -> String {
+        match parse(file, &env(vars)) {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_file_with_a_secret_from_the_environment_gives_defaults_for_the_rest() {
+        let s = parse(FILE, &env(&[("APP_KEYCLOAK_CLIENT_SECRET", "s3cr:et%")]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.auth.issuer(), "http://localhost:8080/realms/demo");
+        assert_eq!(s.auth.keycloak.client_secret.expose_secret(), "s3cr:et%");
+        assert_eq!(s.auth.session.store, StoreKind::Sqlite);
+        assert_eq!(s.auth.session.refresh_margin_secs, 30);
+        assert_eq!(s.auth.keycloak.algorithms, vec!["RS256"]);
+        assert_eq!(s.auth.public_origin(), "http://localhost:3000");
+    }
+
+    #[test]
+    fn every_key_can_be_overridden_by_an_environment_variable() {
+        let s = parse(
+            FILE,
+            &env(&[
+                ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+                ("APP_AUTH_PUBLIC_URL", "https://app.example"),
+                ("APP_AUTH_BRAND", "Example"),
+                ("APP_AUTH_ROUTE_PREFIX", "/sso"),
+                ("APP_AUTH_CHANNEL", "example-session"),
+                ("APP_AUTH_POLL_SECS", "7"),
+                ("APP_KEYCLOAK_ISSUER_URL", "https://id.example/realms/r"),
+                ("APP_KEYCLOAK_CLIENT_ID", "other"),
+                ("APP_KEYCLOAK_HTTP_TIMEOUT_SECS", "9"),
+                ("APP_KEYCLOAK_LEEWAY_SECS", "10"),
+                ("APP_KEYCLOAK_ALGORITHMS", "RS256, PS256"),
+                ("APP_SESSION_STORE", "memory"),
+                ("APP_SESSION_SQLITE_FILE", "/var/lib/app/sessions.sqlite3"),
+                ("APP_SESSION_COOKIE_NAME", "sid"),
+                ("APP_SESSION_PENDING_LOGIN_TTL_SECS", "120"),
+                ("APP_SESSION_MAX_PENDING_LOGINS", "3"),
+                ("APP_SESSION_REFRESH_MARGIN_SECS", "60"),
+            ]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.auth.public_origin(), "https://app.example");
+        assert_eq!(s.auth.brand, "Example");
+        assert_eq!(s.auth.ui.route_prefix, "/sso");
+        assert_eq!(s.auth.ui.channel, "example-session");
+        assert_eq!(s.auth.ui.poll_secs, 7);
+        assert_eq!(
+            s.auth.session.sqlite_file,
+            PathBuf::from("/var/lib/app/sessions.sqlite3")
+        );
+        assert_eq!(s.auth.issuer(), "https://id.example/realms/r");
+        assert_eq!(s.auth.keycloak.client_id, "other");
+        assert_eq!(s.auth.keycloak.http_timeout, Duration::from_secs(9));
+        assert_eq!(s.auth.keycloak.leeway_secs, 10);
+        assert_eq!(s.auth.keycloak.algorithms, vec!["RS256", "PS256"]);
+        assert_eq!(s.auth.session.store, StoreKind::Memory);
+        assert_eq!(s.auth.session.cookie_name, "sid");
+        assert_eq!(s.auth.session.pending_login_ttl_secs, 120);
+        assert_eq!(s.auth.session.max_pending_logins, 3);
+        assert_eq!(s.auth.session.refresh_margin_secs, 60);
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_rejected_by_name() {
+        let file = format!("{FILE}\nrefresh_marginn = 3\n");
+        let e = err(&file, &[("APP_KEYCLOAK_CLIENT_SECRET", "x")]);
+        assert!(e.contains("refresh_marginn"), "{e}");
+        let e = err(
+            &format!("{FILE}\n[sesion]\nstore = \"memory\"\n"),
+            &[("APP_KEYCLOAK_CLIENT_SECRET", "x")],
+        );
+        assert!(e.contains("sesion"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_environment_variable_is_rejected_by_name() {
+        let e = err(
+            FILE,
+            &[
+                ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+                ("APP_SESSION_STOR", "memory"),
+            ],
+        );
+        assert!(e.contains("stor"), "{e}");
+        let e = err(
+            FILE,
+            &[
+                ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+                ("APP_SESSIONS_STORE", "memory"),
+            ],
+        );
+        assert!(e.contains("APP_SESSIONS_STORE"), "{e}");
+    }
+
+    #[test]
+    fn a_client_secret_written_in_the_file_is_refused() {
+        let file = FILE.replace(
+            "client_id = \"demo-app\"",
+            "client_id = \"demo-app\"\nclient_secret = \"oops\"",
+        );
+        let e = err(&file, &[]);
+        assert!(
+            e.contains("must not be written in the settings file"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_missing_secret_is_an_error_that_says_where_to_put_it() {
+        assert!(err(FILE, &[]).contains("APP_KEYCLOAK_CLIENT_SECRET"));
+    }
+
+    #[test]
+    fn the_secret_can_come_from_a_file_and_never_shows_in_debug_output() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "from-file-secret\n").unwrap_or_else(|e| panic!("{e}"));
+        let file = format!(
+            "{FILE}client_secret_file = {:?}\n",
+            path.display().to_string()
+        );
+        let s = parse(&file, &env(&[])).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            s.auth.keycloak.client_secret.expose_secret(),
+            "from-file-secret"
+        );
+        assert!(!format!("{s:?}").contains("from-file-secret"));
+    }
+
+    #[test]
+    fn symmetric_or_none_algorithms_cannot_be_configured() {
+        for alg in ["HS256", "none"] {
+            let e = err(
+                FILE,
+                &[
+                    ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+                    ("APP_KEYCLOAK_ALGORITHMS", alg),
+                ],
+            );
+            assert!(e.contains("algorithms"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_public_url_with_a_path_or_without_a_host_is_refused() {
+        for url in ["http://localhost:3000/app", "localhost:3000", "ftp://x"] {
+            let e = err(
+                FILE,
+                &[
+                    ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+                    ("APP_AUTH_PUBLIC_URL", url),
+                ],
+            );
+            assert!(e.contains("public_url"), "{url}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_all_digit_secret_or_client_id_from_the_environment_stays_text() {
+        let s = parse(
+            FILE,
+            &env(&[
+                ("APP_KEYCLOAK_CLIENT_SECRET", "0123456789"),
+                ("APP_KEYCLOAK_CLIENT_ID", "4711"),
+                ("APP_SESSION_COOKIE_NAME", "true"),
+            ]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.auth.keycloak.client_secret.expose_secret(), "0123456789");
+        assert_eq!(s.auth.keycloak.client_id, "4711");
+        assert_eq!(s.auth.session.cookie_name, "true");
+    }
+
+    #[test]
+    fn a_number_setting_given_text_is_refused_naming_the_variable() {
+        let e = err(
+            FILE,
+            &[
+                ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+                ("APP_KEYCLOAK_LEEWAY_SECS", "soon"),
+            ],
+        );
+        assert!(e.contains("APP_KEYCLOAK_LEEWAY_SECS"), "{e}");
+    }
+
+    #[test]
+    fn the_apps_own_section_is_read_into_its_type_and_typed_the_same_way() {
+        #[derive(Debug, Default, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        struct MyApp {
+            data_dir: PathBuf,
+            page_size: u32,
+        }
+        let s: Settings<MyApp> = Settings::from_parts(
+            &format!("{FILE}\n[app]\ndata_dir = \"d\"\n"),
+            &env(&[
+                ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+                ("APP_APP_PAGE_SIZE", "25"),
+            ]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.app.data_dir, PathBuf::from("d"));
+        assert_eq!(s.app.page_size, 25);
+        let e = Settings::<MyApp>::from_parts(
+            FILE,
+            &env(&[
+                ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+                ("APP_APP_PAGE_SIZ", "25"),
+            ]),
+        )
+        .map(|_| ())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(e.contains("page_siz"), "{e}");
+    }
+
+    #[test]
+    fn a_route_prefix_must_be_a_plain_absolute_path() {
+        for prefix in ["auth", "/", "//evil", "/a b", "/a//b"] {
+            let e = err(
+                FILE,
+                &[
+                    ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+                    ("APP_AUTH_ROUTE_PREFIX", prefix),
+                ],
+            );
+            assert!(e.contains("route_prefix"), "{prefix}: {e}");
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The signed-in user and the auth settings in context, and the one place components wait for
+//! the user.
+
+use crate::config::UiConfig;
+use crate::error::AppError;
+use keycloak_bff_core::KeycloakUser;
+use leptos::prelude::*;
+use leptos_router::hooks::use_location;
+
+/// The signed-in user, or `None`. Never carries a token.
+#[server(prefix = "/api", endpoint = "current_user")]
+pub async fn current_user() -> Result<Option<KeycloakUser>, AppError> {
+    crate::server::guard::request_user().await
+}
+
+/// The user resource that [`provide_user`] puts in context.
+#[derive(Clone, Copy)]
+pub struct UserResource(pub Resource<Result<Option<KeycloakUser>, AppError>>);
+
+/// Puts the user and the auth routes' settings in context; call it once, in the root component.
+/// SSR waits for the user (a blocking resource), so the HTML already shows the final signed-in or
+/// signed-out state and nothing flickers on hydration. The settings are read from the server's
+/// configuration and shared with the browser through the hydration data.
+pub fn provide_user() -> UserResource {
+    let config = SharedValue::new(|| {
+        #[cfg(feature = "ssr")]
+        {
+            crate::server::guard::ui_config()
+        }
+        #[cfg(not(feature = "ssr"))]
+        {
+            UiConfig::default()
+        }
+    })
+    .into_inner();
+    provide_context(config);
+    let resource = UserResource(Resource::new_blocking(|| (), |_| current_user()));
+    provide_context(resource);
+    resource
+}
+
+/// The user resource. Panics outside a component tree under [`provide_user`] (a programming
+/// error, never input-dependent).
+pub fn use_user() -> Resource<Result<Option<KeycloakUser>, AppError>> {
+    expect_context::<UserResource>().0
+}
+
+/// The auth routes' settings provided by [`provide_user`] (defaults outside it).
+pub fn use_ui_config() -> UiConfig {
+    use_context::<UiConfig>().unwrap_or_default()
+}
+
+/// The sign-in link that comes back to `return_to`.
+pub fn login_href(return_to: &str) -> String {
+    use_ui_config().login_href(return_to)
+}
+
+/// The path and query of the current page, for coming back after sign-in.
+pub fn current_path() -> String {
+    let location = use_location();
+    let path = location.pathname.get_untracked();
+    let search = location.search.get_untracked();
+    if search.is_empty() {
+        path
+    } else {
+        format!("{path}?{search}")
+    }
+}
+
+/// Renders `view` with the user once it is known (inside a `Transition`, so the last content stays
+/// while the user is fetched again). The one place components wait for the user.
+#[component]
+pub fn WithUser<V, F>(
+    /// Shown before the user is first known (nothing by default).
+    #[prop(optional, into)]
+    fallback: ViewFnOnce,
+    render: F,
+) -> impl IntoView
+where
+    F: Fn(Result<Option<KeycloakUser>, AppError>) -> V + Clone + Send + Sync + 'static,
+    V: IntoView + 'static,
+{
+    let user = use_user();
+    view! {
+        <Transition fallback=fallback>
+            {move || {
+                let render = render.clone();
+                Suspend::new(async move { render(user.await) })
+            }}
+        </Transition>
+    }
+}
+
+/// What the page knows about its session beyond the user itself (provided by `SessionWatch`).
+#[derive(Clone, Copy)]
+pub struct SessionState {
+    /// The session ended while this page was open.
+    pub ended: RwSignal<bool>,
+    /// The last check found Keycloak unreachable (the session is kept).
+    pub idp_unavailable: RwSignal<bool>,
+}
+
+pub fn use_session_state() -> Option<SessionState> {
+    use_context::<SessionState>()
+}

@@ -1,0 +1,149 @@
+//! The components that show or hide UI by Keycloak roles and groups, and the pages shown instead.
+//! They only decide what is shown: every server function checks the same [`Rule`] again.
+
+use crate::error::AppError;
+use crate::ui::context::{current_path, login_href, use_session_state, WithUser};
+use keycloak_bff_core::{Access, Rule};
+use leptos::prelude::*;
+
+/// Shows `children` when `rule` allows the signed-in user, otherwise `fallback` (nothing by
+/// default).
+#[component]
+pub fn Authorized(
+    rule: Rule,
+    #[prop(optional, into)] fallback: ViewFn,
+    children: ChildrenFn,
+) -> impl IntoView {
+    view! {
+        <WithUser render=move |user| match user {
+            Ok(u) if rule.allows(u.as_ref()) => children().into_any(),
+            _ => fallback.run(),
+        }/>
+    }
+}
+
+/// Shows `children` to anyone signed in.
+#[component]
+pub fn SignedIn(#[prop(optional, into)] fallback: ViewFn, children: ChildrenFn) -> impl IntoView {
+    view! { <Authorized rule=Rule::SignedIn fallback children/> }
+}
+
+/// Shows `children` to users with the realm role `role`.
+#[component]
+pub fn HasRealmRole(
+    role: &'static str,
+    #[prop(optional, into)] fallback: ViewFn,
+    children: ChildrenFn,
+) -> impl IntoView {
+    view! { <Authorized rule=Rule::realm_role(role) fallback children/> }
+}
+
+/// Shows `children` to users with the role `role` of this app's client.
+#[component]
+pub fn HasClientRole(
+    role: &'static str,
+    #[prop(optional, into)] fallback: ViewFn,
+    children: ChildrenFn,
+) -> impl IntoView {
+    view! { <Authorized rule=Rule::client_role(role) fallback children/> }
+}
+
+/// Shows `children` to members of the group at `path` (and, with `include_subgroups`, of any group
+/// below it).
+#[component]
+pub fn InGroup(
+    path: &'static str,
+    #[prop(optional)] include_subgroups: bool,
+    #[prop(optional, into)] fallback: ViewFn,
+    children: ChildrenFn,
+) -> impl IntoView {
+    view! { <Authorized rule=Rule::group(path, include_subgroups) fallback children/> }
+}
+
+/// Sets the HTTP status of a server-rendered page (nothing in the browser).
+pub fn set_page_status(error: &AppError) {
+    #[cfg(feature = "ssr")]
+    crate::server::guard::set_response_status(error);
+    #[cfg(not(feature = "ssr"))]
+    let _ = error;
+}
+
+/// During SSR, answers the page with a redirect to the sign-in route that comes back to
+/// `return_to`. In the browser nothing navigates on its own: the page shows a sign-in panel.
+fn redirect_to_login(return_to: &str) {
+    #[cfg(feature = "ssr")]
+    crate::server::guard::redirect_page(&login_href(return_to));
+    #[cfg(not(feature = "ssr"))]
+    let _ = return_to;
+}
+
+/// A page that only users allowed by `rule` may open. Signed out: on the server a redirect to
+/// sign-in that comes back here; in the browser (the session ended while the page was open) a
+/// sign-in panel. Signed in without the rule: the 403 page, with status 403 when rendered on the
+/// server.
+#[component]
+pub fn Protected(rule: Rule, children: ChildrenFn) -> impl IntoView {
+    view! {
+        <WithUser
+            fallback=|| view! { <p class="muted">"Checking your access…"</p> }
+            render=move |user| match user {
+                Err(error) => view! { <ErrorNotice error/> }.into_any(),
+                Ok(u) => match rule.check(u.as_ref()) {
+                    Access::Allowed => children().into_any(),
+                    Access::NotSignedIn => {
+                        let here = current_path();
+                        redirect_to_login(&here);
+                        view! { <SignInNeeded return_to=here/> }.into_any()
+                    }
+                    Access::Forbidden => view! { <Forbidden/> }.into_any(),
+                },
+            }
+        />
+    }
+}
+
+/// Shown in place of a page that needs a signed-in user.
+#[component]
+pub fn SignInNeeded(return_to: String) -> impl IntoView {
+    let ended = use_session_state().is_some_and(|s| s.ended.get_untracked());
+    view! {
+        <section class="card notice" data-testid="sign-in-needed">
+            <h1>{if ended { "Your session has ended" } else { "Please sign in" }}</h1>
+            <p>"This page is for signed-in users. Sign in with Keycloak to come back to it."</p>
+            <div class="actions">
+                <a class="button primary" rel="external" href=login_href(&return_to)>"Sign in"</a>
+            </div>
+        </section>
+    }
+}
+
+/// The 403 page.
+#[component]
+pub fn Forbidden() -> impl IntoView {
+    set_page_status(&AppError::Forbidden);
+    view! {
+        <section class="card notice" data-status="403">
+            <h1>"403 · Not allowed"</h1>
+            <p>"Your Keycloak account does not have the role or group this page needs."</p>
+            <p class="muted">"If you think you should have access, ask an administrator of the realm."</p>
+            <div class="actions"><a class="button" href="/">"Back to the home page"</a></div>
+        </section>
+    }
+}
+
+/// An error from a server function, shown in place, with the matching HTTP status on SSR.
+#[component]
+pub fn ErrorNotice(error: AppError) -> impl IntoView {
+    set_page_status(&error);
+    let here = current_path();
+    let sign_in = matches!(error, AppError::NotSignedIn).then(|| {
+        view! { <a class="button" rel="external" href=login_href(&here)>"Sign in"</a> }
+    });
+    view! {
+        <section class="card notice error" data-status=error.status_code()>
+            <h1>"Something is in the way"</h1>
+            <p>{error.to_string()}</p>
+            <div class="actions">{sign_in}</div>
+        </section>
+    }
+}

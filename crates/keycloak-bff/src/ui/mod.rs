@@ -1,0 +1,6 @@
+//! The browser side (also rendered on the server): the user in context, gated components, and the
+//! session watcher.
+
+pub mod context;
+pub mod gates;
+pub mod watch;

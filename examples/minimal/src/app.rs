@@ -1,0 +1,78 @@
+// keycloak-bff: the user in context, gated components, the session watcher.
+use keycloak_bff::{
+    login_href, provide_user, HasRealmRole, Protected, Rule, SessionWatch, SignedIn,
+};
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    SsrMode, StaticSegment,
+};
+
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <AutoReload options=options.clone() />
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    provide_user(); // keycloak-bff
+
+    view! {
+        <Stylesheet id="leptos" href="/pkg/minimal.css"/>
+        <Title text="Welcome to Leptos"/>
+        <Router>
+            <SessionWatch/> // keycloak-bff: silent refresh, sign-out in other tabs
+            <nav>
+                <a href="/">"Home"</a>
+                <SignedIn fallback=|| view! { <a rel="external" href=login_href("/account")>"Sign in"</a> }>
+                    <a href="/account">"Account"</a>
+                    <form method="post" action="/auth/logout"><button>"Sign out"</button></form>
+                </SignedIn>
+            </nav>
+            <main>
+                <Routes fallback=|| "Page not found.".into_view()>
+                    <Route path=StaticSegment("") view=HomePage/>
+                    <Route path=StaticSegment("account") view=AccountPage ssr=SsrMode::Async/>
+                </Routes>
+            </main>
+        </Router>
+    }
+}
+
+#[component]
+fn HomePage() -> impl IntoView {
+    let count = RwSignal::new(0);
+    let on_click = move |_| *count.write() += 1;
+
+    view! {
+        <h1>"Welcome to Leptos!"</h1>
+        <button on:click=on_click>"Click Me: " {count}</button>
+        <HasRealmRole role="admin">
+            <p data-testid="admin-only">"Only holders of the realm role admin see this."</p>
+        </HasRealmRole>
+    }
+}
+
+#[component]
+fn AccountPage() -> impl IntoView {
+    view! {
+        <Protected rule=Rule::SignedIn>
+            <h1 data-testid="account">"Your account"</h1>
+        </Protected>
+    }
+}

@@ -1,0 +1,150 @@
+//! The notes board's page and its parts.
+
+use crate::format::format_utc;
+use crate::notes::api::{list_notes, CreateNote, DeleteNote, UpdateNote};
+use crate::notes::model::{NoteView, MAX_BODY_CHARS};
+use crate::notes::rules;
+use keycloak_bff::{AppError, ErrorNotice, Protected};
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+#[component]
+pub fn NotesPage() -> impl IntoView {
+    view! {
+        <Title text="Notes"/>
+        <Protected rule=rules::read_notes()>
+            <NotesBoard/>
+        </Protected>
+    }
+}
+
+fn action_error<T, S>(value: S) -> impl Fn() -> Option<String> + Copy
+where
+    S: Get<Value = Option<Result<T, AppError>>> + Copy + Send + Sync + 'static,
+{
+    move || match value.get() {
+        Some(Err(e)) => Some(e.to_string()),
+        _ => None,
+    }
+}
+
+#[component]
+fn NotesBoard() -> impl IntoView {
+    let create = ServerAction::<CreateNote>::new();
+    let update = ServerAction::<UpdateNote>::new();
+    let delete = ServerAction::<DeleteNote>::new();
+    let board = Resource::new(
+        move || {
+            (
+                create.version().get(),
+                update.version().get(),
+                delete.version().get(),
+            )
+        },
+        |_| list_notes(),
+    );
+    // A posted note leaves an empty composer.
+    let composer_text = NodeRef::<leptos::html::Textarea>::new();
+    Effect::new(move |_| {
+        if matches!(create.value().get(), Some(Ok(_))) {
+            if let Some(textarea) = composer_text.get_untracked() {
+                textarea.set_value("");
+            }
+        }
+    });
+    let create_error = action_error(create.value());
+    let update_error = action_error(update.value());
+    let delete_error = action_error(delete.value());
+    view! {
+        <section class="card" data-testid="notes-board">
+            <h1>"Notes"</h1>
+            <Transition fallback=|| view! { <p class="muted">"Loading notes…"</p> }>
+                {move || Suspend::new(async move {
+                    match board.await {
+                        Err(error) => view! { <ErrorNotice error/> }.into_any(),
+                        Ok(b) => {
+                            let composer = b.can_create.then(|| view! {
+                                <ActionForm action=create attr:class="composer" attr:data-testid="note-composer">
+                                    <label for="new-note">"New note"</label>
+                                    <textarea id="new-note" node_ref=composer_text name="body" rows="3" maxlength=MAX_BODY_CHARS required
+                                        placeholder="Write something for the team…"></textarea>
+                                    <button type="submit" class="button">"Post note"</button>
+                                </ActionForm>
+                            });
+                            let empty = b.notes.is_empty();
+                            let can_create = b.can_create;
+                            view! {
+                                {composer}
+                                <p class="error" role="alert">
+                                    {create_error}{update_error}{delete_error}
+                                </p>
+                                {empty.then(|| view! {
+                                    <p class="empty muted" data-testid="notes-empty">
+                                        {if can_create { "No notes yet. Write the first one above." } else { "No notes yet." }}
+                                    </p>
+                                })}
+                                <ul class="notes">
+                                    {b.notes.into_iter().map(|v| view! { <NoteItem view=v update delete/> }).collect_view()}
+                                </ul>
+                            }.into_any()
+                        }
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+fn NoteItem(
+    view: NoteView,
+    update: ServerAction<UpdateNote>,
+    delete: ServerAction<DeleteNote>,
+) -> impl IntoView {
+    let editing = RwSignal::new(false);
+    let NoteView {
+        note,
+        can_edit,
+        can_delete,
+    } = view;
+    let id = note.id;
+    let body = note.body.clone();
+    let edit_body = note.body.clone();
+    let edited = (note.updated_at != note.created_at).then_some(" · edited");
+    view! {
+        <li class="note" data-testid="note">
+            {move || {
+                if editing.get() {
+                    let text = edit_body.clone();
+                    view! {
+                        <ActionForm action=update on:submit=move |_| editing.set(false) attr:class="composer">
+                            <input type="hidden" name="id" value=id/>
+                            <textarea name="body" rows="3" maxlength=MAX_BODY_CHARS required>{text}</textarea>
+                            <div class="actions">
+                                <button type="submit" class="button">"Save"</button>
+                                <button type="button" class="button subtle" on:click=move |_| editing.set(false)>"Cancel"</button>
+                            </div>
+                        </ActionForm>
+                    }
+                    .into_any()
+                } else {
+                    view! { <p class="note-body">{body.clone()}</p> }.into_any()
+                }
+            }}
+            <div class="note-meta">
+                <span class="muted">{note.author_name.clone()} " · " {format_utc(note.created_at)} {edited}</span>
+                <span class="note-actions">
+                    {can_edit.then(|| view! {
+                        <button type="button" class="button subtle" on:click=move |_| editing.update(|e| *e = !*e)>"Edit"</button>
+                    })}
+                    {can_delete.then(|| view! {
+                        <ActionForm action=delete attr:class="inline">
+                            <input type="hidden" name="id" value=id/>
+                            <button type="submit" class="button danger">"Delete"</button>
+                        </ActionForm>
+                    })}
+                </span>
+            </div>
+        </li>
+    }
+}

@@ -1,0 +1,536 @@
+//! Test harness: the real app on a free port, against the real Keycloak from `keycloak/start.sh`,
+//! driven by an HTTP client that keeps cookies and does not follow redirects.
+
+use kc_leptos::server::startup::Application;
+use kc_leptos::server::Settings;
+use reqwest::header::{HeaderMap, LOCATION, ORIGIN};
+use reqwest::{Client, Response, StatusCode};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tokio::sync::oneshot;
+
+pub const PUBLIC_ORIGIN: &str = "http://localhost:3000";
+pub const KEYCLOAK: &str = "http://localhost:8080";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The dev client secret, read from the realm file that Keycloak imported.
+pub fn realm_client_secret() -> String {
+    let text =
+        std::fs::read_to_string(repo().join("keycloak/demo-realm.json")).expect("realm file");
+    let realm: Value = serde_json::from_str(&text).expect("realm JSON");
+    realm["clients"]
+        .as_array()
+        .expect("clients")
+        .iter()
+        .find(|c| c["clientId"] == "demo-app")
+        .and_then(|c| c["secret"].as_str())
+        .expect("demo-app secret")
+        .to_owned()
+}
+
+/// The repository's own Leptos.toml with test overrides, the way an operator would set them.
+pub fn settings(data_dir: &Path, overrides: &[(&str, &str)]) -> Settings {
+    let text = std::fs::read_to_string(repo().join("Leptos.toml")).expect("Leptos.toml");
+    let mut env = BTreeMap::new();
+    env.insert(
+        "APP_KEYCLOAK_CLIENT_SECRET".to_owned(),
+        realm_client_secret(),
+    );
+    env.insert(
+        "APP_APP_DATA_DIR".to_owned(),
+        data_dir.display().to_string(),
+    );
+    env.insert(
+        "APP_SESSION_SQLITE_FILE".to_owned(),
+        data_dir.join("sessions.sqlite3").display().to_string(),
+    );
+    for (k, v) in overrides {
+        env.insert((*k).to_owned(), (*v).to_owned());
+    }
+    Settings::from_parts(&text, &env).expect("settings")
+}
+
+pub fn leptos_options() -> leptos::config::LeptosOptions {
+    leptos::config::LeptosOptions::builder()
+        .output_name("kc-leptos")
+        .site_root("target/site")
+        .site_addr(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .build()
+}
+
+pub fn browser() -> Client {
+    Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: Client,
+    pub state: kc_leptos::server::state::AppState,
+    pub data_dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts the app on a free port with its own SQLite session store.
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    spawn_app_in(dir, browser(), &[]).await
+}
+
+pub async fn spawn_app_in(
+    data_dir: tempfile::TempDir,
+    client: Client,
+    overrides: &[(&str, &str)],
+) -> TestApp {
+    spawn_app_on(data_dir, client, overrides, 0).await
+}
+
+/// Starts the app on `port` (0: a free one).
+pub async fn spawn_app_on(
+    data_dir: tempfile::TempDir,
+    client: Client,
+    overrides: &[(&str, &str)],
+    port: u16,
+) -> TestApp {
+    let settings = settings(data_dir.path(), overrides);
+    let mut options = leptos_options();
+    options.site_addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let app = Application::build(settings, options)
+        .await
+        .expect("app builds");
+    let state = app.state();
+    let port = app.local_addr().expect("addr").port();
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        let _ = app
+            .run_until(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    TestApp {
+        base: format!("http://localhost:{port}"),
+        client,
+        state,
+        data_dir,
+        shutdown: Some(tx),
+        handle: Some(handle),
+    }
+}
+
+pub fn location(response: &Response) -> String {
+    response
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn keycloak_form_action(html: &str) -> String {
+    let doc = scraper::Html::parse_document(html);
+    let selector = scraper::Selector::parse("form#kc-form-login").expect("selector");
+    doc.select(&selector)
+        .next()
+        .and_then(|f| f.value().attr("action"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no Keycloak login form in: {}",
+                &html[..html.len().min(500)]
+            )
+        })
+        .to_owned()
+}
+
+impl TestApp {
+    /// Another browser (its own cookies) on the same running app.
+    pub fn sharing(app: &TestApp, client: Client) -> TestApp {
+        TestApp {
+            base: app.base.clone(),
+            client,
+            state: app.state.clone(),
+            data_dir: tempfile::tempdir().expect("tempdir"),
+            shutdown: None,
+            handle: None,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Stops the server and hands back its data folder and the browser (with its cookies).
+    pub async fn stop(mut self) -> (tempfile::TempDir, Client) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = h.await;
+        }
+        (self.data_dir, self.client)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn post(&self, path: &str, origin: Option<&str>) -> Response {
+        let mut headers = HeaderMap::new();
+        if let Some(o) = origin {
+            headers.insert(ORIGIN, o.parse().expect("origin"));
+        }
+        self.client
+            .post(self.url(path))
+            .headers(headers)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("")
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    /// Starts a login in this browser and returns Keycloak's authorization URL.
+    pub async fn start_login(&self, return_to: &str) -> String {
+        let r = self
+            .get(&format!(
+                "/auth/login?return_to={}",
+                url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>()
+            ))
+            .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::SEE_OTHER,
+            "login starts with a redirect"
+        );
+        let to = location(&r);
+        assert!(to.starts_with(KEYCLOAK), "login goes to Keycloak: {to}");
+        to
+    }
+
+    /// Fills in Keycloak's real login form and returns the callback URL Keycloak redirects to,
+    /// with its origin rewritten to this test app's port.
+    pub async fn keycloak_login(
+        &self,
+        authorize_url: &str,
+        username: &str,
+        password: &str,
+    ) -> String {
+        let page = self
+            .client
+            .get(authorize_url)
+            .send()
+            .await
+            .expect("Keycloak login page");
+        assert_eq!(
+            page.status(),
+            StatusCode::OK,
+            "Keycloak shows its login page"
+        );
+        let action = keycloak_form_action(&page.text().await.expect("page text"));
+        let r = self
+            .client
+            .post(&action)
+            .form(&[
+                ("username", username),
+                ("password", password),
+                ("credentialId", ""),
+            ])
+            .send()
+            .await
+            .expect("Keycloak login POST");
+        assert_eq!(
+            r.status(),
+            StatusCode::FOUND,
+            "Keycloak accepts {username}'s password"
+        );
+        let callback = location(&r);
+        let rest = callback
+            .strip_prefix(PUBLIC_ORIGIN)
+            .unwrap_or_else(|| panic!("Keycloak redirects to the registered callback: {callback}"));
+        assert!(rest.starts_with("/auth/callback?"), "{callback}");
+        self.url(rest)
+    }
+
+    /// The whole sign-in; returns the app's answer to the callback.
+    pub async fn login_as(&self, username: &str, return_to: &str) -> Response {
+        self.login_with_password(username, &format!("{username}-dev-pw"), return_to)
+            .await
+    }
+
+    pub async fn login_with_password(
+        &self,
+        username: &str,
+        password: &str,
+        return_to: &str,
+    ) -> Response {
+        let authorize = self.start_login(return_to).await;
+        let callback = self.keycloak_login(&authorize, username, password).await;
+        self.client.get(callback).send().await.expect("callback")
+    }
+
+    /// Signs in and checks that the app redirected to `return_to`.
+    pub async fn sign_in(&self, username: &str) {
+        let r = self.login_as(username, "/profile").await;
+        assert_eq!(
+            r.status(),
+            StatusCode::SEE_OTHER,
+            "{}",
+            r.text().await.unwrap_or_default()
+        );
+        assert_eq!(location(&r), "/profile");
+    }
+
+    /// Calls `current_user` from a fresh browser that presents only `cookie` as its session.
+    pub async fn current_user_with_cookie(&self, cookie: &str) -> Response {
+        browser()
+            .post(self.url("/api/current_user"))
+            .header("cookie", format!("kc_leptos_session={cookie}"))
+            .header("origin", PUBLIC_ORIGIN)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    /// Calls the `current_user` server function as the browser would.
+    pub async fn current_user(&self) -> Value {
+        let r = self.post("/api/current_user", Some(PUBLIC_ORIGIN)).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().await.expect("JSON")
+    }
+}
+
+pub fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `text` holds anything shaped like a JWT (three base64url parts starting `eyJ`).
+pub fn contains_jwt(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    text.match_indices("eyJ").any(|(i, _)| {
+        let rest = &bytes[i..];
+        let part = |s: &[u8]| {
+            s.iter()
+                .take_while(|b| b.is_ascii_alphanumeric() || **b == b'-' || **b == b'_')
+                .count()
+        };
+        let a = part(rest);
+        a > 10 && rest.get(a) == Some(&b'.') && {
+            let b = part(&rest[a + 1..]);
+            b > 10 && rest.get(a + 1 + b) == Some(&b'.')
+        }
+    })
+}
+
+/// Settings overrides for the `demo-short` realm (10-second access tokens) with a 3-second margin.
+pub const SHORT_REALM: &[(&str, &str)] = &[
+    (
+        "APP_KEYCLOAK_ISSUER_URL",
+        "http://localhost:8080/realms/demo-short",
+    ),
+    ("APP_SESSION_REFRESH_MARGIN_SECS", "3"),
+];
+
+/// Access-token lifetime of `demo-short`, seconds.
+pub const SHORT_TOKEN_SECS: u64 = 10;
+
+/// Starts the app against the `demo-short` realm.
+pub async fn spawn_short_app() -> TestApp {
+    spawn_app_in(
+        tempfile::tempdir().expect("tempdir"),
+        browser(),
+        SHORT_REALM,
+    )
+    .await
+}
+
+/// A fresh user of `demo-short` with the given `demo-app` roles, signed in to a fresh app.
+pub async fn signed_in_short_user(
+    prefix: &str,
+    client_roles: &[&str],
+) -> (KeycloakAdmin, TestUser, TestApp) {
+    let admin = KeycloakAdmin::new("demo-short");
+    let user = admin.create_user(prefix, client_roles).await;
+    let app = spawn_short_app().await;
+    let r = app.login_as(&user.username, "/").await;
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "{} signs in",
+        user.username
+    );
+    (admin, user, app)
+}
+
+pub fn metric(counter: &std::sync::atomic::AtomicU64) -> u64 {
+    counter.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Keycloak's admin REST API, as the tests' realm administrator.
+pub struct KeycloakAdmin {
+    http: Client,
+    realm: String,
+}
+
+/// A user made for one test, with the password `<username>-dev-pw`.
+pub struct TestUser {
+    pub id: String,
+    pub username: String,
+}
+
+impl KeycloakAdmin {
+    pub fn new(realm: &str) -> Self {
+        Self {
+            http: Client::new(),
+            realm: realm.to_owned(),
+        }
+    }
+
+    async fn token(&self) -> String {
+        let r: Value = self
+            .http
+            .post(format!(
+                "{KEYCLOAK}/realms/master/protocol/openid-connect/token"
+            ))
+            .form(&[
+                ("grant_type", "password"),
+                ("client_id", "admin-cli"),
+                ("username", "admin"),
+                ("password", "admin"),
+            ])
+            .send()
+            .await
+            .expect("admin token")
+            .json()
+            .await
+            .expect("admin token JSON");
+        r["access_token"].as_str().expect("access_token").to_owned()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{KEYCLOAK}/admin/realms/{}{path}", self.realm)
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(self.token().await)
+            .send()
+            .await
+            .expect("admin GET");
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.expect("admin JSON")
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> StatusCode {
+        let mut request = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(self.token().await);
+        if let Some(b) = body {
+            request = request.json(&b);
+        }
+        request.send().await.expect("admin request").status()
+    }
+
+    /// Creates a user (all profile fields set, so Keycloak asks nothing at login) with the
+    /// realm role `user` and the given roles of `demo-app`.
+    pub async fn create_user(&self, prefix: &str, client_roles: &[&str]) -> TestUser {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let username = format!("{prefix}-{n}-{nanos}");
+        let status = self
+            .send(
+                reqwest::Method::POST,
+                "/users",
+                Some(serde_json::json!({
+                    "username": username, "enabled": true, "emailVerified": true,
+                    "email": format!("{username}@example.test"),
+                    "firstName": "Test", "lastName": prefix,
+                    "credentials": [{"type": "password", "value": format!("{username}-dev-pw"), "temporary": false}]
+                })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "create user {username}");
+        let found = self
+            .get(&format!("/users?username={username}&exact=true"))
+            .await;
+        let id = found[0]["id"].as_str().expect("user id").to_owned();
+        let user = TestUser { id, username };
+        for role in client_roles {
+            self.grant_client_role(&user, role).await;
+        }
+        user
+    }
+
+    pub async fn grant_client_role(&self, user: &TestUser, role: &str) {
+        let clients = self.get("/clients?clientId=demo-app").await;
+        let client = clients[0]["id"].as_str().expect("client uuid").to_owned();
+        let role_rep = self.get(&format!("/clients/{client}/roles/{role}")).await;
+        let status = self
+            .send(
+                reqwest::Method::POST,
+                &format!("/users/{}/role-mappings/clients/{client}", user.id),
+                Some(serde_json::json!([role_rep])),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "grant {role}");
+    }
+
+    pub async fn set_enabled(&self, user: &TestUser, enabled: bool) {
+        let status = self
+            .send(
+                reqwest::Method::PUT,
+                &format!("/users/{}", user.id),
+                Some(serde_json::json!({ "enabled": enabled })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+
+    /// Ends all of the user's Keycloak sessions; Keycloak sends back-channel logout tokens.
+    pub async fn logout_user(&self, user: &TestUser) {
+        let status = self
+            .send(
+                reqwest::Method::POST,
+                &format!("/users/{}/logout", user.id),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+
+    pub async fn delete_user(&self, user: &TestUser) {
+        let _ = self
+            .send(
+                reqwest::Method::DELETE,
+                &format!("/users/{}", user.id),
+                None,
+            )
+            .await;
+    }
+}

@@ -1,0 +1,439 @@
+//! The catalogue's token cases that need tokens Keycloak would never issue (sections A, B, C, D,
+//! E of `shared/security-catalogue.md`): the app's real login, callback and refresh code pointed at
+//! the hostile provider in `tests/integration/hostile/` through its normal settings.
+
+use crate::common::*;
+use crate::hostile::{Behaviour, HostileOp, Signing, CLIENT_SECRET};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+async fn app_against(op: &HostileOp, extra: &[(&str, &str)]) -> TestApp {
+    let mut overrides = vec![
+        ("APP_KEYCLOAK_ISSUER_URL", op.issuer.as_str()),
+        ("APP_KEYCLOAK_CLIENT_SECRET", CLIENT_SECRET),
+    ];
+    overrides.extend_from_slice(extra);
+    spawn_app_in(tempfile::tempdir().expect("tmp"), browser(), &overrides).await
+}
+
+/// Starts a login, lets the provider answer, and returns the app's answer to the callback.
+async fn login(app: &TestApp) -> reqwest::Response {
+    let r = app.get("/auth/login?return_to=/profile").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let authorize = location(&r);
+    let r = app.client.get(&authorize).send().await.expect("authorize");
+    let callback = location(&r);
+    let rest = callback
+        .strip_prefix(PUBLIC_ORIGIN)
+        .expect("callback to the registered URI");
+    app.client
+        .get(app.url(rest))
+        .send()
+        .await
+        .expect("callback")
+}
+
+async fn refused(op: &HostileOp, behaviour: Behaviour, case: &str) {
+    op.set(behaviour);
+    let app = app_against(op, &[]).await;
+    let r = login(&app).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{case}");
+    assert!(
+        r.text().await.expect("html").contains("Sign-in failed"),
+        "{case}"
+    );
+    assert_eq!(app.current_user().await, Value::Null, "{case}: no session");
+}
+
+fn id(claims: Value) -> Behaviour {
+    Behaviour {
+        id_claims: claims,
+        ..Behaviour::default()
+    }
+}
+
+#[tokio::test]
+async fn b11_a_valid_login_is_accepted_and_d07_the_secret_is_form_encoded_for_basic_auth() {
+    let op = HostileOp::start().await;
+    let app = app_against(&op, &[]).await;
+    let r = login(&app).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.current_user().await["display_name"], "Hostile User");
+    // The provider refuses anything but `urlencode(id):urlencode(secret)` in Basic auth.
+    assert!(op
+        .last_basic_auth()
+        .is_some_and(|h| h.starts_with("Basic ")));
+    // E01: the app never asks the userinfo endpoint, so a userinfo `sub` cannot mislead it.
+    assert_eq!(op.userinfo_calls(), 0);
+}
+
+#[tokio::test]
+async fn id_tokens_with_bad_signatures_or_algorithms_are_refused() {
+    let op = HostileOp::start().await;
+    for (case, signing) in [
+        ("B01 bad signature", Signing::OtherKeySameKid),
+        ("B09 alg none", Signing::AlgNone),
+        (
+            "B10 HS256 with the client secret",
+            Signing::Hs256WithClientSecret,
+        ),
+    ] {
+        refused(
+            &op,
+            Behaviour {
+                id_signing: signing,
+                ..Behaviour::default()
+            },
+            case,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn id_token_claims_that_do_not_fit_the_login_are_refused() {
+    let op = HostileOp::start().await;
+    let t = keycloak_bff::server::unix_now();
+    for (case, claims) in [
+        ("B02 wrong iss", json!({"iss": "http://127.0.0.1:1/evil"})),
+        ("B03 aud missing", json!({"aud": null})),
+        ("B03 aud not ours", json!({"aud": "other-app"})),
+        (
+            "B04 several aud, azp missing",
+            json!({"aud": ["demo-app", "other"], "azp": null}),
+        ),
+        (
+            "B04 several aud, azp not ours",
+            json!({"aud": ["demo-app", "other"], "azp": "other"}),
+        ),
+        ("B05 no iat", json!({"iat": null})),
+        ("B06 no sub", json!({"sub": null})),
+        ("B07 wrong nonce", json!({"nonce": "not-the-one"})),
+        ("B07 no nonce", json!({"nonce": null})),
+        ("B08 expired", json!({"exp": t - 3600})),
+        ("B08 nbf in the future", json!({"nbf": t + 3600})),
+        ("B08 iat in the future", json!({"iat": t + 3600})),
+        ("B13 typ Bearer", json!({"typ": "Bearer"})),
+        ("B13 typ Refresh", json!({"typ": "Refresh"})),
+        (
+            "B14 wrong at_hash",
+            json!({"at_hash": "AAAAAAAAAAAAAAAAAAAAAA"}),
+        ),
+    ] {
+        refused(&op, id(claims), case).await;
+    }
+}
+
+#[tokio::test]
+async fn b12_a_token_without_kid_is_accepted_with_one_key_and_refused_with_several() {
+    let op = HostileOp::start().await;
+    op.set(Behaviour {
+        id_signing: Signing::NoKid,
+        ..Behaviour::default()
+    });
+    let app = app_against(&op, &[]).await;
+    assert_eq!(
+        login(&app).await.status(),
+        StatusCode::SEE_OTHER,
+        "one key: accepted"
+    );
+    refused(
+        &op,
+        Behaviour {
+            id_signing: Signing::NoKid,
+            two_keys: true,
+            ..Behaviour::default()
+        },
+        "several keys",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a06_a_callback_from_another_issuer_is_refused_before_any_token_call() {
+    let op = HostileOp::start().await;
+    op.set(Behaviour {
+        callback_iss: Some("http://127.0.0.1:1/evil".into()),
+        ..Behaviour::default()
+    });
+    let app = app_against(&op, &[]).await;
+    assert_eq!(login(&app).await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(op.token_calls(), 0);
+}
+
+#[tokio::test]
+async fn a01_an_unknown_state_is_refused_before_any_token_call() {
+    let op = HostileOp::start().await;
+    let app = app_against(&op, &[]).await;
+    let r = app
+        .get("/auth/callback?code=code-1&state=never-issued")
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(op.token_calls(), 0);
+}
+
+#[tokio::test]
+async fn d08_token_responses_without_id_token_or_bearer_type_are_refused_and_a_missing_expires_in_is_tolerated(
+) {
+    let op = HostileOp::start().await;
+    refused(
+        &op,
+        Behaviour {
+            omit_id_token: true,
+            ..Behaviour::default()
+        },
+        "no id_token",
+    )
+    .await;
+    refused(
+        &op,
+        Behaviour {
+            token_type: Some("MAC".into()),
+            ..Behaviour::default()
+        },
+        "token_type MAC",
+    )
+    .await;
+    op.set(Behaviour {
+        omit_expires_in: true,
+        ..Behaviour::default()
+    });
+    let app = app_against(&op, &[]).await;
+    assert_eq!(
+        login(&app).await.status(),
+        StatusCode::SEE_OTHER,
+        "the token's own exp is used"
+    );
+}
+
+/// Signs in with a margin so large that every request refreshes.
+async fn signed_in_refreshing(op: &HostileOp) -> TestApp {
+    op.set(Behaviour::default());
+    let app = app_against(op, &[("APP_SESSION_REFRESH_MARGIN_SECS", "600")]).await;
+    assert_eq!(login(&app).await.status(), StatusCode::SEE_OTHER);
+    app
+}
+
+#[tokio::test]
+async fn d01_d02_a_refresh_that_changes_iss_sub_aud_or_azp_ends_the_session() {
+    let op = HostileOp::start().await;
+    for (case, behaviour) in [
+        (
+            "D01 sub",
+            Behaviour {
+                id_claims: json!({"sub": "someone-else"}),
+                access_claims: json!({"sub": "someone-else"}),
+                ..Behaviour::default()
+            },
+        ),
+        (
+            "D01 iss",
+            Behaviour {
+                id_claims: json!({"iss": "http://127.0.0.1:1/evil"}),
+                ..Behaviour::default()
+            },
+        ),
+        (
+            "D02 aud",
+            Behaviour {
+                access_claims: json!({"aud": ["other-app"]}),
+                ..Behaviour::default()
+            },
+        ),
+        (
+            "D02 azp",
+            Behaviour {
+                id_claims: json!({"azp": "other-app"}),
+                access_claims: json!({"azp": "other-app"}),
+                ..Behaviour::default()
+            },
+        ),
+    ] {
+        let app = signed_in_refreshing(&op).await;
+        assert_eq!(
+            app.current_user().await["display_name"],
+            "Hostile User",
+            "{case}: a good refresh"
+        );
+        op.set(behaviour);
+        assert_eq!(
+            app.current_user().await,
+            Value::Null,
+            "{case}: the session ends"
+        );
+    }
+}
+
+#[tokio::test]
+async fn d05_a_failing_token_endpoint_keeps_the_session_while_the_token_is_valid() {
+    let op = HostileOp::start().await;
+    let app = signed_in_refreshing(&op).await;
+    for status in [500, 502, 503] {
+        op.set(Behaviour {
+            token_status: Some(status),
+            ..Behaviour::default()
+        });
+        assert_eq!(
+            app.current_user().await["display_name"],
+            "Hostile User",
+            "{status}: session kept"
+        );
+    }
+    op.set(Behaviour::default());
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(app.current_user().await["display_name"], "Hostile User");
+}
+
+#[tokio::test]
+async fn c05_a_slow_or_huge_key_set_gives_503_and_the_app_keeps_serving() {
+    let op = HostileOp::start().await;
+    op.set(Behaviour {
+        jwks_delay_secs: 3,
+        ..Behaviour::default()
+    });
+    let app = app_against(&op, &[("APP_KEYCLOAK_HTTP_TIMEOUT_SECS", "1")]).await;
+    assert_eq!(
+        app.get("/").await.status(),
+        StatusCode::OK,
+        "the app starts and serves"
+    );
+    let r = app.get("/auth/login").await;
+    assert_eq!(
+        r.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "discovery times out"
+    );
+
+    op.set(Behaviour {
+        jwks_huge: true,
+        ..Behaviour::default()
+    });
+    let app = app_against(&op, &[]).await;
+    let r = app.get("/auth/login").await;
+    assert!(
+        r.status() == StatusCode::SERVICE_UNAVAILABLE || r.status() == StatusCode::SEE_OTHER,
+        "{}",
+        r.status()
+    );
+    if r.status() == StatusCode::SEE_OTHER {
+        let authorize = location(&r);
+        let cb = location(&app.client.get(&authorize).send().await.expect("authorize"));
+        let rest = cb.strip_prefix(PUBLIC_ORIGIN).expect("callback");
+        let r = app
+            .client
+            .get(app.url(rest))
+            .send()
+            .await
+            .expect("callback");
+        assert!(
+            r.status().is_client_error() || r.status() == StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            r.status()
+        );
+    }
+    assert_eq!(app.get("/").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn c01_keys_rotated_just_before_signing_are_fetched_once_and_accepted() {
+    let op = HostileOp::start().await;
+    let app = app_against(&op, &[]).await;
+    assert_eq!(login(&app).await.status(), StatusCode::SEE_OTHER);
+    let fetches = app.state.auth.oidc().keys().fetch_count();
+    // The app refetches at most every 10 seconds, whatever the tokens say.
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    op.set(Behaviour {
+        rotate_key: true,
+        ..Behaviour::default()
+    });
+    let other = TestApp::sharing(&app, browser());
+    assert_eq!(
+        login(&other).await.status(),
+        StatusCode::SEE_OTHER,
+        "the new key is accepted"
+    );
+    assert_eq!(
+        app.state.auth.oidc().keys().fetch_count(),
+        fetches + 1,
+        "one key-set fetch"
+    );
+}
+
+#[tokio::test]
+async fn d08_a_malformed_or_huge_token_response_is_a_clean_refusal() {
+    let op = HostileOp::start().await;
+    for (case, body) in [
+        ("not JSON", "not json".to_owned()),
+        ("truncated JSON", "{\"access_token\": ".to_owned()),
+        (
+            "wrong types",
+            "{\"access_token\": 5, \"token_type\": []}".to_owned(),
+        ),
+        (
+            "huge",
+            format!("{{\"access_token\": \"{}\"}}", "A".repeat(200_000)),
+        ),
+    ] {
+        refused(
+            &op,
+            Behaviour {
+                token_body: Some(body),
+                ..Behaviour::default()
+            },
+            case,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn c05_a_failing_key_set_stops_new_logins_with_503_but_cached_keys_keep_sessions_refreshing()
+{
+    let op = HostileOp::start().await;
+    op.set(Behaviour {
+        jwks_status: Some(500),
+        ..Behaviour::default()
+    });
+    let fresh = app_against(&op, &[]).await;
+    assert_eq!(
+        fresh.get("/auth/login").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    let app = signed_in_refreshing(&op).await;
+    let fetches = op.jwks_calls();
+    op.set(Behaviour {
+        jwks_status: Some(500),
+        ..Behaviour::default()
+    });
+    for _ in 0..3 {
+        assert_eq!(
+            app.current_user().await["display_name"],
+            "Hostile User",
+            "refreshed with cached keys"
+        );
+    }
+    assert_eq!(op.jwks_calls(), fetches, "no key-set call needed");
+}
+
+#[tokio::test]
+async fn d06_the_rotated_refresh_token_is_saved_before_the_answer_so_a_new_process_continues() {
+    let op = HostileOp::start().await;
+    let app = signed_in_refreshing(&op).await;
+    // Each request refreshes; the provider accepts only the latest refresh token.
+    assert_eq!(app.current_user().await["display_name"], "Hostile User");
+    assert_eq!(app.current_user().await["display_name"], "Hostile User");
+    // The process ends right after answering: whatever it had not saved is lost.
+    let (data, client) = app.stop().await;
+    let overrides = [
+        ("APP_KEYCLOAK_ISSUER_URL", op.issuer.as_str()),
+        ("APP_KEYCLOAK_CLIENT_SECRET", CLIENT_SECRET),
+        ("APP_SESSION_REFRESH_MARGIN_SECS", "600"),
+    ];
+    let app = spawn_app_in(data, client, &overrides).await;
+    assert_eq!(
+        app.current_user().await["display_name"],
+        "Hostile User",
+        "the new process refreshed with the rotated token it found in the store"
+    );
+}
