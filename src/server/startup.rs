@@ -4,6 +4,7 @@ use crate::app::{shell, App};
 use crate::server::state::AppState;
 use crate::server::{api, Settings};
 use axum::Router;
+use keycloak_bff::server::store::open_sqlite;
 use keycloak_bff::server::{KeycloakAuth, StartupError};
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
@@ -13,20 +14,8 @@ use tokio::net::TcpListener;
 
 /// The notes database under `app.data_dir`, its schema brought up to date (`migrations/`).
 async fn notes_database(settings: &Settings) -> Result<sqlx::SqlitePool, StartupError> {
-    let dir = &settings.app.data_dir;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| StartupError::Store(format!("{}: {e}", dir.display())))?;
-    let path = dir.join("notes.sqlite3");
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&path)
-        .create_if_missing(true)
-        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-        .busy_timeout(std::time::Duration::from_secs(5));
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(4)
-        .connect_with(options)
-        .await
-        .map_err(|e| StartupError::Store(format!("{}: {e}", path.display())))?;
+    let path = settings.app.data_dir.join("notes.sqlite3");
+    let pool = open_sqlite(&path).await.map_err(StartupError::Store)?;
     sqlx::migrate!()
         .run(&pool)
         .await

@@ -64,20 +64,7 @@ fn identity(record: &Record) -> Option<Identity> {
 impl AuthStore {
     /// Opens (or creates) the SQLite file at `path` and brings its schema up to date.
     pub async fn sqlite_file(path: &std::path::Path) -> Result<Self, String> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        }
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-            .busy_timeout(std::time::Duration::from_secs(5));
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        Self::sqlite(pool).await
+        Self::sqlite(open_sqlite(path).await?).await
     }
 
     /// Uses `pool`, bringing its schema up to date (`migrations/` of this crate: the sessions
@@ -287,6 +274,24 @@ impl SessionStore for AuthStore {
         }
         self.unindex(&id.to_string()).await
     }
+}
+
+/// Opens (or creates, with its folder) the SQLite file at `path`: WAL journal, a 5 s busy
+/// timeout, a few connections. For the session store, and for an app's own database.
+pub async fn open_sqlite(path: &std::path::Path) -> Result<SqlitePool, String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+        .busy_timeout(std::time::Duration::from_secs(5));
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// A signed-in session as stored on the server. `Debug` shows no token.
