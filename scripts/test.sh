@@ -61,7 +61,8 @@ for port in 3000 3002; do
 done
 
 say "unit and integration tests (real Keycloak)"
-cargo test --workspace --features ssr
+# Bounded: a test that hangs fails the run in 25 minutes instead of holding CI to its limit.
+timeout 1500 cargo test --workspace --features ssr
 
 say "building the sites (server + WebAssembly): the demo and examples/minimal"
 cargo leptos build --project kc-leptos

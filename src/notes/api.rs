@@ -59,10 +59,15 @@ pub async fn update_note(id: i64, body: String) -> Result<Note, AppError> {
     let note = db::get_note(&pool, id)
         .await
         .map_err(db::db_error)
-        .map_err(fail)?
-        .ok_or_else(|| fail(AppError::NotFound))?;
-    if !rules::can_edit(&user, &note) {
-        return Err(fail(AppError::Forbidden));
+        .map_err(fail)?;
+    // Someone who may not edit a note learns nothing from the answer: a missing note and another
+    // author's answer alike (403). Only a moderator, who may edit any note, hears "not found".
+    match note {
+        Some(note) if rules::can_edit(&user, &note) => {}
+        None if rules::moderate_notes().allows(Some(&user)) => {
+            return Err(fail(AppError::NotFound))
+        }
+        _ => return Err(fail(AppError::Forbidden)),
     }
     let body = clean_body(&body).map_err(fail)?;
     db::update_note(&pool, id, &body, unix_now())

@@ -337,7 +337,21 @@ async fn server_functions_check_the_rules_when_called_directly_and_change_nothin
         call(&erin, "update_note", &[("id", "999999"), ("body", "x")])
             .await
             .0,
-        StatusCode::NOT_FOUND
+        StatusCode::FORBIDDEN,
+        "a missing note and another author's answer the same to an editor"
+    );
+    assert_eq!(
+        call(&alice, "update_note", &[("id", "999999"), ("body", "x")])
+            .await
+            .0,
+        StatusCode::NOT_FOUND,
+        "a moderator, who may edit any note, is told it does not exist"
+    );
+    let (status, body) = call(&erin, "update_note", &[("id", "abc"), ("body", "x")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains("the request could not be read") && !body.contains("invalid digit"),
+        "a malformed request gets a generic reason, not the parser's words: {body}"
     );
 
     let (_, board) = call(&paul, "list_notes", &[]).await;
@@ -565,10 +579,19 @@ async fn hostile_tokens_are_refused_with_401_and_cost_at_most_one_key_set_fetch(
             "{what}: {}",
             challenge(&r)
         );
-        assert_eq!(
-            r.json::<Value>().await.expect("json")["error"],
-            "invalid_token",
-            "{what}"
+        let body = r.json::<Value>().await.expect("json");
+        assert_eq!(body["error"], "invalid_token", "{what}");
+        // Why a token was refused stays in the server's log: the answer names at most the
+        // request's shape (no oracle for probing tokens).
+        let reason = body["error_description"].as_str().unwrap_or_default();
+        assert!(
+            [
+                keycloak_bff::server::extract::INVALID_TOKEN,
+                "token too large",
+                "expected a Bearer token",
+            ]
+            .contains(&reason),
+            "{what}: {reason}"
         );
     }
     for header in ["Basic YWxpY2U6YWxpY2U=", "Bearer", "bearer  "] {

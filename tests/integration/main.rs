@@ -1,7 +1,9 @@
 //! The integration tests: the real app on free ports against the real Keycloak (started by
 //! `keycloak/start.sh`), and a hostile OpenID provider for what Keycloak would never send. One
-//! binary, so the helpers compile once; the tests that stop Keycloak live in
-//! `tests/keycloak_outage.rs`, which runs after this binary, never beside it.
+//! binary, so the helpers compile once. Two kinds of test must run alone and have binaries of their
+//! own (cargo runs test binaries one after another): those that stop Keycloak
+//! (`tests/keycloak_outage.rs`) and those that listen on port 3000, where Keycloak posts
+//! back-channel logouts (`tests/backchannel_logout.rs`).
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests fail by panicking
 
 mod common;

@@ -285,13 +285,14 @@ pub fn logout_token_from_form(body: &[u8]) -> Option<String> {
     }
 }
 
-/// Checks the JOSE `typ` of a logout token: `logout+jwt` (Keycloak since 25), or plain `JWT`.
+/// Checks the JOSE `typ` of a logout token: `logout+jwt`, as Keycloak sends (OpenID Connect
+/// Back-Channel Logout 1.0 §2.4), and nothing else, so that no other JWT of the realm can pass.
 pub fn check_logout_header(header: &Header) -> Result<(), TokenError> {
     match header.typ.as_deref() {
-        None | Some("jwt") | Some("logout+jwt") => Ok(()),
-        Some(other) => Err(TokenError::WrongType {
+        Some("logout+jwt") => Ok(()),
+        other => Err(TokenError::WrongType {
             expected: "logout+jwt",
-            found: other.chars().take(32).collect(),
+            found: other.unwrap_or("none").chars().take(32).collect(),
         }),
     }
 }
@@ -313,10 +314,9 @@ pub fn check_logout_claims(
     if iat < now.saturating_sub(LOGOUT_TOKEN_MAX_AGE + leeway) {
         return Err(TokenError::Expired);
     }
-    if let Some(exp) = int_claim(claims, "exp")? {
-        if now > exp.saturating_add(leeway) {
-            return Err(TokenError::Expired);
-        }
+    let exp = int_claim(claims, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
+    if now > exp.saturating_add(leeway) {
+        return Err(TokenError::Expired);
     }
     let jti = match claims.get("jti").and_then(Value::as_str) {
         Some(j) if !j.is_empty() && j.len() <= 256 => j.to_owned(),
@@ -660,6 +660,10 @@ mod tests {
                 TokenError::Expired,
             ),
             (
+                without(logout_claims(), "exp"),
+                TokenError::MissingClaim("exp"),
+            ),
+            (
                 without(logout_claims(), "jti"),
                 TokenError::MissingClaim("jti"),
             ),
@@ -708,16 +712,16 @@ mod tests {
     }
 
     #[test]
-    fn a_logout_token_header_must_say_logout_jwt_or_jwt() {
+    fn a_logout_token_header_must_say_logout_jwt() {
         let h = |typ: Option<&str>| Header {
             alg: "RS256".into(),
             kid: None,
             typ: typ.map(str::to_owned),
         };
-        assert!(check_logout_header(&h(None)).is_ok());
         assert!(check_logout_header(&h(Some("logout+jwt"))).is_ok());
-        assert!(check_logout_header(&h(Some("jwt"))).is_ok());
-        assert!(check_logout_header(&h(Some("at+jwt"))).is_err());
+        for other in [None, Some("jwt"), Some("at+jwt")] {
+            assert!(check_logout_header(&h(other)).is_err(), "{other:?}");
+        }
     }
 
     #[test]

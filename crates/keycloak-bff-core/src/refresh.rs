@@ -40,6 +40,21 @@ impl Backoff {
     }
 }
 
+/// When a session that Keycloak just issued or refreshed tokens for ends: `refresh_expires_in`
+/// seconds from `now` when there is a refresh token (saturating: a hostile lifetime cannot
+/// overflow), else with the access token.
+pub fn session_end(
+    now: i64,
+    refresh_expires_in: Option<i64>,
+    has_refresh_token: bool,
+    access_expires_at: i64,
+) -> i64 {
+    match refresh_expires_in {
+        Some(secs) if secs > 0 && has_refresh_token => now.saturating_add(secs),
+        _ => access_expires_at,
+    }
+}
+
 pub fn decide(t: &TokenTimes, now: i64, margin: i64, backoff: &Backoff) -> Decision {
     if t.access_expires_at.saturating_sub(margin) > now {
         return Decision::UseAsIs;
@@ -103,6 +118,15 @@ mod tests {
             has_refresh_token: true,
         };
         assert_eq!(decide(&t, 0, 30, &Backoff::default()), Decision::Refresh);
+    }
+
+    #[test]
+    fn a_session_ends_with_its_refresh_token_and_a_hostile_lifetime_saturates() {
+        assert_eq!(session_end(1_000, Some(1_800), true, 1_300), 2_800);
+        assert_eq!(session_end(1_000, Some(i64::MAX), true, 1_300), i64::MAX);
+        assert_eq!(session_end(1_000, Some(1_800), false, 1_300), 1_300);
+        assert_eq!(session_end(1_000, Some(0), true, 1_300), 1_300);
+        assert_eq!(session_end(1_000, None, true, 1_300), 1_300);
     }
 
     #[test]

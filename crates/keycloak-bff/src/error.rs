@@ -31,7 +31,17 @@ impl FromServerFnError for AppError {
     type Encoder = JsonEncoding;
 
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
-        AppError::ServerFn(value.to_string())
+        // On the server this is a request the server function could not read: the parser's
+        // words stay in the log. In the browser it is the browser's own error (say, no network).
+        #[cfg(feature = "ssr")]
+        {
+            tracing::info!(error = %value, "server function request refused");
+            crate::server::guard::fail(AppError::ServerFn("the request could not be read".into()))
+        }
+        #[cfg(not(feature = "ssr"))]
+        {
+            AppError::ServerFn(value.to_string())
+        }
     }
 }
 

@@ -512,18 +512,6 @@ impl KeycloakAdmin {
         assert_eq!(status, StatusCode::NO_CONTENT);
     }
 
-    /// Ends all of the user's Keycloak sessions; Keycloak sends back-channel logout tokens.
-    pub async fn logout_user(&self, user: &TestUser) {
-        let status = self
-            .send(
-                reqwest::Method::POST,
-                &format!("/users/{}/logout", user.id),
-                None,
-            )
-            .await;
-        assert_eq!(status, StatusCode::NO_CONTENT);
-    }
-
     pub async fn delete_user(&self, user: &TestUser) {
         let _ = self
             .send(

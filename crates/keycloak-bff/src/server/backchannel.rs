@@ -38,7 +38,19 @@ async fn validate(auth: &KeycloakAuth, token: &str, now: i64) -> Result<LogoutTa
     )
 }
 
+/// Every answer closes the connection: Keycloak keeps back-channel connections in a pool and
+/// does not retry a delivery, so a pooled connection to a server that has since gone (a restart,
+/// another replica) would lose the next logout ("failed to respond").
 pub async fn backchannel_logout(State(auth): State<KeycloakAuth>, body: Body) -> Response {
+    let mut response = handle(&auth, body).await;
+    response.headers_mut().insert(
+        header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
+}
+
+async fn handle(auth: &KeycloakAuth, body: Body) -> Response {
     let body: Bytes = match axum::body::to_bytes(body, MAX_LOGOUT_BODY).await {
         Ok(b) => b,
         Err(_) => return refused("body too large or unreadable"),
@@ -47,7 +59,7 @@ pub async fn backchannel_logout(State(auth): State<KeycloakAuth>, body: Body) ->
         return refused("exactly one logout_token is required");
     };
     let now = unix_now();
-    let target = match validate(&auth, &token, now).await {
+    let target = match validate(auth, &token, now).await {
         Ok(t) => t,
         Err(e) => return refused(&e.to_string()),
     };

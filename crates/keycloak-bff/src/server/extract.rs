@@ -15,6 +15,9 @@ use axum::http::request::Parts;
 use keycloak_bff_core::jwt::MAX_TOKEN_BYTES;
 use keycloak_bff_core::{Access, KeycloakUser, Rule};
 
+/// The one reason a refused token gets, whatever was wrong with it.
+pub const INVALID_TOKEN: &str = "the access token is invalid or has expired";
+
 /// The caller of an API request: a bearer token's subject, or the browser session's user.
 pub struct ApiUser(pub KeycloakUser);
 
@@ -59,11 +62,9 @@ where
                 Ok(user) => Ok(ApiUser(user)),
                 Err(OidcError::Unavailable(_)) => Err(AppError::IdpUnavailable),
                 Err(e) => {
+                    // The exact reason stays in the log: a caller probing tokens learns nothing.
                     tracing::info!(error = %e, "bearer token refused");
-                    Err(AppError::InvalidToken(match e {
-                        OidcError::InvalidToken(t) => t.to_string(),
-                        _ => "token not accepted".into(),
-                    }))
+                    Err(AppError::InvalidToken(INVALID_TOKEN.into()))
                 }
             };
         }

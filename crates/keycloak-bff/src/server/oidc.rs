@@ -7,6 +7,7 @@ use crate::server::settings::KeycloakSettings;
 use crate::server::store::AuthSession;
 use keycloak_bff_core::claims::user_from_claims;
 use keycloak_bff_core::jwt::{self, Expected, Kind, TokenError};
+use keycloak_bff_core::refresh::session_end;
 use keycloak_bff_core::KeycloakUser;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient};
 use openidconnect::{
@@ -158,9 +159,18 @@ impl Oidc {
             .token_endpoint()
             .map(|u| u.url().clone())
             .ok_or_else(|| OidcError::BadResponse("no token endpoint".into()))?;
+        let jwks_uri = metadata.jwks_uri().url().clone();
+        // Discovery that points the secret or the keys at a plain-http host is not used; like an
+        // unreachable Keycloak, it signs nobody out (catalogue C05).
+        for (what, url) in [("token endpoint", &token_endpoint), ("key set", &jwks_uri)] {
+            self.settings.check_transport(what, url).map_err(|e| {
+                tracing::error!(error = %e, "discovery refused");
+                OidcError::Unavailable(e)
+            })?;
+        }
         let provider = Arc::new(Provider {
             token_endpoint,
-            jwks_uri: metadata.jwks_uri().url().clone(),
+            jwks_uri,
             end_session_endpoint: metadata
                 .additional_metadata()
                 .end_session_endpoint
@@ -453,10 +463,12 @@ impl Oidc {
             .or_else(|| previous.and_then(|p| p.refresh_token.clone()));
         // Keycloak says how long the refresh token (and so the app session) lives; without that,
         // the safest default is the access token's own lifetime.
-        let session_expires_at = match tokens.refresh_expires_in {
-            Some(secs) if secs > 0 && refresh_token.is_some() => now.saturating_add(secs),
-            _ => access_expires_at,
-        };
+        let session_expires_at = session_end(
+            now,
+            tokens.refresh_expires_in,
+            refresh_token.is_some(),
+            access_expires_at,
+        );
         let user = user_from_claims(
             &access_claims,
             &id_claims,

@@ -17,6 +17,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tower_sessions::Session;
 
+/// A back-off whose retry time passed this long ago is forgotten (the next failure starts over).
+const STALE_BACKOFF_SECS: i64 = 300;
+
 /// Per-session refresh locks and back-off.
 pub struct Refresher {
     margin_secs: i64,
@@ -62,8 +65,11 @@ impl Refresher {
             .unwrap_or_default()
     }
 
-    fn set_backoff(&self, key: &str, value: Option<Backoff>) {
+    /// Records (or clears) a session's back-off, forgetting back-offs that ran out long ago: a
+    /// session that ended (signed out, deleted by back-channel logout, expired) leaves nothing.
+    fn set_backoff(&self, key: &str, value: Option<Backoff>, now: i64) {
         if let Ok(mut map) = self.backoff.lock() {
+            map.retain(|_, b| b.retry_at.saturating_add(STALE_BACKOFF_SECS) > now);
             match value {
                 Some(b) => map.insert(key.to_owned(), b),
                 None => map.remove(key),
@@ -131,7 +137,7 @@ impl Refresher {
         };
         match refresh(oidc, metrics, &auth, &refresh_token, now).await {
             Outcome::Refreshed(refreshed) => {
-                self.set_backoff(&key, None);
+                self.set_backoff(&key, None, now);
                 save(session, &refreshed).await?;
                 tracing::debug!(subject = %refreshed.user.subject, "refreshed the tokens");
                 Ok(Some(*refreshed))
@@ -142,7 +148,7 @@ impl Refresher {
                     retry_in = next.retry_at.saturating_sub(now),
                     "refresh postponed"
                 );
-                self.set_backoff(&key, Some(next));
+                self.set_backoff(&key, Some(next), now);
                 if now < auth.access_expires_at {
                     Ok(Some(auth))
                 } else {
@@ -150,7 +156,7 @@ impl Refresher {
                 }
             }
             Outcome::End(why) => {
-                self.set_backoff(&key, None);
+                self.set_backoff(&key, None, now);
                 end_session(metrics, session, why).await;
                 Ok(None)
             }
@@ -214,5 +220,22 @@ async fn end_session(metrics: &Metrics, session: &Session, why: &str) {
     Metrics::count(&metrics.sessions_ended_by_refresh);
     if let Err(e) = session.flush().await {
         tracing::error!(error = %e, "could not delete an ended session");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn back_offs_of_sessions_that_went_away_are_forgotten() {
+        let r = Refresher::new(30);
+        for i in 0..1_000 {
+            r.set_backoff(&format!("gone-{i}"), Some(Backoff::default().failed(0)), 0);
+        }
+        r.set_backoff("live", Some(Backoff::default().failed(400)), 400);
+        let map = r.backoff.lock().map(|m| m.len()).unwrap_or(usize::MAX);
+        assert_eq!(map, 1);
+        assert_eq!(r.backoff("live").failures, 1);
     }
 }

@@ -101,6 +101,7 @@ struct KeycloakSection {
     http_timeout_secs: u64,
     leeway_secs: u64,
     algorithms: Vec<String>,
+    allow_insecure_http: bool,
 }
 
 impl Default for KeycloakSection {
@@ -113,6 +114,7 @@ impl Default for KeycloakSection {
             http_timeout_secs: 5,
             leeway_secs: 30,
             algorithms: vec!["RS256".into()],
+            allow_insecure_http: false,
         }
     }
 }
@@ -174,6 +176,34 @@ pub struct KeycloakSettings {
     pub leeway_secs: i64,
     /// Signature algorithms accepted, pinned here and never taken from a token.
     pub algorithms: Vec<String>,
+    /// Accept `http://` URLs of Keycloak on hosts other than loopback (never in production).
+    pub allow_insecure_http: bool,
+}
+
+impl KeycloakSettings {
+    /// Refuses a plain-http URL of Keycloak on a host that is not loopback, unless
+    /// `keycloak.allow_insecure_http` is set: the client secret, the codes and the tokens would
+    /// travel in clear, and anyone on the path could substitute the signing keys.
+    pub fn check_transport(&self, what: &str, url: &Url) -> Result<(), String> {
+        if url.scheme() == "https" || self.allow_insecure_http || is_loopback(url) {
+            return Ok(());
+        }
+        Err(format!(
+            "{what} {url} is plain http on a host that is not loopback: the client secret and the \
+             keys would travel in clear. Use https, or set keycloak.allow_insecure_http = true \
+             (APP_KEYCLOAK_ALLOW_INSECURE_HTTP) for a test network"
+        ))
+    }
+}
+
+/// `localhost`, `127.0.0.0/8` or `::1`.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -300,7 +330,7 @@ fn validate(
             "keycloak.http_timeout_secs must be between 1 and 120",
         ));
     }
-    Ok(AuthSettings {
+    let settings = AuthSettings {
         public_url,
         brand: a.brand,
         ui: UiConfig {
@@ -315,6 +345,7 @@ fn validate(
             http_timeout: Duration::from_secs(k.http_timeout_secs),
             leeway_secs: k.leeway_secs.min(300) as i64,
             algorithms: k.algorithms,
+            allow_insecure_http: k.allow_insecure_http,
         },
         session: SessionSettings {
             store: s.store,
@@ -324,7 +355,12 @@ fn validate(
             max_pending_logins: s.max_pending_logins.clamp(1, 20) as usize,
             refresh_margin_secs: s.refresh_margin_secs.min(3600) as i64,
         },
-    })
+    };
+    settings
+        .keycloak
+        .check_transport("keycloak.issuer_url", &settings.keycloak.issuer_url)
+        .map_err(invalid)?;
+    Ok(settings)
 }
 
 impl AuthSettings {
@@ -719,6 +755,63 @@ mod tests {
         .map(|e| e.to_string())
         .unwrap_or_default();
         assert!(e.contains("page_siz"), "{e}");
+    }
+
+    #[test]
+    fn a_plain_http_issuer_on_another_host_is_refused_unless_explicitly_allowed() {
+        let e = err(
+            FILE,
+            &[
+                ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+                ("APP_KEYCLOAK_ISSUER_URL", "http://id.example/realms/r"),
+            ],
+        );
+        assert!(e.contains("allow_insecure_http"), "{e}");
+        for issuer in [
+            "http://localhost:8080/realms/r",
+            "http://127.0.0.2:8080/realms/r",
+            "http://[::1]:8080/realms/r",
+            "https://id.example/realms/r",
+        ] {
+            parse(
+                FILE,
+                &env(&[
+                    ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+                    ("APP_KEYCLOAK_ISSUER_URL", issuer),
+                ]),
+            )
+            .unwrap_or_else(|e| panic!("{issuer}: {e}"));
+        }
+        let s = parse(
+            FILE,
+            &env(&[
+                ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+                (
+                    "APP_KEYCLOAK_ISSUER_URL",
+                    "http://keycloak.test-net/realms/r",
+                ),
+                ("APP_KEYCLOAK_ALLOW_INSECURE_HTTP", "true"),
+            ]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(s.auth.keycloak.allow_insecure_http);
+    }
+
+    #[test]
+    fn a_key_set_or_token_endpoint_in_clear_on_another_host_is_refused() {
+        let s = parse(FILE, &env(&[("APP_KEYCLOAK_CLIENT_SECRET", "x")]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let jwks = |u: &str| Url::parse(u).unwrap_or_else(|e| panic!("{e}"));
+        let k = &s.auth.keycloak;
+        assert!(k
+            .check_transport("jwks_uri", &jwks("http://evil.example/certs"))
+            .is_err());
+        assert!(k
+            .check_transport("jwks_uri", &jwks("https://id.example/certs"))
+            .is_ok());
+        assert!(k
+            .check_transport("jwks_uri", &jwks("http://127.0.0.1:8080/certs"))
+            .is_ok());
     }
 
     #[test]
