@@ -33,6 +33,20 @@ async fn access_token(realm: &str, username: &str) -> String {
         .to_owned()
 }
 
+/// The app's settings for tests that call the API with users' tokens from the test-only client
+/// `api-tester`: the operator's allow-list of clients whose tokens the API accepts, plus that one.
+const API_TESTER_ALLOWED: &[(&str, &str)] =
+    &[("APP_KEYCLOAK_BEARER_CLIENTS", "notes-reader,api-tester")];
+
+async fn spawn_api_app() -> TestApp {
+    spawn_app_in(
+        tempfile::tempdir().expect("tmp"),
+        browser(),
+        API_TESTER_ALLOWED,
+    )
+    .await
+}
+
 /// The service account's token (client-credentials grant of `notes-reader`).
 async fn service_token(realm: &str) -> String {
     let r: Value = reqwest::Client::new()
@@ -80,7 +94,7 @@ fn challenge(r: &reqwest::Response) -> String {
 
 #[tokio::test]
 async fn each_user_gets_from_the_api_exactly_what_the_rules_allow() {
-    let app = spawn_app().await;
+    let app = spawn_api_app().await;
     let none = api(&app, reqwest::Method::GET, "/api/v1/notes", None, None).await;
     assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
     assert!(challenge(&none).starts_with("Bearer"));
@@ -198,6 +212,50 @@ async fn the_service_account_reads_notes_with_client_credentials_but_cannot_writ
     )
     .await;
     assert_eq!(write.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn h02_a_token_another_client_obtained_for_a_user_is_refused_by_the_api() {
+    // With the realm's full scope and audience mapper, the token erin obtains through the client
+    // api-tester names demo-app in `aud` and carries erin's demo-app roles; it was not meant for
+    // this API, and api-tester is not in the app's keycloak.bearer_clients (Leptos.toml).
+    let app = spawn_app().await;
+    let token = access_token("demo", "erin").await;
+    let claims = jsonwebtoken_claims(&token);
+    assert_eq!(claims["azp"], "api-tester");
+    assert!(strings(&claims["aud"]).contains(&"demo-app".to_owned()));
+    let me = api(&app, reqwest::Method::GET, "/api/v1/me", Some(&token), None).await;
+    assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
+    let write = api(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/notes",
+        Some(&token),
+        Some(json!({"body": "through another client"})),
+    )
+    .await;
+    assert_eq!(write.status(), StatusCode::UNAUTHORIZED);
+    assert!(challenge(&write).contains(r#"error="invalid_token""#));
+    // The allowed service account still gets in.
+    let service = service_token("demo").await;
+    let me = api(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/me",
+        Some(&service),
+        None,
+    )
+    .await;
+    assert_eq!(me.status(), StatusCode::OK);
+}
+
+fn jsonwebtoken_claims(token: &str) -> Value {
+    use base64::Engine;
+    let part = token.split('.').nth(1).unwrap_or_default();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("claims");
+    serde_json::from_slice(&bytes).expect("json")
 }
 
 #[tokio::test]
@@ -428,7 +486,7 @@ fn signed(header: Value, claims: &Value) -> String {
 
 #[tokio::test]
 async fn hostile_tokens_are_refused_with_401_and_cost_at_most_one_key_set_fetch() {
-    let app = spawn_app().await;
+    let app = spawn_api_app().await;
     let good = user_token("demo", "erin").await;
     let access = good["access_token"].as_str().expect("access").to_owned();
     assert_eq!(
@@ -649,7 +707,8 @@ fn jsonwebtoken_header(token: &str) -> Value {
 #[tokio::test]
 async fn a_key_rotated_in_keycloak_is_accepted_without_restart_after_one_key_set_fetch() {
     let admin = KeycloakAdmin::new("demo-short");
-    let app = spawn_app_in(tempfile::tempdir().expect("tmp"), browser(), SHORT_REALM).await;
+    let settings = [SHORT_REALM, API_TESTER_ALLOWED].concat();
+    let app = spawn_app_in(tempfile::tempdir().expect("tmp"), browser(), &settings).await;
     let before = access_token("demo-short", "erin").await;
     assert_eq!(
         api(

@@ -232,6 +232,21 @@ pub fn check_claims(claims: &Value, e: &Expected<'_>) -> Result<(), TokenError> 
     Ok(())
 }
 
+/// Checks who obtained a bearer token (catalogue H02): its `azp` must be this client or one of
+/// `allowed` (service clients the operator trusts). With Keycloak's default full scope and an
+/// audience mapper, a token any other client of the realm obtained for a user can carry this
+/// client in `aud`: the audience alone does not say the token was meant for this API.
+pub fn check_authorized_party(
+    claims: &Value,
+    client_id: &str,
+    allowed: &[String],
+) -> Result<(), TokenError> {
+    match claims.get("azp").and_then(Value::as_str) {
+        Some(azp) if azp == client_id || allowed.iter().any(|a| a == azp) => Ok(()),
+        _ => Err(TokenError::WrongAuthorizedParty),
+    }
+}
+
 /// Checks the ID token's `at_hash` against the access token it came with (OpenID Connect Core
 /// §3.1.3.6, catalogue B14): when present, it must be the base64url of the left half of the
 /// SHA-2 hash of the access token that matches the ID token's algorithm. Absent is allowed in the
@@ -722,6 +737,29 @@ mod tests {
         for other in [None, Some("jwt"), Some("at+jwt")] {
             assert!(check_logout_header(&h(other)).is_err(), "{other:?}");
         }
+    }
+
+    #[test]
+    fn a_bearer_token_must_come_from_this_client_or_an_allowed_one() {
+        let allowed = vec!["notes-reader".to_owned()];
+        for (azp, ok) in [
+            (json!("demo-app"), true),
+            (json!("notes-reader"), true),
+            (json!("api-tester"), false),
+            (json!(""), false),
+            (json!(7), false),
+        ] {
+            let claims = json!({"azp": azp});
+            assert_eq!(
+                check_authorized_party(&claims, "demo-app", &allowed).is_ok(),
+                ok,
+                "{claims}"
+            );
+        }
+        assert_eq!(
+            check_authorized_party(&json!({}), "demo-app", &allowed),
+            Err(TokenError::WrongAuthorizedParty)
+        );
     }
 
     #[test]

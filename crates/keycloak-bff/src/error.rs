@@ -36,7 +36,15 @@ impl FromServerFnError for AppError {
         #[cfg(feature = "ssr")]
         {
             tracing::info!(error = %value, "server function request refused");
-            crate::server::guard::fail(AppError::ServerFn("the request could not be read".into()))
+            let error = AppError::ServerFn("the request could not be read".into());
+            // Only a server function's own request is decoded: its answer gets this status.
+            if let (Some(response), Ok(status)) = (
+                leptos::prelude::use_context::<leptos_axum::ResponseOptions>(),
+                axum::http::StatusCode::from_u16(error.status_code()),
+            ) {
+                response.set_status(status);
+            }
+            error
         }
         #[cfg(not(feature = "ssr"))]
         {

@@ -318,7 +318,8 @@ impl Oidc {
     /// Validates an access token presented by another program as `Authorization: Bearer`:
     /// signature with the realm's keys (algorithms pinned by configuration), `iss`, `aud` contains
     /// this client, `exp`/`nbf`/`iat` with the leeway, Keycloak `typ` Bearer (ID, refresh and
-    /// logout tokens are refused). Any client of the realm may have obtained it (`azp`).
+    /// logout tokens are refused), obtained by this client or one of `keycloak.bearer_clients`
+    /// (`azp`).
     pub async fn validate_bearer(&self, token: &str, now: i64) -> Result<KeycloakUser, OidcError> {
         if token.len() > jwt::MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge.into());
@@ -341,6 +342,11 @@ impl Oidc {
                 },
             )
             .await?;
+        jwt::check_authorized_party(
+            &claims,
+            &self.settings.client_id,
+            &self.settings.bearer_clients,
+        )?;
         let expires = claims.get("exp").and_then(Value::as_i64).unwrap_or(now);
         Ok(user_from_claims(
             &claims,

@@ -101,6 +101,7 @@ struct KeycloakSection {
     http_timeout_secs: u64,
     leeway_secs: u64,
     algorithms: Vec<String>,
+    bearer_clients: Vec<String>,
     allow_insecure_http: bool,
 }
 
@@ -114,6 +115,7 @@ impl Default for KeycloakSection {
             http_timeout_secs: 5,
             leeway_secs: 30,
             algorithms: vec!["RS256".into()],
+            bearer_clients: Vec::new(),
             allow_insecure_http: false,
         }
     }
@@ -176,6 +178,9 @@ pub struct KeycloakSettings {
     pub leeway_secs: i64,
     /// Signature algorithms accepted, pinned here and never taken from a token.
     pub algorithms: Vec<String>,
+    /// Other clients of the realm whose access tokens the JSON API accepts (service accounts the
+    /// operator trusts); tokens this client obtained are always accepted.
+    pub bearer_clients: Vec<String>,
     /// Accept `http://` URLs of Keycloak on hosts other than loopback (never in production).
     pub allow_insecure_http: bool,
 }
@@ -345,6 +350,7 @@ fn validate(
             http_timeout: Duration::from_secs(k.http_timeout_secs),
             leeway_secs: k.leeway_secs.min(300) as i64,
             algorithms: k.algorithms,
+            bearer_clients: k.bearer_clients,
             allow_insecure_http: k.allow_insecure_http,
         },
         session: SessionSettings {
@@ -572,6 +578,7 @@ mod tests {
                 ("APP_KEYCLOAK_HTTP_TIMEOUT_SECS", "9"),
                 ("APP_KEYCLOAK_LEEWAY_SECS", "10"),
                 ("APP_KEYCLOAK_ALGORITHMS", "RS256, PS256"),
+                ("APP_KEYCLOAK_BEARER_CLIENTS", "svc-a, svc-b"),
                 ("APP_SESSION_STORE", "memory"),
                 ("APP_SESSION_SQLITE_FILE", "/var/lib/app/sessions.sqlite3"),
                 ("APP_SESSION_COOKIE_NAME", "sid"),
@@ -595,6 +602,7 @@ mod tests {
         assert_eq!(s.auth.keycloak.http_timeout, Duration::from_secs(9));
         assert_eq!(s.auth.keycloak.leeway_secs, 10);
         assert_eq!(s.auth.keycloak.algorithms, vec!["RS256", "PS256"]);
+        assert_eq!(s.auth.keycloak.bearer_clients, vec!["svc-a", "svc-b"]);
         assert_eq!(s.auth.session.store, StoreKind::Memory);
         assert_eq!(s.auth.session.cookie_name, "sid");
         assert_eq!(s.auth.session.pending_login_ttl_secs, 120);
