@@ -162,6 +162,29 @@ async fn a06_a_callback_from_another_issuer_is_refused_before_any_token_call() {
 }
 
 #[tokio::test]
+async fn a06_a_callback_without_iss_is_refused_when_the_provider_says_it_sends_one() {
+    let op = HostileOp::start().await;
+    op.set(Behaviour {
+        omit_callback_iss: true,
+        ..Behaviour::default()
+    });
+    let app = app_against(&op, &[]).await;
+    assert_eq!(login(&app).await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(op.token_calls(), 0);
+}
+
+#[tokio::test]
+async fn a06_a_provider_without_rfc_9207_signs_in_without_iss() {
+    let op = HostileOp::start().await;
+    op.set(Behaviour {
+        no_iss_support: true,
+        ..Behaviour::default()
+    });
+    let app = app_against(&op, &[]).await;
+    assert_eq!(login(&app).await.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
 async fn a01_an_unknown_state_is_refused_before_any_token_call() {
     let op = HostileOp::start().await;
     let app = app_against(&op, &[]).await;

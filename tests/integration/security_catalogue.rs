@@ -6,6 +6,9 @@ use reqwest::header::SET_COOKIE;
 use reqwest::StatusCode;
 use serde_json::Value;
 
+/// The realm's issuer as Keycloak sends it with a callback (RFC 9207), query-encoded.
+const ISSUER_PARAM: &str = "http%3A%2F%2Flocalhost%3A8080%2Frealms%2Fdemo";
+
 fn query_param(url: &str, name: &str) -> String {
     url::Url::parse(url)
         .expect("url")
@@ -29,10 +32,11 @@ async fn a03_a_stolen_code_injected_into_another_browsers_callback_fails_on_pkce
     let attacker = TestApp::sharing(&victim, browser());
     let own = attacker.start_login("/").await;
     let state = query_param(&own, "state");
+    // With Keycloak's `iss` (an attacker copies it too), so only the code exchange can refuse.
     let r = attacker
         .get(&format!(
-            "/auth/callback?code={}&state={}",
-            stolen_code, state
+            "/auth/callback?code={}&state={}&iss={}",
+            stolen_code, state, ISSUER_PARAM
         ))
         .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
@@ -89,7 +93,7 @@ async fn a10_tokens_in_the_callback_instead_of_a_code_are_ignored() {
     let fake = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.";
     let r = app
         .get(&format!(
-            "/auth/callback?state={state}&access_token={fake}&id_token={fake}&token_type=Bearer"
+            "/auth/callback?state={state}&iss={ISSUER_PARAM}&access_token={fake}&id_token={fake}&token_type=Bearer"
         ))
         .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);

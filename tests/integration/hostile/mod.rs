@@ -49,6 +49,10 @@ pub struct Behaviour {
     pub omit_expires_in: bool,
     /// The `iss` sent back with the authorization code; `None`: the right one.
     pub callback_iss: Option<String>,
+    /// Send no `iss` with the authorization code, while discovery says it is sent (RFC 9207).
+    pub omit_callback_iss: bool,
+    /// A provider without RFC 9207: discovery does not advertise `iss`, and none is sent.
+    pub no_iss_support: bool,
     /// Publish a second signing key in the key set.
     pub two_keys: bool,
     /// Seconds the key set takes to answer.
@@ -241,11 +245,13 @@ impl HostileOp {
 
 async fn discovery(State(op): State<HostileOp>) -> Json<Value> {
     let i = &op.issuer;
+    let iss_supported = !op.inner.lock().unwrap().behaviour.no_iss_support;
     Json(json!({
         "issuer": i, "authorization_endpoint": format!("{i}/authorize"), "token_endpoint": format!("{i}/token"),
         "jwks_uri": format!("{i}/jwks"), "userinfo_endpoint": format!("{i}/userinfo"),
         "end_session_endpoint": format!("{i}/logout"), "response_types_supported": ["code"],
-        "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": ["RS256"]
+        "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": ["RS256"],
+        "authorization_response_iss_parameter_supported": iss_supported
     }))
 }
 
@@ -310,13 +316,13 @@ async fn authorize(
             .unwrap_or("http://invalid/"),
     )
     .expect("redirect_uri");
-    to.query_pairs_mut()
-        .append_pair("code", &code)
-        .append_pair(
-            "state",
-            q.get("state").map(String::as_str).unwrap_or_default(),
-        )
-        .append_pair("iss", &iss);
+    to.query_pairs_mut().append_pair("code", &code).append_pair(
+        "state",
+        q.get("state").map(String::as_str).unwrap_or_default(),
+    );
+    if !(inner.behaviour.omit_callback_iss || inner.behaviour.no_iss_support) {
+        to.query_pairs_mut().append_pair("iss", &iss);
+    }
     Redirect::to(to.as_str()).into_response()
 }
 

@@ -9,10 +9,14 @@ use keycloak_bff_core::claims::user_from_claims;
 use keycloak_bff_core::jwt::{self, Expected, Kind, TokenError};
 use keycloak_bff_core::refresh::session_end;
 use keycloak_bff_core::KeycloakUser;
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient};
+use openidconnect::core::{
+    CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient,
+    CoreClientAuthMethod, CoreGrantType, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm, CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
+};
 use openidconnect::{
-    ClientId, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge, ProviderMetadataWithLogout,
-    RedirectUrl, Scope,
+    AdditionalProviderMetadata, ClientId, CsrfToken, IssuerUrl, LogoutProviderMetadata, Nonce,
+    PkceCodeChallenge, ProviderMetadata, RedirectUrl, Scope,
 };
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -38,12 +42,40 @@ pub enum OidcError {
     InvalidToken(#[from] TokenError),
 }
 
+/// Discovery metadata beyond the core's that the app reads: RFC 9207's flag.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct IssParameterMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    authorization_response_iss_parameter_supported: Option<bool>,
+}
+
+impl AdditionalProviderMetadata for IssParameterMetadata {}
+
+/// The realm's discovery document: the core fields, RP-initiated logout's and RFC 9207's.
+type Metadata = ProviderMetadata<
+    LogoutProviderMetadata<IssParameterMetadata>,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
 /// What discovery told us about the realm.
 pub struct Provider {
-    metadata: ProviderMetadataWithLogout,
+    metadata: Metadata,
     pub token_endpoint: Url,
     pub jwks_uri: Url,
     pub end_session_endpoint: Option<Url>,
+    /// The provider sends `iss` with every authorization response (RFC 9207), so a response
+    /// without it is not the provider's (catalogue A06).
+    pub iss_parameter_supported: bool,
 }
 
 /// A started login: the URL to send the browser to and the secrets to keep server-side.
@@ -149,7 +181,7 @@ impl Oidc {
         }
         let issuer = IssuerUrl::new(self.issuer.clone())
             .map_err(|e| OidcError::BadResponse(format!("issuer URL: {e}")))?;
-        let metadata = ProviderMetadataWithLogout::discover_async(issuer, &self.http)
+        let metadata = Metadata::discover_async(issuer, &self.http)
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "OpenID discovery failed");
@@ -176,6 +208,11 @@ impl Oidc {
                 .end_session_endpoint
                 .as_ref()
                 .map(|u| u.url().clone()),
+            iss_parameter_supported: metadata
+                .additional_metadata()
+                .additional_metadata
+                .authorization_response_iss_parameter_supported
+                .unwrap_or(false),
             metadata,
         });
         if let Ok(mut slot) = self.provider.write() {
@@ -489,5 +526,36 @@ impl Oidc {
             id_token,
             sid,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn discovery(extra: serde_json::Value) -> Metadata {
+        let mut doc = serde_json::json!({
+            "issuer": "http://127.0.0.1:1", "authorization_endpoint": "http://127.0.0.1:1/authorize",
+            "token_endpoint": "http://127.0.0.1:1/token", "jwks_uri": "http://127.0.0.1:1/jwks",
+            "response_types_supported": ["code"], "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"]
+        });
+        if let (Some(d), Some(e)) = (doc.as_object_mut(), extra.as_object()) {
+            d.extend(e.clone());
+        }
+        serde_json::from_value(doc).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn discovery_says_whether_the_provider_sends_iss_with_its_responses() {
+        let flag = |m: &Metadata| {
+            m.additional_metadata()
+                .additional_metadata
+                .authorization_response_iss_parameter_supported
+        };
+        let m =
+            discovery(serde_json::json!({"authorization_response_iss_parameter_supported": true}));
+        assert_eq!(flag(&m), Some(true));
+        assert_eq!(flag(&discovery(serde_json::json!({}))), None);
     }
 }

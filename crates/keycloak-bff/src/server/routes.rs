@@ -6,7 +6,7 @@
 
 use crate::error::AppError;
 use crate::server::auth::KeycloakAuth;
-use crate::server::oidc::OidcError;
+use crate::server::oidc::{OidcError, Provider};
 use crate::server::store::{
     auth_session, keep_session_end, pending_logins, AuthSession, AUTH_KEY, PENDING_KEY,
 };
@@ -15,7 +15,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use keycloak_bff_core::callback::{self, CallbackParams};
+use keycloak_bff_core::callback;
 use keycloak_bff_core::pending::PendingLogin;
 use keycloak_bff_core::status::SessionStatus;
 use keycloak_bff_core::ReturnTo;
@@ -166,8 +166,19 @@ pub async fn callback(
         Ok(login) => login,
         Err(response) => return response,
     };
-    if let Some(refused) = refuse_response(&auth, &query, &login.return_to) {
-        return refused;
+    if let Some(error) = query.error.as_deref() {
+        return keycloak_error_page(&auth, error, &login.return_to);
+    }
+    let provider = match auth.oidc().provider().await {
+        Ok(p) => p,
+        Err(_) => return idp_unavailable(&auth, &login.return_to),
+    };
+    if !iss_fits(&auth, &provider, query.iss.as_deref()) {
+        return sign_in_failed(
+            &auth,
+            "The sign-in response came from an unexpected issuer.",
+            &login.return_to,
+        );
     }
     let Some(code) = query.code.as_deref() else {
         return sign_in_failed(
@@ -176,7 +187,7 @@ pub async fn callback(
             &login.return_to,
         );
     };
-    let signed_in = match redeem(&auth, code, &login, now).await {
+    let signed_in = match redeem(&auth, &provider, code, &login, now).await {
         Ok(signed_in) => signed_in,
         Err(response) => return response,
     };
@@ -218,64 +229,59 @@ async fn take_pending_login(
     }
 }
 
-/// The error page for Keycloak's `error=` (catalogue A05) or a foreign RFC 9207 `iss` (A06);
-/// `None` when the response may go on.
-fn refuse_response(
-    auth: &KeycloakAuth,
-    query: &CallbackParams,
-    return_to: &ReturnTo,
-) -> Option<Response> {
-    if let Some(error) = query.error.as_deref() {
-        let known = matches!(
-            error,
-            "access_denied"
-                | "login_required"
-                | "consent_required"
-                | "interaction_required"
-                | "temporarily_unavailable"
-                | "invalid_request"
-                | "server_error"
-        );
-        tracing::info!(
-            error = if known { error } else { "other" },
-            "Keycloak returned an error"
-        );
-        return Some(match error {
-            "temporarily_unavailable" | "server_error" => idp_unavailable(auth, return_to),
-            "access_denied" => sign_in_failed(auth, "Sign-in was cancelled or refused.", return_to),
-            _ => sign_in_failed(auth, "Keycloak could not sign you in.", return_to),
-        });
+/// The page for Keycloak's `error=` (catalogue A05).
+fn keycloak_error_page(auth: &KeycloakAuth, error: &str, return_to: &ReturnTo) -> Response {
+    let known = matches!(
+        error,
+        "access_denied"
+            | "login_required"
+            | "consent_required"
+            | "interaction_required"
+            | "temporarily_unavailable"
+            | "invalid_request"
+            | "server_error"
+    );
+    tracing::info!(
+        error = if known { error } else { "other" },
+        "Keycloak returned an error"
+    );
+    match error {
+        "temporarily_unavailable" | "server_error" => idp_unavailable(auth, return_to),
+        "access_denied" => sign_in_failed(auth, "Sign-in was cancelled or refused.", return_to),
+        _ => sign_in_failed(auth, "Keycloak could not sign you in.", return_to),
     }
-    match query.iss.as_deref() {
-        Some(iss) if iss != auth.oidc().issuer() => {
-            tracing::warn!("callback iss does not match the configured issuer");
-            Some(sign_in_failed(
-                auth,
-                "The sign-in response came from an unexpected issuer.",
-                return_to,
-            ))
-        }
-        _ => None,
+}
+
+/// RFC 9207 (catalogue A06): the response's `iss` is the configured issuer, and is there
+/// whenever the provider says it sends it.
+fn iss_fits(auth: &KeycloakAuth, provider: &Provider, iss: Option<&str>) -> bool {
+    let fits = match iss {
+        Some(iss) => iss == auth.oidc().issuer(),
+        None => !provider.iss_parameter_supported,
+    };
+    if !fits {
+        tracing::warn!(
+            present = iss.is_some(),
+            "callback iss does not match the configured issuer"
+        );
     }
+    fits
 }
 
 /// Exchanges the code with the login's PKCE verifier and validates the tokens.
 async fn redeem(
     auth: &KeycloakAuth,
+    provider: &Provider,
     code: &str,
     login: &PendingLogin,
     now: i64,
 ) -> Result<AuthSession, Response> {
     let oidc = auth.oidc();
-    let provider = oidc
-        .provider()
-        .await
-        .map_err(|_| idp_unavailable(auth, &login.return_to))?;
     let result = async {
         let tokens = oidc
-            .exchange_code(&provider, code, &login.pkce_verifier, &auth.redirect_uri())
+            .exchange_code(provider, code, &login.pkce_verifier, &auth.redirect_uri())
             .await?;
-        oidc.validate_login(&provider, tokens, &login.nonce, now)
+        oidc.validate_login(provider, tokens, &login.nonce, now)
             .await
     }
     .await;
