@@ -8,8 +8,9 @@ use keycloak_bff::server::store::open_sqlite;
 use keycloak_bff::server::{KeycloakAuth, StartupError};
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
-use leptos_axum::{generate_route_list, LeptosRoutes};
+use leptos_axum::{generate_route_list, AxumRouteListing, LeptosRoutes};
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use tokio::net::TcpListener;
 
 /// The notes database under `app.data_dir`, its schema brought up to date (`migrations/`).
@@ -21,6 +22,15 @@ async fn notes_database(settings: &Settings) -> Result<sqlx::SqlitePool, Startup
         .await
         .map_err(|e| StartupError::Store(format!("notes migration: {e}")))?;
     Ok(pool)
+}
+
+/// The app's routes, generated once per process. Generating them runs the app with every
+/// resource in the process suspended (a process-global flag in leptos_server, leptos#4773): a
+/// page of another instance of the app rendering at that moment (tests start many) would wait
+/// for good. Generated once, before the first instance serves, it cannot overlap a render.
+fn route_list() -> Vec<AxumRouteListing> {
+    static ROUTES: OnceLock<Vec<AxumRouteListing>> = OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
 }
 
 /// The whole app as a router, without a socket, and its state.
@@ -41,7 +51,7 @@ pub async fn build_router(
         .merge(api::router())
         .leptos_routes_with_context(
             &state,
-            generate_route_list(App),
+            route_list(),
             move || provide_context(context.clone()),
             move || shell(leptos_options.clone()),
         )

@@ -185,6 +185,49 @@ async fn a06_a_provider_without_rfc_9207_signs_in_without_iss() {
 }
 
 #[tokio::test]
+async fn c05_a_failing_discovery_is_not_retried_by_every_request_and_heals_by_itself() {
+    let op = HostileOp::start().await;
+    op.set(Behaviour {
+        discovery_status: Some(500),
+        ..Behaviour::default()
+    });
+    let app = app_against(&op, &[]).await;
+    // Twenty sign-ins at once, all in flight before the first answer.
+    let attempts: Vec<_> = (0..20)
+        .map(|_| {
+            let (client, url) = (browser(), app.url("/auth/login?return_to=/profile"));
+            tokio::spawn(async move { client.get(url).send().await.map(|r| r.status()) })
+        })
+        .collect();
+    for attempt in attempts {
+        let status = attempt.await.expect("task").expect("answer");
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    assert_eq!(
+        op.discovery_calls(),
+        1,
+        "one discovery for twenty requests, not one each"
+    );
+    // Healed: after the short pause, the next request discovers again and signs in.
+    op.set(Behaviour::default());
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    assert_eq!(login(&app).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(op.discovery_calls(), 2);
+}
+
+#[tokio::test]
+async fn c05_a_huge_discovery_document_is_refused() {
+    let op = HostileOp::start().await;
+    op.set(Behaviour {
+        discovery_huge: true,
+        ..Behaviour::default()
+    });
+    let app = app_against(&op, &[]).await;
+    let r = app.get("/auth/login?return_to=/profile").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
 async fn a01_an_unknown_state_is_refused_before_any_token_call() {
     let op = HostileOp::start().await;
     let app = app_against(&op, &[]).await;

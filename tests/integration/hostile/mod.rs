@@ -53,6 +53,10 @@ pub struct Behaviour {
     pub omit_callback_iss: bool,
     /// A provider without RFC 9207: discovery does not advertise `iss`, and none is sent.
     pub no_iss_support: bool,
+    /// Answer discovery with this status (and no document).
+    pub discovery_status: Option<u16>,
+    /// Pad the discovery document to a megabyte.
+    pub discovery_huge: bool,
     /// Publish a second signing key in the key set.
     pub two_keys: bool,
     /// Seconds the key set takes to answer.
@@ -83,6 +87,7 @@ struct Inner {
     /// (Authorization header, form) of every token request.
     token_calls: Vec<(Option<String>, HashMap<String, String>)>,
     jwks_calls: u32,
+    discovery_calls: u32,
     userinfo_calls: u32,
     counter: u64,
 }
@@ -139,6 +144,10 @@ impl HostileOp {
 
     pub fn set(&self, behaviour: Behaviour) {
         self.inner.lock().unwrap().behaviour = behaviour;
+    }
+
+    pub fn discovery_calls(&self) -> u32 {
+        self.inner.lock().unwrap().discovery_calls
     }
 
     pub fn token_calls(&self) -> usize {
@@ -243,16 +252,30 @@ impl HostileOp {
     }
 }
 
-async fn discovery(State(op): State<HostileOp>) -> Json<Value> {
+async fn discovery(State(op): State<HostileOp>) -> Response {
     let i = &op.issuer;
-    let iss_supported = !op.inner.lock().unwrap().behaviour.no_iss_support;
-    Json(json!({
+    let b = {
+        let mut inner = op.inner.lock().unwrap();
+        inner.discovery_calls += 1;
+        inner.behaviour.clone()
+    };
+    if let Some(status) = b.discovery_status {
+        return StatusCode::from_u16(status)
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            .into_response();
+    }
+    let iss_supported = !b.no_iss_support;
+    let mut doc = json!({
         "issuer": i, "authorization_endpoint": format!("{i}/authorize"), "token_endpoint": format!("{i}/token"),
         "jwks_uri": format!("{i}/jwks"), "userinfo_endpoint": format!("{i}/userinfo"),
         "end_session_endpoint": format!("{i}/logout"), "response_types_supported": ["code"],
         "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": ["RS256"],
         "authorization_response_iss_parameter_supported": iss_supported
-    }))
+    });
+    if b.discovery_huge {
+        doc["padding"] = json!("x".repeat(1024 * 1024));
+    }
+    Json(doc).into_response()
 }
 
 async fn jwks(State(op): State<HostileOp>) -> Response {

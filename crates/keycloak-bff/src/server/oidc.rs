@@ -25,6 +25,17 @@ use std::sync::{Arc, RwLock};
 use url::Url;
 
 const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
+/// Larger discovery documents are refused (Keycloak's is about 6 KB).
+const MAX_DISCOVERY_BYTES: usize = 64 * 1024;
+/// After a failed discovery, requests that need the provider answer "unavailable" at once for
+/// this long instead of each trying again (catalogue C05): a slow Keycloak is not hammered and no
+/// queue of requests builds up behind the discovery lock.
+const DISCOVERY_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The error of the discovery's HTTP client: its text only.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct DiscoveryHttpError(String);
 
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {
@@ -122,6 +133,7 @@ pub struct Oidc {
     http: reqwest::Client,
     provider: RwLock<Option<Arc<Provider>>>,
     discovering: tokio::sync::Mutex<()>,
+    discovery_failed_at: RwLock<Option<std::time::Instant>>,
     keys: KeyCache,
 }
 
@@ -140,6 +152,7 @@ impl Oidc {
             http,
             provider: RwLock::new(None),
             discovering: tokio::sync::Mutex::new(()),
+            discovery_failed_at: RwLock::new(None),
         })
     }
 
@@ -169,24 +182,80 @@ impl Oidc {
         self.provider.read().ok().and_then(|p| p.clone())
     }
 
-    /// The realm's metadata, discovered once and cached. A failed discovery is not cached, so the
-    /// app works as soon as Keycloak is back, without a restart.
+    /// `Unavailable` while a failed discovery is recent.
+    fn refuse_if_failed_recently(&self) -> Result<(), OidcError> {
+        let recent = self
+            .discovery_failed_at
+            .read()
+            .ok()
+            .and_then(|t| *t)
+            .is_some_and(|t| t.elapsed() < DISCOVERY_RETRY_AFTER);
+        if recent {
+            Err(OidcError::Unavailable(
+                "discovery failed moments ago".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The realm's metadata, discovered once (single flight) and cached. A failure is remembered
+    /// for a few seconds only, so the app works as soon as Keycloak is back, without a restart.
     pub async fn provider(&self) -> Result<Arc<Provider>, OidcError> {
         if let Some(p) = self.cached_provider() {
             return Ok(p);
         }
+        self.refuse_if_failed_recently()?;
         let _single_flight = self.discovering.lock().await;
         if let Some(p) = self.cached_provider() {
             return Ok(p);
         }
+        // Requests that waited behind a discovery that just failed do not try again.
+        self.refuse_if_failed_recently()?;
+        let discovered = self.discover().await;
+        if let Ok(mut failed) = self.discovery_failed_at.write() {
+            *failed = discovered.is_err().then(std::time::Instant::now);
+        }
+        discovered
+    }
+
+    /// The discovery document, fetched with the bounded client: no redirects, the HTTP timeout,
+    /// at most `MAX_DISCOVERY_BYTES`.
+    async fn fetch_metadata(&self) -> Result<Metadata, OidcError> {
         let issuer = IssuerUrl::new(self.issuer.clone())
             .map_err(|e| OidcError::BadResponse(format!("issuer URL: {e}")))?;
-        let metadata = Metadata::discover_async(issuer, &self.http)
+        let http = self.http.clone();
+        let client = move |request: openidconnect::HttpRequest| {
+            let http = http.clone();
+            async move {
+                let request = reqwest::Request::try_from(request)
+                    .map_err(|e| DiscoveryHttpError(e.to_string()))?;
+                let response = http
+                    .execute(request)
+                    .await
+                    .map_err(|e| DiscoveryHttpError(e.to_string()))?;
+                let mut answer = openidconnect::http::Response::builder().status(response.status());
+                for (name, value) in response.headers() {
+                    answer = answer.header(name, value);
+                }
+                let body = read_limited(response, MAX_DISCOVERY_BYTES)
+                    .await
+                    .map_err(DiscoveryHttpError)?;
+                answer
+                    .body(body)
+                    .map_err(|e| DiscoveryHttpError(e.to_string()))
+            }
+        };
+        Metadata::discover_async(issuer, &client)
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "OpenID discovery failed");
                 OidcError::Unavailable(e.to_string())
-            })?;
+            })
+    }
+
+    async fn discover(&self) -> Result<Arc<Provider>, OidcError> {
+        let metadata = self.fetch_metadata().await?;
         let token_endpoint = metadata
             .token_endpoint()
             .map(|u| u.url().clone())
