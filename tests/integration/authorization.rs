@@ -221,7 +221,7 @@ async fn h02_a_token_another_client_obtained_for_a_user_is_refused_by_the_api() 
     // this API, and api-tester is not in the app's keycloak.bearer_clients (Leptos.toml).
     let app = spawn_app().await;
     let token = access_token("demo", "erin").await;
-    let claims = jsonwebtoken_claims(&token);
+    let claims = jwt_part(&token, 1);
     assert_eq!(claims["azp"], "api-tester");
     assert!(strings(&claims["aud"]).contains(&"demo-app".to_owned()));
     let me = api(&app, reqwest::Method::GET, "/api/v1/me", Some(&token), None).await;
@@ -247,15 +247,6 @@ async fn h02_a_token_another_client_obtained_for_a_user_is_refused_by_the_api() 
     )
     .await;
     assert_eq!(me.status(), StatusCode::OK);
-}
-
-fn jsonwebtoken_claims(token: &str) -> Value {
-    use base64::Engine;
-    let part = token.split('.').nth(1).unwrap_or_default();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(part)
-        .expect("claims");
-    serde_json::from_slice(&bytes).expect("json")
 }
 
 #[tokio::test]
@@ -503,7 +494,7 @@ async fn hostile_tokens_are_refused_with_401_and_cost_at_most_one_key_set_fetch(
     );
     let fetches = app.state.auth.oidc().keys().fetch_count();
 
-    let real: Value = jsonwebtoken_header(&access);
+    let real: Value = jwt_part(&access, 0);
     let kid = real["kid"].as_str().expect("kid").to_owned();
     let now = keycloak_bff::server::unix_now();
     let claims = json!({"iss": "http://localhost:8080/realms/demo", "sub": "attacker", "aud": ["demo-app"],
@@ -695,12 +686,13 @@ async fn hostile_tokens_are_refused_with_401_and_cost_at_most_one_key_set_fetch(
     );
 }
 
-fn jsonwebtoken_header(token: &str) -> Value {
+/// The JSON of one part of a JWT, unverified: 0 the header, 1 the claims.
+fn jwt_part(token: &str, part: usize) -> Value {
     use base64::Engine;
-    let part = token.split('.').next().unwrap_or_default();
+    let text = token.split('.').nth(part).unwrap_or_default();
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(part)
-        .expect("header");
+        .decode(text)
+        .expect("base64url");
     serde_json::from_slice(&bytes).expect("json")
 }
 
@@ -739,8 +731,8 @@ async fn a_key_rotated_in_keycloak_is_accepted_without_restart_after_one_key_set
     assert_eq!(status, StatusCode::CREATED);
     let after = access_token("demo-short", "erin").await;
     assert_ne!(
-        jsonwebtoken_header(&after)["kid"],
-        jsonwebtoken_header(&before)["kid"],
+        jwt_part(&after, 0)["kid"],
+        jwt_part(&before, 0)["kid"],
         "Keycloak signs with the new key"
     );
 
