@@ -23,7 +23,6 @@ use url::Url;
 pub const ENV_PREFIX: &str = "APP_";
 /// Names another settings file instead of `./Leptos.toml`.
 pub const ENV_SETTINGS_FILE: &str = "APP_SETTINGS_FILE";
-const SECTIONS: [&str; 4] = ["app", "auth", "keycloak", "session"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -487,23 +486,24 @@ fn overlay_env(
             continue;
         }
         let lower = rest.to_ascii_lowercase();
-        let Some((section, key)) = SECTIONS.iter().find_map(|s| {
+        // The sections are the schema's: one list of them, in `schema`.
+        let Some((section, key)) = schema.keys().find_map(|s| {
             lower
-                .strip_prefix(s)
+                .strip_prefix(s.as_str())
                 .and_then(|k| k.strip_prefix('_'))
-                .map(|k| (*s, k.to_owned()))
+                .map(|k| (s.clone(), k.to_owned()))
         }) else {
             return Err(invalid(format!(
                 "unknown setting variable {name}: expected APP_APP_*, APP_AUTH_*, APP_KEYCLOAK_* or APP_SESSION_*"
             )));
         };
         let like = schema
-            .get(section)
+            .get(&section)
             .and_then(toml::Value::as_table)
             .and_then(|t| t.get(&key));
         let value = typed_value(name, value, like)?;
         let entry = table
-            .entry(section.to_owned())
+            .entry(section.clone())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         match entry {
             toml::Value::Table(t) => {
