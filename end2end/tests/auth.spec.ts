@@ -75,8 +75,10 @@ test('sign-out returns to the public page signed out, and back does not bring th
   await expect(page.locator('#username')).toBeVisible();
 });
 
-test('no response the browser receives from the app contains a token', async ({ page, context }) => {
+test('no response the browser receives from the app contains a token, sign-out included', async ({ page, context }) => {
   const responses = recordAppResponses(page, 'http://localhost:3000');
+  const requested: string[] = [];
+  page.on('request', (r) => requested.push(r.url()));
   await signIn(page, 'alice');
   const nav = page.getByRole('navigation', { name: 'Main' });
   await nav.getByRole('link', { name: 'Profile' }).click();
@@ -119,4 +121,43 @@ test('no response the browser receives from the app contains a token', async ({ 
     }
   }
   expect(await page.evaluate(() => document.cookie)).not.toContain('kc_leptos_session');
+
+  // Sign-out too: no token in its answer, nor in any URL the browser is sent to.
+  const before = responses.length;
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.waitForURL((url) => url.origin === 'http://localhost:3000' && url.pathname === '/');
+  await expect(page.getByRole('link', { name: 'Sign in', exact: true })).toBeVisible();
+  expect(responses.length).toBeGreaterThan(before);
+  for (const r of responses.slice(before)) {
+    expect(JSON.stringify(await r.allHeaders()), `headers of ${r.url()}`).not.toMatch(JWT);
+    if (r.status() >= 300 && r.status() < 400) continue;
+    expect(await r.text().catch(() => ''), `body of ${r.url()}`).not.toMatch(JWT);
+  }
+  for (const url of requested) expect(url).not.toMatch(JWT);
+});
+
+test('an injected inline script is blocked by the content security policy, and the page still hydrates', async ({ page }) => {
+  const blocked: string[] = [];
+  page.on('console', (m) => {
+    if (/Content Security Policy/i.test(m.text())) blocked.push(m.text());
+  });
+  // A stand-in for stored XSS: every page of the app arrives with a script the app did not write,
+  // under the app's own headers.
+  await page.route('http://localhost:3000/**', async (route) => {
+    if (route.request().resourceType() !== 'document') return route.continue();
+    const response = await route.fetch({ maxRedirects: 0 });
+    const html = await response.text();
+    await route.fulfill({
+      response,
+      body: html.replace('<body>', '<body><script>window.__injected = true;</script>'),
+    });
+  });
+  await signIn(page, 'alice');
+  expect(await page.evaluate(() => (window as unknown as { __injected?: boolean }).__injected)).toBeUndefined();
+  expect(blocked.length).toBeGreaterThan(0);
+  // Hydrated: a click in the navigation is handled in the browser and calls a server function.
+  const overview = page.waitForResponse((r) => r.url().endsWith('/api/admin_overview'));
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Admin' }).click();
+  expect((await overview).status()).toBe(200);
+  await expect(page.getByRole('heading', { name: 'Administration' })).toBeVisible();
 });

@@ -4,6 +4,8 @@
 
 use crate::common::*;
 use crate::hostile::{Behaviour, HostileOp, Signing, CLIENT_SECRET};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -406,8 +408,9 @@ async fn c01_keys_rotated_just_before_signing_are_fetched_once_and_accepted() {
     let app = app_against(&op, &[]).await;
     assert_eq!(login(&app).await.status(), StatusCode::SEE_OTHER);
     let fetches = app.state.auth.oidc().keys().fetch_count();
-    // The app refetches at most every 10 seconds, whatever the tokens say.
-    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    // A second later (well inside the 10 s that strangers' tokens must wait between fetches),
+    // Keycloak signs with a new key: tokens from its token endpoint may fetch the key set again.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     op.set(Behaviour {
         rotate_key: true,
         ..Behaviour::default()
@@ -422,6 +425,183 @@ async fn c01_keys_rotated_just_before_signing_are_fetched_once_and_accepted() {
         app.state.auth.oidc().keys().fetch_count(),
         fetches + 1,
         "one key-set fetch"
+    );
+}
+
+#[tokio::test]
+async fn c02_a_key_miss_at_refresh_keeps_the_session_and_the_refresh_token_keycloak_rotated() {
+    let op = HostileOp::start().await;
+    let app = signed_in_refreshing(&op).await;
+    // Strangers' tokens with random `kid`s keep the key set's refetch window busy...
+    for i in 0..20 {
+        let forged = format!(
+            "{}.{}.AAAA",
+            URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"RS256","kid":"random-{i}"}}"#)),
+            URL_SAFE_NO_PAD.encode(r#"{"sub":"x"}"#)
+        );
+        let r = app
+            .client
+            .get(app.url("/api/v1/me"))
+            .bearer_auth(forged)
+            .send()
+            .await
+            .expect("bearer");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // ...and Keycloak rotates its key, but its key set does not list the new one yet.
+    op.set(Behaviour {
+        rotate_key: true,
+        jwks_lags_rotation: true,
+        ..Behaviour::default()
+    });
+    assert_eq!(
+        app.current_user().await["display_name"],
+        "Hostile User",
+        "the session stays (its access token is still valid)"
+    );
+    // Keycloak rotated the refresh token in that answer; the session kept the new one, which is
+    // now the only one Keycloak accepts.
+    op.set(Behaviour::default());
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        app.current_user().await["display_name"],
+        "Hostile User",
+        "the next refresh, with the rotated token, works"
+    );
+}
+
+#[tokio::test]
+async fn c02_an_empty_key_set_never_replaces_the_good_keys() {
+    let op = HostileOp::start().await;
+    let app = signed_in_refreshing(&op).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // A refresh signed by an unknown key makes the app fetch the key set: it answers no key.
+    op.set(Behaviour {
+        rotate_key: true,
+        jwks_empty: true,
+        ..Behaviour::default()
+    });
+    assert_eq!(app.current_user().await["display_name"], "Hostile User");
+    let fetches = op.jwks_calls();
+    assert!(fetches >= 2, "the key set was fetched again");
+    // Keycloak signs with its usual key again (and the user's name changed); the key set still
+    // answers nothing, so only the keys cached before the empty answer can verify the refresh.
+    op.set(Behaviour {
+        jwks_empty: true,
+        id_claims: json!({"name": "Renamed User"}),
+        access_claims: json!({"name": "Renamed User"}),
+        ..Behaviour::default()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        app.current_user().await["display_name"],
+        "Renamed User",
+        "refreshed, verified with the cached key"
+    );
+    assert_eq!(
+        metric(&app.state.auth.metrics().sessions_ended_by_refresh),
+        0,
+        "nobody was signed out"
+    );
+}
+
+#[tokio::test]
+async fn b09_b10_an_algorithm_the_settings_do_not_list_is_refused_even_with_a_good_signature() {
+    let op = HostileOp::start().await;
+    // PS256 signed by the provider's own key, published without `alg`: jsonwebtoken would
+    // verify it; only the app's pinned list (RS256) refuses it.
+    let behaviour = Behaviour {
+        id_signing: Signing::Ps256,
+        jwks_without_alg: true,
+        ..Behaviour::default()
+    };
+    refused(&op, behaviour.clone(), "PS256 not listed").await;
+    op.set(behaviour);
+    let listed = app_against(&op, &[("APP_KEYCLOAK_ALGORITHMS", "RS256,PS256")]).await;
+    assert_eq!(
+        login(&listed).await.status(),
+        StatusCode::SEE_OTHER,
+        "the same token passes once PS256 is listed: the pin alone refused it"
+    );
+}
+
+#[tokio::test]
+async fn f01_sign_out_ends_keycloaks_session_with_the_refresh_token_from_the_server() {
+    let op = HostileOp::start().await;
+    let app = app_against(&op, &[]).await;
+    assert_eq!(login(&app).await.status(), StatusCode::SEE_OTHER);
+    let refresh_token = op.valid_refresh_token().expect("issued");
+    let r = app.post("/auth/logout", Some(PUBLIC_ORIGIN)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/");
+    let calls = op.logout_calls();
+    assert_eq!(calls.len(), 1, "one call to the end-session endpoint");
+    let (authorization, form) = &calls[0];
+    assert!(authorization
+        .as_deref()
+        .is_some_and(|a| a.starts_with("Basic ")));
+    assert_eq!(form.get("refresh_token"), Some(&refresh_token));
+    assert!(!form.contains_key("id_token_hint"));
+    assert_eq!(app.current_user().await, Value::Null);
+}
+
+#[tokio::test]
+async fn f01_when_keycloak_cannot_end_its_session_the_user_is_told_and_offered_to_end_it() {
+    let op = HostileOp::start().await;
+    let app = app_against(&op, &[]).await;
+    assert_eq!(login(&app).await.status(), StatusCode::SEE_OTHER);
+    op.set(Behaviour {
+        logout_status: Some(503),
+        ..Behaviour::default()
+    });
+    let r = app.post("/auth/logout", Some(PUBLIC_ORIGIN)).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let html = r.text().await.expect("html");
+    assert!(html.contains("Keycloak could not be reached"), "{html}");
+    assert!(!contains_jwt(&html), "no token in the page");
+    // The retry: Keycloak's own end-session page, from this browser, without any token.
+    let doc = scraper::Html::parse_document(&html);
+    let link = doc
+        .select(&scraper::Selector::parse("a.button").expect("selector"))
+        .filter_map(|a| a.value().attr("href"))
+        .find(|h| h.starts_with(&op.issuer))
+        .expect("a link to Keycloak")
+        .to_owned();
+    let to = url::Url::parse(&link).expect("url");
+    assert_eq!(to.path(), "/logout");
+    let q: std::collections::HashMap<_, _> = to.query_pairs().into_owned().collect();
+    assert_eq!(q.get("client_id").map(String::as_str), Some("demo-app"));
+    assert_eq!(
+        q.get("post_logout_redirect_uri").map(String::as_str),
+        Some("http://localhost:3000/")
+    );
+    assert_eq!(q.len(), 2, "nothing else: {q:?}");
+    // The app's own session has ended all the same.
+    assert_eq!(app.current_user().await, Value::Null);
+}
+
+#[tokio::test]
+async fn d03_sign_ins_started_while_tokens_rotate_never_restore_a_spent_refresh_token() {
+    let op = HostileOp::start().await;
+    let app = signed_in_refreshing(&op).await;
+    let records = app.state.auth.store().len().await.expect("count");
+    for round in 0..15 {
+        // Tab A refreshes (every call rotates the refresh token) while tab B starts a sign-in
+        // on the same session.
+        let (user, started) = tokio::join!(app.current_user(), app.get("/auth/login?return_to=/"));
+        assert_eq!(user["display_name"], "Hostile User", "round {round}");
+        assert_eq!(started.status(), StatusCode::SEE_OTHER);
+    }
+    assert_eq!(
+        app.current_user().await["display_name"],
+        "Hostile User",
+        "the latest refresh token is still the session's"
+    );
+    assert_eq!(
+        app.state.auth.store().len().await.expect("count"),
+        records,
+        "starting sign-ins wrote no record"
     );
 }
 

@@ -29,6 +29,16 @@ pub fn policy(public_url_is_https: bool, base_name: &str) -> CookiePolicy {
     }
 }
 
+/// The start of the name of every pending-login cookie (one per sign-in started, scoped to the
+/// auth routes, so `__Secure-` rather than `__Host-` under https): `<base>_login_`.
+pub fn login_cookie_prefix(public_url_is_https: bool, base_name: &str) -> String {
+    let base = base_name
+        .trim_start_matches("__Host-")
+        .trim_start_matches("__Secure-");
+    let secure = if public_url_is_https { "__Secure-" } else { "" };
+    format!("{secure}{base}_login_")
+}
+
 /// A cookie name that browsers and servers accept: an RFC 6265 token, short, and not one of the
 /// names Keycloak uses (the app and Keycloak share `localhost`'s cookie jar across ports).
 pub fn is_valid_name(name: &str) -> bool {
@@ -72,6 +82,18 @@ mod tests {
     fn a_configured_prefix_is_never_doubled_or_kept_without_https() {
         assert_eq!(policy(true, "__Host-s").name, "__Host-s");
         assert_eq!(policy(false, "__Host-s").name, "s");
+    }
+
+    #[test]
+    fn login_cookies_are_named_after_the_session_cookie_and_secure_under_https() {
+        assert_eq!(
+            login_cookie_prefix(false, "kc_session"),
+            "kc_session_login_"
+        );
+        assert_eq!(
+            login_cookie_prefix(true, "__Host-kc_session"),
+            "__Secure-kc_session_login_"
+        );
     }
 
     #[test]

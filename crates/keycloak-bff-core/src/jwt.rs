@@ -22,6 +22,8 @@ pub enum TokenError {
     UnsupportedCritical,
     #[error("token is signed by an unknown key")]
     UnknownKey,
+    #[error("token names no key, and several could have signed it")]
+    AmbiguousKey,
     #[error("token signature is invalid")]
     BadSignature,
     #[error("token claim {0} is missing or malformed")]

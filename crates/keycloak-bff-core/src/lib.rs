@@ -13,11 +13,13 @@
 //!   the sign-in link that comes back to it.
 //! - [`refresh`]: when to refresh, and the back-off while Keycloak is unreachable.
 //! - [`cookie`]: the session cookie's attributes.
+//! - [`csp`]: the Content-Security-Policy and HSTS headers.
 //! - [`status`]: the answer of the silent-refresh route, shared by the browser and the server.
 
 pub mod callback;
 pub mod claims;
 pub mod cookie;
+pub mod csp;
 pub mod jwt;
 pub mod pending;
 pub mod refresh;

@@ -1,5 +1,7 @@
-//! Logins that were started and not yet finished, kept in the browser's pre-login session.
-//! Each is used once, expires, and there are at most a few per browser (catalogue A01, A08, A09).
+//! Logins that were started and not yet finished. Each travels in a cookie of its own, encrypted
+//! by the server and scoped to the auth routes, so that starting a sign-in writes nothing on the
+//! server (catalogue A08). Each is used once, expires, and there are at most a few per browser
+//! (catalogue A01, A09). This module decides; the server seals and reads the cookies.
 
 use crate::return_to::ReturnTo;
 use serde::{Deserialize, Serialize};
@@ -11,6 +13,10 @@ pub struct PendingLogin {
     pub pkce_verifier: String,
     pub return_to: ReturnTo,
     pub created_at: i64,
+    /// Orders logins started within the same second (the server's clock in nanoseconds, say),
+    /// so that the oldest are the ones dropped.
+    #[serde(default)]
+    pub order: u64,
 }
 
 impl std::fmt::Debug for PendingLogin {
@@ -22,98 +28,113 @@ impl std::fmt::Debug for PendingLogin {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct PendingLogins(Vec<PendingLogin>);
-
-impl PendingLogins {
-    fn prune(&mut self, now: i64, ttl_secs: i64) {
-        self.0
-            .retain(|p| now >= p.created_at && now - p.created_at <= ttl_secs);
+impl PendingLogin {
+    /// Started at most `ttl_secs` ago, and not in the future.
+    pub fn is_fresh(&self, now: i64, ttl_secs: i64) -> bool {
+        now >= self.created_at && now - self.created_at <= ttl_secs
     }
+}
 
-    /// Adds a login, after dropping expired ones and, beyond `max`, the oldest.
-    pub fn push(&mut self, login: PendingLogin, now: i64, ttl_secs: i64, max: usize) {
-        self.prune(now, ttl_secs);
-        let max = max.max(1);
-        while self.0.len() >= max {
-            self.0.remove(0);
-        }
-        self.0.push(login);
-    }
+/// The part of a login cookie's name that its `state` gives: the state itself when it looks like
+/// one this server makes (URL-safe, 16 to 64 characters); `None` for anything else, which then
+/// names no login.
+pub fn cookie_suffix(state: &str) -> Option<&str> {
+    let plausible = (16..=64).contains(&state.len())
+        && state
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    plausible.then_some(state)
+}
 
-    /// Removes and returns the unexpired login with this `state`; `None` when unknown, expired or
-    /// already used.
-    pub fn take(&mut self, state: &str, now: i64, ttl_secs: i64) -> Option<PendingLogin> {
-        self.prune(now, ttl_secs);
-        let index = self.0.iter().position(|p| p.state == state)?;
-        Some(self.0.remove(index))
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
+/// The login cookies to remove before a new login is added: those that are expired or unreadable
+/// (`None`), and beyond `max - 1` fresh ones, the oldest. `existing` pairs each cookie's name with
+/// its login's `(created_at, order)`, if it could be read.
+pub fn to_evict<'a>(
+    existing: &[(&'a str, Option<(i64, u64)>)],
+    now: i64,
+    ttl_secs: i64,
+    max: usize,
+) -> Vec<&'a str> {
+    let fresh =
+        |at: &Option<(i64, u64)>| at.is_some_and(|(at, _)| now >= at && now - at <= ttl_secs);
+    let mut evict: Vec<&str> = existing
+        .iter()
+        .filter(|(_, at)| !fresh(at))
+        .map(|(name, _)| *name)
+        .collect();
+    let mut kept: Vec<(&str, (i64, u64))> = existing
+        .iter()
+        .filter_map(|(name, at)| at.filter(|_| fresh(at)).map(|at| (*name, at)))
+        .collect();
+    kept.sort_by_key(|(_, at)| *at);
+    let room = max.max(1) - 1;
+    let excess = kept.len().saturating_sub(room);
+    evict.extend(kept.iter().take(excess).map(|(name, _)| *name));
+    evict
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn login(state: &str, at: i64) -> PendingLogin {
+    fn login(at: i64) -> PendingLogin {
         PendingLogin {
-            state: state.into(),
+            state: "s".into(),
             nonce: "n".into(),
             pkce_verifier: "v".into(),
             return_to: ReturnTo::home(),
             created_at: at,
+            order: 0,
         }
     }
 
     #[test]
-    fn a_state_can_be_used_only_once() {
-        let mut p = PendingLogins::default();
-        p.push(login("s1", 100), 100, 600, 5);
-        assert!(p.take("s1", 101, 600).is_some());
-        assert!(p.take("s1", 102, 600).is_none());
-    }
-
-    #[test]
-    fn an_unknown_state_finds_nothing_and_keeps_the_others() {
-        let mut p = PendingLogins::default();
-        p.push(login("s1", 100), 100, 600, 5);
-        assert!(p.take("forged", 101, 600).is_none());
-        assert_eq!(p.len(), 1);
-    }
-
-    #[test]
-    fn an_abandoned_login_expires_and_does_not_block_the_next() {
-        let mut p = PendingLogins::default();
-        p.push(login("old", 100), 100, 600, 5);
-        p.push(login("new", 800), 800, 600, 5);
-        assert_eq!(p.len(), 1);
-        assert!(p.take("old", 801, 600).is_none());
-        assert!(p.take("new", 801, 600).is_some());
-    }
-
-    #[test]
-    fn many_tabs_each_get_a_login_but_only_the_newest_few_are_kept() {
-        let mut p = PendingLogins::default();
-        for i in 0..50 {
-            p.push(login(&format!("s{i}"), 100 + i), 100 + i, 600, 5);
-        }
-        assert_eq!(p.len(), 5);
-        assert!(p.take("s44", 200, 600).is_none());
-        assert!(p.take("s45", 200, 600).is_some());
-        assert!(p.take("s49", 200, 600).is_some());
+    fn an_abandoned_login_expires() {
+        assert!(login(100).is_fresh(700, 600));
+        assert!(!login(100).is_fresh(701, 600));
     }
 
     #[test]
     fn a_login_created_in_the_future_is_not_trusted() {
-        let mut p = PendingLogins::default();
-        p.push(login("s", 1_000), 1_000, 600, 5);
-        assert!(p.take("s", 10, 600).is_none());
+        assert!(!login(1_000).is_fresh(10, 600));
+    }
+
+    #[test]
+    fn only_a_plausible_state_names_a_login_cookie() {
+        assert_eq!(
+            cookie_suffix("AbCdEfGhIjKlMnOpQrStUv"),
+            Some("AbCdEfGhIjKlMnOpQrStUv")
+        );
+        assert_eq!(cookie_suffix("short"), None);
+        assert_eq!(cookie_suffix("a;b=c/AbCdEfGhIjKlMnOp"), None);
+        assert_eq!(cookie_suffix(&"a".repeat(65)), None);
+    }
+
+    #[test]
+    fn many_tabs_each_get_a_login_but_only_the_newest_few_are_kept() {
+        let names: Vec<String> = (0..8).map(|i| format!("c{i}")).collect();
+        // Started within one second, in this order (listed here in another).
+        let existing: Vec<(&str, Option<(i64, u64)>)> = names
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, n)| (n.as_str(), Some((100, i as u64))))
+            .collect();
+        let mut evicted = to_evict(&existing, 100, 600, 5);
+        evicted.sort();
+        // Four stay, so that the new one makes five.
+        assert_eq!(evicted, vec!["c0", "c1", "c2", "c3"]);
+    }
+
+    #[test]
+    fn expired_and_unreadable_login_cookies_are_removed_first() {
+        let existing = [
+            ("old", Some((0, 0))),
+            ("junk", None),
+            ("new", Some((900, 0))),
+        ];
+        let mut evicted = to_evict(&existing, 1_000, 600, 5);
+        evicted.sort();
+        assert_eq!(evicted, vec!["junk", "old"]);
     }
 }

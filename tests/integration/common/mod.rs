@@ -127,6 +127,21 @@ pub async fn spawn_app_on(
     }
 }
 
+pub fn set_cookies(r: &reqwest::Response) -> Vec<String> {
+    r.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect()
+}
+
+pub fn session_cookie_value(set_cookie: &[String]) -> Option<String> {
+    set_cookie.iter().find_map(|c| {
+        c.strip_prefix("kc_leptos_session=")
+            .map(|rest| rest.split(';').next().unwrap_or_default().to_owned())
+    })
+}
+
 pub fn location(response: &Response) -> String {
     response
         .headers()

@@ -34,6 +34,9 @@ pub enum Signing {
     AlgNone,
     /// HS256 with the client secret as the key.
     Hs256WithClientSecret,
+    /// PS256 with the provider's own key and `kid`: a good signature in an algorithm that the
+    /// settings do not list.
+    Ps256,
 }
 
 /// What the provider does wrong; the default is a well-behaved provider.
@@ -71,6 +74,14 @@ pub struct Behaviour {
     pub jwks_status: Option<u16>,
     /// Rotate keys just before signing: sign with the second key, now published in the key set.
     pub rotate_key: bool,
+    /// With `rotate_key`: the key set does not list the new key yet.
+    pub jwks_lags_rotation: bool,
+    /// Answer the key set with `{"keys": []}`.
+    pub jwks_empty: bool,
+    /// Publish the keys without their `alg`.
+    pub jwks_without_alg: bool,
+    /// Answer the end-session endpoint with this status.
+    pub logout_status: Option<u16>,
 }
 
 struct Pending {
@@ -89,6 +100,8 @@ struct Inner {
     jwks_calls: u32,
     discovery_calls: u32,
     userinfo_calls: u32,
+    /// (Authorization header, form) of every back-channel call to the end-session endpoint.
+    logout_calls: Vec<(Option<String>, HashMap<String, String>)>,
     counter: u64,
 }
 
@@ -134,7 +147,7 @@ impl HostileOp {
             .route("/authorize", get(authorize))
             .route("/token", post(token))
             .route("/userinfo", get(userinfo))
-            .route("/logout", get(|| async { "signed out" }))
+            .route("/logout", get(|| async { "signed out" }).post(end_session))
             .with_state(op.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
@@ -165,6 +178,16 @@ impl HostileOp {
 
     pub fn jwks_calls(&self) -> u32 {
         self.inner.lock().unwrap().jwks_calls
+    }
+
+    /// The forms the app posted to the end-session endpoint, with their Authorization header.
+    pub fn logout_calls(&self) -> Vec<(Option<String>, HashMap<String, String>)> {
+        self.inner.lock().unwrap().logout_calls.clone()
+    }
+
+    /// The refresh token the provider accepts now (the latest it issued).
+    pub fn valid_refresh_token(&self) -> Option<String> {
+        self.inner.lock().unwrap().valid_refresh.clone()
     }
 
     pub fn userinfo_calls(&self) -> u32 {
@@ -207,6 +230,11 @@ impl HostileOp {
         id["at_hash"] = json!(URL_SAFE_NO_PAD.encode(&digest[..16]));
         merge(&mut id, &b.id_claims);
         let id_token = match b.id_signing {
+            Signing::Ps256 => {
+                let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::PS256);
+                h.kid = Some(kid.into());
+                jsonwebtoken::encode(&h, &id, &key(signer)).expect("sign")
+            }
             Signing::Normal | Signing::NoKid | Signing::OtherKeySameKid => {
                 let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
                 h.kid = (b.id_signing != Signing::NoKid).then(|| kid.into());
@@ -300,16 +328,24 @@ async fn jwks(State(op): State<HostileOp>) -> Response {
         )
             .into_response();
     }
+    if b.jwks_empty {
+        return Json(json!({ "keys": [] })).into_response();
+    }
     let mut keys =
         vec![
             serde_json::from_str::<Value>(include_str!("../fixtures/hostile-signer.jwk.json"))
                 .unwrap(),
         ];
-    if b.two_keys || b.rotate_key {
+    if b.two_keys || (b.rotate_key && !b.jwks_lags_rotation) {
         keys.push(
             serde_json::from_str::<Value>(include_str!("../fixtures/other-signer.jwk.json"))
                 .unwrap(),
         );
+    }
+    if b.jwks_without_alg {
+        for k in &mut keys {
+            k.as_object_mut().unwrap().remove("alg");
+        }
     }
     Json(json!({ "keys": keys })).into_response()
 }
@@ -438,6 +474,29 @@ async fn token(State(op): State<HostileOp>, headers: HeaderMap, body: String) ->
     match op.tokens(nonce.as_deref()) {
         Ok(body) => Json(body).into_response(),
         Err(status) => (status, Json(json!({"error": "server_error"}))).into_response(),
+    }
+}
+
+/// Keycloak's logout endpoint called by the app itself: the refresh token in a form, the client
+/// authenticated. Answers 204 like Keycloak, or the status the test asked for.
+async fn end_session(State(op): State<HostileOp>, headers: HeaderMap, body: String) -> Response {
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut inner = op.inner.lock().unwrap();
+    inner.logout_calls.push((auth, form));
+    match inner.behaviour.logout_status {
+        Some(status) => StatusCode::from_u16(status)
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            .into_response(),
+        None => {
+            inner.valid_refresh = None;
+            StatusCode::NO_CONTENT.into_response()
+        }
     }
 }
 

@@ -4,10 +4,10 @@
 
 use crate::config::UiConfig;
 use crate::error::AppError;
+use crate::server::login_cookies::LoginCookies;
 use crate::server::metrics::Metrics;
 use crate::server::oidc::Oidc;
 use crate::server::refresh::Refresher;
-use crate::server::replay::ReplayGuard;
 use crate::server::settings::{AuthSettings, StoreKind};
 use crate::server::store::{AuthSession, AuthStore};
 use leptos::config::LeptosOptions;
@@ -23,6 +23,8 @@ pub enum StartupError {
     },
     #[error("session store: {0}")]
     Store(String),
+    #[error("login cookies: {0}")]
+    LoginCookies(String),
     #[error("HTTP client: {0}")]
     Http(#[from] reqwest::Error),
 }
@@ -39,11 +41,13 @@ struct Inner {
     settings: AuthSettings,
     oidc: Oidc,
     store: AuthStore,
+    login_cookies: LoginCookies,
     refresher: Refresher,
     metrics: Metrics,
-    replays: ReplayGuard,
     stylesheet: String,
     pkg_prefix: String,
+    issuer_origin: String,
+    dev_reload_socket: Option<String>,
 }
 
 impl KeycloakAuth {
@@ -61,6 +65,13 @@ impl KeycloakAuth {
                 .map_err(StartupError::Store)?,
         };
         store.spawn_expiry_sweeper(SWEEP_PERIOD);
+        let login_cookies = LoginCookies::new(&settings).map_err(StartupError::LoginCookies)?;
+        if settings.session.secret.is_none() {
+            tracing::info!(
+                "no session.secret (APP_SESSION_SECRET): sign-ins in progress end with this \
+                 process; set one when several replicas serve the app"
+            );
+        }
         let oidc = Oidc::new(settings.keycloak.clone())?;
         let refresher = Refresher::new(settings.session.refresh_margin_secs);
         Ok(Self(Arc::new(Inner {
@@ -69,12 +80,18 @@ impl KeycloakAuth {
                 leptos_options.site_pkg_dir, leptos_options.output_name
             ),
             pkg_prefix: format!("/{}/", leptos_options.site_pkg_dir),
+            issuer_origin: settings.keycloak.issuer_url.origin().ascii_serialization(),
+            // `cargo leptos watch` sets LEPTOS_WATCH and serves its reload socket on this port.
+            dev_reload_socket: std::env::var_os("LEPTOS_WATCH").map(|_| {
+                let port = leptos_options.reload_port;
+                format!("ws://localhost:{port} ws://127.0.0.1:{port}")
+            }),
             settings,
             oidc,
             store,
+            login_cookies,
             refresher,
             metrics: Metrics::default(),
-            replays: ReplayGuard::default(),
         })))
     }
 
@@ -94,17 +111,27 @@ impl KeycloakAuth {
         &self.0.store
     }
 
-    pub fn metrics(&self) -> &Metrics {
-        &self.0.metrics
+    pub fn login_cookies(&self) -> &LoginCookies {
+        &self.0.login_cookies
     }
 
-    pub fn replays(&self) -> &ReplayGuard {
-        &self.0.replays
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
     }
 
     /// The app's stylesheet, for the pages the library renders itself.
     pub fn stylesheet(&self) -> &str {
         &self.0.stylesheet
+    }
+
+    /// Keycloak's origin (forms may post there).
+    pub fn issuer_origin(&self) -> &str {
+        &self.0.issuer_origin
+    }
+
+    /// The live-reload socket of `cargo leptos watch`, when it runs.
+    pub fn dev_reload_socket(&self) -> Option<&str> {
+        self.0.dev_reload_socket.as_deref()
     }
 
     /// Where the site's static files are served (`/pkg/`): cached, unlike pages.

@@ -4,6 +4,7 @@
 
 use crate::error::AppError;
 use crate::server::auth::KeycloakAuth;
+use crate::server::keys::Source;
 use crate::server::metrics::Metrics;
 use crate::server::unix_now;
 use axum::body::{Body, Bytes};
@@ -27,7 +28,12 @@ async fn validate(auth: &KeycloakAuth, token: &str, now: i64) -> Result<LogoutTa
     let provider = oidc.provider().await.map_err(|_| TokenError::UnknownKey)?;
     let (_, claims) = oidc
         .keys()
-        .verify(&provider.jwks_uri, token, oidc.algorithms())
+        .verify(
+            &provider.jwks_uri,
+            token,
+            oidc.algorithms(),
+            Source::Untrusted,
+        )
         .await?;
     jwt::check_logout_claims(
         &claims,
@@ -63,8 +69,13 @@ async fn handle(auth: &KeycloakAuth, body: Body) -> Response {
         Ok(t) => t,
         Err(e) => return refused(&e.to_string()),
     };
-    if !auth.replays().first_use(&target, now) {
-        return refused("replayed logout token");
+    match auth.store().first_use_of_logout_token(&target, now).await {
+        Ok(true) => {}
+        Ok(false) => return refused("replayed logout token"),
+        Err(e) => {
+            tracing::error!(error = %e, "back-channel logout could not check the token id");
+            return AppError::Internal.into_response();
+        }
     }
     match auth
         .store()

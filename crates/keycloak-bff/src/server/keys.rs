@@ -2,8 +2,11 @@
 //!
 //! Keys come only from the configured issuer's key set (never from a token header). An unknown
 //! `kid` triggers one refetch; refetches are single-flight and at most one per
-//! `MIN_REFETCH_INTERVAL`, so a flood of random `kid`s cannot hammer Keycloak. When Keycloak is
-//! down the last good keys stay in use.
+//! `MIN_REFETCH_INTERVAL`, so a flood of random `kid`s cannot hammer Keycloak. Tokens that came
+//! straight from Keycloak's token endpoint ([`Source::TokenEndpoint`]) are not held back by that
+//! window (a stranger's random `kid`s must not make a refresh fail), only by
+//! `MIN_TRUSTED_REFETCH_INTERVAL`. When Keycloak is down, or answers a key set without a usable
+//! key, the last good keys stay in use (catalogue C02, C05).
 
 use crate::server::http::read_limited;
 use jsonwebtoken::jwk::Jwk;
@@ -17,6 +20,16 @@ use std::time::{Duration, Instant};
 use url::Url;
 
 const MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+const MIN_TRUSTED_REFETCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Where a token to verify came from: it decides how eagerly an unknown `kid` refetches the keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Anyone could have sent it (a bearer token, a logout token).
+    Untrusted,
+    /// Keycloak's token endpoint answered it to this server, over the authenticated channel.
+    TokenEndpoint,
+}
 const MAX_JWKS_BYTES: usize = 256 * 1024;
 const MAX_KEYS: usize = 64;
 
@@ -84,13 +97,21 @@ impl KeyCache {
         jwks_uri: &Url,
         token: &str,
         allowed_algs: &[String],
+        source: Source,
     ) -> Result<(Header, Value), TokenError> {
         let header = jwt::parse_header(token, allowed_algs)?;
         let key = match self.find(&header) {
             Some(k) => k,
             None => {
-                self.refetch(jwks_uri).await;
-                self.find(&header).ok_or(TokenError::UnknownKey)?
+                let interval = match source {
+                    Source::Untrusted => MIN_REFETCH_INTERVAL,
+                    Source::TokenEndpoint => MIN_TRUSTED_REFETCH_INTERVAL,
+                };
+                self.refetch_within(jwks_uri, interval).await;
+                self.find(&header).ok_or(match header.kid {
+                    Some(_) => TokenError::UnknownKey,
+                    None => TokenError::AmbiguousKey,
+                })?
             }
         };
         let alg = Algorithm::from_str(&header.alg)
@@ -111,6 +132,10 @@ impl KeyCache {
     /// Fetches the key set again unless another request just did, or one was tried within
     /// `MIN_REFETCH_INTERVAL`. Failures keep the keys already cached.
     pub async fn refetch(&self, jwks_uri: &Url) {
+        self.refetch_within(jwks_uri, MIN_REFETCH_INTERVAL).await
+    }
+
+    async fn refetch_within(&self, jwks_uri: &Url, interval: Duration) {
         let waited_since = Instant::now();
         let _single_flight = self.refetch.lock().await;
         {
@@ -118,7 +143,7 @@ impl KeyCache {
                 return;
             };
             if let Some(last) = cached.last_attempt {
-                if last >= waited_since || last.elapsed() < MIN_REFETCH_INTERVAL {
+                if last >= waited_since || last.elapsed() < interval {
                     return;
                 }
             }
@@ -139,7 +164,7 @@ impl KeyCache {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "could not fetch the key set; keeping cached keys")
+                tracing::warn!(error = %e, "could not use the key set; keeping cached keys")
             }
         }
     }
@@ -190,6 +215,9 @@ impl KeyCache {
                 }
                 None => without_kid.push(entry),
             }
+        }
+        if by_kid.is_empty() && without_kid.is_empty() {
+            return Err("the key set has no usable signing key".into());
         }
         Ok((by_kid, without_kid))
     }

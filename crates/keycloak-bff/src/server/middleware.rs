@@ -2,16 +2,19 @@
 //! library's state to server functions and pages.
 
 use crate::server::auth::KeycloakAuth;
+use crate::server::guard::NONCE_HEADER;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use keycloak_bff_core::csp;
 
 fn is_static_asset(path: &str, pkg_prefix: &str) -> bool {
     path.starts_with(pkg_prefix) || matches!(path, "/favicon.ico" | "/favicon.svg" | "/robots.txt")
 }
 
-/// Security headers on every response; `Cache-Control: no-store` on everything that is not a
+/// Security headers on every response: the Content-Security-Policy ([`csp::policy`], with the
+/// page's script nonce), HSTS under https, and `Cache-Control: no-store` on everything that is not a
 /// static asset, so pages that show a user are never cached and the back button after sign-out
 /// asks the server again.
 pub async fn security_headers(
@@ -22,6 +25,21 @@ pub async fn security_headers(
     let is_static = is_static_asset(request.uri().path(), auth.pkg_prefix());
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
+    let nonce = headers.remove(NONCE_HEADER);
+    let policy = csp::policy(
+        nonce.as_ref().and_then(|n| n.to_str().ok()),
+        auth.issuer_origin(),
+        auth.dev_reload_socket(),
+    );
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    if let Some(hsts) = csp::hsts(auth.settings().public_url_is_https()) {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(hsts),
+        );
+    }
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -30,10 +48,6 @@ pub async fn security_headers(
     headers.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
-    );
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("frame-ancestors 'none'; base-uri 'self'; form-action 'self' http: https:; object-src 'none'"),
     );
     if !is_static {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -1,8 +1,9 @@
 //! The server side (feature `ssr`). Modules by layer, each importing only the ones above it:
 //!
 //! 1. [`settings`], [`http`], [`metrics`]: settings, the HTTP client to Keycloak, counters.
-//! 2. [`keys`], [`store`], [`replay`]: the key cache, the session store and its `sid`/`sub` index,
-//!    the logout-token replay guard.
+//! 2. [`keys`], [`store`], [`login_cookies`]: the key cache, the session store with its
+//!    `sid`/`sub` index and the back-channel logout guard (used logout tokens, ended Keycloak
+//!    sessions), the sealed cookies of pending sign-ins.
 //! 3. [`oidc`]: discovery, the authorization request, code exchange, token validation.
 //! 4. [`refresh`]: single-flight refresh of a session's tokens.
 //! 5. [`auth`]: [`KeycloakAuth`], the state everything below reads.
@@ -17,11 +18,11 @@ pub mod extract;
 pub mod guard;
 pub mod http;
 pub mod keys;
+pub mod login_cookies;
 pub mod metrics;
 pub mod middleware;
 pub mod oidc;
 pub mod refresh;
-pub mod replay;
 pub mod router;
 pub mod routes;
 pub mod settings;

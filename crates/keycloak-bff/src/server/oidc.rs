@@ -2,7 +2,7 @@
 //! authorization request (PKCE S256, state, nonce), the code exchange and token validation.
 
 use crate::server::http::read_limited;
-use crate::server::keys::KeyCache;
+use crate::server::keys::{KeyCache, Source};
 use crate::server::settings::KeycloakSettings;
 use crate::server::store::AuthSession;
 use keycloak_bff_core::claims::user_from_claims;
@@ -263,7 +263,16 @@ impl Oidc {
         let jwks_uri = metadata.jwks_uri().url().clone();
         // Discovery that points the secret or the keys at a plain-http host is not used; like an
         // unreachable Keycloak, it signs nobody out (catalogue C05).
-        for (what, url) in [("token endpoint", &token_endpoint), ("key set", &jwks_uri)] {
+        let end_session_endpoint = metadata
+            .additional_metadata()
+            .end_session_endpoint
+            .as_ref()
+            .map(|u| u.url().clone());
+        let mut sent_secrets = vec![("token endpoint", &token_endpoint), ("key set", &jwks_uri)];
+        if let Some(url) = &end_session_endpoint {
+            sent_secrets.push(("end-session endpoint", url));
+        }
+        for (what, url) in sent_secrets {
             self.settings.check_transport(what, url).map_err(|e| {
                 tracing::error!(error = %e, "discovery refused");
                 OidcError::Unavailable(e)
@@ -272,11 +281,7 @@ impl Oidc {
         let provider = Arc::new(Provider {
             token_endpoint,
             jwks_uri,
-            end_session_endpoint: metadata
-                .additional_metadata()
-                .end_session_endpoint
-                .as_ref()
-                .map(|u| u.url().clone()),
+            end_session_endpoint,
             iss_parameter_supported: metadata
                 .additional_metadata()
                 .additional_metadata
@@ -373,6 +378,70 @@ impl Oidc {
             .map_err(|e| OidcError::BadResponse(format!("token response: {e}")))
     }
 
+    /// Ends the user's Keycloak session from the server (Keycloak's logout endpoint, called with
+    /// the refresh token and this client's credentials), so no token goes to the browser. A
+    /// refresh token Keycloak no longer knows means the session had already ended: that counts
+    /// as done.
+    pub async fn end_session(
+        &self,
+        provider: &Provider,
+        refresh_token: &str,
+    ) -> Result<(), OidcError> {
+        let endpoint = provider
+            .end_session_endpoint
+            .clone()
+            .ok_or_else(|| OidcError::Unavailable("no end-session endpoint".into()))?;
+        let (user, password) = self.basic_credentials();
+        let response = self
+            .http
+            .post(endpoint)
+            .basic_auth(user, Some(password))
+            .form(&[
+                ("client_id", self.settings.client_id.as_str()),
+                ("refresh_token", refresh_token),
+            ])
+            .send()
+            .await
+            .map_err(|e| OidcError::Unavailable(format!("end-session endpoint: {e}")))?;
+        let status = response.status();
+        let body = read_limited(response, MAX_TOKEN_RESPONSE_BYTES)
+            .await
+            .unwrap_or_default();
+        if status.is_success() {
+            return Ok(());
+        }
+        let error = serde_json::from_slice::<TokenErrorBody>(&body)
+            .map(|b| b.error.chars().take(64).collect::<String>())
+            .unwrap_or_default();
+        if status == reqwest::StatusCode::BAD_REQUEST && error == "invalid_grant" {
+            return Ok(());
+        }
+        Err(OidcError::Unavailable(format!(
+            "end-session endpoint answered {status} {error}"
+        )))
+    }
+
+    /// Where a browser ends its Keycloak session itself (Keycloak asks the user to confirm):
+    /// the end-session endpoint from discovery, or Keycloak's usual one while discovery fails.
+    pub fn browser_logout_url(&self, post_logout_redirect_uri: &str) -> Url {
+        let mut url = self
+            .cached_provider()
+            .and_then(|p| p.end_session_endpoint.clone())
+            .unwrap_or_else(|| {
+                let mut url = self.settings.issuer_url.clone();
+                let path = format!(
+                    "{}/protocol/openid-connect/logout",
+                    url.path().trim_end_matches('/')
+                );
+                url.set_path(&path);
+                url
+            });
+        url.query_pairs_mut()
+            .append_pair("client_id", &self.settings.client_id)
+            .append_pair("post_logout_redirect_uri", post_logout_redirect_uri);
+        url
+    }
+
     /// Exchanges the authorization code (with the PKCE verifier) for tokens.
     pub async fn exchange_code(
         &self,
@@ -393,16 +462,28 @@ impl Oidc {
         .await
     }
 
+    /// A token's verified claims. For tokens from the token endpoint, a `kid` missing from the key
+    /// set even after a refetch means the key set is out of reach, not that the session is bad:
+    /// "unavailable", which keeps the session and the tokens Keycloak just rotated (C02).
     async fn verified_claims(
         &self,
         provider: &Provider,
         token: &str,
         expected: &Expected<'_>,
+        source: Source,
     ) -> Result<(jwt::Header, Value), OidcError> {
-        let (header, claims) = self
+        let verified = self
             .keys
-            .verify(&provider.jwks_uri, token, &self.settings.algorithms)
-            .await?;
+            .verify(&provider.jwks_uri, token, &self.settings.algorithms, source)
+            .await;
+        let (header, claims) = match (verified, source) {
+            (Err(TokenError::UnknownKey), Source::TokenEndpoint) => {
+                return Err(OidcError::Unavailable(
+                    "Keycloak's token is signed by a key its key set does not (yet) list".into(),
+                ))
+            }
+            (verified, _) => verified?,
+        };
         jwt::check_claims(&claims, expected)?;
         Ok((header, claims))
     }
@@ -446,6 +527,7 @@ impl Oidc {
                     leeway: self.settings.leeway_secs,
                     now,
                 },
+                Source::Untrusted,
             )
             .await?;
         jwt::check_authorized_party(
@@ -519,7 +601,9 @@ impl Oidc {
         // and without one the previous stays.
         let (id_token, id_claims) = match (tokens.id_token, previous) {
             (Some(t), _) => {
-                let (header, claims) = self.verified_claims(provider, &t, &base).await?;
+                let (header, claims) = self
+                    .verified_claims(provider, &t, &base, Source::TokenEndpoint)
+                    .await?;
                 jwt::check_at_hash(&claims, &header.alg, &tokens.access_token)?;
                 (t, claims)
             }
@@ -543,6 +627,7 @@ impl Oidc {
                     azp_must_be_client: true,
                     ..base
                 },
+                Source::TokenEndpoint,
             )
             .await?;
         let subject = access_claims.get("sub").and_then(Value::as_str);
@@ -594,6 +679,7 @@ impl Oidc {
             refresh_token,
             id_token,
             sid,
+            generation: previous.map_or(0, |p| p.generation.saturating_add(1)),
         })
     }
 }

@@ -30,9 +30,13 @@ pub struct Refresher {
 /// What a refresh attempt came to, sorted by what it means for the session.
 enum Outcome {
     Refreshed(Box<AuthSession>),
-    /// Keycloak could not be reached or refused this client (not the user's fault): keep the
-    /// session, back off.
-    KeepAndBackOff,
+    /// Keycloak could not be reached, refused this client, or its tokens could not be checked
+    /// yet (a key-set hiccup): not the user's fault, keep the session and back off. `rotated`: the
+    /// refresh token Keycloak answered with, which replaced the one it had (the only thing kept
+    /// from an answer that could not be checked: it is opaque, and came from the token endpoint).
+    KeepAndBackOff {
+        rotated: Option<String>,
+    },
     /// Keycloak refused the refresh token, or its tokens do not fit the session: end it.
     End(&'static str),
 }
@@ -142,8 +146,20 @@ impl Refresher {
                 tracing::debug!(subject = %refreshed.user.subject, "refreshed the tokens");
                 Ok(Some(*refreshed))
             }
-            Outcome::KeepAndBackOff => {
+            Outcome::KeepAndBackOff { rotated } => {
                 let next = self.backoff(&key).failed(now);
+                let auth = match rotated {
+                    Some(rotated) => {
+                        let kept = AuthSession {
+                            refresh_token: Some(rotated),
+                            generation: auth.generation.saturating_add(1),
+                            ..auth
+                        };
+                        save(session, &kept).await?;
+                        kept
+                    }
+                    None => auth,
+                };
                 tracing::info!(
                     retry_in = next.retry_at.saturating_sub(now),
                     "refresh postponed"
@@ -173,10 +189,12 @@ async fn refresh(
     refresh_token: &str,
     now: i64,
 ) -> Outcome {
+    let mut rotated = None;
     let result = async {
         let provider = oidc.provider().await?;
         Metrics::count(&metrics.token_refreshes);
         let tokens = oidc.refresh(&provider, refresh_token).await?;
+        rotated = tokens.refresh_token.clone();
         oidc.validate_refresh(&provider, tokens, auth, now).await
     }
     .await;
@@ -184,7 +202,7 @@ async fn refresh(
         Ok(refreshed) => Outcome::Refreshed(Box::new(refreshed)),
         Err(OidcError::Unavailable(e)) => {
             tracing::warn!(error = %e, "refresh failed: identity provider unavailable");
-            Outcome::KeepAndBackOff
+            Outcome::KeepAndBackOff { rotated }
         }
         Err(OidcError::Rejected { error }) if error == "invalid_grant" => {
             Outcome::End("Keycloak refused the refresh token (invalid_grant)")
@@ -192,7 +210,7 @@ async fn refresh(
         Err(OidcError::Rejected { error }) => {
             // invalid_client and the like: this app's configuration, not the user's session.
             tracing::error!(%error, "Keycloak refused the refresh request; check the client settings");
-            Outcome::KeepAndBackOff
+            Outcome::KeepAndBackOff { rotated: None }
         }
         Err(e @ (OidcError::InvalidToken(_) | OidcError::BadResponse(_))) => {
             tracing::warn!(error = %e, "refreshed tokens rejected");

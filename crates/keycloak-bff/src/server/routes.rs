@@ -7,13 +7,11 @@
 use crate::error::AppError;
 use crate::server::auth::KeycloakAuth;
 use crate::server::oidc::{OidcError, Provider};
-use crate::server::store::{
-    auth_session, keep_session_end, pending_logins, AuthSession, AUTH_KEY, PENDING_KEY,
-};
+use crate::server::store::{keep_session_end, AuthSession, AUTH_KEY};
 use crate::server::unix_now;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use keycloak_bff_core::callback;
 use keycloak_bff_core::pending::PendingLogin;
@@ -103,11 +101,12 @@ pub struct LoginQuery {
     return_to: Option<String>,
 }
 
-/// Starts the authorization code flow: PKCE S256, `state` and `nonce` are kept server-side in the
-/// browser's pre-login session, and used once.
+/// Starts the authorization code flow: PKCE S256, `state` and `nonce` travel sealed in a cookie
+/// of this sign-in's own ([`crate::server::login_cookies`]) and are used once. Nothing is written
+/// on the server, and a signed-in session is not touched.
 pub async fn login(
     State(auth): State<KeycloakAuth>,
-    session: Session,
+    headers: HeaderMap,
     query: Result<Query<LoginQuery>, QueryRejection>,
 ) -> Response {
     let return_to = ReturnTo::new(query.ok().and_then(|q| q.0.return_to).as_deref());
@@ -124,29 +123,26 @@ pub async fn login(
         }
     };
     let now = unix_now();
-    let session_settings = &auth.settings().session;
-    let mut pending = pending_logins(&session).await;
-    pending.push(
-        PendingLogin {
-            state: request.state,
-            nonce: request.nonce,
-            pkce_verifier: request.pkce_verifier,
-            return_to,
-            created_at: now,
-        },
-        now,
-        session_settings.pending_login_ttl_secs,
-        session_settings.max_pending_logins,
-    );
-    if let Err(e) = session.insert(PENDING_KEY, &pending).await {
-        tracing::error!(error = %e, "cannot store the pending login");
+    let pending = PendingLogin {
+        state: request.state,
+        nonce: request.nonce,
+        pkce_verifier: request.pkce_verifier,
+        return_to,
+        created_at: now,
+        order: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+    };
+    let Some(cookies) = auth.login_cookies().start(&headers, &pending, now) else {
+        tracing::error!("cannot seal the pending login");
         return internal_error(&auth);
+    };
+    let mut response = Redirect::to(request.url.as_str()).into_response();
+    for cookie in cookies {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
     }
-    // A signed-in browser that starts another login keeps its session's end.
-    if let Some(signed_in) = auth_session(&session, now).await {
-        keep_session_end(&session, &signed_in);
-    }
-    Redirect::to(request.url.as_str()).into_response()
+    response
 }
 
 /// Finishes the code flow: checks `state` (once), `iss`, exchanges the code with the PKCE verifier,
@@ -154,6 +150,7 @@ pub async fn login(
 pub async fn callback(
     State(auth): State<KeycloakAuth>,
     session: Session,
+    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
     let home = ReturnTo::home();
@@ -162,10 +159,35 @@ pub async fn callback(
         Err(e) => return sign_in_failed(&auth, &e.to_string(), &home),
     };
     let now = unix_now();
-    let login = match take_pending_login(&auth, &session, &query.state, now).await {
-        Ok(login) => login,
-        Err(response) => return response,
+    let (login, spent) = auth.login_cookies().take(&headers, &query.state, now);
+    let mut response = match login {
+        Some(login) => finish_login(&auth, &session, &query, login, now).await,
+        None => {
+            tracing::info!("callback with an unknown, expired or used state");
+            sign_in_failed(
+                &auth,
+                "This sign-in attempt is unknown, has expired or was already used. Please start \
+                 again.",
+                &home,
+            )
+        }
     };
+    if let Some(spent) = spent {
+        response.headers_mut().append(header::SET_COOKIE, spent);
+    }
+    response
+}
+
+/// The rest of the callback, once `state` named a login this browser started (catalogue A01,
+/// A02, A04): Keycloak's error, `iss`, the code exchange, the tokens, the new session.
+async fn finish_login(
+    auth: &KeycloakAuth,
+    session: &Session,
+    query: &callback::CallbackParams,
+    login: PendingLogin,
+    now: i64,
+) -> Response {
+    let auth = auth.clone();
     if let Some(error) = query.error.as_deref() {
         return keycloak_error_page(&auth, error, &login.return_to);
     }
@@ -191,41 +213,9 @@ pub async fn callback(
         Ok(signed_in) => signed_in,
         Err(response) => return response,
     };
-    match start_session(&session, &signed_in).await {
+    match start_session(session, &signed_in).await {
         Ok(()) => Redirect::to(login.return_to.as_str()).into_response(),
         Err(()) => internal_error(&auth),
-    }
-}
-
-/// The pending login that `state` names, spent whatever happens next; an error page when it is
-/// unknown, expired or used (catalogue A01, A02, A04).
-async fn take_pending_login(
-    auth: &KeycloakAuth,
-    session: &Session,
-    state: &str,
-    now: i64,
-) -> Result<PendingLogin, Response> {
-    let ttl = auth.settings().session.pending_login_ttl_secs;
-    let mut pending = pending_logins(session).await;
-    let Some(login) = pending.take(state, now, ttl) else {
-        tracing::info!("callback with an unknown, expired or used state");
-        return Err(sign_in_failed(
-            auth,
-            "This sign-in attempt is unknown, has expired or was already used. Please start again.",
-            &ReturnTo::home(),
-        ));
-    };
-    let saved = if pending.is_empty() {
-        session.remove_value(PENDING_KEY).await.map(|_| ())
-    } else {
-        session.insert(PENDING_KEY, &pending).await
-    };
-    match saved {
-        Ok(()) => Ok(login),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot update the pending logins");
-            Err(internal_error(auth))
-        }
     }
 }
 
@@ -290,6 +280,15 @@ async fn redeem(
             tracing::warn!(error = %e, "token exchange failed: identity provider unavailable");
             idp_unavailable(auth, &login.return_to)
         }
+        OidcError::Rejected { error } => {
+            // A code used already, by another client, or with another browser's PKCE verifier.
+            tracing::warn!(%error, "the token endpoint refused the code");
+            sign_in_failed(
+                auth,
+                "Keycloak did not accept this sign-in. Please start again.",
+                &login.return_to,
+            )
+        }
         e => {
             tracing::warn!(error = %e, "login rejected");
             sign_in_failed(
@@ -317,12 +316,13 @@ async fn start_session(session: &Session, signed_in: &AuthSession) -> Result<(),
     Ok(())
 }
 
-/// Signs out: wipes the local session first, then sends the browser to Keycloak's end-session
-/// endpoint with `id_token_hint`, `post_logout_redirect_uri` and `state`. POST only, behind the
-/// origin check.
+/// Signs out: ends the local session first, then Keycloak's, from the server (the refresh token
+/// and this client's credentials, [`crate::server::oidc::Oidc::end_session`]), and sends the
+/// browser home. No token ever reaches the browser. When Keycloak cannot be reached, the page
+/// says that its session may remain and offers to end it from the browser. POST only, behind
+/// the origin check.
 pub async fn logout(State(auth): State<KeycloakAuth>, session: Session) -> Response {
-    // Even an expired session's ID token is a valid hint for Keycloak; an unreadable record is
-    // simply signed out.
+    // An unreadable record is simply signed out.
     let signed_in = session.get::<AuthSession>(AUTH_KEY).await.ok().flatten();
     if let Err(e) = session.flush().await {
         tracing::error!(error = %e, "cannot delete the session");
@@ -331,21 +331,48 @@ pub async fn logout(State(auth): State<KeycloakAuth>, session: Session) -> Respo
     let Some(signed_in) = signed_in else {
         return Redirect::to("/").into_response();
     };
-    tracing::info!(subject = %signed_in.user.subject, "signed out");
-    let end_session = match auth.oidc().provider().await {
-        Ok(p) => p.end_session_endpoint.clone(),
-        Err(_) => None,
+    tracing::info!(subject = %signed_in.user.subject, "signed out of the app");
+    match end_keycloak_session(&auth, &signed_in).await {
+        Ok(()) => Redirect::to("/").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "signed out of the app, but Keycloak's session may remain");
+            keycloak_session_may_remain(&auth)
+        }
+    }
+}
+
+async fn end_keycloak_session(
+    auth: &KeycloakAuth,
+    signed_in: &AuthSession,
+) -> Result<(), OidcError> {
+    let Some(refresh_token) = signed_in.refresh_token.as_deref() else {
+        return Err(OidcError::Unavailable(
+            "the session has no refresh token".into(),
+        ));
     };
-    let Some(mut url) = end_session else {
-        return Redirect::to("/").into_response();
-    };
-    let logout_state = openidconnect::CsrfToken::new_random();
-    url.query_pairs_mut()
-        .append_pair("id_token_hint", &signed_in.id_token)
-        .append_pair("post_logout_redirect_uri", &auth.settings().absolute("/"))
-        .append_pair("client_id", auth.oidc().client_id())
-        .append_pair("state", logout_state.secret());
-    Redirect::to(url.as_str()).into_response()
+    let oidc = auth.oidc();
+    let provider = oidc.provider().await?;
+    oidc.end_session(&provider, refresh_token).await
+}
+
+/// The answer to a sign-out that ended the app's session but could not reach Keycloak
+/// (catalogue F01): 503, and a way to end Keycloak's session from this browser.
+fn keycloak_session_may_remain(auth: &KeycloakAuth) -> Response {
+    let end_there = auth
+        .oidc()
+        .browser_logout_url(&auth.settings().absolute("/"));
+    message_page(
+        auth,
+        &AppError::IdpUnavailable,
+        "Signed out of this app only",
+        "You are signed out of this app, but Keycloak could not be reached to end your Keycloak \
+         session. Until it ends, signing in again may not ask for your password. On a shared \
+         computer, end it now (Keycloak asks you to confirm) or close the browser.",
+        &[
+            (end_there.as_str(), "End the Keycloak session"),
+            ("/", "Home"),
+        ],
+    )
 }
 
 /// The silent refresh: refreshes the session's tokens if they expire within the margin and

@@ -12,7 +12,7 @@
 
 use crate::config::UiConfig;
 use keycloak_bff_core::cookie;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -129,6 +129,8 @@ struct SessionSection {
     pending_login_ttl_secs: u64,
     max_pending_logins: u64,
     refresh_margin_secs: u64,
+    #[serde(skip_serializing)]
+    secret: Option<SecretString>,
 }
 
 impl Default for SessionSection {
@@ -140,6 +142,7 @@ impl Default for SessionSection {
             pending_login_ttl_secs: 600,
             max_pending_logins: 5,
             refresh_margin_secs: 30,
+            secret: None,
         }
     }
 }
@@ -218,6 +221,11 @@ pub struct SessionSettings {
     pub pending_login_ttl_secs: i64,
     pub max_pending_logins: usize,
     pub refresh_margin_secs: i64,
+    /// The key that encrypts a browser's pending sign-ins (state, nonce, PKCE verifier) in
+    /// cookies of their own, so that starting a sign-in writes nothing on the server. Set it
+    /// (`APP_SESSION_SECRET`, at least 32 bytes) when several replicas serve the app or pending
+    /// sign-ins should survive a restart; without it each process makes its own.
+    pub secret: Option<SecretString>,
 }
 
 impl<A: DeserializeOwned + Serialize + Default> Settings<A> {
@@ -250,6 +258,13 @@ impl<A: DeserializeOwned + Serialize + Default> Settings<A> {
                 ));
             }
         }
+        if let Some(toml::Value::Table(session)) = table.get("session") {
+            if session.contains_key("secret") {
+                return Err(invalid(
+                    "session.secret must not be written in the settings file: set APP_SESSION_SECRET",
+                ));
+            }
+        }
         overlay_env(&mut table, env, &schema::<A>()?)?;
         let parsed: FileSettings<A> = table
             .try_into()
@@ -260,6 +275,9 @@ impl<A: DeserializeOwned + Serialize + Default> Settings<A> {
         })
     }
 }
+
+/// The shortest `session.secret` accepted (the key is derived from it).
+pub const MIN_SESSION_SECRET_LEN: usize = 32;
 
 fn validate(
     a: AuthSection,
@@ -359,6 +377,15 @@ fn validate(
             pending_login_ttl_secs: s.pending_login_ttl_secs.clamp(30, 3600) as i64,
             max_pending_logins: s.max_pending_logins.clamp(1, 20) as usize,
             refresh_margin_secs: s.refresh_margin_secs.min(3600) as i64,
+            secret: match s.secret {
+                Some(secret) if secret.expose_secret().len() < MIN_SESSION_SECRET_LEN => {
+                    return Err(invalid(format!(
+                        "session.secret (APP_SESSION_SECRET) must be at least \
+                         {MIN_SESSION_SECRET_LEN} bytes"
+                    )))
+                }
+                secret => secret,
+            },
         },
     };
     settings

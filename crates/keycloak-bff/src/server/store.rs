@@ -3,51 +3,62 @@
 //! The browser only ever holds the opaque session id in an HttpOnly cookie; tokens live in the
 //! store. A session record that cannot be read counts as "no session", never as an error page.
 
-use keycloak_bff_core::pending::PendingLogins;
+use keycloak_bff_core::jwt::LogoutTarget;
 use keycloak_bff_core::refresh::TokenTimes;
 use keycloak_bff_core::KeycloakUser;
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
-use tower_sessions::{Expiry, MemoryStore, Session};
+use tower_sessions::{Expiry, Session};
 use tower_sessions_sqlx_store::SqliteStore;
 
 pub const AUTH_KEY: &str = "auth";
-pub const PENDING_KEY: &str = "pending_logins";
 
-/// The configured session backend.
+/// The configured session backend. The memory backend is this crate's own map, so that its
+/// expired records are swept like SQLite's (tower-sessions' `MemoryStore` never frees them).
 #[derive(Clone, Debug)]
 enum Backend {
-    Sqlite(SqliteStore),
-    Memory(MemoryStore),
+    Sqlite(SqliteStore, SqlitePool),
+    Memory(Arc<Mutex<HashMap<Id, Record>>>),
 }
 
 /// Which app sessions belong to which Keycloak session (`sid`) and user (`sub`), kept up to date
 /// on every save and delete, so that back-channel logout finds them without scanning.
-#[derive(Clone, Debug)]
-enum Index {
-    Sqlite(SqlitePool),
-    Memory(Arc<Mutex<HashMap<String, Identity>>>),
+#[derive(Clone, Debug, Default)]
+struct MemoryIndex {
+    sessions: HashMap<String, (Identity, i64)>,
+    logout_jtis: HashMap<String, i64>,
 }
 
-/// The session store: the configured backend plus the `sid`/`sub` index and the list of Keycloak
-/// sessions ended by back-channel logout. A session of an ended Keycloak session is never loaded
-/// or saved again, even by a request that was in flight when the logout arrived.
+/// The session store: the configured backend plus the `sid`/`sub` index, the Keycloak sessions
+/// ended by back-channel logout and the logout tokens already used. A session of an ended
+/// Keycloak session is never loaded or saved again, even by a request that was in flight when the
+/// logout arrived. With SQLite, the ended `sid`s and used logout tokens survive a restart.
 #[derive(Clone, Debug)]
 pub struct AuthStore {
     backend: Backend,
-    index: Index,
+    memory_index: Arc<Mutex<MemoryIndex>>,
+    /// Ended `sid`s until when they matter; a cache of `kc_ended_sid` with SQLite.
     ended_sids: Arc<Mutex<HashMap<String, i64>>>,
 }
 
 /// How long an ended `sid` is remembered (longer than any Keycloak session lives).
 const ENDED_SID_TTL: i64 = 48 * 3600;
 
+/// Beyond this many remembered logout tokens, new ones are refused rather than the memory grown
+/// without bound under a flood (only tokens Keycloak signed get this far).
+const MAX_LOGOUT_JTIS: usize = 100_000;
+
 fn store_error(e: impl std::fmt::Display) -> session_store::Error {
     session_store::Error::Backend(e.to_string())
+}
+
+fn unix(t: time::OffsetDateTime) -> i64 {
+    t.unix_timestamp()
 }
 
 /// The Keycloak session (`sid`, if any) and user (`sub`) a session record belongs to.
@@ -61,6 +72,31 @@ fn identity(record: &Record) -> Option<Identity> {
     Some((sid, sub))
 }
 
+/// How new a record's token set is: 0 without one, else one more than its rotation count.
+fn token_rank(record: &Record) -> u64 {
+    record.data.get(AUTH_KEY).map_or(0, |auth| {
+        auth.get("generation")
+            .and_then(|g| g.as_u64())
+            .unwrap_or(0)
+            .saturating_add(1)
+    })
+}
+
+/// The record to write when `incoming` replaces `stored` (catalogue D03): a request that read the
+/// session before another one rotated its tokens must not put the spent tokens back. The newer
+/// token set (and its end) is kept; the rest of the incoming record is written as it is.
+fn keep_newer_tokens<'a>(incoming: &'a Record, stored: &Record) -> Cow<'a, Record> {
+    if token_rank(stored) <= token_rank(incoming) {
+        return Cow::Borrowed(incoming);
+    }
+    let mut merged = incoming.clone();
+    if let Some(auth) = stored.data.get(AUTH_KEY) {
+        merged.data.insert(AUTH_KEY.to_owned(), auth.clone());
+    }
+    merged.expiry_date = merged.expiry_date.max(stored.expiry_date);
+    Cow::Owned(merged)
+}
+
 impl AuthStore {
     /// Opens (or creates) the SQLite file at `path` and brings its schema up to date.
     pub async fn sqlite_file(path: &std::path::Path) -> Result<Self, String> {
@@ -68,25 +104,32 @@ impl AuthStore {
     }
 
     /// Uses `pool`, bringing its schema up to date (`migrations/` of this crate: the sessions
-    /// table of tower-sessions' SQLite store and the `sid`/`sub` index). The pool should hold
-    /// only the sessions: its migrations table is this store's.
+    /// table of tower-sessions' SQLite store, the `sid`/`sub` index, the back-channel logout
+    /// guard). The pool should hold only the sessions: its migrations table is this store's.
     pub async fn sqlite(pool: SqlitePool) -> Result<Self, String> {
         sqlx::migrate!("./migrations")
             .run(&pool)
             .await
             .map_err(|e| format!("migration: {e}"))?;
-        let backend = SqliteStore::new(pool.clone());
+        let now = unix(time::OffsetDateTime::now_utc());
+        let ended: Vec<(String, i64)> =
+            sqlx::query_as("SELECT sid, until_at FROM kc_ended_sid WHERE until_at > ?")
+                .bind(now)
+                .fetch_all(&pool)
+                .await
+                .map_err(|e| format!("ended sessions: {e}"))?;
         Ok(Self {
-            backend: Backend::Sqlite(backend),
-            index: Index::Sqlite(pool),
-            ended_sids: Arc::default(),
+            backend: Backend::Sqlite(SqliteStore::new(pool.clone()), pool),
+            memory_index: Arc::default(),
+            ended_sids: Arc::new(Mutex::new(ended.into_iter().collect())),
         })
     }
 
+    /// Sessions in this process's memory: gone at restart, swept like the others.
     pub fn memory() -> Self {
         Self {
-            backend: Backend::Memory(MemoryStore::default()),
-            index: Index::Memory(Arc::default()),
+            backend: Backend::Memory(Arc::default()),
+            memory_index: Arc::default(),
             ended_sids: Arc::default(),
         }
     }
@@ -103,8 +146,8 @@ impl AuthStore {
 
     async fn index_record(&self, record: &Record) -> session_store::Result<()> {
         let id = record.id.to_string();
-        match (&self.index, identity(record)) {
-            (Index::Sqlite(pool), Some((sid, sub))) => {
+        match (&self.backend, identity(record)) {
+            (Backend::Sqlite(_, pool), Some((sid, sub))) => {
                 sqlx::query(
                     "INSERT INTO kc_session_index (session_id, sid, sub, expires_at) VALUES (?, ?, ?, ?)
                      ON CONFLICT(session_id) DO UPDATE SET sid = excluded.sid, sub = excluded.sub,
@@ -113,17 +156,17 @@ impl AuthStore {
                 .bind(&id)
                 .bind(sid)
                 .bind(sub)
-                .bind(record.expiry_date.unix_timestamp())
+                .bind(unix(record.expiry_date))
                 .execute(pool)
                 .await
                 .map_err(store_error)?;
             }
-            (Index::Sqlite(_), None) => self.unindex(&id).await?,
-            (Index::Memory(map), identity) => {
-                let mut map = map.lock().map_err(store_error)?;
+            (Backend::Sqlite(..), None) => self.unindex(&id).await?,
+            (Backend::Memory(_), identity) => {
+                let mut index = self.memory_index.lock().map_err(store_error)?;
                 match identity {
-                    Some(entry) => map.insert(id, entry),
-                    None => map.remove(&id),
+                    Some(entry) => index.sessions.insert(id, (entry, unix(record.expiry_date))),
+                    None => index.sessions.remove(&id),
                 };
             }
         }
@@ -131,17 +174,78 @@ impl AuthStore {
     }
 
     async fn unindex(&self, id: &str) -> session_store::Result<()> {
-        match &self.index {
-            Index::Sqlite(pool) => {
+        match &self.backend {
+            Backend::Sqlite(_, pool) => {
                 sqlx::query("DELETE FROM kc_session_index WHERE session_id = ?")
                     .bind(id)
                     .execute(pool)
                     .await
                     .map_err(store_error)?;
             }
-            Index::Memory(map) => {
-                map.lock().map_err(store_error)?.remove(id);
+            Backend::Memory(_) => {
+                self.memory_index
+                    .lock()
+                    .map_err(store_error)?
+                    .sessions
+                    .remove(id);
             }
+        }
+        Ok(())
+    }
+
+    /// Records the use of a logout token's `jti` until `replay_until`; false when it was used
+    /// before (a replay, even across a restart with SQLite), or when the guard is full.
+    pub async fn first_use_of_logout_token(
+        &self,
+        target: &LogoutTarget,
+        now: i64,
+    ) -> session_store::Result<bool> {
+        match &self.backend {
+            Backend::Sqlite(_, pool) => {
+                let inserted = sqlx::query(
+                    "INSERT INTO kc_logout_jti (jti, until_at) VALUES (?, ?)
+                     ON CONFLICT(jti) DO UPDATE SET until_at = excluded.until_at
+                     WHERE kc_logout_jti.until_at <= ?",
+                )
+                .bind(&target.jti)
+                .bind(target.replay_until)
+                .bind(now)
+                .execute(pool)
+                .await
+                .map_err(store_error)?;
+                Ok(inserted.rows_affected() == 1)
+            }
+            Backend::Memory(_) => {
+                let mut index = self.memory_index.lock().map_err(store_error)?;
+                let seen = &mut index.logout_jtis;
+                seen.retain(|_, until| *until > now);
+                if seen.len() >= MAX_LOGOUT_JTIS {
+                    return Ok(false);
+                }
+                Ok(seen
+                    .insert(target.jti.clone(), target.replay_until)
+                    .is_none())
+            }
+        }
+    }
+
+    async fn remember_ended(&self, sid: &str, now: i64) -> session_store::Result<()> {
+        let until = now.saturating_add(ENDED_SID_TTL);
+        {
+            let mut ended = self.ended_sids.lock().map_err(store_error)?;
+            ended.retain(|_, until| *until > now);
+            ended.insert(sid.to_owned(), until);
+        }
+        if let Backend::Sqlite(_, pool) = &self.backend {
+            sqlx::query(
+                "INSERT INTO kc_ended_sid (sid, until_at) VALUES (?, ?)
+                 ON CONFLICT(sid) DO UPDATE SET until_at = excluded.until_at",
+            )
+            .bind(sid)
+            .bind(until)
+            .execute(pool)
+            .await
+            .map_err(store_error)?;
         }
         Ok(())
     }
@@ -155,31 +259,31 @@ impl AuthStore {
         now: i64,
     ) -> session_store::Result<usize> {
         if let Some(sid) = sid {
-            let mut ended = self.ended_sids.lock().map_err(store_error)?;
-            ended.retain(|_, until| *until > now);
-            ended.insert(sid.to_owned(), now + ENDED_SID_TTL);
+            self.remember_ended(sid, now).await?;
         }
-        let ids: Vec<String> = match (&self.index, sid, sub) {
+        let ids: Vec<String> = match (&self.backend, sid, sub) {
             (_, None, None) => Vec::new(),
-            (Index::Sqlite(pool), Some(sid), _) => {
+            (Backend::Sqlite(_, pool), Some(sid), _) => {
                 sqlx::query_scalar("SELECT session_id FROM kc_session_index WHERE sid = ?")
                     .bind(sid)
                     .fetch_all(pool)
                     .await
                     .map_err(store_error)?
             }
-            (Index::Sqlite(pool), None, Some(sub)) => {
+            (Backend::Sqlite(_, pool), None, Some(sub)) => {
                 sqlx::query_scalar("SELECT session_id FROM kc_session_index WHERE sub = ?")
                     .bind(sub)
                     .fetch_all(pool)
                     .await
                     .map_err(store_error)?
             }
-            (Index::Memory(map), sid, sub) => map
+            (Backend::Memory(_), sid, sub) => self
+                .memory_index
                 .lock()
                 .map_err(store_error)?
+                .sessions
                 .iter()
-                .filter(|(_, (s, u))| match sid {
+                .filter(|(_, ((s, u), _))| match sid {
                     Some(sid) => s.as_deref() == Some(sid),
                     None => Some(u.as_str()) == sub,
                 })
@@ -198,19 +302,52 @@ impl AuthStore {
         Ok(deleted)
     }
 
-    /// Removes expired sessions and their index rows once (SQLite; the memory store drops
-    /// expired sessions when it loads them).
+    /// Removes expired sessions, their index rows, and logout-guard entries that no longer
+    /// matter, once, whatever the backend.
     pub async fn sweep_once(&self, now: i64) -> session_store::Result<()> {
-        let (Backend::Sqlite(store), Index::Sqlite(pool)) = (&self.backend, &self.index) else {
-            return Ok(());
-        };
-        store.delete_expired().await?;
-        sqlx::query("DELETE FROM kc_session_index WHERE expires_at < ?")
-            .bind(now)
-            .execute(pool)
-            .await
-            .map_err(store_error)?;
+        if let Ok(mut ended) = self.ended_sids.lock() {
+            ended.retain(|_, until| *until > now);
+        }
+        match &self.backend {
+            Backend::Sqlite(store, pool) => {
+                store.delete_expired().await?;
+                for sql in [
+                    "DELETE FROM kc_session_index WHERE expires_at < ?",
+                    "DELETE FROM kc_logout_jti WHERE until_at <= ?",
+                    "DELETE FROM kc_ended_sid WHERE until_at <= ?",
+                ] {
+                    sqlx::query(sql)
+                        .bind(now)
+                        .execute(pool)
+                        .await
+                        .map_err(store_error)?;
+                }
+            }
+            Backend::Memory(records) => {
+                records
+                    .lock()
+                    .map_err(store_error)?
+                    .retain(|_, r| unix(r.expiry_date) > now);
+                let mut index = self.memory_index.lock().map_err(store_error)?;
+                index.sessions.retain(|_, (_, expires)| *expires > now);
+                index.logout_jtis.retain(|_, until| *until > now);
+            }
+        }
         Ok(())
+    }
+
+    /// How many session records the store holds (expired ones not yet swept included).
+    pub async fn len(&self) -> session_store::Result<usize> {
+        match &self.backend {
+            Backend::Sqlite(_, pool) => {
+                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tower_sessions")
+                    .fetch_one(pool)
+                    .await
+                    .map_err(store_error)?;
+                Ok(usize::try_from(n).unwrap_or(0))
+            }
+            Backend::Memory(records) => Ok(records.lock().map_err(store_error)?.len()),
+        }
     }
 
     /// Removes expired sessions every `period`.
@@ -220,12 +357,27 @@ impl AuthStore {
             let mut tick = tokio::time::interval(period);
             loop {
                 tick.tick().await;
-                let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                let now = unix(time::OffsetDateTime::now_utc());
                 if let Err(e) = store.sweep_once(now).await {
                     tracing::warn!(error = %e, "could not delete expired sessions");
                 }
             }
         });
+    }
+
+    async fn backend_load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        match &self.backend {
+            Backend::Sqlite(s, _) => s.load(id).await,
+            Backend::Memory(records) => {
+                let now = time::OffsetDateTime::now_utc();
+                Ok(records
+                    .lock()
+                    .map_err(store_error)?
+                    .get(id)
+                    .filter(|r| r.expiry_date > now)
+                    .cloned())
+            }
+        }
     }
 }
 
@@ -236,29 +388,44 @@ impl SessionStore for AuthStore {
             return Ok(());
         }
         match &self.backend {
-            Backend::Sqlite(s) => s.create(record).await?,
-            Backend::Memory(s) => s.create(record).await?,
+            Backend::Sqlite(s, _) => s.create(record).await?,
+            Backend::Memory(records) => {
+                let mut records = records.lock().map_err(store_error)?;
+                while records.contains_key(&record.id) {
+                    record.id = Id::default();
+                }
+                records.insert(record.id, record.clone());
+            }
         }
         self.index_record(record).await
     }
 
+    /// Writes over a record that still exists, never bringing back one that was deleted
+    /// meanwhile (signed out, ended by back-channel logout, expired), and never replacing a newer
+    /// token set with an older one ([`keep_newer_tokens`]).
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         if self.is_ended(record) {
             return self.delete(&record.id).await;
         }
+        let Some(stored) = self.backend_load(&record.id).await? else {
+            tracing::debug!("a late write to a session that is gone was dropped");
+            return Ok(());
+        };
+        let record = keep_newer_tokens(record, &stored);
         match &self.backend {
-            Backend::Sqlite(s) => s.save(record).await?,
-            Backend::Memory(s) => s.save(record).await?,
+            Backend::Sqlite(s, _) => s.save(&record).await?,
+            Backend::Memory(records) => {
+                records
+                    .lock()
+                    .map_err(store_error)?
+                    .insert(record.id, record.as_ref().clone());
+            }
         }
-        self.index_record(record).await
+        self.index_record(&record).await
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let record = match &self.backend {
-            Backend::Sqlite(s) => s.load(id).await?,
-            Backend::Memory(s) => s.load(id).await?,
-        };
-        match record {
+        match self.backend_load(id).await? {
             Some(r) if self.is_ended(&r) => {
                 self.delete(id).await?;
                 Ok(None)
@@ -269,8 +436,10 @@ impl SessionStore for AuthStore {
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         match &self.backend {
-            Backend::Sqlite(s) => s.delete(id).await?,
-            Backend::Memory(s) => s.delete(id).await?,
+            Backend::Sqlite(s, _) => s.delete(id).await?,
+            Backend::Memory(records) => {
+                records.lock().map_err(store_error)?.remove(id);
+            }
         }
         self.unindex(&id.to_string()).await
     }
@@ -304,6 +473,10 @@ pub struct AuthSession {
     pub id_token: String,
     /// Keycloak's session id (`sid`), for back-channel logout.
     pub sid: Option<String>,
+    /// How many times the tokens were rotated: the store never lets an older token set replace
+    /// a newer one (see [`AuthStore`]'s `save`).
+    #[serde(default)]
+    pub generation: u64,
 }
 
 impl std::fmt::Debug for AuthSession {
@@ -341,15 +514,6 @@ pub async fn auth_session(session: &Session, now: i64) -> Option<AuthSession> {
             None
         }
     }
-}
-
-pub async fn pending_logins(session: &Session) -> PendingLogins {
-    session
-        .get::<PendingLogins>(PENDING_KEY)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_default()
 }
 
 /// Makes the next save of `session` keep the signed-in session's end (Keycloak's refresh token
@@ -474,8 +638,8 @@ mod tests {
             .sweep_once(OffsetDateTime::now_utc().unix_timestamp())
             .await
             .expect("sweep");
-        let Index::Sqlite(pool) = &store.index else {
-            panic!("sqlite index");
+        let Backend::Sqlite(_, pool) = &store.backend else {
+            panic!("sqlite backend");
         };
         let rows: Vec<String> = sqlx::query_scalar("SELECT sid FROM kc_session_index")
             .fetch_all(pool)
@@ -483,5 +647,139 @@ mod tests {
             .expect("index");
         assert_eq!(rows, vec!["live"]);
         assert!(store.load(&live.id).await.expect("load").is_some());
+    }
+
+    fn with_generation(mut record: Record, generation: u64, token: &str) -> Record {
+        if let Some(auth) = record.data.get_mut(AUTH_KEY) {
+            auth["generation"] = json!(generation);
+            auth["refresh_token"] = json!(token);
+        }
+        record
+    }
+
+    fn refresh_token_of(record: &Record) -> Option<String> {
+        record.data.get(AUTH_KEY)?["refresh_token"]
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    #[tokio::test]
+    async fn a_late_write_of_a_session_never_puts_back_a_spent_refresh_token() {
+        for store in both_stores().await {
+            let mut first = with_generation(signed_in("sid-d", "alice", 600), 0, "spent");
+            store.create(&mut first).await.expect("create");
+            // Tab A rotates the tokens; tab B read the session before and writes it afterwards.
+            let rotated = with_generation(first.clone(), 1, "rotated");
+            store.save(&rotated).await.expect("rotate");
+            let mut stale = first.clone();
+            stale.data.insert("note".into(), json!("written by tab B"));
+            store.save(&stale).await.expect("late write");
+            let now = store.load(&first.id).await.expect("load").expect("kept");
+            assert_eq!(refresh_token_of(&now).as_deref(), Some("rotated"));
+            assert_eq!(now.data.get("note"), Some(&json!("written by tab B")));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_late_write_cannot_bring_back_a_session_that_was_signed_out() {
+        for store in both_stores().await {
+            let mut r = signed_in("sid-o", "alice", 600);
+            store.create(&mut r).await.expect("create");
+            store.delete(&r.id).await.expect("sign out");
+            store.save(&r).await.expect("late write");
+            assert!(store.load(&r.id).await.expect("load").is_none());
+            let gone = store
+                .end_keycloak_session(None, Some("alice"), 0)
+                .await
+                .expect("index");
+            assert_eq!(gone, 0, "nor its index row");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_memory_store_frees_expired_records_when_swept() {
+        let store = AuthStore::memory();
+        for _ in 0..50 {
+            let mut r = signed_in("sid-m", "alice", -5);
+            r.data.insert("pre".into(), json!("x"));
+            store.create(&mut r).await.expect("create");
+        }
+        let mut live = signed_in("sid-l", "bob", 600);
+        store.create(&mut live).await.expect("create");
+        assert_eq!(store.len().await.expect("len"), 51);
+        store
+            .sweep_once(OffsetDateTime::now_utc().unix_timestamp())
+            .await
+            .expect("sweep");
+        assert_eq!(store.len().await.expect("len"), 1);
+        let Ok(index) = store.memory_index.lock() else {
+            panic!("index lock");
+        };
+        assert_eq!(index.sessions.len(), 1, "the index is swept too");
+    }
+
+    #[tokio::test]
+    async fn used_logout_tokens_and_ended_sessions_are_remembered_across_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sessions.sqlite3");
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let target = LogoutTarget {
+            sid: Some("sid-r".into()),
+            sub: None,
+            jti: "jti-1".into(),
+            replay_until: now + 600,
+        };
+        {
+            let store = AuthStore::sqlite_file(&path).await.expect("store");
+            assert!(store
+                .first_use_of_logout_token(&target, now)
+                .await
+                .expect("guard"));
+            store
+                .end_keycloak_session(Some("sid-r"), None, now)
+                .await
+                .expect("logout");
+        }
+        let store = AuthStore::sqlite_file(&path).await.expect("reopened");
+        assert!(
+            !store
+                .first_use_of_logout_token(&target, now)
+                .await
+                .expect("guard"),
+            "a replay after a restart is refused"
+        );
+        // A request that loaded the session before the logout and the restart saves it after.
+        let mut late = signed_in("sid-r", "alice", 600);
+        store.create(&mut late).await.expect("create");
+        assert!(store.load(&late.id).await.expect("load").is_none());
+        // Once the token is too old to be accepted anyway, its id is forgotten.
+        store.sweep_once(now + 601).await.expect("sweep");
+        let Backend::Sqlite(_, pool) = &store.backend else {
+            panic!("sqlite backend");
+        };
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kc_logout_jti")
+            .fetch_one(pool)
+            .await
+            .expect("count");
+        assert_eq!(left, 0);
+    }
+
+    #[tokio::test]
+    async fn a_logout_token_is_used_once_in_memory_too() {
+        let store = AuthStore::memory();
+        let target = LogoutTarget {
+            sid: None,
+            sub: Some("alice".into()),
+            jti: "j".into(),
+            replay_until: 100,
+        };
+        assert!(store
+            .first_use_of_logout_token(&target, 0)
+            .await
+            .expect("1"));
+        assert!(!store
+            .first_use_of_logout_token(&target, 50)
+            .await
+            .expect("2"));
     }
 }

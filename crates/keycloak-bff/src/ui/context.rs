@@ -18,10 +18,14 @@ pub async fn current_user() -> Result<Option<KeycloakUser>, AppError> {
 pub struct UserResource(pub Resource<Result<Option<KeycloakUser>, AppError>>);
 
 /// Puts the user and the auth routes' settings in context; call it once, in the root component.
+/// On the server it also hands the page's script nonce to the Content-Security-Policy, so pages
+/// hydrate and injected scripts do not run.
 /// SSR waits for the user (a blocking resource), so the HTML already shows the final signed-in or
 /// signed-out state and nothing flickers on hydration. The settings are read from the server's
 /// configuration and shared with the browser through the hydration data.
 pub fn provide_user() -> UserResource {
+    #[cfg(feature = "ssr")]
+    crate::server::guard::publish_script_nonce();
     let config = SharedValue::new(|| {
         #[cfg(feature = "ssr")]
         {

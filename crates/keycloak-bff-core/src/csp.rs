@@ -1,0 +1,71 @@
+//! The Content-Security-Policy of every response (catalogue G: injected script, framing, form
+//! targets). Scripts run only from this origin or with the page's nonce (the one Leptos puts on
+//! its hydration script), plus WebAssembly compilation; forms post only here or to Keycloak.
+
+/// The policy. `nonce`: the page's script nonce, if the response is a page. `issuer_origin`:
+/// Keycloak's origin, the only other place a form may post to. `dev_reload`: the live-reload
+/// socket of `cargo leptos watch`, if it runs.
+pub fn policy(nonce: Option<&str>, issuer_origin: &str, dev_reload: Option<&str>) -> String {
+    let script = match nonce.filter(|n| is_nonce(n)) {
+        Some(n) => format!("script-src 'self' 'nonce-{n}' 'wasm-unsafe-eval'"),
+        None => "script-src 'self' 'wasm-unsafe-eval'".to_owned(),
+    };
+    let connect = match dev_reload {
+        Some(socket) => format!("connect-src 'self' {socket}"),
+        None => "connect-src 'self'".to_owned(),
+    };
+    format!(
+        "default-src 'self'; {script}; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+         {connect}; object-src 'none'; base-uri 'self'; frame-ancestors 'none'; \
+         form-action 'self' {issuer_origin}"
+    )
+}
+
+/// A nonce that cannot break out of the header: base64 characters only.
+fn is_nonce(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=-_".contains(&b))
+}
+
+/// `Strict-Transport-Security` for an https public URL (two years; subdomains are the
+/// operator's to decide), none for plain http.
+pub fn hsts(public_url_is_https: bool) -> Option<&'static str> {
+    public_url_is_https.then_some("max-age=63072000")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_allows_its_own_nonce_and_no_other_inline_script() {
+        let p = policy(Some("abc123"), "https://sso.example", None);
+        assert!(p.contains("script-src 'self' 'nonce-abc123' 'wasm-unsafe-eval';"));
+        assert!(!p.contains("unsafe-inline'; img") || !p.contains("script-src 'unsafe-inline'"));
+        assert!(p.starts_with("default-src 'self';"));
+        assert!(p.ends_with("form-action 'self' https://sso.example"));
+        assert!(p.contains("frame-ancestors 'none'") && p.contains("object-src 'none'"));
+    }
+
+    #[test]
+    fn a_nonce_that_could_inject_a_directive_is_dropped() {
+        let p = policy(Some("x'; script-src *"), "https://sso.example", None);
+        assert!(p.contains("script-src 'self' 'wasm-unsafe-eval';"));
+        assert!(!p.contains('*'));
+    }
+
+    #[test]
+    fn the_dev_reload_socket_is_allowed_only_when_given() {
+        assert!(policy(None, "http://kc", Some("ws://127.0.0.1:3001"))
+            .contains("connect-src 'self' ws://127.0.0.1:3001;"));
+        assert!(policy(None, "http://kc", None).contains("connect-src 'self';"));
+    }
+
+    #[test]
+    fn hsts_only_under_https() {
+        assert_eq!(hsts(true), Some("max-age=63072000"));
+        assert_eq!(hsts(false), None);
+    }
+}
