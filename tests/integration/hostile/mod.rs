@@ -385,18 +385,24 @@ async fn authorize(
     Redirect::to(to.as_str()).into_response()
 }
 
-fn form_encoded(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-async fn token(State(op): State<HostileOp>, headers: HeaderMap, body: String) -> Response {
-    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+/// The Authorization header and the form of a call by the app.
+fn client_call(headers: &HeaderMap, body: &str) -> (Option<String>, HashMap<String, String>) {
+    let form = url::form_urlencoded::parse(body.as_bytes())
         .into_owned()
         .collect();
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    (auth, form)
+}
+
+fn form_encoded(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+async fn token(State(op): State<HostileOp>, headers: HeaderMap, body: String) -> Response {
+    let (auth, form) = client_call(&headers, &body);
     op.inner
         .lock()
         .unwrap()
@@ -480,13 +486,7 @@ async fn token(State(op): State<HostileOp>, headers: HeaderMap, body: String) ->
 /// Keycloak's logout endpoint called by the app itself: the refresh token in a form, the client
 /// authenticated. Answers 204 like Keycloak, or the status the test asked for.
 async fn end_session(State(op): State<HostileOp>, headers: HeaderMap, body: String) -> Response {
-    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
-        .into_owned()
-        .collect();
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let (auth, form) = client_call(&headers, &body);
     let mut inner = op.inner.lock().unwrap();
     inner.logout_calls.push((auth, form));
     match inner.behaviour.logout_status {

@@ -176,12 +176,16 @@ mod tests {
 
     const STATE: &str = "AbCdEfGhIjKlMnOpQrStUv";
 
+    /// The `Set-Cookie` values of a login started at 100 with [`STATE`].
+    fn sealed(c: &LoginCookies) -> Vec<HeaderValue> {
+        c.start(&HeaderMap::new(), &login(STATE, 100), 100)
+            .expect("sealed")
+    }
+
     #[test]
     fn a_pending_login_comes_back_from_its_cookie_once_and_holds_no_secret_in_clear() {
         let c = cookies();
-        let set = c
-            .start(&HeaderMap::new(), &login(STATE, 100), 100)
-            .expect("sealed");
+        let set = sealed(&c);
         let text = set
             .iter()
             .filter_map(|v| v.to_str().ok())
@@ -205,9 +209,7 @@ mod tests {
     #[test]
     fn a_cookie_sealed_with_another_key_or_altered_or_expired_gives_nothing() {
         let c = cookies();
-        let set = c
-            .start(&HeaderMap::new(), &login(STATE, 100), 100)
-            .expect("sealed");
+        let set = sealed(&c);
         assert!(cookies().take(&request_with(&set), STATE, 101).0.is_none());
         assert!(c.take(&request_with(&set), STATE, 100 + 601).0.is_none());
         let forged = format!("kc_session_login_{STATE}={}", "A".repeat(200));
@@ -222,9 +224,7 @@ mod tests {
     #[test]
     fn a_cookie_renamed_to_another_state_opens_nothing() {
         let c = cookies();
-        let set = c
-            .start(&HeaderMap::new(), &login(STATE, 100), 100)
-            .expect("sealed");
+        let set = sealed(&c);
         let other = "ZyXwVuTsRqPoNmLkJiHgFe";
         let renamed: Vec<HeaderValue> = set
             .iter()

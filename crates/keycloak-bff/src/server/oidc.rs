@@ -338,21 +338,33 @@ impl Oidc {
         )
     }
 
-    async fn token_request(
+    /// POSTs `form` to `url` with this client's credentials (HTTP Basic); the response, still
+    /// unread. Unreachable: "unavailable".
+    async fn client_post(
         &self,
-        provider: &Provider,
+        what: &str,
+        url: &Url,
         form: &[(&str, &str)],
-    ) -> Result<TokenResponse, OidcError> {
+    ) -> Result<reqwest::Response, OidcError> {
         let (user, password) = self.basic_credentials();
-        let response = self
-            .http
-            .post(provider.token_endpoint.clone())
+        self.http
+            .post(url.clone())
             .basic_auth(user, Some(password))
             .header(reqwest::header::ACCEPT, "application/json")
             .form(form)
             .send()
             .await
-            .map_err(|e| OidcError::Unavailable(format!("token endpoint: {e}")))?;
+            .map_err(|e| OidcError::Unavailable(format!("{what}: {e}")))
+    }
+
+    async fn token_request(
+        &self,
+        provider: &Provider,
+        form: &[(&str, &str)],
+    ) -> Result<TokenResponse, OidcError> {
+        let response = self
+            .client_post("token endpoint", &provider.token_endpoint, form)
+            .await?;
         let status = response.status();
         let body = read_limited(response, MAX_TOKEN_RESPONSE_BYTES)
             .await
@@ -391,18 +403,13 @@ impl Oidc {
             .end_session_endpoint
             .clone()
             .ok_or_else(|| OidcError::Unavailable("no end-session endpoint".into()))?;
-        let (user, password) = self.basic_credentials();
+        let form = [
+            ("client_id", self.settings.client_id.as_str()),
+            ("refresh_token", refresh_token),
+        ];
         let response = self
-            .http
-            .post(endpoint)
-            .basic_auth(user, Some(password))
-            .form(&[
-                ("client_id", self.settings.client_id.as_str()),
-                ("refresh_token", refresh_token),
-            ])
-            .send()
-            .await
-            .map_err(|e| OidcError::Unavailable(format!("end-session endpoint: {e}")))?;
+            .client_post("end-session endpoint", &endpoint, &form)
+            .await?;
         let status = response.status();
         let body = read_limited(response, MAX_TOKEN_RESPONSE_BYTES)
             .await
