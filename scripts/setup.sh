@@ -37,6 +37,11 @@ if [ ! -x /usr/bin/chromium ]; then
   as_root apt-get update -qq && as_root apt-get install -y -qq chromium
 fi
 
+if ! command -v redis-server >/dev/null || ! command -v nginx >/dev/null; then
+  say "installing Redis and nginx (Debian; the Redis session store, the cluster)"
+  as_root apt-get update -qq && as_root apt-get install -y -qq redis-server nginx
+fi
+
 lock_sum="$(sha256sum end2end/package-lock.json | cut -d' ' -f1)"
 if [ "$(cat end2end/node_modules/.kc-lock-sum 2>/dev/null || true)" != "$lock_sum" ]; then
   say "installing the end-to-end test packages (npm ci)"

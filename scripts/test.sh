@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: formatting and lints, unit tests, integration tests against the real Keycloak,
-# and the Playwright tests in Chromium. Installs whatever is missing first. Stops the app and (if
+# Runs every test: formatting and lints, unit tests, integration tests against the real Keycloak
+# (and throw-away Redis servers), and the Playwright tests in Chromium, against one process and
+# against the cluster (scripts/cluster.sh: two replicas on Redis behind nginx). Installs whatever is missing first. Stops the app and (if
 # this script started it) Keycloak when it ends, pass or fail.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -16,6 +17,7 @@ LOG_DIR="${TEST_LOG_DIR:-$ROOT/target/test-logs}"
 mkdir -p "$LOG_DIR"
 cleanup() {
   local rc=$?
+  "$ROOT/scripts/cluster.sh" stop >/dev/null 2>&1 || true
   for pid in "$app_pid" "$minimal_pid"; do
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
       kill -TERM "$pid" 2>/dev/null || true
@@ -93,8 +95,24 @@ wait_for 3002 "$minimal_pid" "$LOG_DIR/minimal.log"
 say "browser tests (Playwright, Chromium)"
 (cd end2end && npx playwright test)
 
+say "the same browser tests against the cluster: two replicas on Redis behind nginx"
+kill -TERM "$app_pid" 2>/dev/null || true
+wait "$app_pid" 2>/dev/null || true
+app_pid=""
+CLUSTER_BUILD=0 APP_KEYCLOAK_ISSUER_URL=http://localhost:8080/realms/demo-short \
+  APP_SESSION_REFRESH_MARGIN_SECS=3 "$ROOT/scripts/cluster.sh" start
+(cd end2end && npx playwright test --grep-invert "examples/minimal")
+"$ROOT/scripts/cluster.sh" stop
+for port in 3101 3102; do
+  cp "$ROOT/target/cluster/replica-$port.log" "$LOG_DIR/replica-$port.log"
+  if ! grep -q "signed in" "$LOG_DIR/replica-$port.log"; then
+    echo "the replica on $port signed nobody in: nginx did not spread the requests" >&2
+    exit 1
+  fi
+done
+
 say "scanning the apps' logs (default level) for tokens and secrets"
-for log in "$LOG_DIR/app.log" "$LOG_DIR/minimal.log"; do
+for log in "$LOG_DIR/app.log" "$LOG_DIR/minimal.log" "$LOG_DIR"/replica-*.log; do
   if grep -nE 'eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.' "$log" ||
     grep -nF -e "$APP_KEYCLOAK_CLIENT_SECRET" -e "$(dev_client_secret minimal-app)" "$log"; then
     echo "$log holds a token or a client secret (above)" >&2

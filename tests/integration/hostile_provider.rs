@@ -683,3 +683,59 @@ async fn d06_the_rotated_refresh_token_is_saved_before_the_answer_so_a_new_proce
         "the new process refreshed with the rotated token it found in the store"
     );
 }
+
+#[tokio::test]
+async fn the_app_calls_keycloak_on_its_internal_url_while_browsers_and_iss_stay_public() {
+    // The public issuer is a loopback port where nothing listens: any call the app made there
+    // would fail. Only its internal URL reaches the provider.
+    let public = "http://localhost:9";
+    let op = HostileOp::start_behind(Some(public)).await;
+    let app = spawn_app_in(
+        tempfile::tempdir().expect("tmp"),
+        browser(),
+        &[
+            ("APP_KEYCLOAK_ISSUER_URL", public),
+            ("APP_KEYCLOAK_INTERNAL_URL", op.address.as_str()),
+            ("APP_KEYCLOAK_CLIENT_SECRET", CLIENT_SECRET),
+            ("APP_SESSION_REFRESH_MARGIN_SECS", "600"),
+        ],
+    )
+    .await;
+    let r = app.get("/auth/login?return_to=/profile").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let authorize = location(&r);
+    assert!(
+        authorize.starts_with("http://localhost:9/authorize?"),
+        "the browser is sent to the public issuer: {authorize}"
+    );
+    // The browser's network resolves the public name to the provider.
+    let reached = authorize.replacen(public, &op.address, 1);
+    let callback = location(&app.client.get(&reached).send().await.expect("authorize"));
+    let rest = callback.strip_prefix(PUBLIC_ORIGIN).expect("callback");
+    let r = app
+        .client
+        .get(app.url(rest))
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "signed in with iss = the public issuer"
+    );
+    assert_eq!(app.current_user().await["display_name"], "Hostile User");
+    assert!(
+        op.token_calls() >= 2,
+        "code exchange and refresh went to the internal URL"
+    );
+    assert!(op.jwks_calls() >= 1 && op.discovery_calls() >= 1);
+    assert_eq!(
+        app.post("/auth/logout", Some(PUBLIC_ORIGIN)).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        op.logout_calls().len(),
+        1,
+        "sign-out reached Keycloak internally"
+    );
+}

@@ -12,5 +12,6 @@ mod hostile;
 mod authorization;
 mod hostile_provider;
 mod login_flow;
+mod replicas;
 mod security_catalogue;
 mod token_lifecycle;

@@ -51,6 +51,26 @@ pub enum TokenError {
     AccessTokenHashMismatch,
 }
 
+impl TokenError {
+    /// A short, fixed name of the reason, for metrics labels.
+    pub fn label(&self) -> &'static str {
+        match self {
+            TokenError::TooLarge => "too_large",
+            TokenError::Malformed | TokenError::UnsupportedCritical => "malformed",
+            TokenError::AlgorithmNotAllowed(_) => "algorithm",
+            TokenError::UnknownKey | TokenError::AmbiguousKey => "unknown_key",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::MissingClaim(_) => "missing_claim",
+            TokenError::WrongIssuer => "issuer",
+            TokenError::WrongAudience => "audience",
+            TokenError::WrongAuthorizedParty => "authorized_party",
+            TokenError::Expired | TokenError::NotYetValid | TokenError::IssuedInFuture => "time",
+            TokenError::WrongType { .. } => "type",
+            TokenError::NonceMismatch | TokenError::AccessTokenHashMismatch => "binding",
+        }
+    }
+}
+
 /// The parts of a JOSE header the app uses. `jku`, `x5u`, `jwk` and `x5c` are never used: keys
 /// come only from the configured issuer's key set (catalogue C03).
 #[derive(Debug, Clone, PartialEq, Eq)]

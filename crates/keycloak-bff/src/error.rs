@@ -16,6 +16,9 @@ pub enum AppError {
     Forbidden,
     #[error("The identity provider is unavailable. Please try again in a moment.")]
     IdpUnavailable,
+    /// The session store (Redis, say) does not answer: nobody is signed out, try again (503).
+    #[error("Sessions are unavailable right now. Please try again in a moment.")]
+    StoreUnavailable,
     #[error("Bad request: {0}")]
     BadRequest(String),
     #[error("Not found.")]
@@ -59,7 +62,7 @@ impl AppError {
         match self {
             AppError::NotSignedIn | AppError::InvalidToken(_) => 401,
             AppError::Forbidden => 403,
-            AppError::IdpUnavailable => 503,
+            AppError::IdpUnavailable | AppError::StoreUnavailable => 503,
             AppError::BadRequest(_) | AppError::ServerFn(_) => 400,
             AppError::NotFound => 404,
             AppError::Internal => 500,
@@ -72,7 +75,7 @@ impl AppError {
             AppError::NotSignedIn => "unauthorized",
             AppError::InvalidToken(_) => "invalid_token",
             AppError::Forbidden => "insufficient_scope",
-            AppError::IdpUnavailable => "temporarily_unavailable",
+            AppError::IdpUnavailable | AppError::StoreUnavailable => "temporarily_unavailable",
             AppError::BadRequest(_) | AppError::ServerFn(_) => "invalid_request",
             AppError::NotFound => "not_found",
             AppError::Internal => "server_error",
@@ -93,6 +96,7 @@ impl axum::response::IntoResponse for AppError {
             AppError::InvalidToken(reason) => reason.clone(),
             AppError::Forbidden => "a role this request needs is missing".to_owned(),
             AppError::IdpUnavailable => "identity provider unavailable".to_owned(),
+            AppError::StoreUnavailable => "session store unavailable".to_owned(),
             AppError::BadRequest(reason) | AppError::ServerFn(reason) => reason.clone(),
             AppError::NotFound | AppError::Internal => String::new(),
         };

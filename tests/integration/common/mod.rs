@@ -391,8 +391,8 @@ pub async fn signed_in_short_user(
     (admin, user, app)
 }
 
-pub fn metric(counter: &std::sync::atomic::AtomicU64) -> u64 {
-    counter.load(std::sync::atomic::Ordering::SeqCst)
+pub fn metric(counter: &keycloak_bff::server::metrics::Counter) -> u64 {
+    keycloak_bff::server::metrics::Metrics::read(counter)
 }
 
 /// Keycloak's admin REST API, as the tests' realm administrator.

@@ -107,7 +107,11 @@ struct Inner {
 
 #[derive(Clone)]
 pub struct HostileOp {
+    /// The `iss` of its tokens and discovery: its own address, or the public issuer it stands
+    /// behind ([`HostileOp::start_behind`]).
     pub issuer: String,
+    /// Where it really listens.
+    pub address: String,
     inner: Arc<Mutex<Inner>>,
 }
 
@@ -133,12 +137,20 @@ fn now() -> i64 {
 
 impl HostileOp {
     pub async fn start() -> Self {
+        Self::start_behind(None).await
+    }
+
+    /// A provider whose public issuer (`iss`, every URL in its discovery document) is `public`,
+    /// while it listens on a loopback address of its own: Keycloak behind a private address.
+    pub async fn start_behind(public: Option<&str>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let port = listener.local_addr().expect("addr").port();
+        let address = format!("http://127.0.0.1:{port}");
         let op = HostileOp {
-            issuer: format!("http://127.0.0.1:{port}"),
+            issuer: public.map_or_else(|| address.clone(), str::to_owned),
+            address,
             inner: Arc::default(),
         };
         let router = Router::new()

@@ -63,6 +63,11 @@ impl KeycloakAuth {
             StoreKind::Sqlite => AuthStore::sqlite_file(&settings.session.sqlite_file)
                 .await
                 .map_err(StartupError::Store)?,
+            StoreKind::Redis => {
+                AuthStore::redis(&settings.session.redis_url, settings.keycloak.http_timeout)
+                    .await
+                    .map_err(StartupError::Store)?
+            }
         };
         store.spawn_expiry_sweeper(SWEEP_PERIOD);
         let login_cookies = LoginCookies::new(&settings).map_err(StartupError::LoginCookies)?;
@@ -72,9 +77,10 @@ impl KeycloakAuth {
                  process; set one when several replicas serve the app"
             );
         }
-        let oidc = Oidc::new(settings.keycloak.clone())?;
+        let metrics = Metrics::default();
+        let oidc = Oidc::new(settings.keycloak.clone(), metrics.key_set_fetches.clone())?;
         let refresher = Refresher::new(settings.session.refresh_margin_secs);
-        Ok(Self(Arc::new(Inner {
+        let auth = Self(Arc::new(Inner {
             stylesheet: format!(
                 "/{}/{}.css",
                 leptos_options.site_pkg_dir, leptos_options.output_name
@@ -91,8 +97,34 @@ impl KeycloakAuth {
             store,
             login_cookies,
             refresher,
-            metrics: Metrics::default(),
-        })))
+            metrics,
+        }));
+        if let Some(addr) = auth.settings().metrics_addr {
+            auth.serve_metrics(addr).await?;
+        }
+        Ok(auth)
+    }
+
+    /// Serves `/metrics` alone on `addr` (`auth.metrics_addr`), out of the app's router.
+    async fn serve_metrics(&self, addr: std::net::SocketAddr) -> Result<(), StartupError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        let auth = self.clone();
+        let router = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let auth = auth.clone();
+                async move { auth.metrics().response() }
+            }),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+        tracing::info!(%addr, "metrics served");
+        Ok(())
     }
 
     pub fn settings(&self) -> &AuthSettings {
@@ -155,7 +187,7 @@ impl KeycloakAuth {
     ) -> Result<Option<AuthSession>, AppError> {
         self.0
             .refresher
-            .fresh_auth(&self.0.oidc, &self.0.metrics, session, now)
+            .fresh_auth(&self.0.oidc, &self.0.metrics, &self.0.store, session, now)
             .await
     }
 }

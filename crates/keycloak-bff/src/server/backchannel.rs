@@ -5,7 +5,6 @@
 use crate::error::AppError;
 use crate::server::auth::KeycloakAuth;
 use crate::server::keys::Source;
-use crate::server::metrics::Metrics;
 use crate::server::unix_now;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -16,8 +15,9 @@ use keycloak_bff_core::jwt::{self, LogoutTarget, TokenError};
 /// Larger bodies are refused before parsing (catalogue F05).
 pub const MAX_LOGOUT_BODY: usize = 16 * 1024;
 
-fn refused(why: &str) -> Response {
+fn refused(auth: &KeycloakAuth, why: &str) -> Response {
     tracing::info!(reason = why, "back-channel logout refused");
+    auth.metrics().backchannel("refused");
     AppError::BadRequest("invalid logout token".into()).into_response()
 }
 
@@ -59,19 +59,19 @@ pub async fn backchannel_logout(State(auth): State<KeycloakAuth>, body: Body) ->
 async fn handle(auth: &KeycloakAuth, body: Body) -> Response {
     let body: Bytes = match axum::body::to_bytes(body, MAX_LOGOUT_BODY).await {
         Ok(b) => b,
-        Err(_) => return refused("body too large or unreadable"),
+        Err(_) => return refused(auth, "body too large or unreadable"),
     };
     let Some(token) = jwt::logout_token_from_form(&body) else {
-        return refused("exactly one logout_token is required");
+        return refused(auth, "exactly one logout_token is required");
     };
     let now = unix_now();
     let target = match validate(auth, &token, now).await {
         Ok(t) => t,
-        Err(e) => return refused(&e.to_string()),
+        Err(e) => return refused(auth, &e.to_string()),
     };
     match auth.store().first_use_of_logout_token(&target, now).await {
         Ok(true) => {}
-        Ok(false) => return refused("replayed logout token"),
+        Ok(false) => return refused(auth, "replayed logout token"),
         Err(e) => {
             tracing::error!(error = %e, "back-channel logout could not check the token id");
             return AppError::Internal.into_response();
@@ -83,7 +83,7 @@ async fn handle(auth: &KeycloakAuth, body: Body) -> Response {
         .await
     {
         Ok(deleted) => {
-            Metrics::count(&auth.metrics().backchannel_logouts);
+            auth.metrics().backchannel("accepted");
             tracing::info!(sessions = deleted, "back-channel logout");
             (
                 StatusCode::OK,

@@ -64,6 +64,10 @@ where
                 Err(e) => {
                     // The exact reason stays in the log: a caller probing tokens learns nothing.
                     tracing::info!(error = %e, "bearer token refused");
+                    auth.metrics().bearer_refused(match &e {
+                        OidcError::InvalidToken(t) => t.label(),
+                        _ => "other",
+                    });
                     Err(AppError::InvalidToken(INVALID_TOKEN.into()))
                 }
             };

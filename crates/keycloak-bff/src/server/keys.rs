@@ -9,6 +9,7 @@
 //! key, the last good keys stay in use (catalogue C02, C05).
 
 use crate::server::http::read_limited;
+use crate::server::metrics::Counter;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use keycloak_bff_core::jwt::{self, Header, TokenError};
@@ -49,14 +50,16 @@ struct Cached {
 
 pub struct KeyCache {
     http: reqwest::Client,
+    fetch_counter: Counter,
     cached: RwLock<Cached>,
     refetch: tokio::sync::Mutex<()>,
 }
 
 impl KeyCache {
-    pub fn new(http: reqwest::Client) -> Self {
+    pub fn new(http: reqwest::Client, fetch_counter: Counter) -> Self {
         Self {
             http,
+            fetch_counter,
             cached: RwLock::new(Cached::default()),
             refetch: tokio::sync::Mutex::new(()),
         }
@@ -152,6 +155,7 @@ impl KeyCache {
             cached.last_attempt = Some(Instant::now());
             cached.fetches += 1;
         }
+        self.fetch_counter.inc();
         match self.fetch(jwks_uri).await {
             Ok((by_kid, without_kid)) => {
                 if let Ok(mut cached) = self.cached.write() {

@@ -1,23 +1,191 @@
-//! Counters the library keeps about its sessions (shown to admins, read by tests).
+//! What the library counts, in the Prometheus text format (`GET /metrics`, or on
+//! `auth.metrics_addr`), with `prometheus-client`. Every metric is named `keycloak_bff_*`.
+//!
+//! - `sign_ins_total{outcome}`: `started`, `completed`, and the failures by reason.
+//! - `refreshes_total{outcome}`: `ok`, `invalid_grant`, `unavailable`, `rejected` (tokens that do not
+//!   fit), `waited` (another request or replica had just refreshed).
+//! - `token_refresh_calls_total`: calls to Keycloak's token endpoint with a refresh token.
+//! - `backchannel_logouts_total{outcome}`: `accepted`, `refused`.
+//! - `bearer_refused_total{reason}`: bearer tokens the JSON API refused.
+//! - `key_set_fetches_total`, `sessions_ended_total{reason}`.
+//! - `auth_request_seconds{route}`: latency of the auth routes.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::Mutex;
 
-#[derive(Debug, Default)]
+pub use prometheus_client::metrics::counter::Counter;
+
+/// One label, with a value from a fixed set.
+pub type Label = [(&'static str, &'static str); 1];
+
+type Counters = Family<Label, Counter>;
+type Histograms = Family<Label, Histogram, fn() -> Histogram>;
+
 pub struct Metrics {
+    registry: Mutex<Registry>,
     /// Calls to Keycloak's token endpoint with a refresh token.
-    pub token_refreshes: AtomicU64,
+    pub token_refreshes: Counter,
     /// Sessions ended because Keycloak refused the refresh token or sent tokens that do not fit.
-    pub sessions_ended_by_refresh: AtomicU64,
+    pub sessions_ended_by_refresh: Counter,
     /// Back-channel logout tokens accepted.
-    pub backchannel_logouts: AtomicU64,
+    pub backchannel_logouts: Counter,
+    /// Key-set fetches (successful or not).
+    pub key_set_fetches: Counter,
+    sign_ins: Counters,
+    refreshes: Counters,
+    backchannel: Counters,
+    bearer_refused: Counters,
+    sessions_ended: Counters,
+    latency: Histograms,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms to about 8 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 14))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut m = Self {
+            registry: Mutex::new(Registry::with_prefix("keycloak_bff")),
+            token_refreshes: Counter::default(),
+            sessions_ended_by_refresh: Counter::default(),
+            backchannel_logouts: Counter::default(),
+            key_set_fetches: Counter::default(),
+            sign_ins: Counters::default(),
+            refreshes: Counters::default(),
+            backchannel: Counters::default(),
+            bearer_refused: Counters::default(),
+            sessions_ended: Counters::default(),
+            latency: Histograms::new_with_constructor(latency_histogram),
+        };
+        if let Ok(registry) = m.registry.get_mut() {
+            registry.register(
+                "token_refresh_calls",
+                "Calls to Keycloak's token endpoint with a refresh token",
+                m.token_refreshes.clone(),
+            );
+            registry.register(
+                "key_set_fetches",
+                "Fetches of Keycloak's key set",
+                m.key_set_fetches.clone(),
+            );
+            registry.register(
+                "sign_ins",
+                "Sign-ins started, completed, and failed by reason",
+                m.sign_ins.clone(),
+            );
+            registry.register(
+                "refreshes",
+                "Session refreshes by outcome",
+                m.refreshes.clone(),
+            );
+            registry.register(
+                "backchannel_logouts",
+                "Back-channel logouts by outcome",
+                m.backchannel.clone(),
+            );
+            registry.register(
+                "bearer_refused",
+                "Bearer tokens refused by the API, by reason",
+                m.bearer_refused.clone(),
+            );
+            registry.register(
+                "sessions_ended",
+                "Sessions ended by the server, by reason",
+                m.sessions_ended.clone(),
+            );
+            registry.register(
+                "auth_request_seconds",
+                "Latency of the auth routes",
+                m.latency.clone(),
+            );
+        }
+        m
+    }
 }
 
 impl Metrics {
-    pub(crate) fn count(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn count(counter: &Counter) {
+        counter.inc();
     }
 
-    pub fn read(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
+    pub fn read(counter: &Counter) -> u64 {
+        counter.get()
+    }
+
+    pub(crate) fn sign_in(&self, outcome: &'static str) {
+        self.sign_ins.get_or_create(&[("outcome", outcome)]).inc();
+    }
+
+    pub(crate) fn refresh(&self, outcome: &'static str) {
+        self.refreshes.get_or_create(&[("outcome", outcome)]).inc();
+    }
+
+    pub(crate) fn backchannel(&self, outcome: &'static str) {
+        if outcome == "accepted" {
+            self.backchannel_logouts.inc();
+        }
+        self.backchannel
+            .get_or_create(&[("outcome", outcome)])
+            .inc();
+    }
+
+    pub(crate) fn bearer_refused(&self, reason: &'static str) {
+        self.bearer_refused
+            .get_or_create(&[("reason", reason)])
+            .inc();
+    }
+
+    pub(crate) fn session_ended(&self, reason: &'static str) {
+        if reason != "signed_out" {
+            self.sessions_ended_by_refresh.inc();
+        }
+        self.sessions_ended
+            .get_or_create(&[("reason", reason)])
+            .inc();
+    }
+
+    pub(crate) fn observe(&self, route: &'static str, seconds: f64) {
+        self.latency
+            .get_or_create(&[("route", route)])
+            .observe(seconds);
+    }
+
+    /// The answer of `GET /metrics`.
+    pub fn response(&self) -> axum::response::Response {
+        use axum::http::header;
+        use axum::response::IntoResponse;
+        (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            self.render(),
+        )
+            .into_response()
+    }
+
+    /// The whole registry in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        if let Ok(registry) = self.registry.lock() {
+            if encode(&mut text, &registry).is_err() {
+                text.clear();
+            }
+        }
+        text
     }
 }

@@ -1,27 +1,29 @@
 //! The server side (feature `ssr`). Modules by layer, each importing only the ones above it:
 //!
 //! 1. [`settings`], [`http`], [`metrics`]: settings, the HTTP client to Keycloak, counters.
-//! 2. [`keys`], [`store`], [`login_cookies`]: the key cache, the session store with its
+//! 2. [`keys`], [`store`] (with [`redis_store`]), [`login_cookies`]: the key cache, the session store with its
 //!    `sid`/`sub` index and the back-channel logout guard (used logout tokens, ended Keycloak
 //!    sessions), the sealed cookies of pending sign-ins.
 //! 3. [`oidc`]: discovery, the authorization request, code exchange, token validation.
 //! 4. [`refresh`]: single-flight refresh of a session's tokens.
 //! 5. [`auth`]: [`KeycloakAuth`], the state everything below reads.
-//! 6. [`routes`], [`backchannel`], [`middleware`], [`guard`], [`extract`]: the auth routes, the
-//!    back-channel logout, the origin check and security headers, the guard of server functions
-//!    and pages, the bearer-or-session extractor.
+//! 6. [`routes`], [`backchannel`], [`middleware`], [`guard`], [`extract`], [`health`]: the auth
+//!    routes, the back-channel logout, the origin check and security headers, the guard of server
+//!    functions and pages, the bearer-or-session extractor, the probes and metrics.
 //! 7. [`router`]: mounts the routes and layers on an app's router.
 
 pub mod auth;
 pub mod backchannel;
 pub mod extract;
 pub mod guard;
+pub mod health;
 pub mod http;
 pub mod keys;
 pub mod login_cookies;
 pub mod metrics;
 pub mod middleware;
 pub mod oidc;
+pub mod redis_store;
 pub mod refresh;
 pub mod router;
 pub mod routes;

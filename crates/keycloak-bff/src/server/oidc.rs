@@ -3,6 +3,7 @@
 
 use crate::server::http::read_limited;
 use crate::server::keys::{KeyCache, Source};
+use crate::server::metrics::Counter;
 use crate::server::settings::KeycloakSettings;
 use crate::server::store::AuthSession;
 use keycloak_bff_core::claims::user_from_claims;
@@ -83,7 +84,10 @@ pub struct Provider {
     metadata: Metadata,
     pub token_endpoint: Url,
     pub jwks_uri: Url,
+    /// Keycloak's logout endpoint as the app calls it (on `keycloak.internal_url` if set).
     pub end_session_endpoint: Option<Url>,
+    /// The same, as a browser reaches it (the public issuer).
+    pub end_session_public: Option<Url>,
     /// The provider sends `iss` with every authorization response (RFC 9207), so a response
     /// without it is not the provider's (catalogue A06).
     pub iss_parameter_supported: bool,
@@ -138,7 +142,11 @@ pub struct Oidc {
 }
 
 impl Oidc {
-    pub fn new(settings: KeycloakSettings) -> Result<Self, reqwest::Error> {
+    /// `key_set_fetches` counts the key-set fetches (a metric).
+    pub fn new(
+        settings: KeycloakSettings,
+        key_set_fetches: Counter,
+    ) -> Result<Self, reqwest::Error> {
         let http = crate::server::http::client(settings.http_timeout)?;
         let issuer = settings
             .issuer_url
@@ -146,7 +154,7 @@ impl Oidc {
             .trim_end_matches('/')
             .to_owned();
         Ok(Self {
-            keys: KeyCache::new(http.clone()),
+            keys: KeyCache::new(http.clone(), key_set_fetches),
             settings,
             issuer,
             http,
@@ -225,11 +233,14 @@ impl Oidc {
         let issuer = IssuerUrl::new(self.issuer.clone())
             .map_err(|e| OidcError::BadResponse(format!("issuer URL: {e}")))?;
         let http = self.http.clone();
+        let settings = self.settings.clone();
         let client = move |request: openidconnect::HttpRequest| {
             let http = http.clone();
+            let settings = settings.clone();
             async move {
-                let request = reqwest::Request::try_from(request)
+                let mut request = reqwest::Request::try_from(request)
                     .map_err(|e| DiscoveryHttpError(e.to_string()))?;
+                *request.url_mut() = settings.internal(request.url());
                 let response = http
                     .execute(request)
                     .await
@@ -258,16 +269,19 @@ impl Oidc {
         let metadata = self.fetch_metadata().await?;
         let token_endpoint = metadata
             .token_endpoint()
-            .map(|u| u.url().clone())
+            .map(|u| self.settings.internal(u.url()))
             .ok_or_else(|| OidcError::BadResponse("no token endpoint".into()))?;
-        let jwks_uri = metadata.jwks_uri().url().clone();
+        let jwks_uri = self.settings.internal(metadata.jwks_uri().url());
         // Discovery that points the secret or the keys at a plain-http host is not used; like an
         // unreachable Keycloak, it signs nobody out (catalogue C05).
-        let end_session_endpoint = metadata
+        let end_session_public = metadata
             .additional_metadata()
             .end_session_endpoint
             .as_ref()
             .map(|u| u.url().clone());
+        let end_session_endpoint = end_session_public
+            .as_ref()
+            .map(|u| self.settings.internal(u));
         let mut sent_secrets = vec![("token endpoint", &token_endpoint), ("key set", &jwks_uri)];
         if let Some(url) = &end_session_endpoint {
             sent_secrets.push(("end-session endpoint", url));
@@ -282,6 +296,7 @@ impl Oidc {
             token_endpoint,
             jwks_uri,
             end_session_endpoint,
+            end_session_public,
             iss_parameter_supported: metadata
                 .additional_metadata()
                 .additional_metadata
@@ -433,7 +448,7 @@ impl Oidc {
     pub fn browser_logout_url(&self, post_logout_redirect_uri: &str) -> Url {
         let mut url = self
             .cached_provider()
-            .and_then(|p| p.end_session_endpoint.clone())
+            .and_then(|p| p.end_session_public.clone())
             .unwrap_or_else(|| {
                 let mut url = self.settings.issuer_url.clone();
                 let path = format!(

@@ -11,7 +11,7 @@
 use crate::error::AppError;
 use crate::server::metrics::Metrics;
 use crate::server::oidc::{Oidc, OidcError};
-use crate::server::store::{auth_session, keep_session_end, AuthSession, AUTH_KEY};
+use crate::server::store::{auth_session, keep_session_end, AuthSession, AuthStore, AUTH_KEY};
 use keycloak_bff_core::refresh::{decide, Backoff, Decision};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -37,8 +37,9 @@ enum Outcome {
     KeepAndBackOff {
         rotated: Option<String>,
     },
-    /// Keycloak refused the refresh token, or its tokens do not fit the session: end it.
-    End(&'static str),
+    /// Keycloak refused the refresh token, or its tokens do not fit the session: end it. The
+    /// reason, and its metrics label.
+    End(&'static str, &'static str),
 }
 
 impl Refresher {
@@ -98,10 +99,11 @@ impl Refresher {
         &self,
         oidc: &Oidc,
         metrics: &Metrics,
+        store: &AuthStore,
         session: &Session,
         now: i64,
     ) -> Result<Option<AuthSession>, AppError> {
-        let Some(auth) = auth_session(session, now).await else {
+        let Some(auth) = auth_session(session, now).await? else {
             return Ok(None);
         };
         let Some(key) = session.id().map(|id| id.to_string()) else {
@@ -113,16 +115,41 @@ impl Refresher {
 
         let lock = self.lock_for(&key);
         let _single_flight = lock.lock().await;
+        // Across replicas too (Redis): one refresh per session at a time.
+        let shared = store.lock_refresh(&key).await.map_err(|e| {
+            tracing::warn!(error = %e, "the session store does not answer");
+            AppError::StoreUnavailable
+        })?;
+        let result = self.refresh_locked(oidc, metrics, session, &key, now).await;
+        if let Some(shared) = shared {
+            store.unlock_refresh(shared).await;
+        }
+        result
+    }
+
+    /// The rest of [`Refresher::fresh_auth`], under the session's refresh lock.
+    async fn refresh_locked(
+        &self,
+        oidc: &Oidc,
+        metrics: &Metrics,
+        session: &Session,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<AuthSession>, AppError> {
+        let key = key.to_owned();
         // Another request on this session may have refreshed while we waited: read it again.
         if let Err(e) = session.load().await {
             tracing::error!(error = %e, "could not reload the session");
             return Err(AppError::Internal);
         }
-        let Some(auth) = auth_session(session, now).await else {
+        let Some(auth) = auth_session(session, now).await? else {
             return Ok(None);
         };
         match self.decide(&auth, &key, now) {
-            Decision::UseAsIs => return Ok(Some(auth)),
+            Decision::UseAsIs => {
+                metrics.refresh("waited");
+                return Ok(Some(auth));
+            }
             Decision::Unavailable => return Err(AppError::IdpUnavailable),
             Decision::Refresh => {}
         }
@@ -135,18 +162,21 @@ impl Refresher {
                 metrics,
                 session,
                 "access token expired and no refresh token",
+                "expired",
             )
             .await;
             return Ok(None);
         };
         match refresh(oidc, metrics, &auth, &refresh_token, now).await {
             Outcome::Refreshed(refreshed) => {
+                metrics.refresh("ok");
                 self.set_backoff(&key, None, now);
                 save(session, &refreshed).await?;
                 tracing::debug!(subject = %refreshed.user.subject, "refreshed the tokens");
                 Ok(Some(*refreshed))
             }
             Outcome::KeepAndBackOff { rotated } => {
+                metrics.refresh("unavailable");
                 let next = self.backoff(&key).failed(now);
                 let auth = match rotated {
                     Some(rotated) => {
@@ -171,9 +201,10 @@ impl Refresher {
                     Err(AppError::IdpUnavailable)
                 }
             }
-            Outcome::End(why) => {
+            Outcome::End(why, label) => {
+                metrics.refresh(label);
                 self.set_backoff(&key, None, now);
-                end_session(metrics, session, why).await;
+                end_session(metrics, session, why, label).await;
                 Ok(None)
             }
         }
@@ -204,9 +235,10 @@ async fn refresh(
             tracing::warn!(error = %e, "refresh failed: identity provider unavailable");
             Outcome::KeepAndBackOff { rotated }
         }
-        Err(OidcError::Rejected { error }) if error == "invalid_grant" => {
-            Outcome::End("Keycloak refused the refresh token (invalid_grant)")
-        }
+        Err(OidcError::Rejected { error }) if error == "invalid_grant" => Outcome::End(
+            "Keycloak refused the refresh token (invalid_grant)",
+            "invalid_grant",
+        ),
         Err(OidcError::Rejected { error }) => {
             // invalid_client and the like: this app's configuration, not the user's session.
             tracing::error!(%error, "Keycloak refused the refresh request; check the client settings");
@@ -214,7 +246,7 @@ async fn refresh(
         }
         Err(e @ (OidcError::InvalidToken(_) | OidcError::BadResponse(_))) => {
             tracing::warn!(error = %e, "refreshed tokens rejected");
-            Outcome::End("refreshed tokens do not match the session")
+            Outcome::End("refreshed tokens do not match the session", "rejected")
         }
     }
 }
@@ -233,9 +265,9 @@ async fn save(session: &Session, refreshed: &AuthSession) -> Result<(), AppError
     })
 }
 
-async fn end_session(metrics: &Metrics, session: &Session, why: &str) {
+async fn end_session(metrics: &Metrics, session: &Session, why: &str, label: &'static str) {
     tracing::info!(reason = why, "ending the session");
-    Metrics::count(&metrics.sessions_ended_by_refresh);
+    metrics.session_ended(label);
     if let Err(e) = session.flush().await {
         tracing::error!(error = %e, "could not delete an ended session");
     }

@@ -3,6 +3,7 @@
 
 use crate::server::auth::KeycloakAuth;
 use crate::server::backchannel::backchannel_logout;
+use crate::server::health;
 use crate::server::middleware::{origin_check, provide_state, security_headers};
 use crate::server::routes::{callback, login, logout, refresh};
 use axum::middleware::from_fn_with_state;
@@ -13,17 +14,26 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 impl KeycloakAuth {
-    /// The auth routes under the configured prefix: `login`, `callback`, `logout`, `refresh`,
-    /// `backchannel-logout`. Merge them into the app's router (any state).
+    /// The auth routes under the configured prefix (`login`, `callback`, `logout`, `refresh`,
+    /// `backchannel-logout`, their latency measured), and `/health/live`, `/health/ready` and
+    /// (unless `auth.metrics_addr` serves it elsewhere) `/metrics`. Merge them into the app's
+    /// router (any state).
     pub fn routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
         let ui = self.ui_config();
-        Router::new()
+        let auth_routes = Router::new()
             .route(&ui.route("/login"), get(login))
             .route(&ui.route("/callback"), get(callback))
             .route(&ui.route("/logout"), post(logout))
             .route(&ui.route("/refresh"), post(refresh))
             .route(&ui.route("/backchannel-logout"), post(backchannel_logout))
-            .with_state(self.clone())
+            .route_layer(from_fn_with_state(self.clone(), health::measure));
+        let mut probes = Router::new()
+            .route("/health/live", get(health::live))
+            .route("/health/ready", get(health::ready));
+        if self.settings().metrics_addr.is_none() {
+            probes = probes.route("/metrics", get(health::metrics));
+        }
+        auth_routes.merge(probes).with_state(self.clone())
     }
 
     /// Wraps the whole app (call it last, on the router with every route): the session layer

@@ -138,6 +138,7 @@ pub async fn login(
         tracing::error!("cannot seal the pending login");
         return internal_error(&auth);
     };
+    auth.metrics().sign_in("started");
     let mut response = Redirect::to(request.url.as_str()).into_response();
     for cookie in cookies {
         response.headers_mut().append(header::SET_COOKIE, cookie);
@@ -156,13 +157,26 @@ pub async fn callback(
     let home = ReturnTo::home();
     let query = match callback::parse(&raw.unwrap_or_default()) {
         Ok(q) => q,
-        Err(e) => return sign_in_failed(&auth, &e.to_string(), &home),
+        Err(e) => {
+            auth.metrics().sign_in("failed_malformed");
+            return sign_in_failed(&auth, &e.to_string(), &home);
+        }
     };
     let now = unix_now();
     let (login, spent) = auth.login_cookies().take(&headers, &query.state, now);
     let mut response = match login {
-        Some(login) => finish_login(&auth, &session, &query, login, now).await,
+        Some(login) => {
+            let response = finish_login(&auth, &session, &query, login, now).await;
+            auth.metrics().sign_in(match response.status().as_u16() {
+                303 => "completed",
+                503 => "failed_unavailable",
+                500 => "failed_error",
+                _ => "failed_refused",
+            });
+            response
+        }
         None => {
+            auth.metrics().sign_in("failed_unknown_state");
             tracing::info!("callback with an unknown, expired or used state");
             sign_in_failed(
                 &auth,
@@ -332,6 +346,7 @@ pub async fn logout(State(auth): State<KeycloakAuth>, session: Session) -> Respo
         return Redirect::to("/").into_response();
     };
     tracing::info!(subject = %signed_in.user.subject, "signed out of the app");
+    auth.metrics().session_ended("signed_out");
     match end_keycloak_session(&auth, &signed_in).await {
         Ok(()) => Redirect::to("/").into_response(),
         Err(e) => {

@@ -46,6 +46,8 @@ pub enum StoreKind {
     Sqlite,
     /// In memory: every restart signs everybody out. For tests and throw-away runs.
     Memory,
+    /// Redis (`session.redis_url`): shared by every replica of the app.
+    Redis,
 }
 
 /// An app without settings of its own: the `[app]` section must then be absent or empty.
@@ -74,6 +76,7 @@ struct AuthSection {
     route_prefix: String,
     channel: String,
     poll_secs: u32,
+    metrics_addr: Option<String>,
 }
 
 impl Default for AuthSection {
@@ -85,6 +88,7 @@ impl Default for AuthSection {
             route_prefix: ui.route_prefix,
             channel: ui.channel,
             poll_secs: ui.poll_secs,
+            metrics_addr: None,
         }
     }
 }
@@ -93,6 +97,7 @@ impl Default for AuthSection {
 #[serde(deny_unknown_fields, default)]
 struct KeycloakSection {
     issuer_url: String,
+    internal_url: Option<String>,
     client_id: String,
     #[serde(skip_serializing)]
     client_secret: Option<SecretString>,
@@ -108,6 +113,7 @@ impl Default for KeycloakSection {
     fn default() -> Self {
         Self {
             issuer_url: String::new(),
+            internal_url: None,
             client_id: String::new(),
             client_secret: None,
             client_secret_file: None,
@@ -125,6 +131,7 @@ impl Default for KeycloakSection {
 struct SessionSection {
     store: StoreKind,
     sqlite_file: PathBuf,
+    redis_url: String,
     cookie_name: String,
     pending_login_ttl_secs: u64,
     max_pending_logins: u64,
@@ -138,6 +145,7 @@ impl Default for SessionSection {
         Self {
             store: StoreKind::Sqlite,
             sqlite_file: "data/sessions.sqlite3".into(),
+            redis_url: "redis://127.0.0.1:6379".into(),
             cookie_name: "kc_session".into(),
             pending_login_ttl_secs: 600,
             max_pending_logins: 5,
@@ -164,6 +172,9 @@ pub struct AuthSettings {
     pub public_url: Url,
     /// The app's name on the pages the library renders itself (sign-in errors).
     pub brand: String,
+    /// Where `/metrics` is served instead of the app's own address (say `127.0.0.1:9100`, out of
+    /// the public's reach); `None`: on the app's address.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// The auth routes' prefix and the browser's session channel.
     pub ui: UiConfig,
     pub keycloak: KeycloakSettings,
@@ -174,6 +185,10 @@ pub struct AuthSettings {
 pub struct KeycloakSettings {
     /// `http://localhost:8080/realms/demo`: the `iss` of every token, and the discovery base.
     pub issuer_url: Url,
+    /// Where the app itself reaches Keycloak (`http://keycloak:8080`, say) when that differs from
+    /// the public issuer: discovery, keys, token and logout calls go there; `iss` and the
+    /// browser's redirects stay on the public issuer.
+    pub internal_url: Option<Url>,
     pub client_id: String,
     pub client_secret: SecretString,
     pub http_timeout: Duration,
@@ -188,6 +203,22 @@ pub struct KeycloakSettings {
 }
 
 impl KeycloakSettings {
+    /// `url` as the app itself calls it: on `internal_url` when it points at the public issuer's
+    /// origin, unchanged otherwise.
+    pub fn internal(&self, url: &Url) -> Url {
+        let Some(internal) = &self.internal_url else {
+            return url.clone();
+        };
+        if url.origin() != self.issuer_url.origin() {
+            return url.clone();
+        }
+        let mut moved = url.clone();
+        let _ = moved.set_scheme(internal.scheme());
+        let _ = moved.set_host(internal.host_str());
+        let _ = moved.set_port(internal.port());
+        moved
+    }
+
     /// Refuses a plain-http URL of Keycloak on a host that is not loopback, unless
     /// `keycloak.allow_insecure_http` is set: the client secret, the codes and the tokens would
     /// travel in clear, and anyone on the path could substitute the signing keys.
@@ -217,6 +248,8 @@ fn is_loopback(url: &Url) -> bool {
 pub struct SessionSettings {
     pub store: StoreKind,
     pub sqlite_file: PathBuf,
+    /// `redis://host:port/db`, for `store = "redis"`.
+    pub redis_url: String,
     pub cookie_name: String,
     pub pending_login_ttl_secs: i64,
     pub max_pending_logins: usize,
@@ -313,6 +346,22 @@ fn validate(
     }
     let issuer_url =
         Url::parse(&k.issuer_url).map_err(|e| invalid(format!("keycloak.issuer_url: {e}")))?;
+    let internal_url = match k.internal_url.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(text) => {
+            let url =
+                Url::parse(text).map_err(|e| invalid(format!("keycloak.internal_url: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https")
+                || url.path() != "/"
+                || url.query().is_some()
+            {
+                return Err(invalid(
+                    "keycloak.internal_url must be an origin such as http://keycloak:8080",
+                ));
+            }
+            Some(url)
+        }
+    };
     if !matches!(issuer_url.scheme(), "http" | "https") {
         return Err(invalid("keycloak.issuer_url must be http or https"));
     }
@@ -355,6 +404,14 @@ fn validate(
     let settings = AuthSettings {
         public_url,
         brand: a.brand,
+        metrics_addr: match a.metrics_addr.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(addr) => Some(addr.parse().map_err(|e| {
+                invalid(format!(
+                    "auth.metrics_addr {addr:?} is not an address such as 127.0.0.1:9100: {e}"
+                ))
+            })?),
+        },
         ui: UiConfig {
             route_prefix,
             channel: a.channel,
@@ -362,6 +419,7 @@ fn validate(
         },
         keycloak: KeycloakSettings {
             issuer_url,
+            internal_url,
             client_id: k.client_id,
             client_secret,
             http_timeout: Duration::from_secs(k.http_timeout_secs),
@@ -373,6 +431,7 @@ fn validate(
         session: SessionSettings {
             store: s.store,
             sqlite_file: s.sqlite_file,
+            redis_url: s.redis_url,
             cookie_name: s.cookie_name,
             pending_login_ttl_secs: s.pending_login_ttl_secs.clamp(30, 3600) as i64,
             max_pending_logins: s.max_pending_logins.clamp(1, 20) as usize,
@@ -392,6 +451,12 @@ fn validate(
         .keycloak
         .check_transport("keycloak.issuer_url", &settings.keycloak.issuer_url)
         .map_err(invalid)?;
+    if let Some(internal) = &settings.keycloak.internal_url {
+        settings
+            .keycloak
+            .check_transport("keycloak.internal_url", internal)
+            .map_err(invalid)?;
+    }
     Ok(settings)
 }
 
@@ -790,6 +855,50 @@ mod tests {
         .map(|e| e.to_string())
         .unwrap_or_default();
         assert!(e.contains("page_siz"), "{e}");
+    }
+
+    #[test]
+    fn the_internal_url_moves_only_the_public_issuers_urls_and_must_be_an_origin() {
+        let s = parse(
+            FILE,
+            &env(&[
+                ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+                ("APP_KEYCLOAK_ISSUER_URL", "https://sso.example/realms/r"),
+                ("APP_KEYCLOAK_INTERNAL_URL", "http://127.0.0.1:8080"),
+            ]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let k = &s.auth.keycloak;
+        let url = |u: &str| Url::parse(u).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            k.internal(&url(
+                "https://sso.example/realms/r/protocol/openid-connect/token"
+            ))
+            .as_str(),
+            "http://127.0.0.1:8080/realms/r/protocol/openid-connect/token"
+        );
+        assert_eq!(
+            k.internal(&url("https://elsewhere.example/x")).as_str(),
+            "https://elsewhere.example/x"
+        );
+        for bad in ["http://127.0.0.1:8080/realms/r", "ftp://kc", "not a url"] {
+            let e = err(
+                FILE,
+                &[
+                    ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+                    ("APP_KEYCLOAK_INTERNAL_URL", bad),
+                ],
+            );
+            assert!(e.contains("keycloak.internal_url"), "{bad}: {e}");
+        }
+        let e = err(
+            FILE,
+            &[
+                ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+                ("APP_KEYCLOAK_INTERNAL_URL", "http://keycloak.internal:8080"),
+            ],
+        );
+        assert!(e.contains("allow_insecure_http"), "{e}");
     }
 
     #[test]

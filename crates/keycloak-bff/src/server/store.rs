@@ -3,6 +3,8 @@
 //! The browser only ever holds the opaque session id in an HttpOnly cookie; tokens live in the
 //! store. A session record that cannot be read counts as "no session", never as an error page.
 
+use crate::error::AppError;
+use crate::server::redis_store::{RedisBackend, Saved, LOCK_TTL_MS};
 use keycloak_bff_core::jwt::LogoutTarget;
 use keycloak_bff_core::refresh::TokenTimes;
 use keycloak_bff_core::KeycloakUser;
@@ -24,6 +26,7 @@ pub const AUTH_KEY: &str = "auth";
 enum Backend {
     Sqlite(SqliteStore, SqlitePool),
     Memory(Arc<Mutex<HashMap<Id, Record>>>),
+    Redis(RedisBackend),
 }
 
 /// Which app sessions belong to which Keycloak session (`sid`) and user (`sub`), kept up to date
@@ -46,6 +49,12 @@ pub struct AuthStore {
     ended_sids: Arc<Mutex<HashMap<String, i64>>>,
 }
 
+/// A session's refresh lock held across replicas; see [`AuthStore::lock_refresh`].
+pub struct RefreshLock {
+    id: String,
+    token: String,
+}
+
 /// How long an ended `sid` is remembered (longer than any Keycloak session lives).
 const ENDED_SID_TTL: i64 = 48 * 3600;
 
@@ -59,6 +68,10 @@ fn store_error(e: impl std::fmt::Display) -> session_store::Error {
 
 fn unix(t: time::OffsetDateTime) -> i64 {
     t.unix_timestamp()
+}
+
+fn now() -> i64 {
+    unix(time::OffsetDateTime::now_utc())
 }
 
 /// The Keycloak session (`sid`, if any) and user (`sub`) a session record belongs to.
@@ -125,6 +138,58 @@ impl AuthStore {
         })
     }
 
+    /// Sessions in Redis at `url`, shared with every replica; each command gives up after
+    /// `timeout` (Redis down: "unavailable", never a hang).
+    pub async fn redis(url: &str, timeout: std::time::Duration) -> Result<Self, String> {
+        Ok(Self {
+            backend: Backend::Redis(RedisBackend::connect(url, timeout).await?),
+            memory_index: Arc::default(),
+            ended_sids: Arc::default(),
+        })
+    }
+
+    /// Whether the store answers now (the readiness probe).
+    pub async fn is_ready(&self) -> bool {
+        match &self.backend {
+            Backend::Redis(r) => r.ping().await,
+            Backend::Sqlite(_, pool) => sqlx::query("SELECT 1").execute(pool).await.is_ok(),
+            Backend::Memory(_) => true,
+        }
+    }
+
+    /// Waits for the refresh lock of session `id` across every replica (Redis: a key with an
+    /// expiry, so that a holder that dies loses it after `LOCK_TTL_MS`). The other stores serve
+    /// one process, whose own lock suffices: `None` at once.
+    pub async fn lock_refresh(&self, id: &str) -> session_store::Result<Option<RefreshLock>> {
+        let Backend::Redis(r) = &self.backend else {
+            return Ok(None);
+        };
+        let token = Id::default().to_string();
+        let wait = std::time::Duration::from_millis(LOCK_TTL_MS.unsigned_abs());
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            if r.try_lock(id, &token).await? {
+                return Ok(Some(RefreshLock {
+                    id: id.to_owned(),
+                    token,
+                }));
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(store_error("waited too long for the refresh lock"));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Releases a lock taken by [`AuthStore::lock_refresh`] (if it is still this holder's).
+    pub async fn unlock_refresh(&self, lock: RefreshLock) {
+        if let Backend::Redis(r) = &self.backend {
+            if let Err(e) = r.unlock(&lock.id, &lock.token).await {
+                tracing::warn!(error = %e, "could not release a refresh lock; it expires by itself");
+            }
+        }
+    }
+
     /// Sessions in this process's memory: gone at restart, swept like the others.
     pub fn memory() -> Self {
         Self {
@@ -134,14 +199,18 @@ impl AuthStore {
         }
     }
 
-    fn is_ended(&self, record: &Record) -> bool {
+    async fn is_ended(&self, record: &Record) -> session_store::Result<bool> {
         let Some((Some(sid), _)) = identity(record) else {
-            return false;
+            return Ok(false);
         };
-        self.ended_sids
+        if let Backend::Redis(r) = &self.backend {
+            return r.is_ended(&sid).await;
+        }
+        Ok(self
+            .ended_sids
             .lock()
             .map(|ended| ended.contains_key(&sid))
-            .unwrap_or(false)
+            .unwrap_or(false))
     }
 
     async fn index_record(&self, record: &Record) -> session_store::Result<()> {
@@ -162,6 +231,13 @@ impl AuthStore {
                 .map_err(store_error)?;
             }
             (Backend::Sqlite(..), None) => self.unindex(&id).await?,
+            (Backend::Redis(r), Some((sid, sub))) => {
+                r.index(&id, sid.as_deref(), &sub, unix(record.expiry_date), now())
+                    .await?
+            }
+            // Index sets keep ids of sessions that went away until they expire; deleting an id
+            // that no longer exists does nothing.
+            (Backend::Redis(_), None) => {}
             (Backend::Memory(_), identity) => {
                 let mut index = self.memory_index.lock().map_err(store_error)?;
                 match identity {
@@ -189,6 +265,7 @@ impl AuthStore {
                     .sessions
                     .remove(id);
             }
+            Backend::Redis(_) => {}
         }
         Ok(())
     }
@@ -215,6 +292,7 @@ impl AuthStore {
                 .map_err(store_error)?;
                 Ok(inserted.rows_affected() == 1)
             }
+            Backend::Redis(r) => r.first_use(&target.jti, target.replay_until, now).await,
             Backend::Memory(_) => {
                 let mut index = self.memory_index.lock().map_err(store_error)?;
                 let seen = &mut index.logout_jtis;
@@ -231,6 +309,9 @@ impl AuthStore {
 
     async fn remember_ended(&self, sid: &str, now: i64) -> session_store::Result<()> {
         let until = now.saturating_add(ENDED_SID_TTL);
+        if let Backend::Redis(r) = &self.backend {
+            return r.remember_ended(sid, ENDED_SID_TTL).await;
+        }
         {
             let mut ended = self.ended_sids.lock().map_err(store_error)?;
             ended.retain(|_, until| *until > now);
@@ -277,6 +358,7 @@ impl AuthStore {
                     .await
                     .map_err(store_error)?
             }
+            (Backend::Redis(r), sid, sub) => r.indexed(sid, sub).await?,
             (Backend::Memory(_), sid, sub) => self
                 .memory_index
                 .lock()
@@ -292,6 +374,11 @@ impl AuthStore {
         };
         let mut deleted = 0;
         for id in ids {
+            if let Backend::Redis(r) = &self.backend {
+                // The index sets may still name sessions that went away.
+                deleted += usize::from(r.delete(&id).await?);
+                continue;
+            }
             if let Ok(parsed) = id.parse::<Id>() {
                 self.delete(&parsed).await?;
                 deleted += 1;
@@ -332,6 +419,8 @@ impl AuthStore {
                 index.sessions.retain(|_, (_, expires)| *expires > now);
                 index.logout_jtis.retain(|_, until| *until > now);
             }
+            // Redis expires every key itself.
+            Backend::Redis(_) => {}
         }
         Ok(())
     }
@@ -347,6 +436,7 @@ impl AuthStore {
                 Ok(usize::try_from(n).unwrap_or(0))
             }
             Backend::Memory(records) => Ok(records.lock().map_err(store_error)?.len()),
+            Backend::Redis(r) => r.len().await,
         }
     }
 
@@ -368,6 +458,10 @@ impl AuthStore {
     async fn backend_load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         match &self.backend {
             Backend::Sqlite(s, _) => s.load(id).await,
+            Backend::Redis(r) => Ok(r
+                .load(id)
+                .await?
+                .filter(|r| r.expiry_date > time::OffsetDateTime::now_utc())),
             Backend::Memory(records) => {
                 let now = time::OffsetDateTime::now_utc();
                 Ok(records
@@ -384,11 +478,12 @@ impl AuthStore {
 #[async_trait::async_trait]
 impl SessionStore for AuthStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        if self.is_ended(record) {
+        if self.is_ended(record).await? {
             return Ok(());
         }
         match &self.backend {
             Backend::Sqlite(s, _) => s.create(record).await?,
+            Backend::Redis(r) => r.create(record, token_rank(record), now()).await?,
             Backend::Memory(records) => {
                 let mut records = records.lock().map_err(store_error)?;
                 while records.contains_key(&record.id) {
@@ -404,8 +499,26 @@ impl SessionStore for AuthStore {
     /// meanwhile (signed out, ended by back-channel logout, expired), and never replacing a newer
     /// token set with an older one ([`keep_newer_tokens`]).
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        if self.is_ended(record) {
+        if self.is_ended(record).await? {
             return self.delete(&record.id).await;
+        }
+        if let Backend::Redis(r) = &self.backend {
+            // Atomic in Redis: written only over a record that exists and whose token set is not
+            // newer; otherwise merged with what another replica wrote, and tried again.
+            let mut record = Cow::Borrowed(record);
+            for _ in 0..5 {
+                match r.save(&record, token_rank(&record), now()).await? {
+                    Saved::Done => return self.index_record(&record).await,
+                    Saved::Gone => return Ok(()),
+                    Saved::Stale => {
+                        let Some(stored) = r.load(&record.id).await? else {
+                            return Ok(());
+                        };
+                        record = Cow::Owned(keep_newer_tokens(&record, &stored).into_owned());
+                    }
+                }
+            }
+            return Err(store_error("the session kept changing while being saved"));
         }
         let Some(stored) = self.backend_load(&record.id).await? else {
             tracing::debug!("a late write to a session that is gone was dropped");
@@ -420,13 +533,14 @@ impl SessionStore for AuthStore {
                     .map_err(store_error)?
                     .insert(record.id, record.as_ref().clone());
             }
+            Backend::Redis(_) => {}
         }
         self.index_record(&record).await
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         match self.backend_load(id).await? {
-            Some(r) if self.is_ended(&r) => {
+            Some(r) if self.is_ended(&r).await? => {
                 self.delete(id).await?;
                 Ok(None)
             }
@@ -439,6 +553,9 @@ impl SessionStore for AuthStore {
             Backend::Sqlite(s, _) => s.delete(id).await?,
             Backend::Memory(records) => {
                 records.lock().map_err(store_error)?.remove(id);
+            }
+            Backend::Redis(r) => {
+                r.delete(&id.to_string()).await?;
             }
         }
         self.unindex(&id.to_string()).await
@@ -499,19 +616,24 @@ impl AuthSession {
 }
 
 /// The signed-in session, if any and not past its end. A record that does not deserialize (for
-/// example written by an older version) counts as signed out.
-pub async fn auth_session(session: &Session, now: i64) -> Option<AuthSession> {
+/// example written by an older version) counts as signed out; a store that does not answer is
+/// [`AppError::StoreUnavailable`]: nobody is signed out by an outage.
+pub async fn auth_session(session: &Session, now: i64) -> Result<Option<AuthSession>, AppError> {
     match session.get::<AuthSession>(AUTH_KEY).await {
-        Ok(Some(auth)) if now < auth.user.session_expires_at => Some(auth),
+        Ok(Some(auth)) if now < auth.user.session_expires_at => Ok(Some(auth)),
         Ok(Some(_)) => {
             tracing::info!("session has reached its end");
             let _ = session.remove_value(AUTH_KEY).await;
-            None
+            Ok(None)
         }
-        Ok(None) => None,
+        Ok(None) => Ok(None),
+        Err(tower_sessions::session::Error::Store(session_store::Error::Backend(e))) => {
+            tracing::warn!(error = %e, "the session store does not answer");
+            Err(AppError::StoreUnavailable)
+        }
         Err(e) => {
             tracing::warn!(error = %e, "unreadable session record; treating as signed out");
-            None
+            Ok(None)
         }
     }
 }
@@ -527,6 +649,7 @@ pub fn keep_session_end(session: &Session, auth: &AuthSession) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::redis_store::TestRedis;
     use serde_json::json;
     use time::OffsetDateTime;
 
@@ -570,13 +693,22 @@ mod tests {
         }
     }
 
-    async fn both_stores() -> Vec<AuthStore> {
-        vec![sqlite_store().await, AuthStore::memory()]
+    /// The three backends, the Redis one on a throw-away server that lives as long as the guard.
+    async fn all_stores() -> (Vec<AuthStore>, TestRedis) {
+        let redis = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+        let store = AuthStore::redis(&redis.url(), std::time::Duration::from_secs(2))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        (
+            vec![sqlite_store().await, AuthStore::memory(), store],
+            redis,
+        )
     }
 
     #[tokio::test]
     async fn back_channel_logout_deletes_every_session_of_the_keycloak_session_and_no_other() {
-        for store in both_stores().await {
+        let (stores, _redis) = all_stores().await;
+        for store in stores {
             let mut a1 = signed_in("sid-a", "alice", 600);
             let mut a2 = signed_in("sid-a", "alice", 600);
             let mut b = signed_in("sid-b", "bob", 600);
@@ -596,7 +728,8 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_sid_every_session_of_the_user_ends() {
-        for store in both_stores().await {
+        let (stores, _redis) = all_stores().await;
+        for store in stores {
             let mut a1 = signed_in("s1", "alice", 600);
             let mut a2 = signed_in("s2", "alice", 600);
             let mut b = signed_in("s3", "bob", 600);
@@ -614,7 +747,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_in_flight_cannot_bring_an_ended_session_back() {
-        for store in both_stores().await {
+        let (stores, _redis) = all_stores().await;
+        for store in stores {
             let mut r = signed_in("sid-x", "alice", 600);
             store.create(&mut r).await.expect("create");
             store
@@ -665,7 +799,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_late_write_of_a_session_never_puts_back_a_spent_refresh_token() {
-        for store in both_stores().await {
+        let (stores, _redis) = all_stores().await;
+        for store in stores {
             let mut first = with_generation(signed_in("sid-d", "alice", 600), 0, "spent");
             store.create(&mut first).await.expect("create");
             // Tab A rotates the tokens; tab B read the session before and writes it afterwards.
@@ -682,7 +817,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_late_write_cannot_bring_back_a_session_that_was_signed_out() {
-        for store in both_stores().await {
+        let (stores, _redis) = all_stores().await;
+        for store in stores {
             let mut r = signed_in("sid-o", "alice", 600);
             store.create(&mut r).await.expect("create");
             store.delete(&r.id).await.expect("sign out");
@@ -765,21 +901,123 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_logout_token_is_used_once_in_memory_too() {
-        let store = AuthStore::memory();
+    async fn a_logout_token_is_used_once_in_every_store() {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
         let target = LogoutTarget {
             sid: None,
             sub: Some("alice".into()),
             jti: "j".into(),
-            replay_until: 100,
+            replay_until: now + 100,
         };
-        assert!(store
-            .first_use_of_logout_token(&target, 0)
+        let (stores, _redis) = all_stores().await;
+        for store in stores {
+            assert!(store
+                .first_use_of_logout_token(&target, now)
+                .await
+                .expect("1"));
+            assert!(!store
+                .first_use_of_logout_token(&target, now + 50)
+                .await
+                .expect("2"));
+        }
+    }
+
+    #[tokio::test]
+    async fn redis_keeps_used_logout_tokens_and_ended_sessions_for_every_replica_and_restart() {
+        let redis = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+        let url = redis.url();
+        let connect = || AuthStore::redis(&url, std::time::Duration::from_secs(2));
+        let (a, b) = (connect().await.expect("a"), connect().await.expect("b"));
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let target = LogoutTarget {
+            sid: Some("sid-r".into()),
+            sub: None,
+            jti: "jti-r".into(),
+            replay_until: now + 600,
+        };
+        let mut r = signed_in("sid-r", "alice", 600);
+        b.create(&mut r).await.expect("create on b");
+        assert!(a.first_use_of_logout_token(&target, now).await.expect("a"));
+        assert_eq!(
+            a.end_keycloak_session(Some("sid-r"), None, now)
+                .await
+                .expect("end"),
+            1
+        );
+        assert!(
+            b.load(&r.id).await.expect("load").is_none(),
+            "gone on b too"
+        );
+        let restarted = connect().await.expect("restarted");
+        assert!(!restarted
+            .first_use_of_logout_token(&target, now)
             .await
-            .expect("1"));
-        assert!(!store
-            .first_use_of_logout_token(&target, 50)
+            .expect("replay"));
+        let mut late = signed_in("sid-r", "alice", 600);
+        restarted.create(&mut late).await.expect("late create");
+        assert!(restarted.load(&late.id).await.expect("load").is_none());
+    }
+
+    #[tokio::test]
+    async fn one_replica_at_a_time_holds_a_sessions_refresh_lock() {
+        let redis = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+        let url = redis.url();
+        let connect = || AuthStore::redis(&url, std::time::Duration::from_secs(2));
+        let (a, b) = (connect().await.expect("a"), connect().await.expect("b"));
+        let held = a
+            .lock_refresh("s1")
             .await
-            .expect("2"));
+            .expect("lock")
+            .expect("redis lock");
+        let waiting = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let lock = b
+                .lock_refresh("s1")
+                .await
+                .expect("lock")
+                .expect("redis lock");
+            (started.elapsed(), b, lock)
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished(), "b waits while a holds the lock");
+        a.unlock_refresh(held).await;
+        let (waited, b, lock) = waiting.await.expect("task");
+        assert!(waited >= std::time::Duration::from_millis(300));
+        b.unlock_refresh(lock).await;
+        // Another session's lock is independent.
+        let other = a
+            .lock_refresh("s2")
+            .await
+            .expect("lock")
+            .expect("redis lock");
+        a.unlock_refresh(other).await;
+    }
+
+    #[tokio::test]
+    async fn a_redis_outage_is_an_error_not_a_missing_session_and_heals() {
+        let mut redis = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+        let store = AuthStore::redis(&redis.url(), std::time::Duration::from_millis(500))
+            .await
+            .expect("store");
+        let mut r = signed_in("sid-o", "alice", 600);
+        store.create(&mut r).await.expect("create");
+        redis.stop();
+        assert!(
+            store.load(&r.id).await.is_err(),
+            "down: an error, not a missing session"
+        );
+        assert!(!store.is_ready().await);
+        redis.restart().expect("restart");
+        let mut again = signed_in("sid-o2", "bob", 600);
+        let mut healed = false;
+        for _ in 0..50 {
+            if store.create(&mut again).await.is_ok() {
+                healed = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(healed, "the store reconnects by itself");
+        assert!(store.is_ready().await);
     }
 }

@@ -1,0 +1,66 @@
+//! What orchestrators and load balancers ask: `GET /health/live` (the process answers),
+//! `GET /health/ready` (the session store answers and Keycloak's discovery document is known;
+//! 503 with the part that is not ready), and `GET /metrics` (Prometheus text format), unless
+//! `auth.metrics_addr` moves it to an address of its own.
+
+use crate::server::auth::KeycloakAuth;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+pub async fn live() -> Response {
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({"status": "live"})),
+    )
+        .into_response()
+}
+
+pub async fn ready(State(auth): State<KeycloakAuth>) -> Response {
+    let store = auth.store().is_ready().await;
+    let keycloak = auth.oidc().provider().await.is_ok();
+    let word = |ok: bool| if ok { "ready" } else { "unavailable" };
+    let status = if store && keycloak {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({
+            "status": word(store && keycloak),
+            "store": word(store),
+            "keycloak": word(keycloak),
+        })),
+    )
+        .into_response()
+}
+
+pub async fn metrics(State(auth): State<KeycloakAuth>) -> Response {
+    auth.metrics().response()
+}
+
+/// Records how long each auth route takes (`auth_request_seconds{route}`).
+pub async fn measure(State(auth): State<KeycloakAuth>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().rsplit('/').next().unwrap_or_default().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let label = match route.as_deref() {
+        Some("login") => "login",
+        Some("callback") => "callback",
+        Some("logout") => "logout",
+        Some("refresh") => "refresh",
+        Some("backchannel-logout") => "backchannel_logout",
+        _ => "other",
+    };
+    auth.metrics()
+        .observe(label, started.elapsed().as_secs_f64());
+    response
+}

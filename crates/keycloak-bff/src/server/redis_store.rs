@@ -1,0 +1,400 @@
+//! The Redis backend of [`crate::server::store::AuthStore`] (`session.store = "redis"`), on the
+//! `fred` client: every piece of cross-request state lives in Redis, so that any number of
+//! replicas share it.
+//!
+//! | key | holds | expires |
+//! |---|---|---|
+//! | `kcbff:s:<id>` | the session record (JSON) | with the record |
+//! | `kcbff:g:<id>` | the rank of its token set (0 none, 1 + rotations) | with the record |
+//! | `kcbff:sid:<sid>`, `kcbff:sub:<sub>` | the ids of the sessions of a Keycloak session, of a user | with their last record |
+//! | `kcbff:ended:<sid>` | a Keycloak session ended by back-channel logout | 48 h |
+//! | `kcbff:jti:<jti>` | a logout token already used | when it would be refused anyway |
+//! | `kcbff:lock:<id>` | the refresh lock of a session (its holder's random token) | [`LOCK_TTL_MS`] |
+//! | `kcbff:backoff:<id>` | the refresh back-off of a session (JSON) | a while after its retry time |
+//!
+//! Writes that must not race are Lua scripts: a record is saved only if it still exists and its
+//! token set is not older than the stored one; a lock is released only by its holder.
+
+use fred::clients::Pool;
+use fred::interfaces::{ClientLike, KeysInterface, LuaInterface, SetsInterface};
+use fred::types::config::Config;
+use fred::types::{Expiration, SetOptions};
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store;
+
+/// A refresh lock is released by its holder, or lost at this age (a holder that died mid-refresh).
+pub const LOCK_TTL_MS: i64 = 15_000;
+
+const PREFIX: &str = "kcbff:";
+
+fn key(kind: &str, name: &str) -> String {
+    format!("{PREFIX}{kind}:{name}")
+}
+
+fn backend_error(e: impl std::fmt::Display) -> session_store::Error {
+    session_store::Error::Backend(format!("redis: {e}"))
+}
+
+/// Saves a record over one that still exists, unless the stored token set is newer.
+/// KEYS: record, rank. ARGV: record JSON, its rank, expiry (Unix seconds).
+/// Returns -1 when the record is gone, the stored rank when it is newer, 0 when saved.
+const SAVE_SCRIPT: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local stored = tonumber(redis.call('GET', KEYS[2]) or '0')
+if stored > tonumber(ARGV[2]) then return stored end
+redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2], 'EXAT', ARGV[3])
+return 0
+"#;
+
+/// Creates a record unless its id is taken. KEYS: record, rank. ARGV: JSON, rank, expiry.
+const CREATE_SCRIPT: &str = r#"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EXAT', ARGV[3]) then
+  redis.call('SET', KEYS[2], ARGV[2], 'EXAT', ARGV[3])
+  return 1
+end
+return 0
+"#;
+
+/// Adds a session id to an index set, which then lives at least until `ARGV[2]` seconds.
+const INDEX_SCRIPT: &str = r#"
+redis.call('SADD', KEYS[1], ARGV[1])
+local ttl = tonumber(ARGV[2])
+if redis.call('TTL', KEYS[1]) < ttl then redis.call('EXPIRE', KEYS[1], ttl) end
+return 1
+"#;
+
+/// Deletes the lock only if `ARGV[1]` still holds it.
+const UNLOCK_SCRIPT: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+/// What a conditional save came to.
+pub enum Saved {
+    Done,
+    /// The record no longer exists (signed out, ended, expired): nothing was written.
+    Gone,
+    /// The stored token set is newer: merge and try again.
+    Stale,
+}
+
+#[derive(Clone)]
+pub struct RedisBackend {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackend").finish_non_exhaustive()
+    }
+}
+
+fn expiry_secs(record: &Record, now: i64) -> i64 {
+    record.expiry_date.unix_timestamp().max(now + 1)
+}
+
+impl RedisBackend {
+    /// Connects to `url` (`redis://host:port/db`), a few connections, reconnecting for ever with
+    /// a capped back-off; every command times out after `timeout`, so that a Redis that is down
+    /// answers "unavailable" instead of hanging requests.
+    pub async fn connect(url: &str, timeout: std::time::Duration) -> Result<Self, String> {
+        let config = Config::from_url(url).map_err(|e| format!("session.redis_url: {e}"))?;
+        let perf = fred::types::config::PerformanceConfig {
+            default_command_timeout: timeout,
+            ..Default::default()
+        };
+        let connection = fred::types::config::ConnectionConfig {
+            connection_timeout: timeout,
+            max_command_attempts: 1,
+            ..Default::default()
+        };
+        let policy = fred::types::config::ReconnectPolicy::new_exponential(0, 100, 2_000, 2);
+        let pool = Pool::new(config, Some(perf), Some(connection), Some(policy), 4)
+            .map_err(|e| format!("redis: {e}"))?;
+        pool.init().await.map_err(|e| format!("redis {url}: {e}"))?;
+        Ok(Self { pool })
+    }
+
+    /// Whether Redis answers now (for the readiness probe).
+    pub async fn ping(&self) -> bool {
+        self.pool.ping::<String>(None).await.is_ok()
+    }
+
+    pub async fn create(
+        &self,
+        record: &mut Record,
+        rank: u64,
+        now: i64,
+    ) -> session_store::Result<()> {
+        let json = serde_json::to_string(&*record).map_err(backend_error)?;
+        let exat = expiry_secs(record, now);
+        loop {
+            let id = record.id.to_string();
+            let created: i64 = self
+                .pool
+                .eval(
+                    CREATE_SCRIPT,
+                    vec![key("s", &id), key("g", &id)],
+                    vec![json.clone(), rank.to_string(), exat.to_string()],
+                )
+                .await
+                .map_err(backend_error)?;
+            if created == 1 {
+                return Ok(());
+            }
+            record.id = Id::default();
+        }
+    }
+
+    pub async fn save(&self, record: &Record, rank: u64, now: i64) -> session_store::Result<Saved> {
+        let id = record.id.to_string();
+        let json = serde_json::to_string(record).map_err(backend_error)?;
+        let answer: i64 = self
+            .pool
+            .eval(
+                SAVE_SCRIPT,
+                vec![key("s", &id), key("g", &id)],
+                vec![json, rank.to_string(), expiry_secs(record, now).to_string()],
+            )
+            .await
+            .map_err(backend_error)?;
+        Ok(match answer {
+            0 => Saved::Done,
+            -1 => Saved::Gone,
+            _ => Saved::Stale,
+        })
+    }
+
+    pub async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let json: Option<String> = self
+            .pool
+            .get(key("s", &id.to_string()))
+            .await
+            .map_err(backend_error)?;
+        match json {
+            Some(json) => serde_json::from_str(&json)
+                .map(Some)
+                .map_err(|e| session_store::Error::Decode(e.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes a session; whether it existed.
+    pub async fn delete(&self, id: &str) -> session_store::Result<bool> {
+        let existed: i64 = self.pool.del(key("s", id)).await.map_err(backend_error)?;
+        self.pool
+            .del::<i64, _>(vec![key("g", id), key("backoff", id)])
+            .await
+            .map_err(backend_error)?;
+        Ok(existed > 0)
+    }
+
+    /// Indexes a signed-in session under its Keycloak session and user, until it expires.
+    pub async fn index(
+        &self,
+        id: &str,
+        sid: Option<&str>,
+        sub: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> session_store::Result<()> {
+        let ttl = (expires_at - now).max(1).to_string();
+        let mut sets = vec![key("sub", sub)];
+        if let Some(sid) = sid {
+            sets.push(key("sid", sid));
+        }
+        for set in sets {
+            self.pool
+                .eval::<i64, _, _, _>(INDEX_SCRIPT, vec![set], vec![id.to_owned(), ttl.clone()])
+                .await
+                .map_err(backend_error)?;
+        }
+        Ok(())
+    }
+
+    /// The ids indexed under a Keycloak session (`sid`) or else a user (`sub`).
+    pub async fn indexed(
+        &self,
+        sid: Option<&str>,
+        sub: Option<&str>,
+    ) -> session_store::Result<Vec<String>> {
+        let set = match (sid, sub) {
+            (Some(sid), _) => key("sid", sid),
+            (None, Some(sub)) => key("sub", sub),
+            (None, None) => return Ok(Vec::new()),
+        };
+        let ids: Vec<String> = self.pool.smembers(&set).await.map_err(backend_error)?;
+        if !ids.is_empty() {
+            self.pool
+                .srem::<i64, _, _>(&set, ids.clone())
+                .await
+                .map_err(backend_error)?;
+        }
+        Ok(ids)
+    }
+
+    pub async fn remember_ended(&self, sid: &str, ttl_secs: i64) -> session_store::Result<()> {
+        self.pool
+            .set::<(), _, _>(
+                key("ended", sid),
+                "1",
+                Some(Expiration::EX(ttl_secs.max(1))),
+                None,
+                false,
+            )
+            .await
+            .map_err(backend_error)
+    }
+
+    pub async fn is_ended(&self, sid: &str) -> session_store::Result<bool> {
+        let n: i64 = self
+            .pool
+            .exists(key("ended", sid))
+            .await
+            .map_err(backend_error)?;
+        Ok(n > 0)
+    }
+
+    /// Records a logout token's id until `until`; false when it was already there.
+    pub async fn first_use(&self, jti: &str, until: i64, now: i64) -> session_store::Result<bool> {
+        let set: Option<String> = self
+            .pool
+            .set(
+                key("jti", jti),
+                "1",
+                Some(Expiration::EXAT(until.max(now + 1))),
+                Some(SetOptions::NX),
+                false,
+            )
+            .await
+            .map_err(backend_error)?;
+        Ok(set.is_some())
+    }
+
+    /// Takes the refresh lock of session `id` with `token`; false when another holds it.
+    pub async fn try_lock(&self, id: &str, token: &str) -> session_store::Result<bool> {
+        let set: Option<String> = self
+            .pool
+            .set(
+                key("lock", id),
+                token,
+                Some(Expiration::PX(LOCK_TTL_MS)),
+                Some(SetOptions::NX),
+                false,
+            )
+            .await
+            .map_err(backend_error)?;
+        Ok(set.is_some())
+    }
+
+    pub async fn unlock(&self, id: &str, token: &str) -> session_store::Result<()> {
+        self.pool
+            .eval::<i64, _, _, _>(UNLOCK_SCRIPT, vec![key("lock", id)], vec![token.to_owned()])
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+
+    pub async fn get_backoff(&self, id: &str) -> session_store::Result<Option<String>> {
+        self.pool
+            .get(key("backoff", id))
+            .await
+            .map_err(backend_error)
+    }
+
+    pub async fn set_backoff(
+        &self,
+        id: &str,
+        json: Option<&str>,
+        ttl_secs: i64,
+    ) -> session_store::Result<()> {
+        let k = key("backoff", id);
+        match json {
+            Some(json) => {
+                self.pool
+                    .set::<(), _, _>(k, json, Some(Expiration::EX(ttl_secs.max(1))), None, false)
+                    .await
+            }
+            None => self.pool.del::<(), _>(k).await,
+        }
+        .map_err(backend_error)
+    }
+
+    /// How many session records Redis holds.
+    pub async fn len(&self) -> session_store::Result<usize> {
+        let n: i64 = self
+            .pool
+            .eval(
+                "return #redis.call('KEYS', ARGV[1])",
+                Vec::<String>::new(),
+                vec![format!("{PREFIX}s:*")],
+            )
+            .await
+            .map_err(backend_error)?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+}
+
+/// A throw-away `redis-server` for tests (of this crate and of apps that use it): its own port,
+/// no persistence, stopped when dropped. Needs `redis-server` on `PATH` (Debian's package).
+pub struct TestRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl TestRedis {
+    /// Starts one and waits until it answers.
+    pub fn start() -> Result<Self, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let child = Self::spawn(port)?;
+        Ok(Self { child, port })
+    }
+
+    fn spawn(port: u16) -> Result<std::process::Child, String> {
+        let mut child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--loglevel", "warning"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("redis-server: {e} (install Debian's redis-server)"))?;
+        for _ in 0..300 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(child);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        Err(format!("redis-server did not answer on port {port}"))
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops it now (a Redis outage); [`TestRedis::restart`] brings it back on the same port.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port (empty: no persistence).
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.stop();
+        self.child = Self::spawn(self.port)?;
+        Ok(())
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

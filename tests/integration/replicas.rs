@@ -1,0 +1,235 @@
+//! Several replicas of the app on one Redis (`session.store = "redis"`): what one replica does to
+//! a session, every replica sees, and a session is refreshed once however many replicas serve
+//! it at the same moment. Real Redis (a throw-away `redis-server`), real Keycloak (`demo-short`:
+//! 10-second access tokens, refresh tokens rotated with reuse 0).
+
+use crate::common::*;
+use keycloak_bff::server::redis_store::TestRedis;
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::time::Duration;
+
+/// Two replicas of the app on the Redis at `url`, against `demo-short`, sharing one browser.
+async fn two_replicas(url: &str) -> (TestApp, TestApp) {
+    let mut overrides = SHORT_REALM.to_vec();
+    overrides.extend_from_slice(&[
+        ("APP_SESSION_STORE", "redis"),
+        ("APP_SESSION_REDIS_URL", url),
+    ]);
+    let browser = browser();
+    let a = spawn_app_in(
+        tempfile::tempdir().expect("tmp"),
+        browser.clone(),
+        &overrides,
+    )
+    .await;
+    let b = spawn_app_in(tempfile::tempdir().expect("tmp"), browser, &overrides).await;
+    (a, b)
+}
+
+fn refreshes(apps: &[&TestApp]) -> u64 {
+    apps.iter()
+        .map(|app| metric(&app.state.auth.metrics().token_refreshes))
+        .sum()
+}
+
+#[tokio::test]
+async fn two_hundred_calls_spread_over_two_replicas_after_expiry_make_exactly_one_refresh() {
+    let redis = TestRedis::start().expect("redis-server");
+    let admin = KeycloakAdmin::new("demo-short");
+    let user = admin.create_user("replicas", &["viewer"]).await;
+    let (a, b) = two_replicas(&redis.url()).await;
+    assert_eq!(
+        a.login_as(&user.username, "/").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        b.current_user().await["username"],
+        user.username.as_str(),
+        "the session signed in on A is there on B"
+    );
+    tokio::time::sleep(Duration::from_secs(SHORT_TOKEN_SECS + 1)).await;
+
+    let calls = (0..200).map(|i| {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let (client, url) = (app.client.clone(), app.url("/api/current_user"));
+        tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .header("origin", PUBLIC_ORIGIN)
+                .send()
+                .await
+                .expect("POST");
+            (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
+        })
+    });
+    let calls: Vec<_> = calls.collect();
+    for call in calls {
+        let (status, user_json) = call.await.expect("task");
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(user_json["username"], user.username.as_str(), "signed in");
+    }
+    assert_eq!(refreshes(&[&a, &b]), 1, "one refresh for both replicas");
+    // Keycloak rotates refresh tokens with reuse 0: a second use would have ended the session.
+    assert_eq!(a.current_user().await["username"], user.username.as_str());
+    assert_eq!(b.current_user().await["username"], user.username.as_str());
+    assert_eq!(refreshes(&[&a, &b]), 1, "the fresh tokens are shared");
+    admin.delete_user(&user).await;
+}
+
+#[tokio::test]
+async fn signing_out_on_one_replica_signs_out_on_every_replica() {
+    let redis = TestRedis::start().expect("redis-server");
+    let (a, b) = two_replicas(&redis.url()).await;
+    a.sign_in("paul").await;
+    assert_eq!(b.current_user().await["username"], "paul");
+    assert_eq!(
+        b.post("/auth/logout", Some(PUBLIC_ORIGIN)).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(a.current_user().await, Value::Null);
+}
+
+#[tokio::test]
+async fn with_redis_down_pages_answer_503_nobody_is_signed_out_and_it_heals_by_itself() {
+    let mut redis = TestRedis::start().expect("redis-server");
+    let (a, _b) = two_replicas(&redis.url()).await;
+    a.sign_in("paul").await;
+    redis.stop();
+    let r = a.post("/api/current_user", Some(PUBLIC_ORIGIN)).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let page = a.get("/profile").await;
+    assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+    redis.restart().expect("redis back");
+    // Without persistence the restarted Redis is empty: this checks the app heals, not the data
+    // (a Redis with append-only persistence keeps the sessions; see the cluster script).
+    let mut healed = false;
+    for _ in 0..50 {
+        if a.post("/api/current_user", Some(PUBLIC_ORIGIN))
+            .await
+            .status()
+            == StatusCode::OK
+        {
+            healed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(healed, "answers again once Redis is back");
+}
+
+async fn ready(app: &TestApp) -> (StatusCode, Value) {
+    let r = app.get("/health/ready").await;
+    (r.status(), r.json().await.expect("JSON"))
+}
+
+#[tokio::test]
+async fn readiness_follows_the_session_store_and_liveness_only_the_process() {
+    let mut redis = TestRedis::start().expect("redis-server");
+    let (a, _b) = two_replicas(&redis.url()).await;
+    assert_eq!(a.get("/health/live").await.status(), StatusCode::OK);
+    let (status, body) = ready(&a).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    redis.stop();
+    let (status, body) = ready(&a).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["store"], "unavailable");
+    assert_eq!(body["keycloak"], "ready");
+    assert_eq!(a.get("/health/live").await.status(), StatusCode::OK);
+    redis.restart().expect("redis back");
+    let mut back = false;
+    for _ in 0..50 {
+        if ready(&a).await.0 == StatusCode::OK {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "ready again once Redis is back");
+}
+
+/// The value of the Prometheus sample `name` (with its labels as written), 0 when absent.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_count_the_sign_ins_refreshes_and_refused_tokens_the_test_caused() {
+    let app = spawn_app_in(
+        tempfile::tempdir().expect("tmp"),
+        browser(),
+        &[("APP_SESSION_REFRESH_MARGIN_SECS", "3600")],
+    )
+    .await;
+    app.sign_in("paul").await;
+    // A margin longer than the token's life: this call refreshes.
+    assert_eq!(app.current_user().await["username"], "paul");
+    let refused = app
+        .client
+        .get(app.url("/api/v1/me"))
+        .bearer_auth("not-a-token")
+        .send()
+        .await
+        .expect("bearer");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let r = app.get("/metrics").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.expect("text");
+    assert_eq!(
+        sample(&text, r#"keycloak_bff_sign_ins_total{outcome="started"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, r#"keycloak_bff_sign_ins_total{outcome="completed"}"#),
+        1.0
+    );
+    assert!(
+        sample(&text, r#"keycloak_bff_refreshes_total{outcome="ok"}"#) >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"keycloak_bff_bearer_refused_total{reason="malformed"}"#
+        ),
+        1.0
+    );
+    assert!(
+        sample(
+            &text,
+            r#"keycloak_bff_auth_request_seconds_count{route="callback"}"#
+        ) >= 1.0,
+        "{text}"
+    );
+    assert!(!contains_jwt(&text));
+}
+
+#[tokio::test]
+async fn metrics_can_live_on_an_address_of_their_own() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let app = spawn_app_in(
+        tempfile::tempdir().expect("tmp"),
+        browser(),
+        &[("APP_AUTH_METRICS_ADDR", addr.as_str())],
+    )
+    .await;
+    assert_eq!(app.get("/metrics").await.status(), StatusCode::NOT_FOUND);
+    let r = browser()
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r
+        .text()
+        .await
+        .expect("text")
+        .contains("# TYPE keycloak_bff_sign_ins counter"));
+}
