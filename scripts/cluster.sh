@@ -99,6 +99,15 @@ $servers    keepalive 32;
   }
   server {
     listen 127.0.0.1:3000;
+    # Keycloak pools back-channel connections and does not retry a delivery: like the app,
+    # close each one (nginx does not pass the app's hop-by-hop Connection: close on).
+    location = /auth/backchannel-logout {
+      keepalive_timeout 0;
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$http_host;
+    }
     location / {
       proxy_pass http://app;
       proxy_http_version 1.1;

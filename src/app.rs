@@ -97,7 +97,11 @@ fn UserMenu() -> impl IntoView {
                         <button type="submit" class="button subtle">"Sign out"</button>
                     </form>
                 }.into_any(),
-                _ => {
+                // Keycloak or the session store cannot say: not signed out, so no sign-in link.
+                Err(_) => view! {
+                    <span class="who muted" data-testid="session-unknown">"Session unavailable"</span>
+                }.into_any(),
+                Ok(None) => {
                     // Re-read the location so the link follows client-side navigation.
                     let _ = location.pathname.get();
                     view! {

@@ -243,3 +243,93 @@ async fn forged_and_replayed_logout_tokens_are_refused_and_delete_nothing() {
     assert_eq!(metric(&app.state.auth.metrics().backchannel_logouts), 1);
     admin.delete_user(&user).await;
 }
+
+fn logout_post(
+    app: &TestApp,
+    body: String,
+) -> impl std::future::Future<Output = reqwest::Response> {
+    let (client, url) = (browser(), app.url("/auth/backchannel-logout"));
+    async move {
+        client
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+}
+
+#[tokio::test]
+async fn a_replayed_logout_token_is_refused_after_a_restart_of_the_app_on_sqlite() {
+    let _port = PORT_3000.lock().await;
+    let (admin, user, app) = signed_in_short_user("replay-restart", &["viewer"]).await;
+    let body = capture_logout_token(&admin, &user).await;
+    assert_eq!(
+        logout_post(&app, body.clone()).await.status(),
+        StatusCode::OK
+    );
+    let (data, client) = app.stop().await;
+    let restarted = spawn_app_in(data, client, SHORT_REALM).await;
+    assert_eq!(
+        logout_post(&restarted, body).await.status(),
+        StatusCode::BAD_REQUEST,
+        "the used token id survived the restart"
+    );
+    admin.delete_user(&user).await;
+}
+
+#[tokio::test]
+async fn on_redis_a_logout_delivered_to_one_replica_ends_the_session_everywhere_and_replays_fail_on_every_replica(
+) {
+    let _port = PORT_3000.lock().await;
+    let redis = keycloak_bff::server::redis_store::TestRedis::start().expect("redis-server");
+    let url = redis.url();
+    let mut overrides = SHORT_REALM.to_vec();
+    overrides.extend_from_slice(&[
+        ("APP_SESSION_STORE", "redis"),
+        ("APP_SESSION_REDIS_URL", &url),
+    ]);
+    let browser_of_user = browser();
+    let a = spawn_app_in(
+        tempfile::tempdir().expect("tmp"),
+        browser_of_user.clone(),
+        &overrides,
+    )
+    .await;
+    let b = spawn_app_in(
+        tempfile::tempdir().expect("tmp"),
+        browser_of_user,
+        &overrides,
+    )
+    .await;
+    let admin = KeycloakAdmin::new("demo-short");
+    let user = admin.create_user("replica-logout", &["viewer"]).await;
+    assert_eq!(
+        a.login_as(&user.username, "/").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(b.current_user().await["username"], user.username.as_str());
+
+    let body = capture_logout_token(&admin, &user).await;
+    assert_eq!(logout_post(&a, body.clone()).await.status(), StatusCode::OK);
+    assert_eq!(
+        b.current_user().await,
+        Value::Null,
+        "ended on the other replica too"
+    );
+    assert_eq!(
+        logout_post(&b, body.clone()).await.status(),
+        StatusCode::BAD_REQUEST,
+        "replayed to the other replica"
+    );
+    a.stop().await;
+    b.stop().await;
+    let c = spawn_app_in(tempfile::tempdir().expect("tmp"), browser(), &overrides).await;
+    assert_eq!(
+        logout_post(&c, body).await.status(),
+        StatusCode::BAD_REQUEST,
+        "replayed to a replica started afterwards"
+    );
+    admin.delete_user(&user).await;
+}

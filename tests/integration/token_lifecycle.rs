@@ -18,20 +18,7 @@ async fn fifty_concurrent_calls_after_the_token_expired_make_exactly_one_refresh
     assert_eq!(metric(&app.state.auth.metrics().token_refreshes), 0);
     wait_for_token_expiry().await;
 
-    let calls = (0..50).map(|_| {
-        let client = app.client.clone();
-        let url = app.url("/api/current_user");
-        tokio::spawn(async move {
-            let r = client
-                .post(url)
-                .header("origin", PUBLIC_ORIGIN)
-                .send()
-                .await
-                .expect("POST");
-            (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
-        })
-    });
-    let results = futures_join_all(calls).await;
+    let results = concurrent_current_user(&[&app], 50).await;
     for (status, user_json) in &results {
         assert_eq!(*status, StatusCode::OK);
         assert_eq!(
@@ -53,16 +40,6 @@ async fn fifty_concurrent_calls_after_the_token_expired_make_exactly_one_refresh
         "the fresh token is reused"
     );
     admin.delete_user(&user).await;
-}
-
-async fn futures_join_all<T: Send + 'static>(
-    handles: impl Iterator<Item = tokio::task::JoinHandle<T>>,
-) -> Vec<T> {
-    let mut out = Vec::new();
-    for h in handles.collect::<Vec<_>>() {
-        out.push(h.await.expect("task"));
-    }
-    out
 }
 
 #[tokio::test]

@@ -21,7 +21,7 @@ pub enum Decision {
 }
 
 /// Back-off after refreshes that failed because Keycloak could not be reached.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Backoff {
     pub failures: u32,
     /// No attempt before this time.

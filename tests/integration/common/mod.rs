@@ -395,6 +395,31 @@ pub fn metric(counter: &keycloak_bff::server::metrics::Counter) -> u64 {
     keycloak_bff::server::metrics::Metrics::read(counter)
 }
 
+/// `n` calls of `current_user` at once, spread in turn over `apps` (replicas sharing a browser),
+/// each answer's status and JSON.
+pub async fn concurrent_current_user(apps: &[&TestApp], n: usize) -> Vec<(StatusCode, Value)> {
+    let calls: Vec<_> = (0..n)
+        .map(|i| {
+            let app = apps[i % apps.len()];
+            let (client, url) = (app.client.clone(), app.url("/api/current_user"));
+            tokio::spawn(async move {
+                let r = client
+                    .post(url)
+                    .header("origin", PUBLIC_ORIGIN)
+                    .send()
+                    .await
+                    .expect("POST");
+                (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for call in calls {
+        out.push(call.await.expect("task"));
+    }
+    out
+}
+
 /// Keycloak's admin REST API, as the tests' realm administrator.
 pub struct KeycloakAdmin {
     http: Client,

@@ -341,23 +341,46 @@ impl RedisBackend {
 pub struct TestRedis {
     child: std::process::Child,
     port: u16,
+    /// With append-only persistence in this folder, if any.
+    aof_dir: Option<std::path::PathBuf>,
 }
 
 impl TestRedis {
-    /// Starts one and waits until it answers.
+    /// Starts one without persistence and waits until it answers.
     pub fn start() -> Result<Self, String> {
+        Self::start_in(None)
+    }
+
+    /// Starts one with append-only persistence in `dir` (a restart keeps its data).
+    pub fn start_persistent(dir: &std::path::Path) -> Result<Self, String> {
+        Self::start_in(Some(dir.to_owned()))
+    }
+
+    fn start_in(aof_dir: Option<std::path::PathBuf>) -> Result<Self, String> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port: {e}"))?
             .port();
-        let child = Self::spawn(port)?;
-        Ok(Self { child, port })
+        let child = Self::spawn(port, aof_dir.as_deref())?;
+        Ok(Self {
+            child,
+            port,
+            aof_dir,
+        })
     }
 
-    fn spawn(port: u16) -> Result<std::process::Child, String> {
-        let mut child = std::process::Command::new("redis-server")
+    fn spawn(port: u16, aof_dir: Option<&std::path::Path>) -> Result<std::process::Child, String> {
+        let mut command = std::process::Command::new("redis-server");
+        command
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--loglevel", "warning"])
+            .args(["--save", "", "--loglevel", "warning"]);
+        match aof_dir {
+            Some(dir) => command
+                .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+                .arg(dir),
+            None => command.args(["--appendonly", "no"]),
+        };
+        let mut child = command
             .stdout(std::process::Stdio::null())
             .spawn()
             .map_err(|e| format!("redis-server: {e} (install Debian's redis-server)"))?;
@@ -385,10 +408,10 @@ impl TestRedis {
         let _ = self.child.wait();
     }
 
-    /// Starts it again on the same port (empty: no persistence).
+    /// Starts it again on the same port (empty, unless it persists).
     pub fn restart(&mut self) -> Result<(), String> {
         self.stop();
-        self.child = Self::spawn(self.port)?;
+        self.child = Self::spawn(self.port, self.aof_dir.as_deref())?;
         Ok(())
     }
 }

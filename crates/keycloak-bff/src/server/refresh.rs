@@ -62,7 +62,14 @@ impl Refresher {
         }
     }
 
-    fn backoff(&self, key: &str) -> Backoff {
+    /// A session's back-off: in the store when it is shared by replicas, else in this process.
+    async fn backoff(&self, store: &AuthStore, key: &str) -> Backoff {
+        if store.is_shared() {
+            return store.backoff(key).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "could not read a refresh back-off");
+                Backoff::default()
+            });
+        }
         self.backoff
             .lock()
             .ok()
@@ -72,7 +79,13 @@ impl Refresher {
 
     /// Records (or clears) a session's back-off, forgetting back-offs that ran out long ago: a
     /// session that ended (signed out, deleted by back-channel logout, expired) leaves nothing.
-    fn set_backoff(&self, key: &str, value: Option<Backoff>, now: i64) {
+    async fn set_backoff(&self, store: &AuthStore, key: &str, value: Option<Backoff>, now: i64) {
+        if store.is_shared() {
+            if let Err(e) = store.set_backoff(key, value, now, STALE_BACKOFF_SECS).await {
+                tracing::warn!(error = %e, "could not record a refresh back-off");
+            }
+            return;
+        }
         if let Ok(mut map) = self.backoff.lock() {
             map.retain(|_, b| b.retry_at.saturating_add(STALE_BACKOFF_SECS) > now);
             match value {
@@ -82,13 +95,8 @@ impl Refresher {
         }
     }
 
-    fn decide(&self, auth: &AuthSession, key: &str, now: i64) -> Decision {
-        decide(
-            &auth.tokens_view(),
-            now,
-            self.margin_secs,
-            &self.backoff(key),
-        )
+    fn decide(&self, auth: &AuthSession, now: i64, backoff: &Backoff) -> Decision {
+        decide(&auth.tokens_view(), now, self.margin_secs, backoff)
     }
 
     /// The signed-in session with an access token that is usable now, refreshing it first when
@@ -109,7 +117,8 @@ impl Refresher {
         let Some(key) = session.id().map(|id| id.to_string()) else {
             return Ok(Some(auth));
         };
-        if self.decide(&auth, &key, now) == Decision::UseAsIs {
+        // Still fresh whatever the back-off: no store round trip on the common path.
+        if self.decide(&auth, now, &Backoff::default()) == Decision::UseAsIs {
             return Ok(Some(auth));
         }
 
@@ -120,7 +129,9 @@ impl Refresher {
             tracing::warn!(error = %e, "the session store does not answer");
             AppError::StoreUnavailable
         })?;
-        let result = self.refresh_locked(oidc, metrics, session, &key, now).await;
+        let result = self
+            .refresh_locked(oidc, metrics, store, session, &key, now)
+            .await;
         if let Some(shared) = shared {
             store.unlock_refresh(shared).await;
         }
@@ -132,6 +143,7 @@ impl Refresher {
         &self,
         oidc: &Oidc,
         metrics: &Metrics,
+        store: &AuthStore,
         session: &Session,
         key: &str,
         now: i64,
@@ -145,7 +157,8 @@ impl Refresher {
         let Some(auth) = auth_session(session, now).await? else {
             return Ok(None);
         };
-        match self.decide(&auth, &key, now) {
+        let backoff = self.backoff(store, &key).await;
+        match self.decide(&auth, now, &backoff) {
             Decision::UseAsIs => {
                 metrics.refresh("waited");
                 return Ok(Some(auth));
@@ -170,14 +183,14 @@ impl Refresher {
         match refresh(oidc, metrics, &auth, &refresh_token, now).await {
             Outcome::Refreshed(refreshed) => {
                 metrics.refresh("ok");
-                self.set_backoff(&key, None, now);
+                self.set_backoff(store, &key, None, now).await;
                 save(session, &refreshed).await?;
                 tracing::debug!(subject = %refreshed.user.subject, "refreshed the tokens");
                 Ok(Some(*refreshed))
             }
             Outcome::KeepAndBackOff { rotated } => {
                 metrics.refresh("unavailable");
-                let next = self.backoff(&key).failed(now);
+                let next = backoff.failed(now);
                 let auth = match rotated {
                     Some(rotated) => {
                         let kept = AuthSession {
@@ -194,7 +207,7 @@ impl Refresher {
                     retry_in = next.retry_at.saturating_sub(now),
                     "refresh postponed"
                 );
-                self.set_backoff(&key, Some(next), now);
+                self.set_backoff(store, &key, Some(next), now).await;
                 if now < auth.access_expires_at {
                     Ok(Some(auth))
                 } else {
@@ -203,7 +216,7 @@ impl Refresher {
             }
             Outcome::End(why, label) => {
                 metrics.refresh(label);
-                self.set_backoff(&key, None, now);
+                self.set_backoff(store, &key, None, now).await;
                 end_session(metrics, session, why, label).await;
                 Ok(None)
             }
@@ -277,15 +290,47 @@ async fn end_session(metrics: &Metrics, session: &Session, why: &str, label: &'s
 mod tests {
     use super::*;
 
-    #[test]
-    fn back_offs_of_sessions_that_went_away_are_forgotten() {
+    #[tokio::test]
+    async fn back_offs_of_sessions_that_went_away_are_forgotten() {
         let r = Refresher::new(30);
+        let store = AuthStore::memory();
         for i in 0..1_000 {
-            r.set_backoff(&format!("gone-{i}"), Some(Backoff::default().failed(0)), 0);
+            r.set_backoff(
+                &store,
+                &format!("gone-{i}"),
+                Some(Backoff::default().failed(0)),
+                0,
+            )
+            .await;
         }
-        r.set_backoff("live", Some(Backoff::default().failed(400)), 400);
+        r.set_backoff(&store, "live", Some(Backoff::default().failed(400)), 400)
+            .await;
         let map = r.backoff.lock().map(|m| m.len()).unwrap_or(usize::MAX);
         assert_eq!(map, 1);
-        assert_eq!(r.backoff("live").failures, 1);
+        assert_eq!(r.backoff(&store, "live").await.failures, 1);
+    }
+
+    #[tokio::test]
+    async fn on_redis_every_replica_sees_a_sessions_back_off_until_it_runs_out() {
+        let redis =
+            crate::server::redis_store::TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+        let timeout = std::time::Duration::from_secs(2);
+        let a = AuthStore::redis(&redis.url(), timeout)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let b = AuthStore::redis(&redis.url(), timeout)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (ra, rb) = (Refresher::new(30), Refresher::new(30));
+        let now = crate::server::unix_now();
+        let failed = Backoff::default().failed(now);
+        ra.set_backoff(&a, "s1", Some(failed), now).await;
+        assert_eq!(rb.backoff(&b, "s1").await, failed, "replica b waits too");
+        rb.set_backoff(&b, "s1", None, now).await;
+        assert_eq!(
+            ra.backoff(&a, "s1").await,
+            Backoff::default(),
+            "cleared for a"
+        );
     }
 }

@@ -6,7 +6,7 @@
 use crate::error::AppError;
 use crate::server::redis_store::{RedisBackend, Saved, LOCK_TTL_MS};
 use keycloak_bff_core::jwt::LogoutTarget;
-use keycloak_bff_core::refresh::TokenTimes;
+use keycloak_bff_core::refresh::{Backoff, TokenTimes};
 use keycloak_bff_core::KeycloakUser;
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
@@ -178,6 +178,45 @@ impl AuthStore {
                 return Err(store_error("waited too long for the refresh lock"));
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Whether the store is shared by several processes (Redis): then per-session bookkeeping
+    /// such as the refresh back-off lives in it too.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Redis(_))
+    }
+
+    /// The refresh back-off of session `id` kept in a shared store.
+    pub async fn backoff(&self, id: &str) -> session_store::Result<Backoff> {
+        let Backend::Redis(r) = &self.backend else {
+            return Ok(Backoff::default());
+        };
+        Ok(r.get_backoff(id)
+            .await?
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default())
+    }
+
+    /// Records (or clears) the refresh back-off of session `id` in a shared store, kept
+    /// `keep_secs` past its retry time.
+    pub async fn set_backoff(
+        &self,
+        id: &str,
+        value: Option<Backoff>,
+        now: i64,
+        keep_secs: i64,
+    ) -> session_store::Result<()> {
+        let Backend::Redis(r) = &self.backend else {
+            return Ok(());
+        };
+        match value {
+            Some(b) => {
+                let json = serde_json::to_string(&b).map_err(store_error)?;
+                let ttl = b.retry_at.saturating_sub(now).saturating_add(keep_secs);
+                r.set_backoff(id, Some(&json), ttl).await
+            }
+            None => r.set_backoff(id, None, 0).await,
         }
     }
 
@@ -991,6 +1030,32 @@ mod tests {
             .expect("lock")
             .expect("redis lock");
         a.unlock_refresh(other).await;
+    }
+
+    #[tokio::test]
+    async fn a_refresh_lock_whose_holder_died_is_taken_over_at_its_expiry() {
+        let redis = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+        let url = redis.url();
+        let connect = || AuthStore::redis(&url, std::time::Duration::from_secs(2));
+        let (a, b) = (connect().await.expect("a"), connect().await.expect("b"));
+        // Replica a takes the lock and dies without releasing it.
+        let held = a.lock_refresh("s1").await.expect("lock");
+        std::mem::forget(held);
+        drop(a);
+        let started = std::time::Instant::now();
+        let lock = b
+            .lock_refresh("s1")
+            .await
+            .expect("taken over")
+            .expect("redis lock");
+        // Not before the lock's expiry: nobody else refreshed while the dead holder "held" it.
+        let waited = started.elapsed();
+        let ttl = std::time::Duration::from_millis(LOCK_TTL_MS.unsigned_abs());
+        assert!(
+            waited + std::time::Duration::from_millis(500) >= ttl,
+            "{waited:?}"
+        );
+        b.unlock_refresh(lock).await;
     }
 
     #[tokio::test]
