@@ -22,10 +22,13 @@ else
     rm -rf "$KC_HOME/data/h2"
   fi
   cp "$KC_DIR/demo-realm.json" "$KC_HOME/data/import/demo-realm.json"
-  # demo-short: the same realm with 10-second access tokens, for the token-lifecycle tests.
+  # demo-short: the same realm with 10-second access tokens, for the token-lifecycle tests. It
+  # records refresh events, so that tests can count the refreshes Keycloak itself saw.
   jq '.realm = "demo-short"
       | .displayName = "kc-leptos demo (short-lived tokens, for tests)"
       | .accessTokenLifespan = 10 | .ssoSessionIdleTimeout = 900 | .ssoSessionMaxLifespan = 3600
+      | .eventsEnabled = true | .eventsExpiration = 3600
+      | .enabledEventTypes = ["REFRESH_TOKEN", "REFRESH_TOKEN_ERROR"]
       | .users |= map(if .realmRoles then .realmRoles |= map(if . == "default-roles-demo" then "default-roles-demo-short" else . end) else . end)' \
     "$KC_DIR/demo-realm.json" > "$KC_HOME/data/import/demo-short-realm.json"
   if curl -s -m 2 -o /dev/null "http://localhost:$KC_PORT/" ; then

@@ -59,6 +59,20 @@ async fn two_hundred_calls_spread_over_two_replicas_after_expiry_make_exactly_on
     assert_eq!(a.current_user().await["username"], user.username.as_str());
     assert_eq!(b.current_user().await["username"], user.username.as_str());
     assert_eq!(refreshes(&[&a, &b]), 1, "the fresh tokens are shared");
+    // Keycloak saw one refresh too (demo-short records refresh events).
+    let events = admin
+        .get(&format!(
+            "/events?user={}&type=REFRESH_TOKEN&type=REFRESH_TOKEN_ERROR",
+            user.id
+        ))
+        .await;
+    let kinds: Vec<&str> = events
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert_eq!(kinds, vec!["REFRESH_TOKEN"], "Keycloak's events");
     admin.delete_user(&user).await;
 }
 
