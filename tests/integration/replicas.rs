@@ -259,3 +259,187 @@ async fn sessions_survive_a_restart_of_a_persistent_redis() {
         "still signed in after Redis restarted"
     );
 }
+
+/// The network between one replica and Keycloak: forwards every call to Keycloak except those to
+/// the token endpoint, which it holds for ever (counted in the returned counter).
+async fn stalling_proxy() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let held = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = held.clone();
+    let http = reqwest::Client::new();
+    let router = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let (held, http) = (counter.clone(), http.clone());
+        async move {
+            let (parts, body) = request.into_parts();
+            let target = format!(
+                "{KEYCLOAK}{}",
+                parts.uri.path_and_query().map_or("/", |p| p.as_str())
+            );
+            if parts.method == axum::http::Method::POST && target.ends_with("/token") {
+                held.fetch_add(1, Ordering::SeqCst);
+                std::future::pending::<()>().await;
+            }
+            let body = axum::body::to_bytes(body, 1 << 20)
+                .await
+                .unwrap_or_default();
+            let mut forward = http.request(parts.method.clone(), &target).body(body);
+            for name in ["content-type", "authorization", "accept"] {
+                if let Some(v) = parts.headers.get(name) {
+                    forward = forward.header(name, v.as_bytes());
+                }
+            }
+            let answer = forward.send().await.expect("Keycloak");
+            let status = answer.status().as_u16();
+            let kind = answer
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("application/json")
+                .to_owned();
+            let bytes = answer.bytes().await.unwrap_or_default();
+            axum::response::Response::builder()
+                .status(status)
+                .header("content-type", kind)
+                .body(axum::body::Body::from(bytes))
+                .expect("response")
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (format!("http://127.0.0.1:{port}"), held)
+}
+
+#[tokio::test]
+async fn a_replica_killed_mid_refresh_loses_no_session_and_the_other_replica_finishes_the_storm() {
+    use std::sync::atomic::Ordering;
+    let redis = TestRedis::start().expect("redis-server");
+    let (proxy, held) = stalling_proxy().await;
+    let admin = KeycloakAdmin::new("demo-short");
+    let user = admin.create_user("killed", &["viewer"]).await;
+    let mut overrides = SHORT_REALM.to_vec();
+    let url = redis.url();
+    overrides.extend_from_slice(&[
+        ("APP_SESSION_STORE", "redis"),
+        ("APP_SESSION_REDIS_URL", &url),
+    ]);
+    let a = spawn_app_in(tempfile::tempdir().expect("tmp"), browser(), &overrides).await;
+
+    // Replica B: the real server binary, in a process of its own, reaching Keycloak through the
+    // proxy that stalls its token calls.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let data = tempfile::tempdir().expect("tmp");
+    let mut b = std::process::Command::new(env!("CARGO_BIN_EXE_kc-leptos"))
+        .current_dir(repo())
+        .envs([
+            ("LEPTOS_OUTPUT_NAME", "kc-leptos"),
+            ("LEPTOS_SITE_ROOT", "target/site"),
+            ("LEPTOS_SITE_PKG_DIR", "pkg"),
+            ("LEPTOS_SITE_ADDR", &format!("127.0.0.1:{port}")),
+            ("APP_APP_DATA_DIR", &data.path().display().to_string()),
+            ("APP_KEYCLOAK_CLIENT_SECRET", &realm_client_secret()),
+            ("APP_KEYCLOAK_INTERNAL_URL", &proxy),
+            ("APP_KEYCLOAK_HTTP_TIMEOUT_SECS", "60"),
+            ("RUST_LOG", "warn"),
+        ])
+        .envs(overrides.iter().map(|(k, v)| (*k, *v)))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("replica B");
+    let b_url = format!("http://localhost:{port}/api/current_user");
+    let call_b = || a.client.post(&b_url).header("origin", PUBLIC_ORIGIN).send();
+    assert_eq!(
+        a.login_as(&user.username, "/").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let mut up = false;
+    for _ in 0..100 {
+        if let Ok(r) = call_b().await {
+            let signed_in: Value = r.json().await.unwrap_or(Value::Null);
+            assert_eq!(
+                signed_in["username"],
+                user.username.as_str(),
+                "B sees the session"
+            );
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "replica B answers");
+    tokio::time::sleep(Duration::from_secs(SHORT_TOKEN_SECS + 1)).await;
+
+    // B takes the refresh lock and calls Keycloak's token endpoint; the call hangs in the proxy.
+    let stuck = tokio::spawn(call_b());
+    while held.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The storm arrives on A meanwhile, and B dies mid-refresh.
+    let storm = tokio::spawn({
+        let a_client = a.client.clone();
+        let url = a.url("/api/current_user");
+        async move {
+            let calls: Vec<_> = (0..100)
+                .map(|_| {
+                    let (client, url) = (a_client.clone(), url.clone());
+                    tokio::spawn(async move {
+                        let r = client
+                            .post(url)
+                            .header("origin", PUBLIC_ORIGIN)
+                            .send()
+                            .await
+                            .expect("POST");
+                        (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for c in calls {
+                out.push(c.await.expect("task"));
+            }
+            out
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    b.kill().expect("kill -9");
+    let _ = b.wait();
+    assert!(
+        stuck.await.expect("task").is_err(),
+        "B's request died with B"
+    );
+
+    for (status, answer) in storm.await.expect("storm") {
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            answer["username"],
+            user.username.as_str(),
+            "nobody signed out"
+        );
+    }
+    assert_eq!(
+        metric(&a.state.auth.metrics().token_refreshes),
+        1,
+        "A refreshed once, after B's lock expired"
+    );
+    assert_eq!(a.current_user().await["username"], user.username.as_str());
+    let events = admin
+        .get(&format!(
+            "/events?user={}&type=REFRESH_TOKEN&type=REFRESH_TOKEN_ERROR",
+            user.id
+        ))
+        .await;
+    assert_eq!(
+        events.as_array().map(Vec::len),
+        Some(1),
+        "one refresh reached Keycloak"
+    );
+    admin.delete_user(&user).await;
+}

@@ -165,7 +165,8 @@ impl AuthStore {
             return Ok(None);
         };
         let token = Id::default().to_string();
-        let wait = std::time::Duration::from_millis(LOCK_TTL_MS.unsigned_abs());
+        // Longer than the lock lives: a holder that died is outlived, and its lock taken over.
+        let wait = std::time::Duration::from_millis(LOCK_TTL_MS.unsigned_abs() + 5_000);
         let deadline = std::time::Instant::now() + wait;
         loop {
             if r.try_lock(id, &token).await? {
