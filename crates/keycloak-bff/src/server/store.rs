@@ -1,7 +1,10 @@
 //! Server-side sessions: the store behind tower-sessions, and what a session holds.
 //!
 //! The browser only ever holds the opaque session id in an HttpOnly cookie; tokens live in the
-//! store. A session record that cannot be read counts as "no session", never as an error page.
+//! store: SQLite (one process), Redis ([`crate::server::redis_store`], any number of replicas) or
+//! memory (tests), with the same behaviour. A session record that cannot be decoded counts as "no
+//! session"; a store that does not answer is [`AppError::StoreUnavailable`] (503), never a
+//! sign-out.
 
 use crate::error::AppError;
 use crate::server::redis_store::{RedisBackend, Saved, LOCK_TTL_MS};
