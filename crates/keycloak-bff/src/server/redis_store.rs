@@ -99,7 +99,10 @@ impl RedisBackend {
     /// a capped back-off; every command times out after `timeout`, so that a Redis that is down
     /// answers "unavailable" instead of hanging requests.
     pub async fn connect(url: &str, timeout: std::time::Duration) -> Result<Self, String> {
-        let config = Config::from_url(url).map_err(|e| format!("session.redis_url: {e}"))?;
+        // The URL may hold a password: no message here repeats it.
+        let config = Config::from_url(url).map_err(|_| {
+            "session.redis_url is not a Redis URL (redis://host:port/db)".to_owned()
+        })?;
         let perf = fred::types::config::PerformanceConfig {
             default_command_timeout: timeout,
             ..Default::default()
@@ -112,7 +115,9 @@ impl RedisBackend {
         let policy = fred::types::config::ReconnectPolicy::new_exponential(0, 100, 2_000, 2);
         let pool = Pool::new(config, Some(perf), Some(connection), Some(policy), 4)
             .map_err(|e| format!("redis: {e}"))?;
-        pool.init().await.map_err(|e| format!("redis {url}: {e}"))?;
+        pool.init()
+            .await
+            .map_err(|e| format!("session.redis_url: cannot connect: {e}"))?;
         Ok(Self { pool })
     }
 

@@ -1063,6 +1063,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_unreachable_redis_stops_start_up_quickly_without_repeating_its_password() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let url = format!("redis://:s3cret-pw@127.0.0.1:{port}");
+        let connect = AuthStore::redis(&url, std::time::Duration::from_millis(500));
+        let result = tokio::time::timeout(std::time::Duration::from_secs(10), connect)
+            .await
+            .expect("start-up gives up instead of hanging");
+        let Err(message) = result else {
+            panic!("nothing listens there");
+        };
+        assert!(!message.contains("s3cret-pw"), "{message}");
+        assert!(message.contains("session.redis_url"), "{message}");
+    }
+
+    #[tokio::test]
     async fn a_redis_outage_is_an_error_not_a_missing_session_and_heals() {
         let mut redis = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
         let store = AuthStore::redis(&redis.url(), std::time::Duration::from_millis(500))
