@@ -172,19 +172,7 @@ async fn forged_and_replayed_logout_tokens_are_refused_and_delete_nothing() {
         .expect("hs256")
     };
     let fetches_before = app.state.auth.oidc().keys().fetch_count();
-    let post = |body: String| {
-        let client = browser();
-        let url = app.url("/auth/backchannel-logout");
-        async move {
-            client
-                .post(url)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(body)
-                .send()
-                .await
-                .expect("POST")
-        }
-    };
+    let post = |body: String| logout_post(&app, body);
     let enc = |t: &str| url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>();
     for (what, body) in [
         (

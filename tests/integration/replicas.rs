@@ -383,40 +383,18 @@ async fn a_replica_killed_mid_refresh_loses_no_session_and_the_other_replica_fin
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The storm arrives on A meanwhile, and B dies mid-refresh.
-    let storm = tokio::spawn({
-        let a_client = a.client.clone();
-        let url = a.url("/api/current_user");
-        async move {
-            let calls: Vec<_> = (0..100)
-                .map(|_| {
-                    let (client, url) = (a_client.clone(), url.clone());
-                    tokio::spawn(async move {
-                        let r = client
-                            .post(url)
-                            .header("origin", PUBLIC_ORIGIN)
-                            .send()
-                            .await
-                            .expect("POST");
-                        (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
-                    })
-                })
-                .collect();
-            let mut out = Vec::new();
-            for c in calls {
-                out.push(c.await.expect("task"));
-            }
-            out
-        }
+    let replicas = [&a];
+    let (storm, ()) = tokio::join!(concurrent_current_user(&replicas, 100), async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        b.kill().expect("kill -9");
+        let _ = b.wait();
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    b.kill().expect("kill -9");
-    let _ = b.wait();
     assert!(
         stuck.await.expect("task").is_err(),
         "B's request died with B"
     );
 
-    for (status, answer) in storm.await.expect("storm") {
+    for (status, answer) in storm {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             answer["username"],

@@ -45,7 +45,6 @@ struct Cached {
     by_kid: HashMap<String, SigningKey>,
     without_kid: Vec<SigningKey>,
     last_attempt: Option<Instant>,
-    fetches: u64,
 }
 
 pub struct KeyCache {
@@ -67,7 +66,7 @@ impl KeyCache {
 
     /// How many times the key set was fetched (successfully or not) since start.
     pub fn fetch_count(&self) -> u64 {
-        self.cached.read().map(|c| c.fetches).unwrap_or(0)
+        self.fetch_counter.get()
     }
 
     fn find(&self, header: &Header) -> Option<SigningKey> {
@@ -153,7 +152,6 @@ impl KeyCache {
         }
         if let Ok(mut cached) = self.cached.write() {
             cached.last_attempt = Some(Instant::now());
-            cached.fetches += 1;
         }
         self.fetch_counter.inc();
         match self.fetch(jwks_uri).await {
