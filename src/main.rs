@@ -1,8 +1,9 @@
 #[cfg(feature = "ssr")]
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    use kc_leptos::server::startup::{shutdown_signal, Application};
+    use kc_leptos::server::startup::Application;
     use kc_leptos::server::Settings;
+    use keycloak_bff::server::shutdown_signal;
     use std::process::ExitCode;
 
     kc_leptos::server::telemetry::init();

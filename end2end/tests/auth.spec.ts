@@ -102,11 +102,22 @@ test('no response the browser receives from the app contains a token, sign-out i
   await page.reload();
   await expect(page.getByTestId('notes-board')).toBeVisible();
 
+  // The session's event stream never ends by itself, so its body is read here, in the page.
+  const pushed = await page.evaluate(() => new Promise<string>((resolve) => {
+    const stream = new EventSource('/auth/events');
+    stream.addEventListener('status', (e) => { stream.close(); resolve((e as MessageEvent).data); });
+  }));
+  expect(pushed).toContain('"signed_in":true');
+  expect(pushed).not.toMatch(JWT);
+  expect(pushed).not.toContain('refresh_token');
+
   expect(responses.length).toBeGreaterThan(5);
+  expect(responses.some((r) => r.url().endsWith('/auth/events'))).toBe(true);
   for (const r of responses) {
     const headers = JSON.stringify(await r.allHeaders());
     expect(headers, `headers of ${r.url()}`).not.toMatch(JWT);
     if (r.status() >= 300 && r.status() < 400) continue;
+    if (r.headers()['content-type'] === 'text/event-stream') continue; // read above
     const body = await r.text().catch(() => '');
     expect(body, `body of ${r.url()}`).not.toMatch(JWT);
     expect(body).not.toContain('refresh_token');
@@ -131,6 +142,7 @@ test('no response the browser receives from the app contains a token, sign-out i
   for (const r of responses.slice(before)) {
     expect(JSON.stringify(await r.allHeaders()), `headers of ${r.url()}`).not.toMatch(JWT);
     if (r.status() >= 300 && r.status() < 400) continue;
+    if (r.headers()['content-type'] === 'text/event-stream') continue;
     expect(await r.text().catch(() => ''), `body of ${r.url()}`).not.toMatch(JWT);
   }
   for (const url of requested) expect(url).not.toMatch(JWT);

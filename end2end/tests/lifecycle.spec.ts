@@ -2,9 +2,11 @@ import { expect, test } from '@playwright/test';
 import { signIn } from './helpers';
 import { adminLogout } from './keycloak-admin';
 
-// scripts/test.sh runs the app against the realm `demo-short`: access tokens live 10 seconds.
+// scripts/test.sh runs the app against the realm `demo-short`: access tokens live 10 seconds,
+// and the server refreshes them 3 seconds before they expire (APP_SESSION_REFRESH_MARGIN_SECS).
 const REALM = process.env.APP_REALM ?? 'demo-short';
 const TOKEN_SECONDS = 10;
+const MARGIN_SECONDS = 3;
 
 test('a user idle on a page stays signed in past several token lifetimes, and gated UI keeps working', async ({ page }) => {
   test.setTimeout(90_000);
@@ -19,7 +21,7 @@ test('a user idle on a page stays signed in past several token lifetimes, and ga
 
   await page.waitForTimeout(3.5 * TOKEN_SECONDS * 1000);
 
-  expect(refreshes.length).toBeGreaterThan(3);
+  expect(refreshes.length).toBeGreaterThanOrEqual(3);
   expect(refreshes.every((s) => s === 200)).toBe(true);
   await expect(page.getByTestId('session-ended')).toHaveCount(0);
   await expect(page.getByTestId('signed-in-as')).toHaveText('Erin Editor');
@@ -85,4 +87,48 @@ test('the browser side follows the server settings: tabs talk on the channel nam
   await expect
     .poll(() => listener.evaluate(() => (window as unknown as { heard: unknown[] }).heard.length))
     .toBeGreaterThan(0);
+});
+
+test('an idle tab sends one refresh per access-token lifetime and no other request', async ({ page }) => {
+  test.setTimeout(90_000);
+  await signIn(page, 'erin');
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Profile' }).click();
+  await expect(page.getByTestId('profile')).toContainText('Erin Editor');
+  await page.waitForTimeout(1_000); // the tab is elected and its event stream is open
+  const seen: { what: string; at: number }[] = [];
+  page.on('request', (r) => seen.push({ what: `${r.method()} ${new URL(r.url()).pathname}`, at: Date.now() }));
+
+  const windowSeconds = 3 * TOKEN_SECONDS;
+  await page.waitForTimeout(windowSeconds * 1000);
+
+  // Nothing but the timed refresh: no polling, no reconnection of the stream, no server function.
+  expect(seen.map((r) => r.what).filter((w) => w !== 'POST /auth/refresh')).toEqual([]);
+  const refreshes = seen.map((r) => r.at);
+  expect(refreshes.length).toBeGreaterThanOrEqual(2); // the session is kept alive
+  expect(refreshes.length).toBeLessThanOrEqual(windowSeconds / TOKEN_SECONDS + 1);
+  // Each one when the token was about to expire, never sooner.
+  for (let i = 1; i < refreshes.length; i++) {
+    expect(refreshes[i] - refreshes[i - 1]).toBeGreaterThanOrEqual((TOKEN_SECONDS - MARGIN_SECONDS - 1) * 1000);
+  }
+  await expect(page.getByTestId('session-ended')).toHaveCount(0);
+  await expect(page.getByTestId('signed-in-as')).toHaveText('Erin Editor');
+});
+
+test('a back-channel logout reaches every open tab of the browser within 2 seconds, without polling', async ({ context }) => {
+  const first = await context.newPage();
+  await signIn(first, 'paul');
+  const second = await context.newPage();
+  await second.goto('/profile');
+  await expect(second.getByTestId('profile')).toContainText('Paul Plain');
+  await second.waitForTimeout(1_000); // one of the tabs is elected and holds the event stream
+
+  // Keycloak ends the session and posts the back-channel logout to the app before it answers.
+  await adminLogout(REALM, 'paul');
+  const loggedOutAt = Date.now();
+
+  await expect(first.getByTestId('session-ended')).toBeVisible({ timeout: 2_000 });
+  await expect(second.getByTestId('session-ended')).toBeVisible({ timeout: Math.max(1, 2_000 - (Date.now() - loggedOutAt)) });
+  expect(Date.now() - loggedOutAt).toBeLessThan(2_000);
+  await expect(second.getByTestId('profile')).toHaveCount(0);
+  await expect(first.getByTestId('signed-in-as')).toHaveCount(0);
 });

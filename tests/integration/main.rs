@@ -12,6 +12,7 @@ mod hostile;
 mod authorization;
 mod hostile_provider;
 mod login_flow;
+mod push;
 mod replicas;
 mod security_catalogue;
 mod token_lifecycle;

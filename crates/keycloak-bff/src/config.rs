@@ -13,8 +13,6 @@ pub struct UiConfig {
     pub route_prefix: String,
     /// The `BroadcastChannel` the app's tabs use to tell each other about sign-in and sign-out.
     pub channel: String,
-    /// Seconds between two session checks of a visible, signed-in tab.
-    pub poll_secs: u32,
 }
 
 impl Default for UiConfig {
@@ -22,7 +20,6 @@ impl Default for UiConfig {
         UiConfig {
             route_prefix: "/auth".to_owned(),
             channel: "keycloak-bff-session".to_owned(),
-            poll_secs: 5,
         }
     }
 }

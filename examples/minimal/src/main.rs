@@ -26,10 +26,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = auth.wrap(app).with_state(leptos_options); // keycloak-bff: sessions, checks
 
     // run our app with hyper
-    // `axum::Server` is a re-export of `hyper::Server`
     log!("listening on http://{}", &addr);
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    axum::serve(listener, app.into_make_service()).await?;
+    // keycloak-bff: TCP_NODELAY, and a graceful shutdown that ends the session event streams.
+    auth.serve(listener, app).await?;
     Ok(())
 }
 

@@ -48,6 +48,8 @@ struct Inner {
     pkg_prefix: String,
     issuer_origin: String,
     dev_reload_socket: Option<String>,
+    /// Set once the app shuts down: open event streams end, so the server can stop.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl KeycloakAuth {
@@ -92,6 +94,7 @@ impl KeycloakAuth {
                 let port = leptos_options.reload_port;
                 format!("ws://localhost:{port} ws://127.0.0.1:{port}")
             }),
+            closing: tokio::sync::watch::channel(false).0,
             settings,
             oidc,
             store,
@@ -125,6 +128,18 @@ impl KeycloakAuth {
         });
         tracing::info!(%addr, "metrics served");
         Ok(())
+    }
+
+    /// Ends every open event stream (`<prefix>/events`) and refuses none: call it when the
+    /// server starts shutting down, or a graceful shutdown waits for the browsers to leave.
+    /// Browsers reconnect by themselves, to the next process.
+    pub fn close_event_streams(&self) {
+        self.0.closing.send_replace(true);
+    }
+
+    /// Becomes `true` when [`KeycloakAuth::close_event_streams`] is called.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.0.closing.subscribe()
     }
 
     pub fn settings(&self) -> &AuthSettings {

@@ -8,10 +8,12 @@
 //! - `backchannel_logouts_total{outcome}`: `accepted`, `refused`.
 //! - `bearer_refused_total{reason}`: bearer tokens the JSON API refused.
 //! - `key_set_fetches_total`, `sessions_ended_total{reason}`.
+//! - `event_streams`: open session event streams (`<prefix>/events`), one per browser.
 //! - `auth_request_seconds{route}`: latency of the auth routes.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::sync::Mutex;
@@ -34,6 +36,8 @@ pub struct Metrics {
     pub backchannel_logouts: Counter,
     /// Key-set fetches (successful or not).
     pub key_set_fetches: Counter,
+    /// Open session event streams (pages listening for changes of their session).
+    pub event_streams: Gauge,
     sign_ins: Counters,
     refreshes: Counters,
     backchannel: Counters,
@@ -61,6 +65,7 @@ impl Default for Metrics {
             sessions_ended_by_refresh: Counter::default(),
             backchannel_logouts: Counter::default(),
             key_set_fetches: Counter::default(),
+            event_streams: Gauge::default(),
             sign_ins: Counters::default(),
             refreshes: Counters::default(),
             backchannel: Counters::default(),
@@ -78,6 +83,11 @@ impl Default for Metrics {
                 "key_set_fetches",
                 "Fetches of Keycloak's key set",
                 m.key_set_fetches.clone(),
+            );
+            registry.register(
+                "event_streams",
+                "Open session event streams (pages listening for changes of their session)",
+                m.event_streams.clone(),
             );
             registry.register(
                 "sign_ins",

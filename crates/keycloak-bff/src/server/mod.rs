@@ -1,19 +1,20 @@
 //! The server side (feature `ssr`). Modules by layer, each importing only the ones above it:
 //!
 //! 1. [`settings`], [`http`], [`metrics`]: settings, the HTTP client to Keycloak, counters.
-//! 2. [`keys`], [`store`] (with [`redis_store`]), [`login_cookies`]: the key cache, the session store with its
+//! 2. [`keys`], [`store`] (with [`redis_store`] and [`events`]), [`login_cookies`]: the key cache, the session store with its
 //!    `sid`/`sub` index and the back-channel logout guard (used logout tokens, ended Keycloak
-//!    sessions), the sealed cookies of pending sign-ins.
+//!    sessions), the announcements of changed sessions, the sealed cookies of pending sign-ins.
 //! 3. [`oidc`]: discovery, the authorization request, code exchange, token validation.
 //! 4. [`refresh`]: single-flight refresh of a session's tokens.
 //! 5. [`auth`]: [`KeycloakAuth`], the state everything below reads.
-//! 6. [`routes`], [`backchannel`], [`middleware`], [`guard`], [`extract`], [`health`]: the auth
-//!    routes, the back-channel logout, the origin check and security headers, the guard of server
+//! 6. [`routes`], [`backchannel`], [`push`], [`middleware`], [`guard`], [`extract`], [`health`]:
+//!    the auth routes, the back-channel logout, the session event stream, the origin check and security headers, the guard of server
 //!    functions and pages, the bearer-or-session extractor, the probes and metrics.
 //! 7. [`router`]: mounts the routes and layers on an app's router.
 
 pub mod auth;
 pub mod backchannel;
+pub mod events;
 pub mod extract;
 pub mod guard;
 pub mod health;
@@ -23,6 +24,7 @@ pub mod login_cookies;
 pub mod metrics;
 pub mod middleware;
 pub mod oidc;
+pub mod push;
 pub mod redis_store;
 pub mod refresh;
 pub mod router;
@@ -33,6 +35,7 @@ pub mod store;
 pub use auth::{KeycloakAuth, StartupError};
 pub use extract::ApiUser;
 pub use guard::{fail, request_user, require, use_keycloak_auth};
+pub use router::shutdown_signal;
 pub use settings::{AuthSettings, NoAppSettings, Settings, SettingsError, StoreKind};
 
 /// The current Unix time in seconds, for callers at the edge (the core takes `now` as a parameter).

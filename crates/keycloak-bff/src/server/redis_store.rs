@@ -12,11 +12,17 @@
 //! | `kcbff:lock:<id>` | the refresh lock of a session (its holder's random token) | [`LOCK_TTL_MS`] |
 //! | `kcbff:backoff:<id>` | the refresh back-off of a session (JSON) | a while after its retry time |
 //!
+//! Every save and delete of a session publishes its id on the channel `kcbff:events`; each
+//! replica subscribes and wakes its own open pages' event streams ([`SessionEvents`]).
+//!
 //! Writes that must not race are Lua scripts: a record is saved only if it still exists and its
 //! token set is not older than the stored one; a lock is released only by its holder.
 
-use fred::clients::Pool;
-use fred::interfaces::{ClientLike, KeysInterface, LuaInterface, SetsInterface};
+use crate::server::events::SessionEvents;
+use fred::clients::{Pool, SubscriberClient};
+use fred::interfaces::{
+    ClientLike, EventInterface, KeysInterface, LuaInterface, PubsubInterface, SetsInterface,
+};
 use fred::types::config::Config;
 use fred::types::{Expiration, SetOptions};
 use tower_sessions::session::{Id, Record};
@@ -27,6 +33,9 @@ pub const LOCK_TTL_MS: i64 = 15_000;
 
 const PREFIX: &str = "kcbff:";
 
+/// The channel on which saves and deletes of sessions are announced (the session id).
+const EVENTS_CHANNEL: &str = "kcbff:events";
+
 fn key(kind: &str, name: &str) -> String {
     format!("{PREFIX}{kind}:{name}")
 }
@@ -36,14 +45,16 @@ fn backend_error(e: impl std::fmt::Display) -> session_store::Error {
 }
 
 /// Saves a record over one that still exists, unless the stored token set is newer.
-/// KEYS: record, rank. ARGV: record JSON, its rank, expiry (Unix seconds).
-/// Returns -1 when the record is gone, the stored rank when it is newer, 0 when saved.
+/// KEYS: record, rank. ARGV: record JSON, its rank, expiry (Unix seconds), the events channel,
+/// the session id. Returns -1 when the record is gone, the stored rank when it is newer, 0 when
+/// saved (and announced).
 const SAVE_SCRIPT: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local stored = tonumber(redis.call('GET', KEYS[2]) or '0')
 if stored > tonumber(ARGV[2]) then return stored end
 redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[3])
 redis.call('SET', KEYS[2], ARGV[2], 'EXAT', ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 0
 "#;
 
@@ -82,6 +93,7 @@ pub enum Saved {
 #[derive(Clone)]
 pub struct RedisBackend {
     pool: Pool,
+    subscriber: SubscriberClient,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -113,12 +125,65 @@ impl RedisBackend {
             ..Default::default()
         };
         let policy = fred::types::config::ReconnectPolicy::new_exponential(0, 100, 2_000, 2);
-        let pool = Pool::new(config, Some(perf), Some(connection), Some(policy), 4)
-            .map_err(|e| format!("redis: {e}"))?;
+        let pool = Pool::new(
+            config.clone(),
+            Some(perf.clone()),
+            Some(connection.clone()),
+            Some(policy.clone()),
+            4,
+        )
+        .map_err(|e| format!("redis: {e}"))?;
         pool.init()
             .await
             .map_err(|e| format!("session.redis_url: cannot connect: {e}"))?;
-        Ok(Self { pool })
+        let subscriber = fred::types::Builder::from_config(config)
+            .set_performance_config(perf)
+            .set_connection_config(connection)
+            .set_policy(policy)
+            .build_subscriber_client()
+            .map_err(|e| format!("redis: {e}"))?;
+        subscriber
+            .init()
+            .await
+            .map_err(|e| format!("session.redis_url: cannot connect: {e}"))?;
+        Ok(Self { pool, subscriber })
+    }
+
+    /// Subscribes to the announcements of every replica and wakes `events`' subscribers with
+    /// them, for as long as the process runs (subscribing again after a reconnection). After a
+    /// reconnection every local subscriber is woken: announcements made meanwhile were lost.
+    pub async fn forward_events(&self, events: SessionEvents) -> Result<(), String> {
+        let mut messages = self.subscriber.message_rx();
+        let mut reconnections = self.subscriber.reconnect_rx();
+        let _resubscribe = self.subscriber.manage_subscriptions();
+        self.subscriber
+            .subscribe(EVENTS_CHANNEL)
+            .await
+            .map_err(|e| format!("redis: cannot subscribe to {EVENTS_CHANNEL}: {e}"))?;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    message = messages.recv() => match message {
+                        Ok(message) => {
+                            if let Some(id) = message.value.as_str() {
+                                events.announce(&id);
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            events.announce_all();
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    },
+                    reconnected = reconnections.recv() => match reconnected {
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            events.announce_all();
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    },
+                }
+            }
+        });
+        Ok(())
     }
 
     /// Whether Redis answers now (for the readiness probe).
@@ -160,7 +225,13 @@ impl RedisBackend {
             .eval(
                 SAVE_SCRIPT,
                 vec![key("s", &id), key("g", &id)],
-                vec![json, rank.to_string(), expiry_secs(record, now).to_string()],
+                vec![
+                    json,
+                    rank.to_string(),
+                    expiry_secs(record, now).to_string(),
+                    EVENTS_CHANNEL.to_owned(),
+                    id.clone(),
+                ],
             )
             .await
             .map_err(backend_error)?;
@@ -192,6 +263,13 @@ impl RedisBackend {
             .del::<i64, _>(vec![key("g", id), key("backoff", id)])
             .await
             .map_err(backend_error)?;
+        if existed > 0 {
+            self.pool
+                .next()
+                .publish::<i64, _, _>(EVENTS_CHANNEL, id)
+                .await
+                .map_err(backend_error)?;
+        }
         Ok(existed > 0)
     }
 

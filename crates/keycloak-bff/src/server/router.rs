@@ -5,9 +5,11 @@ use crate::server::auth::KeycloakAuth;
 use crate::server::backchannel::backchannel_logout;
 use crate::server::health;
 use crate::server::middleware::{origin_check, provide_state, security_headers};
+use crate::server::push::events;
 use crate::server::routes::{callback, login, logout, refresh};
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use keycloak_bff_core::cookie;
 use tower_sessions::cookie::SameSite;
@@ -15,7 +17,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 
 impl KeycloakAuth {
     /// The auth routes under the configured prefix (`login`, `callback`, `logout`, `refresh`,
-    /// `backchannel-logout`, their latency measured), and `/health/live`, `/health/ready` and
+    /// `backchannel-logout`, their latency measured, and the session event stream `events`), and `/health/live`, `/health/ready` and
     /// (unless `auth.metrics_addr` serves it elsewhere) `/metrics`. Merge them into the app's
     /// router (any state).
     pub fn routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
@@ -26,7 +28,9 @@ impl KeycloakAuth {
             .route(&ui.route("/logout"), post(logout))
             .route(&ui.route("/refresh"), post(refresh))
             .route(&ui.route("/backchannel-logout"), post(backchannel_logout))
-            .route_layer(from_fn_with_state(self.clone(), health::measure));
+            .route_layer(from_fn_with_state(self.clone(), health::measure))
+            // Not measured: a stream lasts as long as the page.
+            .route(&ui.route("/events"), get(events));
         let mut probes = Router::new()
             .route("/health/live", get(health::live))
             .route("/health/ready", get(health::ready));
@@ -65,5 +69,64 @@ impl KeycloakAuth {
             .layer(from_fn_with_state(self.clone(), origin_check))
             .layer(sessions)
             .layer(from_fn_with_state(self.clone(), security_headers))
+    }
+}
+
+impl KeycloakAuth {
+    /// Serves `router` (the app with [`KeycloakAuth::wrap`] applied) on `listener` until Ctrl-C
+    /// or SIGTERM; see [`KeycloakAuth::serve_until`].
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        router: Router,
+    ) -> std::io::Result<()> {
+        self.serve_until(listener, router, shutdown_signal()).await
+    }
+
+    /// Serves `router` on `listener` until `shutdown` completes, then lets requests in flight
+    /// finish. Every accepted connection gets `TCP_NODELAY`: without it, a kept-alive response
+    /// written in two segments (headers, then a file) waits ~40 ms for the client's delayed ACK.
+    /// When shutdown begins, the open event streams end (browsers reconnect by themselves), or
+    /// the server would wait for them for ever.
+    pub async fn serve_until(
+        &self,
+        listener: tokio::net::TcpListener,
+        router: Router,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
+        let auth = self.clone();
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                auth.close_event_streams();
+            })
+            .await
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
     }
 }

@@ -75,7 +75,6 @@ struct AuthSection {
     brand: String,
     route_prefix: String,
     channel: String,
-    poll_secs: u32,
     metrics_addr: Option<String>,
 }
 
@@ -87,7 +86,6 @@ impl Default for AuthSection {
             brand: "Sign in".into(),
             route_prefix: ui.route_prefix,
             channel: ui.channel,
-            poll_secs: ui.poll_secs,
             metrics_addr: None,
         }
     }
@@ -415,7 +413,6 @@ fn validate(
         ui: UiConfig {
             route_prefix,
             channel: a.channel,
-            poll_secs: a.poll_secs.clamp(1, 3600),
         },
         keycloak: KeycloakSettings {
             issuer_url,
@@ -664,7 +661,6 @@ mod tests {
                 ("APP_AUTH_BRAND", "Example"),
                 ("APP_AUTH_ROUTE_PREFIX", "/sso"),
                 ("APP_AUTH_CHANNEL", "example-session"),
-                ("APP_AUTH_POLL_SECS", "7"),
                 ("APP_KEYCLOAK_ISSUER_URL", "https://id.example/realms/r"),
                 ("APP_KEYCLOAK_CLIENT_ID", "other"),
                 ("APP_KEYCLOAK_HTTP_TIMEOUT_SECS", "9"),
@@ -684,7 +680,6 @@ mod tests {
         assert_eq!(s.auth.brand, "Example");
         assert_eq!(s.auth.ui.route_prefix, "/sso");
         assert_eq!(s.auth.ui.channel, "example-session");
-        assert_eq!(s.auth.ui.poll_secs, 7);
         assert_eq!(
             s.auth.session.sqlite_file,
             PathBuf::from("/var/lib/app/sessions.sqlite3")

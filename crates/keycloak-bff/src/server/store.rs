@@ -7,6 +7,7 @@
 //! sign-out.
 
 use crate::error::AppError;
+use crate::server::events::SessionEvents;
 use crate::server::redis_store::{RedisBackend, Saved, LOCK_TTL_MS};
 use keycloak_bff_core::jwt::LogoutTarget;
 use keycloak_bff_core::refresh::{Backoff, TokenTimes};
@@ -50,6 +51,8 @@ pub struct AuthStore {
     memory_index: Arc<Mutex<MemoryIndex>>,
     /// Ended `sid`s until when they matter; a cache of `kc_ended_sid` with SQLite.
     ended_sids: Arc<Mutex<HashMap<String, i64>>>,
+    /// Announced on every save and delete of a session (with Redis, by every replica).
+    events: SessionEvents,
 }
 
 /// A session's refresh lock held across replicas; see [`AuthStore::lock_refresh`].
@@ -138,17 +141,38 @@ impl AuthStore {
             backend: Backend::Sqlite(SqliteStore::new(pool.clone()), pool),
             memory_index: Arc::default(),
             ended_sids: Arc::new(Mutex::new(ended.into_iter().collect())),
+            events: SessionEvents::default(),
         })
     }
 
     /// Sessions in Redis at `url`, shared with every replica; each command gives up after
     /// `timeout` (Redis down: "unavailable", never a hang).
     pub async fn redis(url: &str, timeout: std::time::Duration) -> Result<Self, String> {
+        let backend = RedisBackend::connect(url, timeout).await?;
+        let events = SessionEvents::default();
+        backend.forward_events(events.clone()).await?;
         Ok(Self {
-            backend: Backend::Redis(RedisBackend::connect(url, timeout).await?),
+            backend: Backend::Redis(backend),
             memory_index: Arc::default(),
             ended_sids: Arc::default(),
+            events,
         })
+    }
+
+    /// The signed-in part of session `id` as stored now (`None`: gone, or not signed in), read
+    /// past any request's copy of it.
+    pub async fn load_auth(&self, id: &Id) -> session_store::Result<Option<AuthSession>> {
+        Ok(self.load(id).await?.and_then(|record| {
+            record
+                .data
+                .get(AUTH_KEY)
+                .and_then(|value| serde_json::from_value(value.clone()).ok())
+        }))
+    }
+
+    /// Where the saves and deletes of sessions are announced, by session id.
+    pub fn events(&self) -> &SessionEvents {
+        &self.events
     }
 
     /// Whether the store answers now (the readiness probe).
@@ -239,6 +263,7 @@ impl AuthStore {
             backend: Backend::Memory(Arc::default()),
             memory_index: Arc::default(),
             ended_sids: Arc::default(),
+            events: SessionEvents::default(),
         }
     }
 
@@ -578,7 +603,9 @@ impl SessionStore for AuthStore {
             }
             Backend::Redis(_) => {}
         }
-        self.index_record(&record).await
+        self.index_record(&record).await?;
+        self.events.announce(&record.id.to_string());
+        Ok(())
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
@@ -598,10 +625,15 @@ impl SessionStore for AuthStore {
                 records.lock().map_err(store_error)?.remove(id);
             }
             Backend::Redis(r) => {
+                // Announced to every replica by Redis.
                 r.delete(&id.to_string()).await?;
             }
         }
-        self.unindex(&id.to_string()).await
+        self.unindex(&id.to_string()).await?;
+        if !matches!(self.backend, Backend::Redis(_)) {
+            self.events.announce(&id.to_string());
+        }
+        Ok(())
     }
 }
 

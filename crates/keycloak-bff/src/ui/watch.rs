@@ -1,13 +1,18 @@
-//! Keeps an open page in step with its server-side session, without reloads.
+//! Keeps an open page in step with its server-side session, without reloads and without polling.
 //!
-//! In the browser, a timer calls `POST <prefix>/refresh` every few seconds while the tab is
-//! visible and signed in, and at once when a hidden tab becomes visible again. The server refreshes
-//! the tokens when they are close to expiry, and answers a [`SessionStatus`] (never a token). When
-//! the user changed (roles granted or revoked in Keycloak) or the session ended (signed out in
-//! another tab or application, ended by an admin, back-channel logout), the user resource in
-//! context is fetched again, so the navigation and every gated component follow. Tabs of the same
-//! browser tell each other through a `BroadcastChannel`, so a sign-out in one tab reaches the
-//! others at once.
+//! The tabs of a browser elect one of them (a Web Lock named after the app's `BroadcastChannel`;
+//! when it closes, another takes over). That tab alone:
+//! - holds the session's event stream (`GET <prefix>/events`, [`crate::server::push`]): the server
+//!   pushes a [`SessionStatus`] (never a token) whenever the session changes on any replica
+//!   (refreshed, signed out, ended by back-channel logout or by an admin);
+//! - calls `POST <prefix>/refresh` once, just before the access token expires (the status says
+//!   when), so that Keycloak's session stays alive and role changes are learnt; an idle tab sends
+//!   nothing else;
+//! - passes everything it hears to the other tabs through the channel.
+//!
+//! Every tab then updates the user in context (the navigation and every gated component follow),
+//! and shows a notice when the session ended or Keycloak cannot be reached. A page that loads
+//! (after signing in or out) says so on the channel, and the elected tab asks the server once.
 //!
 //! [`SessionStatus`]: keycloak_bff_core::status::SessionStatus
 
@@ -54,31 +59,205 @@ mod browser {
     use keycloak_bff_core::status::SessionStatus;
     use keycloak_bff_core::KeycloakUser;
     use leptos::prelude::*;
-    use std::cell::RefCell;
+    use serde::{Deserialize, Serialize};
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
     use std::time::Duration;
     use wasm_bindgen::prelude::*;
     use wasm_bindgen::JsCast;
     use wasm_bindgen_futures::JsFuture;
-    use web_sys::{BroadcastChannel, RequestCredentials, RequestInit, VisibilityState};
+    use web_sys::{BroadcastChannel, EventSource, RequestCredentials, RequestInit};
 
     type UserResource = Resource<Result<Option<KeycloakUser>, AppError>>;
 
-    thread_local! {
-        static CHANNEL_HANDLE: RefCell<Option<BroadcastChannel>> = const { RefCell::new(None) };
+    /// What the elected tab heard, as passed to the others: the HTTP status (200 signed in,
+    /// 401 signed out, 503 Keycloak unreachable) and the server's answer.
+    #[derive(Serialize, Deserialize)]
+    struct Heard {
+        code: u16,
+        status: Option<SessionStatus>,
     }
 
-    fn visible() -> bool {
-        web_sys::window()
-            .and_then(|w| w.document())
-            .is_some_and(|d| d.visibility_state() == VisibilityState::Visible)
+    /// The message of a page that just loaded.
+    const HELLO: &str = "hello";
+
+    /// How long the elected tab waits before asking again after a failure.
+    const RETRY: Duration = Duration::from_secs(5);
+
+    struct Watcher {
+        user: UserResource,
+        state: SessionState,
+        config: UiConfig,
+        channel: Option<BroadcastChannel>,
+        leader: Cell<bool>,
+        stream: RefCell<Option<EventSource>>,
+        timer: RefCell<Option<TimeoutHandle>>,
     }
 
-    fn announce() {
-        CHANNEL_HANDLE.with(|c| {
-            if let Some(channel) = c.borrow().as_ref() {
-                let _ = channel.post_message(&JsValue::from_str("changed"));
+    impl Watcher {
+        fn signed_in(&self) -> bool {
+            matches!(self.user.get_untracked(), Some(Ok(Some(_))))
+        }
+
+        /// Updates this page from what was heard (here or by the elected tab).
+        fn apply(&self, heard: &Heard) {
+            let shown = self.user.get_untracked().and_then(Result::ok).flatten();
+            match heard.code {
+                200 => {
+                    self.state.idp_unavailable.set(false);
+                    let current = heard.status.as_ref().and_then(|s| s.user.clone());
+                    if current.is_some() {
+                        self.state.ended.set(false);
+                    }
+                    if current != shown {
+                        self.user.set(Some(Ok(current)));
+                    }
+                }
+                401 => {
+                    self.state.idp_unavailable.set(false);
+                    if shown.is_some() {
+                        self.state.ended.set(true);
+                        self.user.set(Some(Ok(None)));
+                    }
+                }
+                503 => self.state.idp_unavailable.set(true),
+                _ => {}
             }
-        });
+        }
+
+        /// Applies and passes on to the other tabs.
+        fn heard(self: &Rc<Self>, heard: Heard) {
+            self.apply(&heard);
+            if let (Some(channel), Ok(text)) = (&self.channel, serde_json::to_string(&heard)) {
+                let _ = channel.post_message(&JsValue::from_str(&text));
+            }
+            if !self.leader.get() {
+                return;
+            }
+            match (
+                heard.code,
+                heard.status.as_ref().and_then(|s| s.check_in_secs),
+            ) {
+                (200, Some(secs)) => {
+                    self.open_stream();
+                    self.check_after(Duration::from_secs(secs.clamp(1, 86_400) as u64));
+                }
+                (401, _) => {
+                    self.close_stream();
+                    self.cancel_timer();
+                }
+                (503, _) | (500, _) => self.check_after(RETRY),
+                _ => {}
+            }
+        }
+
+        fn cancel_timer(&self) {
+            if let Some(timer) = self.timer.borrow_mut().take() {
+                timer.clear();
+            }
+        }
+
+        fn check_after(self: &Rc<Self>, delay: Duration) {
+            self.cancel_timer();
+            let this = Rc::clone(self);
+            if let Ok(handle) = set_timeout_with_handle(move || this.check(), delay) {
+                *self.timer.borrow_mut() = Some(handle);
+            }
+        }
+
+        /// Asks the server (`POST <prefix>/refresh`, which refreshes the tokens when due).
+        fn check(self: &Rc<Self>) {
+            let this = Rc::clone(self);
+            leptos::task::spawn_local(async move {
+                match call_refresh(&this.config.route("/refresh")).await {
+                    Some((code, status)) => this.heard(Heard { code, status }),
+                    // The app itself cannot be reached: nothing to conclude; ask again later.
+                    None if this.leader.get() => this.check_after(RETRY),
+                    None => {}
+                }
+            });
+        }
+
+        fn close_stream(&self) {
+            if let Some(stream) = self.stream.borrow_mut().take() {
+                stream.close();
+            }
+        }
+
+        /// Opens the session's event stream unless it is open.
+        fn open_stream(self: &Rc<Self>) {
+            if self.stream.borrow().is_some() {
+                return;
+            }
+            let Ok(stream) = EventSource::new(&self.config.route("/events")) else {
+                return;
+            };
+            let this = Rc::clone(self);
+            let on_status = Closure::<dyn Fn(web_sys::MessageEvent)>::new(
+                move |event: web_sys::MessageEvent| {
+                    let status = event
+                        .data()
+                        .as_string()
+                        .and_then(|text| serde_json::from_str::<SessionStatus>(&text).ok());
+                    match status {
+                        Some(status) if status.signed_in => this.heard(Heard {
+                            code: 200,
+                            status: Some(status),
+                        }),
+                        // The session this stream watched is over. The browser's cookie may name a
+                        // newer one (signed in again in another tab): ask before saying it ended.
+                        _ => {
+                            this.close_stream();
+                            this.check();
+                        }
+                    }
+                },
+            );
+            let _ = stream
+                .add_event_listener_with_callback("status", on_status.as_ref().unchecked_ref());
+            on_status.forget();
+            let this = Rc::clone(self);
+            let on_error = Closure::<dyn Fn()>::new(move || {
+                // A broken connection is retried by the browser itself (CONNECTING). A refusal
+                // (401 signed out, 503) closes the stream: ask what it means, a little later.
+                let closed = this
+                    .stream
+                    .borrow()
+                    .as_ref()
+                    .is_some_and(|s| s.ready_state() == EventSource::CLOSED);
+                if closed {
+                    this.close_stream();
+                    this.check_after(RETRY.min(Duration::from_secs(1)));
+                }
+            });
+            stream.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+            on_error.forget();
+            *self.stream.borrow_mut() = Some(stream);
+        }
+
+        /// This tab was elected: it watches the session for all the browser's tabs.
+        fn lead(self: &Rc<Self>) {
+            self.leader.set(true);
+            if self.signed_in() {
+                self.open_stream();
+            }
+        }
+
+        /// A message from another tab.
+        fn on_message(self: &Rc<Self>, data: JsValue) {
+            let Some(text) = data.as_string() else {
+                return;
+            };
+            if text == HELLO {
+                if self.leader.get() {
+                    self.check();
+                }
+                return;
+            }
+            if let Ok(heard) = serde_json::from_str::<Heard>(&text) {
+                self.apply(&heard);
+            }
+        }
     }
 
     /// `(status, body)` of the silent-refresh route, or `None` when the app cannot be reached.
@@ -100,71 +279,63 @@ mod browser {
         Some((response.status(), serde_json::from_str(&text).ok()))
     }
 
-    async fn check(user: UserResource, state: SessionState, url: String) {
-        let Some((status, body)) = call_refresh(&url).await else {
-            return; // the app itself is unreachable: nothing to conclude
+    /// Calls `elected` when this tab holds the Web Lock `name` (held until the tab closes). Without
+    /// Web Locks, every tab is elected.
+    fn elect(name: &str, elected: impl FnOnce() + 'static) {
+        let locks = web_sys::window()
+            .map(|w| JsValue::from(w.navigator()))
+            .and_then(|n| js_sys::Reflect::get(&n, &JsValue::from_str("locks")).ok())
+            .filter(|l| l.is_object());
+        let request = locks.as_ref().and_then(|l| {
+            js_sys::Reflect::get(l, &JsValue::from_str("request"))
+                .ok()?
+                .dyn_into::<js_sys::Function>()
+                .ok()
+        });
+        let (Some(locks), Some(request)) = (locks, request) else {
+            elected();
+            return;
         };
-        let shown = user.get_untracked().and_then(Result::ok).flatten();
-        match status {
-            200 => {
-                state.idp_unavailable.set(false);
-                let current = body.and_then(|s| s.user);
-                if current.is_some() {
-                    state.ended.set(false);
-                }
-                if current != shown {
-                    user.refetch();
-                    announce();
-                }
+        let mut elected = Some(elected);
+        let holder = Closure::<dyn FnMut(JsValue) -> js_sys::Promise>::new(move |_lock| {
+            if let Some(elected) = elected.take() {
+                elected();
             }
-            401 => {
-                state.idp_unavailable.set(false);
-                if shown.is_some() {
-                    state.ended.set(true);
-                    user.refetch();
-                    announce();
-                }
-            }
-            503 => state.idp_unavailable.set(true),
-            _ => {}
+            // Never settles: the lock is held as long as the tab lives.
+            js_sys::Promise::new(&mut |_, _| {})
+        });
+        if request
+            .call2(&locks, &JsValue::from_str(name), holder.as_ref())
+            .is_err()
+        {
+            return;
         }
+        holder.forget();
     }
 
     pub fn start(user: UserResource, state: SessionState, config: UiConfig) {
-        let url = config.route("/refresh");
-        let poll = move || leptos::task::spawn_local(check(user, state, url.clone()));
-        // The timer only runs checks while the page shows a signed-in user: anonymous pages cost
-        // the server nothing. Visibility and the other tabs' messages trigger a check either way.
-        let tick = poll.clone();
-        set_interval(
-            move || {
-                let signed_in = matches!(user.get_untracked(), Some(Ok(Some(_))));
-                if signed_in && visible() {
-                    tick();
-                }
-            },
-            Duration::from_secs(u64::from(config.poll_secs.max(1))),
-        );
-        if let Some(document) = web_sys::window().and_then(|w| w.document()) {
-            let on_visible_poll = poll.clone();
-            let on_visible = Closure::<dyn Fn()>::new(move || {
-                if visible() {
-                    on_visible_poll();
-                }
-            });
-            let _ = document.add_event_listener_with_callback(
-                "visibilitychange",
-                on_visible.as_ref().unchecked_ref(),
+        let channel = BroadcastChannel::new(&config.channel).ok();
+        let lock = format!("{}:watch", config.channel);
+        let watcher = Rc::new(Watcher {
+            user,
+            state,
+            config,
+            channel,
+            leader: Cell::new(false),
+            stream: RefCell::new(None),
+            timer: RefCell::new(None),
+        });
+        if let Some(channel) = &watcher.channel {
+            let this = Rc::clone(&watcher);
+            let on_message = Closure::<dyn Fn(web_sys::MessageEvent)>::new(
+                move |event: web_sys::MessageEvent| this.on_message(event.data()),
             );
-            on_visible.forget();
-        }
-        if let Ok(channel) = BroadcastChannel::new(&config.channel) {
-            let on_message = Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |_| poll());
             channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
             on_message.forget();
-            CHANNEL_HANDLE.with(|c| *c.borrow_mut() = Some(channel));
+            // A page that just loaded (after signing in or out) tells the other tabs.
+            let _ = channel.post_message(&JsValue::from_str(HELLO));
         }
-        // A page that just loaded (after signing in or out) tells the other tabs to look.
-        announce();
+        let this = Rc::clone(&watcher);
+        elect(&lock, move || this.lead());
     }
 }

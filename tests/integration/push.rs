@@ -1,0 +1,197 @@
+//! The session event stream (`GET /auth/events`) that replaced polling: what an open page hears,
+//! from its own process and, on Redis, from any replica, against the real Keycloak (`demo-short`:
+//! 10-second access tokens).
+
+use crate::common::*;
+use keycloak_bff::server::redis_store::TestRedis;
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// How soon a change must reach an open page.
+const PUSH_WITHIN: Duration = Duration::from_secs(2);
+
+/// An open event stream, read as a browser's `EventSource` would.
+struct Events {
+    response: reqwest::Response,
+    buffer: String,
+    /// Everything received, to check that no token ever went out.
+    raw: String,
+}
+
+impl Events {
+    async fn open(app: &TestApp) -> Events {
+        let response = app.get("/auth/events").await;
+        assert_eq!(response.status(), StatusCode::OK, "the stream opens");
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/event-stream",
+            "Server-Sent Events"
+        );
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        Events {
+            response,
+            buffer: String::new(),
+            raw: String::new(),
+        }
+    }
+
+    /// The next `status` event's data, or `None` when the stream ended or `within` passed.
+    async fn next_status(&mut self, within: Duration) -> Option<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = "message";
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(name) = line.strip_prefix("event:") {
+                        event = name.trim();
+                    } else if let Some(d) = line.strip_prefix("data:") {
+                        data.push_str(d.trim_start());
+                    }
+                }
+                if event == "status" {
+                    return Some(serde_json::from_str(&data).expect("a JSON status"));
+                }
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match tokio::time::timeout(left, self.response.chunk()).await {
+                Ok(Ok(Some(chunk))) => {
+                    let text = String::from_utf8_lossy(&chunk).into_owned();
+                    self.raw.push_str(&text);
+                    self.buffer.push_str(&text);
+                }
+                Ok(_) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// Whether the server closed the stream within `within`.
+    async fn ends(&mut self, within: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(within, self.response.chunk()).await,
+            Ok(Ok(None)) | Ok(Err(_))
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_signed_out_browser_gets_401_and_no_stream() {
+    let app = spawn_app().await;
+    let r = app.get("/auth/events").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json::<Value>().await.expect("json")["signed_in"], false);
+}
+
+#[tokio::test]
+async fn the_stream_opens_with_the_user_and_when_to_ask_again_and_never_a_token() {
+    let (admin, user, app) = signed_in_short_user("push-open", &["viewer"]).await;
+    let mut events = Events::open(&app).await;
+    let first = events
+        .next_status(PUSH_WITHIN)
+        .await
+        .expect("a first status");
+    assert_eq!(first["signed_in"], true);
+    assert_eq!(first["user"]["username"], user.username.as_str());
+    assert_eq!(strings(&first["user"]["client_roles"]), vec!["viewer"]);
+    let check_in = first["check_in_secs"].as_i64().expect("check_in_secs");
+    // 10-second tokens, a 3-second margin: ask once, when the server would refresh.
+    assert!((7..=8).contains(&check_in), "check_in_secs {check_in}");
+    assert!(!contains_jwt(&events.raw), "no token on the stream");
+    admin.delete_user(&user).await;
+}
+
+#[tokio::test]
+async fn a_refresh_is_pushed_and_a_sign_out_ends_the_stream_at_once() {
+    let (admin, user, app) = signed_in_short_user("push-single", &["viewer"]).await;
+    let mut events = Events::open(&app).await;
+    let first = events.next_status(PUSH_WITHIN).await.expect("first");
+    tokio::time::sleep(Duration::from_secs(SHORT_TOKEN_SECS + 1)).await;
+    // Another request of the browser refreshes the expired tokens: the stream says so.
+    assert_eq!(app.current_user().await["username"], user.username.as_str());
+    let refreshed = events.next_status(PUSH_WITHIN).await.expect("pushed");
+    assert!(
+        refreshed["access_expires_at"].as_i64() > first["access_expires_at"].as_i64(),
+        "{refreshed} after {first}"
+    );
+    let started = Instant::now();
+    assert_eq!(
+        app.post("/auth/logout", Some(PUBLIC_ORIGIN)).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let ended = events.next_status(PUSH_WITHIN).await.expect("pushed");
+    assert_eq!(ended["signed_in"], false);
+    assert!(events.ends(PUSH_WITHIN).await, "the stream closes");
+    assert!(started.elapsed() < PUSH_WITHIN);
+    assert!(!contains_jwt(&events.raw), "no token on the stream");
+    admin.delete_user(&user).await;
+}
+
+#[tokio::test]
+async fn what_one_replica_does_to_a_session_reaches_a_stream_held_by_another() {
+    let redis = TestRedis::start().expect("redis-server");
+    let admin = KeycloakAdmin::new("demo-short");
+    let user = admin.create_user("push-replicas", &["viewer"]).await;
+    let mut overrides = SHORT_REALM.to_vec();
+    let url = redis.url();
+    overrides.extend_from_slice(&[
+        ("APP_SESSION_STORE", "redis"),
+        ("APP_SESSION_REDIS_URL", url.as_str()),
+    ]);
+    let browser = browser();
+    let a = spawn_app_in(
+        tempfile::tempdir().expect("tmp"),
+        browser.clone(),
+        &overrides,
+    )
+    .await;
+    let b = spawn_app_in(tempfile::tempdir().expect("tmp"), browser, &overrides).await;
+    assert_eq!(
+        a.login_as(&user.username, "/").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let mut events = Events::open(&b).await;
+    let first = events.next_status(PUSH_WITHIN).await.expect("first");
+    assert_eq!(first["user"]["username"], user.username.as_str());
+
+    // A refreshes; B's stream hears of it through Redis.
+    tokio::time::sleep(Duration::from_secs(SHORT_TOKEN_SECS + 1)).await;
+    assert_eq!(
+        a.post("/auth/refresh", Some(PUBLIC_ORIGIN)).await.status(),
+        StatusCode::OK
+    );
+    let refreshed = events.next_status(PUSH_WITHIN).await.expect("pushed");
+    assert!(refreshed["access_expires_at"].as_i64() > first["access_expires_at"].as_i64());
+
+    // A signs out; B's stream says so at once and closes.
+    let started = Instant::now();
+    assert_eq!(
+        a.post("/auth/logout", Some(PUBLIC_ORIGIN)).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let ended = events.next_status(PUSH_WITHIN).await.expect("pushed");
+    assert_eq!(ended["signed_in"], false);
+    assert!(started.elapsed() < PUSH_WITHIN);
+    assert!(events.ends(PUSH_WITHIN).await, "the stream closes");
+    admin.delete_user(&user).await;
+}
+
+#[tokio::test]
+async fn an_open_stream_does_not_hold_up_a_graceful_shutdown() {
+    let app = spawn_app().await;
+    app.sign_in("paul").await;
+    let mut events = Events::open(&app).await;
+    assert!(events.next_status(PUSH_WITHIN).await.is_some());
+    assert_eq!(metric_gauge(&app), 1, "one open stream counted");
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), app.stop())
+        .await
+        .expect("the server stops although a page listens");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(events.ends(PUSH_WITHIN).await, "the stream ended");
+}
+
+fn metric_gauge(app: &TestApp) -> i64 {
+    app.state.auth.metrics().event_streams.get()
+}
