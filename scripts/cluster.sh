@@ -69,7 +69,7 @@ secret_file="$RUN/session-secret"
 [ -s "$secret_file" ] || head -c 48 /dev/urandom | base64 -w0 >"$secret_file"
 for port in "${REPLICAS[@]}"; do
   say "starting a replica on 127.0.0.1:$port"
-  LEPTOS_OUTPUT_NAME=kc-leptos LEPTOS_SITE_ROOT="$ROOT/target/site" LEPTOS_SITE_PKG_DIR=pkg \
+  LEPTOS_OUTPUT_NAME=kc-leptos LEPTOS_SITE_ROOT="$ROOT/target/site" LEPTOS_SITE_PKG_DIR=pkg LEPTOS_HASH_FILES=true \
     LEPTOS_SITE_ADDR="127.0.0.1:$port" LEPTOS_ENV=PROD APP_APP_DATA_DIR="$RUN/data" \
     APP_SESSION_STORE=redis APP_SESSION_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
     APP_SESSION_SECRET="$(cat "$secret_file")" \

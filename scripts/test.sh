@@ -75,7 +75,7 @@ say "starting the app on http://localhost:3000 (realm demo-short: 10-second acce
 # the clone.
 site_root="$ROOT/target/site"
 data_dir="$(mktemp -d)"
-LEPTOS_OUTPUT_NAME=kc-leptos LEPTOS_SITE_ROOT="$site_root" LEPTOS_SITE_PKG_DIR=pkg \
+LEPTOS_OUTPUT_NAME=kc-leptos LEPTOS_SITE_ROOT="$site_root" LEPTOS_SITE_PKG_DIR=pkg LEPTOS_HASH_FILES=true \
   LEPTOS_SITE_ADDR=127.0.0.1:3000 LEPTOS_ENV=PROD APP_APP_DATA_DIR="$data_dir" \
   APP_SESSION_SQLITE_FILE="$data_dir/sessions.sqlite3" \
   APP_KEYCLOAK_ISSUER_URL=http://localhost:8080/realms/demo-short APP_SESSION_REFRESH_MARGIN_SECS=3 \

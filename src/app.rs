@@ -8,7 +8,7 @@ use keycloak_bff::{
     SignedIn, WithUser,
 };
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, HashedStylesheet, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes, A};
 use leptos_router::hooks::use_location;
 use leptos_router::{path, SsrMode};
@@ -22,6 +22,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <link rel="icon" type="image/svg+xml" href="/favicon.svg"/>
                 <AutoReload options=options.clone()/>
+                <HashedStylesheet id="leptos" options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>
             </head>
@@ -37,7 +38,6 @@ pub fn App() -> impl IntoView {
     provide_meta_context();
     provide_user();
     view! {
-        <Stylesheet id="leptos" href="/pkg/kc-leptos.css"/>
         <Title formatter=|text: String| if text.is_empty() { "kc-leptos".to_owned() } else { format!("{text} · kc-leptos") }/>
         <Router>
             <TopBar/>

@@ -33,7 +33,10 @@ test('a user idle on a page stays signed in past several token lifetimes, and ga
   await expect(page.getByTestId('editor-page')).toContainText('/staff/editors');
 });
 
+// Keycloak's "sign out" of a user ends all their sessions but sends one back-channel logout (for
+// one of them); the others learn at their next refresh. These tests start with no session left.
 test('an admin ending the session in Keycloak signs the open page out without a reload', async ({ page }) => {
+  await adminLogout(REALM, 'paul');
   await signIn(page, 'paul');
   const nav = page.getByRole('navigation', { name: 'Main' });
   await nav.getByRole('link', { name: 'Profile' }).click();
@@ -115,6 +118,7 @@ test('an idle tab sends one refresh per access-token lifetime and no other reque
 });
 
 test('a back-channel logout reaches every open tab of the browser within 2 seconds, without polling', async ({ context }) => {
+  await adminLogout(REALM, 'paul');
   const first = await context.newPage();
   await signIn(first, 'paul');
   const second = await context.newPage();

@@ -4,6 +4,7 @@ use crate::app::{shell, App};
 use crate::server::state::AppState;
 use crate::server::{api, Settings};
 use axum::Router;
+use keycloak_bff::server::assets::static_files;
 use keycloak_bff::server::store::open_sqlite;
 use keycloak_bff::server::{KeycloakAuth, StartupError};
 use leptos::config::LeptosOptions;
@@ -48,6 +49,7 @@ pub async fn build_router(
     let context = state.clone();
     let router = Router::new()
         .merge(auth.routes())
+        .merge(static_files(&leptos_options))
         .merge(api::router())
         .leptos_routes_with_context(
             &state,

@@ -2,6 +2,7 @@
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     use axum::Router;
+    use keycloak_bff::server::assets::static_files; // keycloak-bff
     use keycloak_bff::server::{AuthSettings, KeycloakAuth}; // keycloak-bff
     use leptos::logging::log;
     use leptos::prelude::*;
@@ -18,6 +19,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let app = Router::new()
         .merge(auth.routes()) // keycloak-bff: /auth/login, /callback, /logout, /refresh...
+        .merge(static_files(&leptos_options)) // keycloak-bff: /pkg/ compressed and cached
         .leptos_routes(&leptos_options, routes, {
             let leptos_options = leptos_options.clone();
             move || shell(leptos_options.clone())

@@ -83,10 +83,7 @@ impl KeycloakAuth {
         let oidc = Oidc::new(settings.keycloak.clone(), metrics.key_set_fetches.clone())?;
         let refresher = Refresher::new(settings.session.refresh_margin_secs);
         let auth = Self(Arc::new(Inner {
-            stylesheet: format!(
-                "/{}/{}.css",
-                leptos_options.site_pkg_dir, leptos_options.output_name
-            ),
+            stylesheet: crate::server::assets::site_file(leptos_options, "css", "css"),
             pkg_prefix: format!("/{}/", leptos_options.site_pkg_dir),
             issuer_origin: settings.keycloak.issuer_url.origin().ascii_serialization(),
             // `cargo leptos watch` sets LEPTOS_WATCH and serves its reload socket on this port.

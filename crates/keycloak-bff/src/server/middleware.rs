@@ -14,7 +14,7 @@ fn is_static_asset(path: &str, pkg_prefix: &str) -> bool {
 }
 
 /// Security headers on every response: the Content-Security-Policy ([`csp::policy`], with the
-/// page's script nonce), HSTS under https, and `Cache-Control: no-store` on everything that is not a
+/// page's script nonce; not on static files), HSTS under https, and `Cache-Control: no-store` on everything that is not a
 /// static asset, so pages that show a user are never cached and the back button after sign-out
 /// asks the server again.
 pub async fn security_headers(
@@ -26,13 +26,17 @@ pub async fn security_headers(
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     let nonce = headers.remove(NONCE_HEADER);
-    let policy = csp::policy(
-        nonce.as_ref().and_then(|n| n.to_str().ok()),
-        auth.issuer_origin(),
-        auth.dev_reload_socket(),
-    );
-    if let Ok(value) = HeaderValue::from_str(&policy) {
-        headers.insert(header::CONTENT_SECURITY_POLICY, value);
+    // A policy only means something for documents: scripts, WebAssembly and stylesheets go
+    // without (and without the cost of writing it).
+    if !is_static {
+        let policy = csp::policy(
+            nonce.as_ref().and_then(|n| n.to_str().ok()),
+            auth.issuer_origin(),
+            auth.dev_reload_socket(),
+        );
+        if let Ok(value) = HeaderValue::from_str(&policy) {
+            headers.insert(header::CONTENT_SECURITY_POLICY, value);
+        }
     }
     if let Some(hsts) = csp::hsts(auth.settings().public_url_is_https()) {
         headers.insert(

@@ -1,6 +1,7 @@
 //! The server side (feature `ssr`). Modules by layer, each importing only the ones above it:
 //!
-//! 1. [`settings`], [`http`], [`metrics`]: settings, the HTTP client to Keycloak, counters.
+//! 1. [`settings`], [`http`], [`metrics`], [`assets`]: settings, the HTTP client to Keycloak,
+//!    counters, the site's static files.
 //! 2. [`keys`], [`store`] (with [`redis_store`] and [`events`]), [`login_cookies`]: the key cache, the session store with its
 //!    `sid`/`sub` index and the back-channel logout guard (used logout tokens, ended Keycloak
 //!    sessions), the announcements of changed sessions, the sealed cookies of pending sign-ins.
@@ -12,6 +13,7 @@
 //!    functions and pages, the bearer-or-session extractor, the probes and metrics.
 //! 7. [`router`]: mounts the routes and layers on an app's router.
 
+pub mod assets;
 pub mod auth;
 pub mod backchannel;
 pub mod events;
