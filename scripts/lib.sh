@@ -5,6 +5,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kc-leptos/target}"
 export PATH="$HOME/.cargo/bin:$PATH"
 CARGO_LEPTOS_VERSION="0.3.10"
 BINARYEN_VERSION="132"
+OAUTH2_PROXY_VERSION="v7.15.6"
+# Where `go install` puts oauth2-proxy.
+oauth2_proxy_bin() { echo "$(go env GOPATH 2>/dev/null || echo "$HOME/go")/bin/oauth2-proxy"; }
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

@@ -42,6 +42,24 @@ if ! command -v redis-server >/dev/null || ! command -v nginx >/dev/null; then
   as_root apt-get update -qq && as_root apt-get install -y -qq redis-server nginx
 fi
 
+if ! command -v wrk >/dev/null; then
+  say "installing wrk (Debian; the benchmark, scripts/bench.sh)"
+  as_root apt-get update -qq && as_root apt-get install -y -qq wrk
+fi
+
+# What the benchmark compares with: oauth2-proxy in front of the app, built from the Go module
+# proxy (about 5 minutes, once).
+# (`go install` leaves the version out of --version; the binary's module record has it.)
+if ! go version -m "$(oauth2_proxy_bin)" 2>/dev/null | grep -qE "^\s+mod\s.*\s$OAUTH2_PROXY_VERSION\s"; then
+  if command -v go >/dev/null; then
+    say "installing oauth2-proxy $OAUTH2_PROXY_VERSION (go install, about 5 minutes, once)"
+    go install "github.com/oauth2-proxy/oauth2-proxy/v7@$OAUTH2_PROXY_VERSION"
+  else
+    echo "Go is missing: the benchmark cannot build oauth2-proxy (install Go 1.22 or later)" >&2
+    exit 1
+  fi
+fi
+
 lock_sum="$(sha256sum end2end/package-lock.json | cut -d' ' -f1)"
 if [ "$(cat end2end/node_modules/.kc-lock-sum 2>/dev/null || true)" != "$lock_sum" ]; then
   say "installing the end-to-end test packages (npm ci)"

@@ -111,6 +111,9 @@ for port in 3101 3102; do
   fi
 done
 
+say "a smoke run of the benchmark (scripts/bench.sh --smoke: tiny counts on the debug build)"
+"$ROOT/scripts/bench.sh" --smoke
+
 say "scanning the apps' logs (default level) for tokens and secrets"
 for log in "$LOG_DIR/app.log" "$LOG_DIR/minimal.log" "$LOG_DIR"/replica-*.log; do
   if grep -nE 'eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.' "$log" ||

@@ -34,9 +34,11 @@ pub fn use_keycloak_auth() -> Result<KeycloakAuth, AppError> {
     request_state().map(|(auth, _)| auth)
 }
 
-/// The auth routes' settings of the current request (defaults outside a request).
+/// The auth routes' settings of the current request (defaults outside a request, such as while
+/// leptos_axum lists the app's routes at start-up: nothing to complain about then).
 pub fn ui_config() -> UiConfig {
-    use_keycloak_auth()
+    use_context::<Parts>()
+        .and_then(|parts| parts.extensions.get::<KeycloakAuth>().cloned())
         .map(|auth| auth.ui_config().clone())
         .unwrap_or_default()
 }

@@ -337,5 +337,13 @@ mod browser {
         }
         let this = Rc::clone(&watcher);
         elect(&lock, move || this.lead());
+        // The page is hydrated and watches its session (the benchmark's time to interactive, and
+        // tests, wait for this).
+        if let Some(root) = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.document_element())
+        {
+            let _ = root.set_attribute("data-session-watch", "ready");
+        }
     }
 }

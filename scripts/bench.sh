@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The benchmark: builds the release site, starts Keycloak, then end2end/bench/run.mjs starts the
+# app (and oauth2-proxy in front of it), signs users in and measures side by side: static files,
+# pages signed out and in, the JSON API with a session and with a bearer token, oauth2-proxy, a
+# refresh storm, an idle tab, memory per session and with 10,000 sessions, the hydrate bundle and
+# time to interactive, and the bearer check alone (criterion). Writes docs/performance.md and
+# docs/performance.png (the chart in the README). Takes about 10 minutes (more the first time).
+#
+#   scripts/bench.sh           the full run
+#   scripts/bench.sh --smoke   seconds-long counts on the debug build, report in target/; the test
+#                              command runs this so the benchmark keeps working
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+smoke=0
+[ "${1:-}" = "--smoke" ] && smoke=1
+
+if [ "$smoke" = 0 ]; then
+  "$ROOT/scripts/setup.sh"
+  claim_target_dir
+fi
+. "$ROOT/keycloak/common.sh"
+kc_was_running=false
+if kc_ready; then kc_was_running=true; fi
+cleanup() {
+  local rc=$?
+  if [ "$kc_was_running" = false ]; then "$ROOT/keycloak/stop.sh" || true; fi
+  exit "$rc"
+}
+trap cleanup EXIT INT TERM
+
+for port in 3000 4180; do
+  if curl -s -m 2 -o /dev/null "http://localhost:$port/"; then
+    echo "port $port is in use; stop what listens there to run the benchmark" >&2
+    exit 1
+  fi
+done
+
+if [ "$smoke" = 1 ]; then
+  profile=debug
+  out="$ROOT/target/bench-smoke/performance.md"
+  mkdir -p "$(dirname "$out")"
+  bench_profile=(--profile dev)
+  criterion_args=(--warm-up-time 0.2 --measurement-time 0.5)
+else
+  profile=release
+  out="$ROOT/docs/performance.md"
+  bench_profile=()
+  criterion_args=()
+  say "building the release site (server + WebAssembly, precompressed)"
+  cargo leptos build --release --precompress --project kc-leptos
+fi
+
+"$ROOT/keycloak/start.sh"
+export APP_KEYCLOAK_CLIENT_SECRET="${APP_KEYCLOAK_CLIENT_SECRET:-$(dev_client_secret)}"
+
+say "the bearer check alone (criterion)"
+token="$(curl -s -d grant_type=client_credentials -d client_id=notes-reader \
+  -d client_secret=notes-reader-dev-secret \
+  http://localhost:8080/realms/demo/protocol/openid-connect/token | jq -r .access_token)"
+criterion="$(BENCH_ISSUER=http://localhost:8080/realms/demo BENCH_TOKEN="$token" \
+  cargo bench -q "${bench_profile[@]}" -p keycloak-bff --features ssr --bench verify -- "${criterion_args[@]}" 2>&1)"
+echo "$criterion" | grep -E "time:|bearer" || true
+
+versions="Versions: $(rustc --version | cut -d' ' -f1-2), Keycloak $KC_VERSION, oauth2-proxy $OAUTH2_PROXY_VERSION ($(go version | cut -d' ' -f3)), $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2), $(/usr/bin/chromium --version 2>/dev/null | head -1), cargo-leptos $CARGO_LEPTOS_VERSION; build: $profile$([ "$smoke" = 1 ] && echo ' (smoke run: tiny counts, figures meaningless)')."
+
+say "measuring"
+(cd end2end && BENCH_SMOKE="$smoke" BENCH_APP_BIN="$CARGO_TARGET_DIR/$profile/kc-leptos" \
+  BENCH_SITE_ROOT="$ROOT/target/site" BENCH_OUT="$out" BENCH_OAUTH2_PROXY="$(oauth2_proxy_bin)" \
+  BENCH_CRITERION="$criterion" BENCH_VERSIONS="$versions" node bench/run.mjs)
+say "benchmark done: $out"
