@@ -63,7 +63,12 @@ criterion="$(BENCH_ISSUER=http://localhost:8080/realms/demo BENCH_TOKEN="$token"
   cargo bench -q "${bench_profile[@]}" -p keycloak-bff --features ssr --bench verify -- "${criterion_args[@]}" 2>&1)"
 echo "$criterion" | grep -E "time:|bearer" || true
 
-versions="Versions: $(rustc --version | cut -d' ' -f1-2), Keycloak $KC_VERSION, oauth2-proxy $OAUTH2_PROXY_VERSION ($(go version | cut -d' ' -f3)), $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2), $(/usr/bin/chromium --version 2>/dev/null | head -1), cargo-leptos $CARGO_LEPTOS_VERSION; build: $profile$([ "$smoke" = 1 ] && echo ' (smoke run: tiny counts, figures meaningless)')."
+# (wrk --version exits 1.)
+wrk_version="$({ wrk --version 2>&1 || true; } | head -1 | cut -d' ' -f1-2)"
+chromium_version="$({ /usr/bin/chromium --version 2>/dev/null || true; } | head -1)"
+smoke_note=""
+[ "$smoke" = 1 ] && smoke_note=" (smoke run: tiny counts on a debug build, figures meaningless)"
+versions="Versions: $(rustc --version | cut -d' ' -f1-2), Keycloak $KC_VERSION, oauth2-proxy $OAUTH2_PROXY_VERSION ($(go version | cut -d' ' -f3)), $wrk_version, $chromium_version, cargo-leptos $CARGO_LEPTOS_VERSION; build: $profile$smoke_note."
 
 say "measuring"
 (cd end2end && BENCH_SMOKE="$smoke" BENCH_APP_BIN="$CARGO_TARGET_DIR/$profile/kc-leptos" \

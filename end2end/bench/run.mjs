@@ -408,10 +408,17 @@ async function refreshStorm() {
 
 function criterion() {
   const text = process.env.BENCH_CRITERION ?? '';
-  const m = text.match(/time:\s+\[[\d.]+ \S+ ([\d.]+) (ns|µs|us|ms)/);
-  if (!m) { log('no criterion figure'); return; }
-  const us = Number(m[1]) * { ns: 0.001, 'µs': 1, us: 1, ms: 1000 }[m[2]];
-  add({ group: 'Bearer token check alone (criterion, keys cached)', what: 'Oidc::validate_bearer: header, RS256 signature, claims, azp, roles', value: us, unit: 'µs', digits: 1, goal: '≤ 25', met: us <= 25 });
+  const figure = (name) => {
+    const at = text.indexOf(name);
+    const m = at >= 0 ? text.slice(at).match(/time:\s+\[[\d.]+ \S+ ([\d.]+) (ns|µs|us|ms)/) : null;
+    return m ? Number(m[1]) * { ns: 0.001, 'µs': 1, us: 1, ms: 1000 }[m[2]] : NaN;
+  };
+  const g = 'Bearer token check alone (criterion)';
+  const fresh = figure('bearer token check (RS256');
+  const again = figure('bearer token seen again');
+  if (!Number.isFinite(fresh)) throw new Error('no criterion figure');
+  add({ group: g, what: 'a token not seen before: header, RS256 signature, claims, azp, roles (keys cached)', value: fresh, unit: 'µs', digits: 1, goal: '≤ 25', met: fresh <= 25 });
+  add({ group: g, what: 'the same token again (accepted tokens are kept up to a minute)', value: again, unit: 'µs', digits: 2 });
 }
 
 // ---------------------------------------------------------------- report
@@ -420,7 +427,6 @@ function report() {
   const date = new Date().toISOString().slice(0, 10);
   const cpu = cpus();
   const lines = [];
-  lines.push('# Performance', '');
   lines.push(`Measured by \`scripts/bench.sh\` on ${date}: ${cpu.length} × ${cpu[0]?.model ?? 'CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB; client (wrk, Chromium) and server share the cores, on loopback.`);
   lines.push('', process.env.BENCH_VERSIONS ?? '', '');
   lines.push('Counts of calls are exact. Times vary from run to run by 10–20 %; ratios are measured in the same run and hold better. Every URL is checked to answer what it should (status, signed-in or not) before it is measured, and a run with any non-2xx answer fails.', '');
@@ -474,7 +480,18 @@ async function main() {
   await stop(app.child);
   await bundle();
   const text = report();
-  writeFileSync(OUT, `${text}\n`);
+  // The figures go between the markers; what is written around them by hand (what was slow,
+  // what was done about it) stays.
+  const BEGIN = '<!-- bench:begin (written by scripts/bench.sh) -->';
+  const END = '<!-- bench:end -->';
+  let previous = '';
+  try { previous = readFileSync(OUT, 'utf8'); } catch { /* first run */ }
+  const at = previous.indexOf(BEGIN);
+  const to = previous.indexOf(END);
+  const generated = `${BEGIN}\n${text}\n${END}`;
+  writeFileSync(OUT, at >= 0 && to > at
+    ? `${previous.slice(0, at)}${generated}${previous.slice(to + END.length)}`
+    : `${generated}\n`);
   const png = join(dirname(OUT), `${basename(OUT, '.md')}.png`);
   await chart(png);
   log(`wrote ${OUT} and ${png} (${statSync(png).size} B)`);

@@ -770,3 +770,30 @@ async fn a_key_rotated_in_keycloak_is_accepted_without_restart_after_one_key_set
     );
     assert_eq!(app.state.auth.oidc().keys().fetch_count(), fetches + 1);
 }
+
+#[tokio::test]
+async fn an_accepted_bearer_token_kept_for_speed_still_expires_and_a_changed_one_is_checked_again()
+{
+    let app = spawn_app().await;
+    let token = service_token("demo").await;
+    let oidc = app.state.auth.oidc();
+    let now = keycloak_bff::server::unix_now();
+    let user = oidc.validate_bearer(&token, now).await.expect("accepted");
+    assert_eq!(user.username, "service-account-notes-reader");
+    // Kept: the same answer again, without Keycloak's keys being fetched again.
+    assert!(oidc.validate_bearer(&token, now).await.is_ok());
+    // Past its expiry (and the leeway), the kept token is refused like any other.
+    let expired = user.session_expires_at + 31;
+    assert!(oidc.validate_bearer(&token, expired).await.is_err());
+    // One byte changed in the signature: checked afresh, refused.
+    let mut forged = token.clone();
+    let last = forged.pop().expect("non-empty");
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    assert!(oidc.validate_bearer(&forged, now).await.is_err());
+    // The same claims under another signature are not the kept token either.
+    let (signed, _) = token.rsplit_once('.').expect("three parts");
+    assert!(oidc
+        .validate_bearer(&format!("{signed}.AAAA"), now)
+        .await
+        .is_err());
+}

@@ -73,24 +73,16 @@ pub fn decide(t: &TokenTimes, now: i64, margin: i64, backoff: &Backoff) -> Decis
 }
 
 /// Seconds until an open page should ask for a silent refresh (`now`, the access token's expiry
-/// and the session's end in Unix seconds; `margin` as in [`decide`]). A page asks when the server
-/// would first refresh: one second inside the margin, or, for tokens that live shorter than the
-/// margin (every request refreshes them), a second before they expire. So an idle page sends at
-/// most one request per access-token lifetime, and never waits past the session's end. Always at
-/// least one second.
-pub fn next_check_in(
-    now: i64,
-    access_expires_at: i64,
-    session_expires_at: i64,
-    margin: i64,
-) -> i64 {
-    let left = access_expires_at.saturating_sub(now);
-    let due = if left > margin {
-        left.saturating_sub(margin).saturating_add(1)
-    } else {
-        left.saturating_sub(1)
-    };
-    due.min(session_expires_at.saturating_sub(now)).max(1)
+/// and the session's end in Unix seconds): when the access token expires. The server refreshes it
+/// then (or earlier, when another request of the session comes within the refresh margin), so an
+/// idle page sends one request per access-token lifetime, never more, and never waits past the
+/// session's end. Nothing waits on this refresh: a request that finds the token expired refreshes
+/// it itself. Always at least one second.
+pub fn next_check_in(now: i64, access_expires_at: i64, session_expires_at: i64) -> i64 {
+    access_expires_at
+        .min(session_expires_at)
+        .saturating_sub(now)
+        .max(1)
 }
 
 #[cfg(test)]
@@ -162,39 +154,30 @@ mod tests {
     }
 
     #[test]
-    fn an_idle_page_asks_once_just_inside_the_margin() {
-        // a 5-minute token with a 30-second margin: ask after 271 s, when 29 s are left
-        let wait = next_check_in(1_000, 1_300, 10_000, 30);
-        assert_eq!(wait, 271);
-        let at = 1_000 + wait;
-        assert_eq!(decide(&T2, at, 30, &Backoff::default()), Decision::Refresh);
-        // one second of slack after the first moment the server would refresh
+    fn an_idle_page_asks_when_the_access_token_expires_and_the_server_then_refreshes() {
+        let wait = next_check_in(1_000, 1_300, 10_000);
+        assert_eq!(wait, 300);
+        let t = TokenTimes {
+            access_expires_at: 1_300,
+            has_refresh_token: true,
+        };
         assert_eq!(
-            decide(&T2, at - 2, 30, &Backoff::default()),
-            Decision::UseAsIs
+            decide(&t, 1_000 + wait, 30, &Backoff::default()),
+            Decision::Refresh
         );
-    }
-
-    const T2: TokenTimes = TokenTimes {
-        access_expires_at: 1_300,
-        has_refresh_token: true,
-    };
-
-    #[test]
-    fn tokens_shorter_than_the_margin_are_asked_for_once_per_lifetime() {
-        // 10-second tokens, 30-second margin: every request refreshes, so ask once, 1 s before
-        assert_eq!(next_check_in(1_000, 1_010, 10_000, 30), 9);
+        // so the next token's wait starts then: one request per lifetime
+        assert_eq!(next_check_in(1_300, 1_600, 10_000), 300);
     }
 
     #[test]
     fn a_page_never_waits_past_the_end_of_its_session() {
-        assert_eq!(next_check_in(1_000, 1_300, 1_050, 30), 50);
+        assert_eq!(next_check_in(1_000, 1_300, 1_050), 50);
     }
 
     #[test]
     fn a_page_waits_at_least_a_second_even_for_expired_or_hostile_times() {
-        assert_eq!(next_check_in(1_000, 900, 10_000, 30), 1);
-        assert_eq!(next_check_in(1_000, i64::MIN, i64::MIN, 30), 1);
-        assert!(next_check_in(i64::MIN, i64::MAX, i64::MAX, 30) > 0);
+        assert_eq!(next_check_in(1_000, 900, 10_000), 1);
+        assert_eq!(next_check_in(1_000, i64::MIN, i64::MIN), 1);
+        assert!(next_check_in(i64::MIN, i64::MAX, i64::MAX) > 0);
     }
 }

@@ -18,8 +18,8 @@ pub struct SessionStatus {
     pub session_expires_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<KeycloakUser>,
-    /// Seconds until the page should ask again ([`crate::refresh::next_check_in`]): just before
-    /// the server would refresh the access token; signed in only.
+    /// Seconds until the page should ask again ([`crate::refresh::next_check_in`]): when the
+    /// access token expires; signed in only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_in_secs: Option<i64>,
     /// A short reason when the session's state could not be decided.
@@ -28,9 +28,8 @@ pub struct SessionStatus {
 }
 
 impl SessionStatus {
-    /// Signed in as `user` at `now`, the access token expiring at `access_expires_at`; `margin`
-    /// is the server's refresh margin (for [`SessionStatus::check_in_secs`]).
-    pub fn signed_in(user: KeycloakUser, access_expires_at: i64, now: i64, margin: i64) -> Self {
+    /// Signed in as `user` at `now`, the access token expiring at `access_expires_at`.
+    pub fn signed_in(user: KeycloakUser, access_expires_at: i64, now: i64) -> Self {
         SessionStatus {
             signed_in: true,
             access_expires_at: Some(access_expires_at),
@@ -39,7 +38,6 @@ impl SessionStatus {
                 now,
                 access_expires_at,
                 user.session_expires_at,
-                margin,
             )),
             user: Some(user),
             error: None,
@@ -97,9 +95,9 @@ mod tests {
             groups: vec![],
             session_expires_at: 2_000,
         };
-        let status = SessionStatus::signed_in(user, 1_000, 700, 30);
+        let status = SessionStatus::signed_in(user, 1_000, 700);
         let text = serde_json::to_string(&status).expect("json");
-        assert!(text.contains(r#""check_in_secs":271"#), "{text}");
+        assert!(text.contains(r#""check_in_secs":300"#), "{text}");
         assert!(text.contains(r#""access_expires_at":1000"#), "{text}");
         assert!(text.contains(r#""session_expires_at":2000"#), "{text}");
         assert_eq!(

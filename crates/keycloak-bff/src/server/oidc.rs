@@ -22,6 +22,7 @@ use openidconnect::{
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use url::Url;
 
@@ -131,7 +132,44 @@ struct TokenErrorBody {
     error: String,
 }
 
+/// Bearer tokens this process checked and accepted, with the user they name: a client that sends
+/// the same token again (every call, until it expires) costs a look-up instead of a signature
+/// check. Keyed by the whole token (a token that differs in any byte is checked afresh); an entry
+/// serves until the token expires (with the leeway, as the check itself) and at most
+/// [`BEARER_RECHECK`] after its check, so a key Keycloak withdraws stops counting within that time.
+/// Refusals are never kept.
+struct BearerCache(std::sync::Mutex<HashMap<String, (KeycloakUser, i64, i64)>>);
+
+/// How long an accepted bearer token is trusted before its signature is checked again.
+const BEARER_RECHECK: i64 = 60;
+
+/// At most this many accepted tokens are remembered (a few KB each).
+const BEARER_CACHED: usize = 4096;
+
+impl BearerCache {
+    fn get(&self, token: &str, now: i64, leeway: i64) -> Option<KeycloakUser> {
+        let cache = self.0.lock().ok()?;
+        let (user, expires, checked_at) = cache.get(token)?;
+        (now <= expires.saturating_add(leeway) && now < checked_at.saturating_add(BEARER_RECHECK))
+            .then(|| user.clone())
+    }
+
+    fn keep(&self, token: &str, user: &KeycloakUser, expires: i64, now: i64) {
+        let Ok(mut cache) = self.0.lock() else {
+            return;
+        };
+        if cache.len() >= BEARER_CACHED {
+            cache.retain(|_, (_, _, checked_at)| now < checked_at.saturating_add(BEARER_RECHECK));
+            if cache.len() >= BEARER_CACHED {
+                cache.clear();
+            }
+        }
+        cache.insert(token.to_owned(), (user.clone(), expires, now));
+    }
+}
+
 pub struct Oidc {
+    bearer_cache: BearerCache,
     settings: KeycloakSettings,
     issuer: String,
     http: reqwest::Client,
@@ -154,6 +192,7 @@ impl Oidc {
             .trim_end_matches('/')
             .to_owned();
         Ok(Self {
+            bearer_cache: BearerCache(std::sync::Mutex::new(HashMap::new())),
             keys: KeyCache::new(http.clone(), key_set_fetches),
             settings,
             issuer,
@@ -528,8 +567,23 @@ impl Oidc {
     /// signature with the realm's keys (algorithms pinned by configuration), `iss`, `aud` contains
     /// this client, `exp`/`nbf`/`iat` with the leeway, Keycloak `typ` Bearer (ID, refresh and
     /// logout tokens are refused), obtained by this client or one of `keycloak.bearer_clients`
-    /// (`azp`).
+    /// (`azp`). A token accepted in the last minute and not expired is not checked again
+    /// ([`BearerCache`]).
     pub async fn validate_bearer(&self, token: &str, now: i64) -> Result<KeycloakUser, OidcError> {
+        if token.len() > jwt::MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLarge.into());
+        }
+        if let Some(user) = self.bearer_cache.get(token, now, self.settings.leeway_secs) {
+            return Ok(user);
+        }
+        let user = self.check_bearer(token, now).await?;
+        self.bearer_cache
+            .keep(token, &user, user.session_expires_at, now);
+        Ok(user)
+    }
+
+    /// [`Oidc::validate_bearer`] without its cache: the signature and every claim, each time.
+    pub async fn check_bearer(&self, token: &str, now: i64) -> Result<KeycloakUser, OidcError> {
         if token.len() > jwt::MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge.into());
         }

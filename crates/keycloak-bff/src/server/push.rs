@@ -32,14 +32,11 @@ pub const HEARTBEAT: Duration = Duration::from_secs(20);
 const RECONNECT: Duration = Duration::from_secs(2);
 
 /// A session's status now, from its stored record (`None`: the session is gone or over).
-fn status(auth: &KeycloakAuth, signed_in: Option<AuthSession>, now: i64) -> SessionStatus {
+fn status(signed_in: Option<AuthSession>, now: i64) -> SessionStatus {
     match signed_in {
-        Some(s) if now < s.user.session_expires_at => SessionStatus::signed_in(
-            s.user,
-            s.access_expires_at,
-            now,
-            auth.settings().session.refresh_margin_secs,
-        ),
+        Some(s) if now < s.user.session_expires_at => {
+            SessionStatus::signed_in(s.user, s.access_expires_at, now)
+        }
         _ => SessionStatus::signed_out(),
     }
 }
@@ -102,7 +99,7 @@ impl Stream {
             // The store does not answer: say nothing; the page's own timer asks again.
             Err(_) => return Some(Event::default().comment("store unavailable")),
         };
-        let status = status(&self.auth, signed_in, now);
+        let status = status(signed_in, now);
         if let Some(end) = status.session_expires_at {
             self.session_end = end;
         }
@@ -136,7 +133,7 @@ pub async fn events(State(auth): State<KeycloakAuth>, session: Session) -> Respo
         return refused(&AppError::NotSignedIn, SessionStatus::signed_out());
     };
     let subscription = auth.store().events().subscribe(&id.to_string());
-    let first = status(&auth, Some(signed_in), now);
+    let first = status(Some(signed_in), now);
     auth.metrics().event_streams.inc();
     let open = Open(auth.clone());
     let state = Stream {

@@ -397,12 +397,7 @@ pub async fn refresh(State(auth): State<KeycloakAuth>, session: Session) -> Resp
     let (error, status) = match auth.fresh_auth(&session, unix_now()).await {
         Ok(Some(signed_in)) => (
             None,
-            SessionStatus::signed_in(
-                signed_in.user,
-                signed_in.access_expires_at,
-                unix_now(),
-                auth.settings().session.refresh_margin_secs,
-            ),
+            SessionStatus::signed_in(signed_in.user, signed_in.access_expires_at, unix_now()),
         ),
         Ok(None) => (Some(AppError::NotSignedIn), SessionStatus::signed_out()),
         Err(AppError::IdpUnavailable) => {

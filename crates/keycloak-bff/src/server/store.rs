@@ -53,6 +53,55 @@ pub struct AuthStore {
     ended_sids: Arc<Mutex<HashMap<String, i64>>>,
     /// Announced on every save and delete of a session (with Redis, by every replica).
     events: SessionEvents,
+    /// SQLite only: recently used records ([`RecordCache`]).
+    cache: Arc<Mutex<RecordCache>>,
+}
+
+/// The SQLite backend's most recently used records, kept in this process (the only one that
+/// writes the file): reading a session for a page skips SQLite and the decoding of its record.
+/// Every save and delete writes through. A record read from SQLite is kept only if nothing was
+/// written meanwhile (`epoch`), so the cache never holds an older token set or a deleted session.
+#[derive(Debug, Default)]
+struct RecordCache {
+    records: HashMap<Id, Record>,
+    epoch: u64,
+}
+
+/// How many records the SQLite backend keeps in memory (about 4 KB each).
+const CACHED_RECORDS: usize = 1024;
+
+impl RecordCache {
+    fn get(&self, id: &Id, now: time::OffsetDateTime) -> Option<Record> {
+        self.records
+            .get(id)
+            .filter(|r| r.expiry_date > now)
+            .cloned()
+    }
+
+    fn keep(&mut self, record: &Record) {
+        if self.records.len() >= CACHED_RECORDS && !self.records.contains_key(&record.id) {
+            let now = time::OffsetDateTime::now_utc();
+            self.records.retain(|_, r| r.expiry_date > now);
+            if self.records.len() >= CACHED_RECORDS {
+                // Any one: the cache only saves reads.
+                if let Some(old) = self.records.keys().next().copied() {
+                    self.records.remove(&old);
+                }
+            }
+        }
+        self.records.insert(record.id, record.clone());
+    }
+
+    /// A write: `record` is the newest (or `None`: deleted), and reads in flight are stale.
+    fn wrote(&mut self, id: &Id, record: Option<&Record>) {
+        self.epoch = self.epoch.wrapping_add(1);
+        match record {
+            Some(record) => self.keep(record),
+            None => {
+                self.records.remove(id);
+            }
+        }
+    }
 }
 
 /// A session's refresh lock held across replicas; see [`AuthStore::lock_refresh`].
@@ -142,6 +191,7 @@ impl AuthStore {
             memory_index: Arc::default(),
             ended_sids: Arc::new(Mutex::new(ended.into_iter().collect())),
             events: SessionEvents::default(),
+            cache: Arc::default(),
         })
     }
 
@@ -156,6 +206,7 @@ impl AuthStore {
             memory_index: Arc::default(),
             ended_sids: Arc::default(),
             events,
+            cache: Arc::default(),
         })
     }
 
@@ -264,6 +315,7 @@ impl AuthStore {
             memory_index: Arc::default(),
             ended_sids: Arc::default(),
             events: SessionEvents::default(),
+            cache: Arc::default(),
         }
     }
 
@@ -466,6 +518,9 @@ impl AuthStore {
         match &self.backend {
             Backend::Sqlite(store, pool) => {
                 store.delete_expired().await?;
+                if let Ok(mut cache) = self.cache.lock() {
+                    cache.records.retain(|_, r| unix(r.expiry_date) > now);
+                }
                 for sql in [
                     "DELETE FROM kc_session_index WHERE expires_at < ?",
                     "DELETE FROM kc_logout_jti WHERE until_at <= ?",
@@ -525,7 +580,23 @@ impl AuthStore {
 
     async fn backend_load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         match &self.backend {
-            Backend::Sqlite(s, _) => s.load(id).await,
+            Backend::Sqlite(s, _) => {
+                let epoch = {
+                    let cache = self.cache.lock().map_err(store_error)?;
+                    if let Some(record) = cache.get(id, time::OffsetDateTime::now_utc()) {
+                        return Ok(Some(record));
+                    }
+                    cache.epoch
+                };
+                let record = s.load(id).await?;
+                if let Some(record) = &record {
+                    let mut cache = self.cache.lock().map_err(store_error)?;
+                    if cache.epoch == epoch {
+                        cache.keep(record);
+                    }
+                }
+                Ok(record)
+            }
             Backend::Redis(r) => Ok(r
                 .load(id)
                 .await?
@@ -550,7 +621,13 @@ impl SessionStore for AuthStore {
             return Ok(());
         }
         match &self.backend {
-            Backend::Sqlite(s, _) => s.create(record).await?,
+            Backend::Sqlite(s, _) => {
+                s.create(record).await?;
+                self.cache
+                    .lock()
+                    .map_err(store_error)?
+                    .wrote(&record.id, Some(record));
+            }
             Backend::Redis(r) => r.create(record, token_rank(record), now()).await?,
             Backend::Memory(records) => {
                 let mut records = records.lock().map_err(store_error)?;
@@ -594,7 +671,13 @@ impl SessionStore for AuthStore {
         };
         let record = keep_newer_tokens(record, &stored);
         match &self.backend {
-            Backend::Sqlite(s, _) => s.save(&record).await?,
+            Backend::Sqlite(s, _) => {
+                s.save(&record).await?;
+                self.cache
+                    .lock()
+                    .map_err(store_error)?
+                    .wrote(&record.id, Some(&record));
+            }
             Backend::Memory(records) => {
                 records
                     .lock()
@@ -620,7 +703,13 @@ impl SessionStore for AuthStore {
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         match &self.backend {
-            Backend::Sqlite(s, _) => s.delete(id).await?,
+            Backend::Sqlite(s, _) => {
+                // Out of the cache first, and again once gone from SQLite: a read in between
+                // does not keep what it read (the epoch moved).
+                self.cache.lock().map_err(store_error)?.wrote(id, None);
+                s.delete(id).await?;
+                self.cache.lock().map_err(store_error)?.wrote(id, None);
+            }
             Backend::Memory(records) => {
                 records.lock().map_err(store_error)?.remove(id);
             }
@@ -735,6 +824,34 @@ mod tests {
             .await
             .expect("in-memory SQLite");
         AuthStore::sqlite(pool).await.expect("store")
+    }
+
+    #[tokio::test]
+    async fn the_sqlite_read_cache_follows_every_save_and_delete() {
+        let store = sqlite_store().await;
+        let mut r = signed_in("sid-c", "alice", 600);
+        store.create(&mut r).await.expect("create");
+        assert!(store.load(&r.id).await.expect("load").is_some());
+        let mut newer = r.clone();
+        newer.data.insert("extra".into(), json!(1));
+        store.save(&newer).await.expect("save");
+        let loaded = store.load(&r.id).await.expect("load").expect("there");
+        assert_eq!(
+            loaded.data.get("extra"),
+            Some(&json!(1)),
+            "the saved record"
+        );
+        store.delete(&r.id).await.expect("delete");
+        assert!(store.load(&r.id).await.expect("load").is_none(), "gone");
+        // Ended by back-channel logout: gone from the cache too.
+        let mut other = signed_in("sid-d", "alice", 600);
+        store.create(&mut other).await.expect("create");
+        assert!(store.load(&other.id).await.expect("load").is_some());
+        store
+            .end_keycloak_session(Some("sid-d"), None, 0)
+            .await
+            .expect("end");
+        assert!(store.load(&other.id).await.expect("load").is_none());
     }
 
     #[tokio::test]
