@@ -67,8 +67,9 @@ struct RecordCache {
     epoch: u64,
 }
 
-/// How many records the SQLite backend keeps in memory (about 4 KB each).
-const CACHED_RECORDS: usize = 1024;
+/// How many records the SQLite backend keeps in memory (about 10 KB each once decoded): the
+/// sessions in use right now. More would cost memory for sessions that are idle anyway.
+const CACHED_RECORDS: usize = 256;
 
 impl RecordCache {
     fn get(&self, id: &Id, now: time::OffsetDateTime) -> Option<Record> {
