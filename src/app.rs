@@ -9,7 +9,7 @@ use keycloak_bff::{
 };
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, HashedStylesheet, MetaTags, Title};
-use leptos_router::components::{Route, Router, Routes, A};
+use leptos_router::components::{Route, Router, Routes};
 use leptos_router::hooks::use_location;
 use leptos_router::{path, SsrMode};
 
@@ -65,22 +65,35 @@ fn TopBar() -> impl IntoView {
         <header class="topbar">
             <a class="brand" href="/">"kc-leptos"</a>
             <nav class="nav" aria-label="Main">
-                <A href="/" exact=true>"Home"</A>
+                <NavLink href="/">"Home"</NavLink>
                 <SignedIn>
-                    <A href="/profile">"Profile"</A>
+                    <NavLink href="/profile">"Profile"</NavLink>
                 </SignedIn>
                 <Authorized rule=read_notes()>
-                    <A href="/notes">"Notes"</A>
+                    <NavLink href="/notes">"Notes"</NavLink>
                 </Authorized>
                 <HasClientRole role="editor">
-                    <A href="/editor">"Editor"</A>
+                    <NavLink href="/editor">"Editor"</NavLink>
                 </HasClientRole>
                 <HasRealmRole role="admin">
-                    <A href="/admin">"Admin"</A>
+                    <NavLink href="/admin">"Admin"</NavLink>
                 </HasRealmRole>
             </nav>
             <UserMenu/>
         </header>
+    }
+}
+
+/// A link of the navigation, marked `aria-current="page"` on its own page. A plain link (the
+/// router still navigates it in the page) with one closure, instead of `<A>`'s resolved path and
+/// memos: rendering a page with every link of an admin costs measurably less (docs/performance.md).
+#[component]
+fn NavLink(href: &'static str, children: Children) -> impl IntoView {
+    let location = use_location();
+    view! {
+        <a href=href aria-current=move || (location.pathname.get() == href).then_some("page")>
+            {children()}
+        </a>
     }
 }
 

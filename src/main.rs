@@ -1,8 +1,3 @@
-/// Rendering pages allocates a lot; mimalloc does it faster than glibc (docs/performance.md).
-#[cfg(feature = "ssr")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[cfg(feature = "ssr")]
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

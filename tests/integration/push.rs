@@ -195,3 +195,22 @@ async fn an_open_stream_does_not_hold_up_a_graceful_shutdown() {
 fn metric_gauge(app: &TestApp) -> i64 {
     app.state.auth.metrics().event_streams.get()
 }
+
+#[tokio::test]
+async fn one_session_cannot_hold_more_than_a_few_streams_open() {
+    let app = spawn_app().await;
+    app.sign_in("paul").await;
+    let mut open = Vec::new();
+    for _ in 0..keycloak_bff::server::push::MAX_STREAMS_PER_SESSION {
+        let mut events = Events::open(&app).await;
+        assert!(events.next_status(PUSH_WITHIN).await.is_some());
+        open.push(events);
+    }
+    let refused = app.get("/auth/events").await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    // One closes: there is room again.
+    drop(open.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = Events::open(&app).await;
+    assert!(again.next_status(PUSH_WITHIN).await.is_some());
+}

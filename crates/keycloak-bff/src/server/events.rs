@@ -61,6 +61,13 @@ impl SessionEvents {
         }
     }
 
+    /// How many subscriptions session `id` has now.
+    pub fn subscribers(&self, id: &str) -> usize {
+        self.subscribers
+            .lock()
+            .map_or(0, |s| s.get(id).map_or(0, |sender| sender.receiver_count()))
+    }
+
     /// How many sessions have at least one subscriber (for the metrics).
     pub fn watched(&self) -> usize {
         self.subscribers.lock().map_or(0, |s| s.len())
@@ -129,6 +136,7 @@ mod tests {
         let first = events.subscribe("a");
         let second = events.subscribe("a");
         assert_eq!(events.watched(), 1);
+        assert_eq!(events.subscribers("a"), 2);
         drop(first);
         assert_eq!(events.watched(), 1);
         drop(second);

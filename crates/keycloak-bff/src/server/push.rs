@@ -28,6 +28,10 @@ use tower_sessions::Session;
 /// How often an idle stream sends a comment (proxies close connections idle for a minute).
 pub const HEARTBEAT: Duration = Duration::from_secs(20);
 
+/// Streams one session may hold at once: a browser holds one (its elected tab), a few more cover
+/// reconnections that overlap; more is a client holding connections open on purpose.
+pub const MAX_STREAMS_PER_SESSION: usize = 4;
+
 /// How long a browser waits before reconnecting a stream that broke (the `retry` field).
 const RECONNECT: Duration = Duration::from_secs(2);
 
@@ -132,7 +136,16 @@ pub async fn events(State(auth): State<KeycloakAuth>, session: Session) -> Respo
     let (Some(signed_in), Some(id)) = (signed_in, session.id()) else {
         return refused(&AppError::NotSignedIn, SessionStatus::signed_out());
     };
-    let subscription = auth.store().events().subscribe(&id.to_string());
+    let events = auth.store().events();
+    if events.subscribers(&id.to_string()) >= MAX_STREAMS_PER_SESSION {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::CACHE_CONTROL, "no-store")],
+            "too many event streams for this session\n",
+        )
+            .into_response();
+    }
+    let subscription = events.subscribe(&id.to_string());
     let first = status(Some(signed_in), now);
     auth.metrics().event_streams.inc();
     let open = Open(auth.clone());
