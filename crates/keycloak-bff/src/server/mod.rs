@@ -1,7 +1,7 @@
 //! The server side (feature `ssr`). Modules by layer, each importing only the ones above it:
 //!
-//! 1. [`settings`], [`http`], [`metrics`], [`assets`]: settings, the HTTP client to Keycloak,
-//!    counters, the site's static files.
+//! 1. [`settings`], [`http`], [`metrics`], [`assets`], [`memory`]: settings, the HTTP client to
+//!    Keycloak, counters, the site's static files, the allocator's footprint.
 //! 2. [`keys`], [`store`] (with [`redis_store`] and [`events`]), [`login_cookies`]: the key cache, the session store with its
 //!    `sid`/`sub` index and the back-channel logout guard (used logout tokens, ended Keycloak
 //!    sessions), the announcements of changed sessions, the sealed cookies of pending sign-ins.
@@ -23,6 +23,7 @@ pub mod health;
 pub mod http;
 pub mod keys;
 pub mod login_cookies;
+pub mod memory;
 pub mod metrics;
 pub mod middleware;
 pub mod oidc;

@@ -575,7 +575,8 @@ impl AuthStore {
                 if let Err(e) = store.sweep_once(now).await {
                     tracing::warn!(error = %e, "could not delete expired sessions");
                 }
-                release_free_memory();
+                // What a burst of requests freed goes back to the system.
+                crate::server::memory::release_free_memory();
             }
         });
     }
@@ -725,17 +726,6 @@ impl SessionStore for AuthStore {
             self.events.announce(&id.to_string());
         }
         Ok(())
-    }
-}
-
-/// Hands the memory freed since the last sweep back to the system. glibc keeps what a burst of
-/// requests freed in its arenas (tens of MB after a load peak, docs/performance.md); the sweep
-/// runs once a minute, so a trim then costs nothing a request would notice.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks glibc's own arenas; it takes no pointer of ours.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
