@@ -133,20 +133,7 @@ async fn what_one_replica_does_to_a_session_reaches_a_stream_held_by_another() {
     let redis = TestRedis::start().expect("redis-server");
     let admin = KeycloakAdmin::new("demo-short");
     let user = admin.create_user("push-replicas", &["viewer"]).await;
-    let mut overrides = SHORT_REALM.to_vec();
-    let url = redis.url();
-    overrides.extend_from_slice(&[
-        ("APP_SESSION_STORE", "redis"),
-        ("APP_SESSION_REDIS_URL", url.as_str()),
-    ]);
-    let browser = browser();
-    let a = spawn_app_in(
-        tempfile::tempdir().expect("tmp"),
-        browser.clone(),
-        &overrides,
-    )
-    .await;
-    let b = spawn_app_in(tempfile::tempdir().expect("tmp"), browser, &overrides).await;
+    let (a, b) = crate::replicas::two_replicas(&redis.url()).await;
     assert_eq!(
         a.login_as(&user.username, "/").await.status(),
         StatusCode::SEE_OTHER

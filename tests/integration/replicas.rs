@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 /// Two replicas of the app on the Redis at `url`, against `demo-short`, sharing one browser.
-async fn two_replicas(url: &str) -> (TestApp, TestApp) {
+pub(crate) async fn two_replicas(url: &str) -> (TestApp, TestApp) {
     let mut overrides = SHORT_REALM.to_vec();
     overrides.extend_from_slice(&[
         ("APP_SESSION_STORE", "redis"),
