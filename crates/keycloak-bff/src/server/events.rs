@@ -68,8 +68,9 @@ impl SessionEvents {
             .map_or(0, |s| s.get(id).map_or(0, |sender| sender.receiver_count()))
     }
 
-    /// How many sessions have at least one subscriber (for the metrics).
-    pub fn watched(&self) -> usize {
+    /// How many sessions have at least one subscriber (the map's size).
+    #[cfg(test)]
+    fn watched(&self) -> usize {
         self.subscribers.lock().map_or(0, |s| s.len())
     }
 }

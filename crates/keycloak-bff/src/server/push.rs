@@ -65,6 +65,8 @@ struct Stream {
     /// (the refresh, then the request's own), and the page needs to hear of a change once.
     last: Option<(Option<keycloak_bff_core::KeycloakUser>, Option<i64>)>,
     done: bool,
+    /// Counted in the metrics for as long as the stream lives.
+    _open: Open,
 }
 
 impl Stream {
@@ -137,7 +139,8 @@ pub async fn events(State(auth): State<KeycloakAuth>, session: Session) -> Respo
         return refused(&AppError::NotSignedIn, SessionStatus::signed_out());
     };
     let events = auth.store().events();
-    if events.subscribers(&id.to_string()) >= MAX_STREAMS_PER_SESSION {
+    let key = id.to_string();
+    if events.subscribers(&key) >= MAX_STREAMS_PER_SESSION {
         return (
             StatusCode::TOO_MANY_REQUESTS,
             [(header::CACHE_CONTROL, "no-store")],
@@ -145,11 +148,11 @@ pub async fn events(State(auth): State<KeycloakAuth>, session: Session) -> Respo
         )
             .into_response();
     }
-    let subscription = events.subscribe(&id.to_string());
+    let subscription = events.subscribe(&key);
     let first = status(Some(signed_in), now);
     auth.metrics().event_streams.inc();
-    let open = Open(auth.clone());
     let state = Stream {
+        _open: Open(auth.clone()),
         session_end: first.session_expires_at.unwrap_or(now),
         closing: auth.closing(),
         auth,
@@ -160,10 +163,6 @@ pub async fn events(State(auth): State<KeycloakAuth>, session: Session) -> Respo
         done: false,
     };
     let stream = futures_util::stream::unfold(state, Stream::next);
-    let stream = futures_util::StreamExt::map(stream, move |event| {
-        let _counted = &open;
-        event
-    });
     let mut response = Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(HEARTBEAT))
         .into_response();

@@ -394,10 +394,11 @@ fn keycloak_session_may_remain(auth: &KeycloakAuth) -> Response {
 /// answers a [`SessionStatus`]. Same-origin only; never returns a token. 200 signed in, 401
 /// signed out (or the session just ended), 503 Keycloak unavailable.
 pub async fn refresh(State(auth): State<KeycloakAuth>, session: Session) -> Response {
-    let (error, status) = match auth.fresh_auth(&session, unix_now()).await {
+    let now = unix_now();
+    let (error, status) = match auth.fresh_auth(&session, now).await {
         Ok(Some(signed_in)) => (
             None,
-            SessionStatus::signed_in(signed_in.user, signed_in.access_expires_at, unix_now()),
+            SessionStatus::signed_in(signed_in.user, signed_in.access_expires_at, now),
         ),
         Ok(None) => (Some(AppError::NotSignedIn), SessionStatus::signed_out()),
         Err(AppError::IdpUnavailable) => {
