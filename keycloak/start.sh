@@ -15,7 +15,7 @@ if pid=$(kc_running_pid); then
 else
   "$KC_DIR/fetch.sh"
   mkdir -p "$KC_HOME/data/import"
-  # The imported realms derive from the realm file and from this script (demo-short).
+  # The imported realms derive from the realm file and from this script (demo-short, demo-brief).
   realm_sum=$(cat "$KC_DIR/demo-realm.json" "$KC_DIR/start.sh" | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$KC_RUN/realm.sha256" 2>/dev/null || true)" != "$realm_sum" ]; then
     kc_log "realm file is new or changed: resetting the dev database for a fresh import"
@@ -31,6 +31,25 @@ else
       | .enabledEventTypes = ["REFRESH_TOKEN", "REFRESH_TOKEN_ERROR"]
       | .users |= map(if .realmRoles then .realmRoles |= map(if . == "default-roles-demo" then "default-roles-demo-short" else . end) else . end)' \
     "$KC_DIR/demo-realm.json" > "$KC_HOME/data/import/demo-short-realm.json"
+  # demo-brief: sessions that end within minutes, for the expiry warning's browser tests, with
+  # demo-app on http://localhost:3004 using front-channel logout instead of back-channel (the
+  # app instance of scripts/test.sh that runs with session.frontchannel_logout = true). Idle
+  # 130 s and at most 140 s: a "Stay signed in" extends the session once, then reaches the
+  # maximum. Access tokens never expire before the session does.
+  jq '.realm = "demo-brief"
+      | .displayName = "kc-leptos demo (sessions of two minutes, for tests)"
+      | .accessTokenLifespan = 600 | .ssoSessionIdleTimeout = 130 | .ssoSessionMaxLifespan = 140
+      | .clients |= map(if .clientId == "demo-app" then
+            .rootUrl = "http://localhost:3004"
+            | .redirectUris = ["http://localhost:3004/auth/callback"]
+            | .frontchannelLogout = true
+            | .attributes["post.logout.redirect.uris"] = "http://localhost:3004/"
+            | .attributes["frontchannel.logout.url"] = "http://localhost:3004/auth/frontchannel-logout"
+            | .attributes["frontchannel.logout.session.required"] = "true"
+            | del(.attributes["backchannel.logout.url"])
+          else . end)
+      | .users |= map(if .realmRoles then .realmRoles |= map(if . == "default-roles-demo" then "default-roles-demo-brief" else . end) else . end)' \
+    "$KC_DIR/demo-realm.json" > "$KC_HOME/data/import/demo-brief-realm.json"
   if curl -s -m 2 -o /dev/null "http://localhost:$KC_PORT/" ; then
     kc_log "port $KC_PORT is taken by something that is not a ready Keycloak; stop it first"
     exit 1

@@ -54,6 +54,7 @@ fi
 
 "$ROOT/keycloak/start.sh"
 export APP_KEYCLOAK_CLIENT_SECRET="${APP_KEYCLOAK_CLIENT_SECRET:-$(dev_client_secret)}"
+export APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET="${APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET:-$(dev_client_secret user-directory)}"
 
 say "the bearer check alone (criterion)"
 token="$(curl -s -d grant_type=client_credentials -d client_id=notes-reader \

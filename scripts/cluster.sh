@@ -40,6 +40,7 @@ fi
 claim_target_dir
 "$ROOT/keycloak/start.sh"
 export APP_KEYCLOAK_CLIENT_SECRET="${APP_KEYCLOAK_CLIENT_SECRET:-$(dev_client_secret)}"
+export APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET="${APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET:-$(dev_client_secret user-directory)}"
 stop_all
 for port in 3000 "${REPLICAS[@]}"; do
   if curl -s -m 2 -o /dev/null "http://localhost:$port/"; then

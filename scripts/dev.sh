@@ -10,6 +10,7 @@ cd "$ROOT"
 claim_target_dir
 "$ROOT/keycloak/start.sh"
 export APP_KEYCLOAK_CLIENT_SECRET="${APP_KEYCLOAK_CLIENT_SECRET:-$(dev_client_secret)}"
+export APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET="${APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET:-$(dev_client_secret user-directory)}"
 say "app: http://localhost:3000   Keycloak: http://localhost:8080 (admin/admin)"
 say "development users (see README): alice, erin, paul, nora; password <name>-dev-pw"
 exec cargo leptos watch --project kc-leptos

@@ -12,13 +12,14 @@ claim_target_dir
 
 app_pid=""
 minimal_pid=""
+brief_pid=""
 kc_was_running=false
 LOG_DIR="${TEST_LOG_DIR:-$ROOT/target/test-logs}"
 mkdir -p "$LOG_DIR"
 cleanup() {
   local rc=$?
   "$ROOT/scripts/cluster.sh" stop >/dev/null 2>&1 || true
-  for pid in "$app_pid" "$minimal_pid"; do
+  for pid in "$app_pid" "$minimal_pid" "$brief_pid"; do
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
       kill -TERM "$pid" 2>/dev/null || true
       wait "$pid" 2>/dev/null || true
@@ -52,10 +53,11 @@ python3 "$ROOT/scripts/check_readme_example.py"
 if kc_ready; then kc_was_running=true; fi
 "$ROOT/keycloak/start.sh"
 export APP_KEYCLOAK_CLIENT_SECRET="${APP_KEYCLOAK_CLIENT_SECRET:-$(dev_client_secret)}"
+export APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET="${APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET:-$(dev_client_secret user-directory)}"
 
 # The back-channel logout tests and the browser tests use http://localhost:3000, the URL the realm
 # registers for the app.
-for port in 3000 3002; do
+for port in 3000 3002 3004; do
   if curl -s -m 2 -o /dev/null "http://localhost:$port/"; then
     echo "port $port is in use (a dev server?); stop it to run the tests" >&2
     exit 1
@@ -92,7 +94,18 @@ say "starting examples/minimal on http://localhost:3002 (its own Leptos.toml, cl
 minimal_pid=$!
 wait_for 3002 "$minimal_pid" "$LOG_DIR/minimal.log"
 
-say "browser tests (Playwright, Chromium)"
+say "starting the app again on http://localhost:3004 (realm demo-brief: two-minute sessions, front-channel logout, step-up after 10 s)"
+brief_dir="$(mktemp -d)"
+LEPTOS_OUTPUT_NAME=kc-leptos LEPTOS_SITE_ROOT="$site_root" LEPTOS_SITE_PKG_DIR=pkg LEPTOS_HASH_FILES=true \
+  LEPTOS_SITE_ADDR=127.0.0.1:3004 LEPTOS_ENV=PROD APP_APP_DATA_DIR="$brief_dir" \
+  APP_SESSION_SQLITE_FILE="$brief_dir/sessions.sqlite3" APP_AUTH_PUBLIC_URL=http://localhost:3004 \
+  APP_KEYCLOAK_ISSUER_URL=http://localhost:8080/realms/demo-brief APP_SESSION_FRONTCHANNEL_LOGOUT=true \
+  APP_AUTH_STEP_UP_MAX_AGE_SECS=10 \
+  "$CARGO_TARGET_DIR/debug/kc-leptos" >"$LOG_DIR/brief.log" 2>&1 &
+brief_pid=$!
+wait_for 3004 "$brief_pid" "$LOG_DIR/brief.log"
+
+say "browser tests (Playwright, Chromium; they also render docs/screenshots/)"
 (cd end2end && npx playwright test)
 
 say "the same browser tests against the cluster: two replicas on Redis behind nginx"
@@ -101,7 +114,7 @@ wait "$app_pid" 2>/dev/null || true
 app_pid=""
 CLUSTER_BUILD=0 APP_KEYCLOAK_ISSUER_URL=http://localhost:8080/realms/demo-short \
   APP_SESSION_REFRESH_MARGIN_SECS=3 "$ROOT/scripts/cluster.sh" start
-(cd end2end && npx playwright test --grep-invert "examples/minimal")
+(cd end2end && npx playwright test --grep-invert "examples/minimal|@single")
 "$ROOT/scripts/cluster.sh" stop
 for port in 3101 3102; do
   cp "$ROOT/target/cluster/replica-$port.log" "$LOG_DIR/replica-$port.log"
@@ -115,9 +128,10 @@ say "a smoke run of the benchmark (scripts/bench.sh --smoke: tiny counts on the 
 "$ROOT/scripts/bench.sh" --smoke
 
 say "scanning the apps' logs (default level) for tokens and secrets"
-for log in "$LOG_DIR/app.log" "$LOG_DIR/minimal.log" "$LOG_DIR"/replica-*.log; do
+for log in "$LOG_DIR/app.log" "$LOG_DIR/minimal.log" "$LOG_DIR/brief.log" "$LOG_DIR"/replica-*.log; do
   if grep -nE 'eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.' "$log" ||
-    grep -nF -e "$APP_KEYCLOAK_CLIENT_SECRET" -e "$(dev_client_secret minimal-app)" "$log"; then
+    grep -nF -e "$APP_KEYCLOAK_CLIENT_SECRET" -e "$(dev_client_secret minimal-app)" \
+      -e "$APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET" "$log"; then
     echo "$log holds a token or a client secret (above)" >&2
     exit 1
   fi

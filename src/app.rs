@@ -1,11 +1,14 @@
 //! The HTML shell, the router, and the chrome around every page.
 
+use crate::account::SessionsPage;
+use crate::directory::DirectoryPageView;
 use crate::notes::rules::read_notes;
 use crate::notes::NotesPage;
-use crate::pages::{AdminPage, EditorPage, HomePage, NotFound, ProfilePage};
+use crate::pages::{AdminPage, EditorPage, HomePage, NotFound, ProfilePage, StaffPage};
+use crate::policy::STAFF_GROUP;
 use keycloak_bff::{
-    current_path, login_href, provide_user, Authorized, HasClientRole, HasRealmRole, SessionWatch,
-    SignedIn, WithUser,
+    current_path, login_href, provide_user, Authorized, HasClientRole, HasRealmRole, InGroup,
+    SessionWatch, SignedIn, WithUser,
 };
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, HashedStylesheet, MetaTags, Title};
@@ -49,6 +52,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/editor") view=EditorPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin") view=AdminPage ssr=SsrMode::Async/>
                     <Route path=path!("/notes") view=NotesPage ssr=SsrMode::Async/>
+                    <Route path=path!("/sessions") view=SessionsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/staff") view=StaffPage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/users") view=DirectoryPageView ssr=SsrMode::Async/>
                 </Routes>
             </main>
             <footer class="footer">
@@ -68,6 +74,7 @@ fn TopBar() -> impl IntoView {
                 <NavLink href="/">"Home"</NavLink>
                 <SignedIn>
                     <NavLink href="/profile">"Profile"</NavLink>
+                    <NavLink href="/sessions">"My sessions"</NavLink>
                 </SignedIn>
                 <Authorized rule=read_notes()>
                     <NavLink href="/notes">"Notes"</NavLink>
@@ -75,8 +82,12 @@ fn TopBar() -> impl IntoView {
                 <HasClientRole role="editor">
                     <NavLink href="/editor">"Editor"</NavLink>
                 </HasClientRole>
+                <InGroup path=STAFF_GROUP include_subgroups=true>
+                    <NavLink href="/staff">"Staff"</NavLink>
+                </InGroup>
                 <HasRealmRole role="admin">
                     <NavLink href="/admin">"Admin"</NavLink>
+                    <NavLink href="/admin/users">"Users"</NavLink>
                 </HasRealmRole>
             </nav>
             <UserMenu/>
@@ -105,6 +116,10 @@ fn UserMenu() -> impl IntoView {
         <div class="session">
             <WithUser render=move |user| match user {
                 Ok(Some(u)) => view! {
+                    // An admin impersonating this user from Keycloak's admin console: say so.
+                    {u.impersonator.clone().map(|by| view! {
+                        <span class="impersonation" data-testid="impersonation">{by} " acting as"</span>
+                    })}
                     <span class="who" data-testid="signed-in-as">{u.display_name}</span>
                     <form method="post" action=logout.clone() class="inline">
                         <button type="submit" class="button subtle">"Sign out"</button>

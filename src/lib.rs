@@ -3,10 +3,14 @@
 //!
 //! - [`app`]: the shell, router and navigation.
 //! - [`pages`]: the pages and their server functions; [`policy`]: the pages' rules.
+//! - [`account`]: "My sessions" (Keycloak's Account API, called as the user).
+//! - [`directory`]: the user directory for admins (Keycloak's Admin API, a service account).
 //! - [`notes`]: the notes board (model, rules, server functions, components, queries, JSON API).
 //! - `server` (server): the app's state, settings and start-up.
 
+pub mod account;
 pub mod app;
+pub mod directory;
 pub mod format;
 pub mod notes;
 pub mod pages;

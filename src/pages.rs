@@ -241,6 +241,55 @@ fn EditorPanel() -> impl IntoView {
     }
 }
 
+/// What the staff room shows: how the member belongs to `/staff`.
+#[server(prefix = "/api", endpoint = "staff_room")]
+pub async fn staff_room() -> Result<Vec<String>, AppError> {
+    let user = keycloak_bff::server::require(&policy::staff_room()).await?;
+    Ok(user
+        .groups
+        .into_iter()
+        .filter(|g| {
+            policy::staff_room().allows(Some(&KeycloakUser {
+                groups: vec![g.clone()],
+                ..KeycloakUser::default()
+            }))
+        })
+        .collect())
+}
+
+#[component]
+pub fn StaffPage() -> impl IntoView {
+    view! {
+        <Title text="Staff"/>
+        <Protected rule=policy::staff_room()>
+            <StaffRoom/>
+        </Protected>
+    }
+}
+
+#[component]
+fn StaffRoom() -> impl IntoView {
+    let groups = Resource::new(|| (), |_| staff_room());
+    view! {
+        <section class="card" data-testid="staff-page">
+            <h1>"Staff room"</h1>
+            <p class="muted">"Shown to members of the group " <code>"/staff"</code> " and of every group below it."</p>
+            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match groups.await {
+                        Ok(g) => view! {
+                            <dl class="facts">
+                                <dt>"Your staff groups"</dt><dd data-testid="staff-groups">{chips(g, "none")}</dd>
+                            </dl>
+                        }.into_any(),
+                        Err(error) => view! { <ErrorNotice error/> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
 #[component]
 pub fn NotFound() -> impl IntoView {
     keycloak_bff::set_page_status(&AppError::NotFound);

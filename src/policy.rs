@@ -12,3 +12,16 @@ pub fn admin_page() -> Rule {
 pub fn editor_page() -> Rule {
     Rule::client_role("editor")
 }
+
+/// The user directory: the realm role `admin`, with a recent sign-in (step-up).
+pub fn user_directory() -> Rule {
+    Rule::realm_role("admin")
+}
+
+/// The staff room: members of `/staff` and of every group below it.
+pub fn staff_room() -> Rule {
+    Rule::group(STAFF_GROUP, true)
+}
+
+/// The staff group's path.
+pub const STAFF_GROUP: &str = "/staff";

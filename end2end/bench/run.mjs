@@ -72,6 +72,7 @@ async function startApp(realm, extraEnv = {}) {
       LEPTOS_HASH_FILES: 'true', LEPTOS_SITE_ADDR: '127.0.0.1:3000', LEPTOS_ENV: 'PROD',
       APP_APP_DATA_DIR: data, APP_SESSION_SQLITE_FILE: join(data, 'sessions.sqlite3'),
       APP_KEYCLOAK_ISSUER_URL: `${KEYCLOAK}/realms/${realm}`, APP_KEYCLOAK_CLIENT_SECRET: SECRET,
+      APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET: process.env.APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET ?? 'user-directory-dev-secret',
       RUST_LOG: 'warn', ...extraEnv,
     },
     cwd: ROOT,

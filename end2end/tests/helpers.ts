@@ -5,10 +5,13 @@ export const KEYCLOAK = 'http://localhost:8080';
 /** Development users of keycloak/demo-realm.json (password: `<name>-dev-pw`). */
 export type DevUser = 'alice' | 'erin' | 'paul' | 'nora';
 
-/** Signs in through Keycloak's real login page, starting from `from`. */
+/** Signs in through Keycloak's real login page, starting from `from` (a public page's "Sign in"
+ * link, or a gated page, which sends the browser to Keycloak itself) and coming back to it. */
 export async function signIn(page: Page, user: DevUser, from = '/') {
   await page.goto(from);
-  await page.getByRole('link', { name: 'Sign in', exact: true }).click();
+  if (new URL(page.url()).origin !== KEYCLOAK) {
+    await page.getByRole('link', { name: 'Sign in', exact: true }).click();
+  }
   await page.waitForURL((url) => url.origin === KEYCLOAK);
   await page.locator('#username').fill(user);
   await page.locator('#password').fill(`${user}-dev-pw`);

@@ -18,3 +18,22 @@ export async function adminLogout(realm: string, username: string) {
   const r = await fetch(`${KEYCLOAK}/admin/realms/${realm}/users/${users[0].id}/logout`, { method: 'POST', headers });
   if (r.status !== 204) throw new Error(`logout ${username}: ${r.status}`);
 }
+
+/** A user's access token from the tests-only client `api-tester` (password grant). */
+export async function userToken(realm: string, username: string): Promise<string> {
+  const r = await fetch(`${KEYCLOAK}/realms/${realm}/protocol/openid-connect/token`, {
+    method: 'POST',
+    body: new URLSearchParams({ grant_type: 'password', client_id: 'api-tester', username, password: `${username}-dev-pw` }),
+  });
+  if (!r.ok) throw new Error(`token of ${username}: ${r.status}`);
+  return (await r.json()).access_token;
+}
+
+/** Keycloak's id of `username` in `realm`. */
+export async function userId(realm: string, username: string): Promise<string> {
+  const token = await adminToken();
+  const users = await (await fetch(`${KEYCLOAK}/admin/realms/${realm}/users?username=${username}&exact=true`, {
+    headers: { Authorization: `Bearer ${token}` },
+  })).json();
+  return users[0].id;
+}

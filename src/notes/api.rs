@@ -77,11 +77,22 @@ pub async fn update_note(id: i64, body: String) -> Result<Note, AppError> {
         .ok_or_else(|| fail(AppError::NotFound))
 }
 
+/// Deleting another author's note needs a recent sign-in (step-up): without one the answer is
+/// `StepUpRequired` and the page sends the admin through Keycloak's password page first.
 #[server(prefix = "/api", endpoint = "delete_note")]
 pub async fn delete_note(id: i64) -> Result<(), AppError> {
-    use keycloak_bff::server::{fail, require};
-    require(&rules::moderate_notes()).await?;
-    if db::delete_note(&pool()?, id)
+    use keycloak_bff::server::{fail, require, require_recent};
+    let user = require(&rules::moderate_notes()).await?;
+    let pool = pool()?;
+    let note = db::get_note(&pool, id)
+        .await
+        .map_err(db::db_error)
+        .map_err(fail)?
+        .ok_or_else(|| fail(AppError::NotFound))?;
+    if rules::delete_needs_step_up(&user, &note) {
+        require_recent(&rules::moderate_notes()).await?;
+    }
+    if db::delete_note(&pool, id)
         .await
         .map_err(db::db_error)
         .map_err(fail)?

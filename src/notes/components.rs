@@ -4,7 +4,7 @@ use crate::format::format_utc;
 use crate::notes::api::{list_notes, CreateNote, DeleteNote, UpdateNote};
 use crate::notes::model::{NoteView, MAX_BODY_CHARS};
 use crate::notes::rules;
-use keycloak_bff::{AppError, ErrorNotice, Protected};
+use keycloak_bff::{needs_step_up, step_up_for, take_stepped_up, AppError, ErrorNotice, Protected};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
@@ -23,10 +23,15 @@ where
     S: Get<Value = Option<Result<T, AppError>>> + Copy + Send + Sync + 'static,
 {
     move || match value.get() {
+        // Not an error to show: the page is on its way to Keycloak's password page.
+        Some(Err(AppError::StepUpRequired)) => None,
         Some(Err(e)) => Some(e.to_string()),
         _ => None,
     }
 }
+
+/// The step-up key of a note's deletion (the note's id travels in this tab's storage).
+const DELETE_AFTER_STEP_UP: &str = "notes.delete";
 
 #[component]
 fn NotesBoard() -> impl IntoView {
@@ -50,6 +55,28 @@ fn NotesBoard() -> impl IntoView {
             if let Some(textarea) = composer_text.get_untracked() {
                 textarea.set_value("");
             }
+        }
+    });
+    // Deleting someone else's note needs a recent sign-in: the server refuses with
+    // StepUpRequired, the page remembers which note and goes through Keycloak's password page;
+    // back here, it deletes the note.
+    // The action forgets its input once answered: keep the id of the last deletion asked for.
+    let last_delete = StoredValue::new(None::<i64>);
+    Effect::new(move |_| {
+        if let Some(input) = delete.input().get() {
+            last_delete.set_value(Some(input.id));
+        }
+    });
+    Effect::new(move |_| {
+        if needs_step_up(&delete.value().get()) {
+            if let Some(id) = last_delete.get_value() {
+                step_up_for(DELETE_AFTER_STEP_UP, &id.to_string());
+            }
+        }
+    });
+    Effect::new(move |_| {
+        if let Some(id) = take_stepped_up(DELETE_AFTER_STEP_UP).and_then(|id| id.parse().ok()) {
+            delete.dispatch(DeleteNote { id });
         }
     });
     let create_error = action_error(create.value());

@@ -34,9 +34,22 @@ pub fn can_delete(user: &KeycloakUser, _note: &Note) -> bool {
     moderate_notes().allows(Some(user))
 }
 
+/// Deleting someone else's note is dangerous: it needs a recent sign-in with the password
+/// (step-up, `auth.step_up_max_age_secs`). An admin's own notes do not.
+pub fn delete_needs_step_up(user: &KeycloakUser, note: &Note) -> bool {
+    note.author_sub != user.subject
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deleting_someone_elses_note_needs_a_step_up_and_ones_own_does_not() {
+        let admin = user("alice", &["admin"], &[]);
+        assert!(delete_needs_step_up(&admin, &note_by("erin")));
+        assert!(!delete_needs_step_up(&admin, &note_by("alice")));
+    }
     use keycloak_bff::Access;
 
     fn user(sub: &str, realm: &[&str], client: &[&str]) -> KeycloakUser {
@@ -49,6 +62,7 @@ mod tests {
             client_roles: client.iter().map(|s| s.to_string()).collect(),
             groups: vec![],
             session_expires_at: 0,
+            ..KeycloakUser::default()
         }
     }
 

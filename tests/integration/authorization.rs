@@ -296,7 +296,11 @@ async fn the_api_accepts_the_browser_session_behind_the_origin_check() {
 }
 
 /// Calls a server function as a script would, bypassing the UI.
-async fn call(app: &TestApp, function: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
+pub(crate) async fn call(
+    app: &TestApp,
+    function: &str,
+    form: &[(&str, &str)],
+) -> (StatusCode, String) {
     let r = app
         .client
         .post(app.url(&format!("/api/{function}")))

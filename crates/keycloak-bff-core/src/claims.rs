@@ -42,6 +42,29 @@ fn string_claim(claims: &Value, key: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A claim holding Unix seconds, when it is a number in a plausible range.
+fn time_claim(claims: &Value, key: &str) -> Option<i64> {
+    claims
+        .get(key)
+        .and_then(Value::as_i64)
+        .filter(|t| (0..=253_402_300_799).contains(t))
+}
+
+/// Who impersonates the user: Keycloak's `impersonator` mapper (`{"username": …}`) or RFC 8693's
+/// `act` claim (`{"sub": …}`, set by Keycloak 26.8 and later).
+fn impersonator(claims: &Value) -> Option<String> {
+    let from = |key: &str, field: &str| {
+        claims
+            .get(key)
+            .and_then(|v| v.get(field))
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && s.len() <= MAX_NAME_LEN)
+            .map(str::to_owned)
+    };
+    from("impersonator", "username").or_else(|| from("act", "sub"))
+}
+
 /// Builds the user from the validated access token (roles, groups, profile) and ID token (profile
 /// fallback). Only roles of `client_id` count as client roles: a role of the same name on another
 /// client never does.
@@ -77,6 +100,8 @@ pub fn user_from_claims(
         client_roles: string_list(access, &["resource_access", client_id, "roles"]),
         groups,
         session_expires_at,
+        auth_time: time_claim(id, "auth_time").or_else(|| time_claim(access, "auth_time")),
+        impersonator: impersonator(access).or_else(|| impersonator(id)),
     }
 }
 
@@ -152,6 +177,53 @@ mod tests {
             assert!(u.client_roles.is_empty(), "{odd}");
             assert!(u.groups.is_empty(), "{odd}");
         }
+    }
+
+    #[test]
+    fn auth_time_comes_from_the_id_token_and_odd_values_count_as_absent() {
+        let u = user_from_claims(
+            &json!({"sub": "s", "auth_time": 5}),
+            &json!({"auth_time": 1_700_000_000}),
+            "demo-app",
+            0,
+        );
+        assert_eq!(u.auth_time, Some(1_700_000_000));
+        for odd in [json!("1700000000"), json!(-1), json!(1.5), json!(null)] {
+            let u = user_from_claims(
+                &json!({"sub": "s"}),
+                &json!({"auth_time": odd}),
+                "demo-app",
+                0,
+            );
+            assert_eq!(u.auth_time, None, "{odd}");
+        }
+    }
+
+    #[test]
+    fn an_impersonation_names_the_impersonator_and_a_normal_sign_in_names_nobody() {
+        let u = user_from_claims(
+            &json!({"sub": "paul", "impersonator": {"id": "a1", "username": "alice"}}),
+            &json!({}),
+            "demo-app",
+            0,
+        );
+        assert_eq!(u.impersonator.as_deref(), Some("alice"));
+        let u = user_from_claims(
+            &json!({"sub": "paul", "act": {"sub": "a1"}}),
+            &json!({}),
+            "demo-app",
+            0,
+        );
+        assert_eq!(u.impersonator.as_deref(), Some("a1"));
+        let u = user_from_claims(&keycloak_access_token(), &json!({}), "demo-app", 0);
+        assert_eq!(u.impersonator, None);
+        let u = user_from_claims(
+            &json!({"sub": "s", "impersonator": "alice"}),
+            &json!({}),
+            "demo-app",
+            0,
+        );
+        assert_eq!(u.impersonator, None);
     }
 
     #[test]

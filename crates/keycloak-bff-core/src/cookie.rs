@@ -39,6 +39,17 @@ pub fn login_cookie_prefix(public_url_is_https: bool, base_name: &str) -> String
     format!("{secure}{base}_login_")
 }
 
+/// The cookie that marks a browser session in which a silent sign-in (`prompt=none`) was tried
+/// already, so it is tried once: `<base>_sso`, `__Host-` prefixed under https. It holds nothing
+/// but `1`, and lives until the browser closes (no `Max-Age`).
+pub fn silent_sso_cookie(public_url_is_https: bool, base_name: &str) -> (String, String) {
+    let p = policy(public_url_is_https, base_name);
+    let name = format!("{}_sso", p.name);
+    let secure = if p.secure { "; Secure" } else { "" };
+    let value = format!("{name}=1; Path=/; HttpOnly; SameSite=Lax{secure}");
+    (name, value)
+}
+
 /// A cookie name that browsers and servers accept: an RFC 6265 token, short, and not one of the
 /// names Keycloak uses (the app and Keycloak share `localhost`'s cookie jar across ports).
 pub fn is_valid_name(name: &str) -> bool {
@@ -61,6 +72,19 @@ pub fn is_valid_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_silent_sign_in_marker_lives_for_the_browser_session_and_is_secure_under_https() {
+        let (name, set) = silent_sso_cookie(true, "kc_session");
+        assert_eq!(name, "__Host-kc_session_sso");
+        assert_eq!(
+            set,
+            "__Host-kc_session_sso=1; Path=/; HttpOnly; SameSite=Lax; Secure"
+        );
+        let (name, set) = silent_sso_cookie(false, "kc_session");
+        assert_eq!(name, "kc_session_sso");
+        assert!(!set.contains("Max-Age") && !set.contains("Expires") && !set.contains("Secure"));
+    }
 
     #[test]
     fn https_public_url_gives_a_secure_host_prefixed_cookie() {

@@ -21,6 +21,14 @@ pub fn policy(nonce: Option<&str>, issuer_origin: &str, dev_reload: Option<&str>
     )
 }
 
+/// The policy of the front-channel logout page, which Keycloak loads in an iframe of its own
+/// logout page: nothing runs, nothing loads, and only Keycloak's origin may frame it.
+pub fn framed_by_issuer(issuer_origin: &str) -> String {
+    format!(
+        "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors {issuer_origin}"
+    )
+}
+
 /// A nonce that cannot break out of the header: base64 characters only.
 fn is_nonce(n: &str) -> bool {
     !n.is_empty()
@@ -38,6 +46,13 @@ pub fn hsts(public_url_is_https: bool) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_keycloak_may_frame_the_front_channel_logout_page() {
+        let p = framed_by_issuer("https://sso.example");
+        assert!(p.ends_with("frame-ancestors https://sso.example"));
+        assert!(p.starts_with("default-src 'none';"));
+    }
 
     #[test]
     fn a_page_allows_its_own_nonce_and_no_other_inline_script() {

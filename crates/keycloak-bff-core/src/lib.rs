@@ -5,6 +5,7 @@
 //! seconds). It compiles for the browser (`wasm32-unknown-unknown`) and the server alike.
 //!
 //! - [`user`]: `KeycloakUser`, and the authorization model (`Rule`, `Access`).
+//! - [`account`]: a user's sessions and the realm's user directory, read from Keycloak's APIs.
 //! - [`claims`]: Keycloak claims → `KeycloakUser`.
 //! - [`jwt`]: JOSE header checks, and the claim checks of ID, access and logout tokens; `at_hash`.
 //! - [`callback`]: the authorization response, parsed and capped.
@@ -15,16 +16,21 @@
 //! - [`cookie`]: the session cookie's attributes.
 //! - [`csp`]: the Content-Security-Policy and HSTS headers.
 //! - [`status`]: the answer of the silent-refresh route, shared by the browser and the server.
+//! - [`step_up`]: recent sign-ins for dangerous actions, and the kinds of sign-in (`prompt`).
+//! - [`expiry`]: the warning before Keycloak's session ends, and when extending no longer helps.
 
+pub mod account;
 pub mod callback;
 pub mod claims;
 pub mod cookie;
 pub mod csp;
+pub mod expiry;
 pub mod jwt;
 pub mod pending;
 pub mod refresh;
 pub mod return_to;
 pub mod status;
+pub mod step_up;
 pub mod user;
 
 pub use return_to::ReturnTo;

@@ -4,6 +4,7 @@
 //! (catalogue A01, A09). This module decides; the server seals and reads the cookies.
 
 use crate::return_to::ReturnTo;
+use crate::step_up::Prompt;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -17,6 +18,11 @@ pub struct PendingLogin {
     /// so that the oldest are the ones dropped.
     #[serde(default)]
     pub order: u64,
+    /// How this sign-in asked Keycloak: a step-up (`Login`) must come back with a fresh
+    /// `auth_time`; a silent one (`Silent`) comes back signed out, without an error page, when
+    /// Keycloak does not know the browser.
+    #[serde(default)]
+    pub prompt: Prompt,
 }
 
 impl std::fmt::Debug for PendingLogin {
@@ -24,6 +30,7 @@ impl std::fmt::Debug for PendingLogin {
         f.debug_struct("PendingLogin")
             .field("return_to", &self.return_to)
             .field("created_at", &self.created_at)
+            .field("prompt", &self.prompt)
             .finish_non_exhaustive()
     }
 }
@@ -85,6 +92,7 @@ mod tests {
             return_to: ReturnTo::home(),
             created_at: at,
             order: 0,
+            prompt: Default::default(),
         }
     }
 

@@ -41,6 +41,15 @@ impl ReturnTo {
     pub fn login_href(&self, login_path: &str) -> String {
         format!("{login_path}?return_to={}", encode_component(&self.0))
     }
+
+    /// The sign-in link that asks Keycloak with `prompt` (a step-up asks for the password again)
+    /// and comes back here.
+    pub fn login_href_with(&self, login_path: &str, prompt: crate::step_up::Prompt) -> String {
+        match prompt.as_param() {
+            Some(p) => format!("{}&prompt={p}", self.login_href(login_path)),
+            None => self.login_href(login_path),
+        }
+    }
 }
 
 impl From<String> for ReturnTo {

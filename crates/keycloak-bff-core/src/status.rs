@@ -22,6 +22,10 @@ pub struct SessionStatus {
     /// access token expires; signed in only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_in_secs: Option<i64>,
+    /// Set when a refresh asked for to extend the session left it ending within the warning:
+    /// Keycloak's maximum lifetime is reached, only a new sign-in helps.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub at_maximum: bool,
     /// A short reason when the session's state could not be decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -40,6 +44,7 @@ impl SessionStatus {
                 user.session_expires_at,
             )),
             user: Some(user),
+            at_maximum: false,
             error: None,
         }
     }
@@ -51,6 +56,7 @@ impl SessionStatus {
             session_expires_at: None,
             check_in_secs: None,
             user: None,
+            at_maximum: false,
             error: None,
         }
     }
@@ -94,6 +100,7 @@ mod tests {
             client_roles: vec!["viewer".into()],
             groups: vec![],
             session_expires_at: 2_000,
+            ..KeycloakUser::default()
         };
         let status = SessionStatus::signed_in(user, 1_000, 700);
         let text = serde_json::to_string(&status).expect("json");

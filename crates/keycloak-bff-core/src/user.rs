@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// What the app knows about a signed-in person. Built on the server from the tokens Keycloak issued;
 /// it never carries a token, so it is safe to send to the browser.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeycloakUser {
     /// Keycloak's user id (`sub`).
     pub subject: String,
@@ -22,6 +22,14 @@ pub struct KeycloakUser {
     pub groups: Vec<String>,
     /// Unix time (seconds) at which the app session ends (Keycloak's refresh token lifetime).
     pub session_expires_at: i64,
+    /// Unix time (seconds) at which the person last proved who they are to Keycloak (`auth_time`):
+    /// a sign-in with the password, not a refresh or a single sign-on from another app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    /// The username of the administrator who impersonates this user from Keycloak's admin
+    /// console (`impersonator.username`, or the `act` claim), when one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impersonator: Option<String>,
 }
 
 impl KeycloakUser {
@@ -131,6 +139,7 @@ mod tests {
             client_roles: client.iter().map(|s| s.to_string()).collect(),
             groups: groups.iter().map(|s| s.to_string()).collect(),
             session_expires_at: 0,
+            ..KeycloakUser::default()
         }
     }
 

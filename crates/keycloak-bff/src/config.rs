@@ -2,6 +2,7 @@
 //! its settings (`[auth]`); the page shares it with the browser during hydration, so both sides
 //! always agree and nothing is written twice.
 
+use keycloak_bff_core::step_up::Prompt;
 use keycloak_bff_core::ReturnTo;
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +14,22 @@ pub struct UiConfig {
     pub route_prefix: String,
     /// The `BroadcastChannel` the app's tabs use to tell each other about sign-in and sign-out.
     pub channel: String,
+    /// A banner warns this many seconds before Keycloak's session ends (its idle or maximum
+    /// lifetime); 0: no warning. Default 120.
+    #[serde(default = "default_expiry_warning")]
+    pub expiry_warning_secs: i64,
+    /// A step-up action needs a sign-in with the password at most this many seconds ago
+    /// (`auth_time`). Default 300.
+    #[serde(default = "default_step_up_max_age")]
+    pub step_up_max_age_secs: i64,
+}
+
+fn default_step_up_max_age() -> i64 {
+    300
+}
+
+fn default_expiry_warning() -> i64 {
+    120
 }
 
 impl Default for UiConfig {
@@ -20,6 +37,8 @@ impl Default for UiConfig {
         UiConfig {
             route_prefix: "/auth".to_owned(),
             channel: "keycloak-bff-session".to_owned(),
+            expiry_warning_secs: default_expiry_warning(),
+            step_up_max_age_secs: default_step_up_max_age(),
         }
     }
 }
@@ -34,6 +53,12 @@ impl UiConfig {
     pub fn login_href(&self, return_to: &str) -> String {
         ReturnTo::new(Some(return_to)).login_href(&self.route("/login"))
     }
+
+    /// The step-up sign-in (`prompt=login`: Keycloak asks for the password whatever its session)
+    /// that comes back to `return_to`.
+    pub fn step_up_href(&self, return_to: &str) -> String {
+        ReturnTo::new(Some(return_to)).login_href_with(&self.route("/login"), Prompt::Login)
+    }
 }
 
 #[cfg(test)]
@@ -47,6 +72,10 @@ mod tests {
             ..UiConfig::default()
         };
         assert_eq!(c.route("/refresh"), "/sso/refresh");
+        assert_eq!(
+            c.step_up_href("/admin/users"),
+            "/sso/login?return_to=%2Fadmin%2Fusers&prompt=login"
+        );
         assert_eq!(c.login_href("/notes"), "/sso/login?return_to=%2Fnotes");
         assert_eq!(
             c.login_href("https://evil.example"),

@@ -14,11 +14,19 @@ pub enum AppError {
     InvalidToken(String),
     #[error("You do not have permission to do this.")]
     Forbidden,
+    /// Signed in, but this action needs a recent sign-in with the password (step-up): 401 with
+    /// RFC 9470's `insufficient_user_authentication`.
+    #[error("This action needs you to confirm it is you: sign in again.")]
+    StepUpRequired,
     #[error("The identity provider is unavailable. Please try again in a moment.")]
     IdpUnavailable,
     /// The session store (Redis, say) does not answer: nobody is signed out, try again (503).
     #[error("Sessions are unavailable right now. Please try again in a moment.")]
     StoreUnavailable,
+    /// A service the request needed (Keycloak's Account or Admin API, another API called as the
+    /// user) failed or refused: 502, with what failed.
+    #[error("A service this needs did not answer as expected: {0}")]
+    Upstream(String),
     #[error("Bad request: {0}")]
     BadRequest(String),
     #[error("Not found.")]
@@ -60,12 +68,13 @@ impl AppError {
     /// The HTTP status this error is answered with: the only place that decides it.
     pub fn status_code(&self) -> u16 {
         match self {
-            AppError::NotSignedIn | AppError::InvalidToken(_) => 401,
+            AppError::NotSignedIn | AppError::InvalidToken(_) | AppError::StepUpRequired => 401,
             AppError::Forbidden => 403,
             AppError::IdpUnavailable | AppError::StoreUnavailable => 503,
             AppError::BadRequest(_) | AppError::ServerFn(_) => 400,
             AppError::NotFound => 404,
             AppError::Internal => 500,
+            AppError::Upstream(_) => 502,
         }
     }
 
@@ -75,10 +84,12 @@ impl AppError {
             AppError::NotSignedIn => "unauthorized",
             AppError::InvalidToken(_) => "invalid_token",
             AppError::Forbidden => "insufficient_scope",
+            AppError::StepUpRequired => "insufficient_user_authentication",
             AppError::IdpUnavailable | AppError::StoreUnavailable => "temporarily_unavailable",
             AppError::BadRequest(_) | AppError::ServerFn(_) => "invalid_request",
             AppError::NotFound => "not_found",
             AppError::Internal => "server_error",
+            AppError::Upstream(_) => "bad_gateway",
         }
     }
 }
@@ -95,9 +106,12 @@ impl axum::response::IntoResponse for AppError {
             AppError::NotSignedIn => "a bearer token or a session is required".to_owned(),
             AppError::InvalidToken(reason) => reason.clone(),
             AppError::Forbidden => "a role this request needs is missing".to_owned(),
+            AppError::StepUpRequired => "a recent sign-in is required".to_owned(),
             AppError::IdpUnavailable => "identity provider unavailable".to_owned(),
             AppError::StoreUnavailable => "session store unavailable".to_owned(),
-            AppError::BadRequest(reason) | AppError::ServerFn(reason) => reason.clone(),
+            AppError::BadRequest(reason)
+            | AppError::ServerFn(reason)
+            | AppError::Upstream(reason) => reason.clone(),
             AppError::NotFound | AppError::Internal => String::new(),
         };
         let challenge = match &self {
@@ -107,6 +121,9 @@ impl axum::response::IntoResponse for AppError {
                 reason.replace(['"', '\\'], "")
             )),
             AppError::Forbidden => Some(r#"Bearer error="insufficient_scope""#.to_owned()),
+            AppError::StepUpRequired => {
+                Some(r#"Bearer error="insufficient_user_authentication""#.to_owned())
+            }
             _ => None,
         };
         let body = if description.is_empty() {

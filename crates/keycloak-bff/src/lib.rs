@@ -30,11 +30,12 @@ pub use error::AppError;
 pub use keycloak_bff_core as core;
 pub use keycloak_bff_core::{Access, KeycloakUser, ReturnTo, Rule};
 pub use ui::context::{
-    current_path, current_user, login_href, provide_user, use_session_state, use_ui_config,
-    use_user, SessionState, UserResource, WithUser,
+    current_path, current_user, login_href, now_secs, provide_user, step_up_href,
+    use_session_state, use_ui_config, use_user, SessionState, UserResource, WithUser,
 };
 pub use ui::gates::{
     set_page_status, Authorized, ErrorNotice, Forbidden, HasClientRole, HasRealmRole, InGroup,
-    Protected, SignInNeeded, SignedIn,
+    Protected, SignInNeeded, SignedIn, StepUpNeeded,
 };
+pub use ui::step_up::{needs_step_up, step_up_for, take_stepped_up};
 pub use ui::watch::SessionWatch;

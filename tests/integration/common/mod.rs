@@ -18,8 +18,13 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The dev client secret, read from the realm file that Keycloak imported.
+/// The dev client secret of demo-app, read from the realm file that Keycloak imported.
 pub fn realm_client_secret() -> String {
+    realm_secret_of("demo-app")
+}
+
+/// The dev secret of the realm's client `client_id`.
+pub fn realm_secret_of(client_id: &str) -> String {
     let text =
         std::fs::read_to_string(repo().join("keycloak/demo-realm.json")).expect("realm file");
     let realm: Value = serde_json::from_str(&text).expect("realm JSON");
@@ -27,9 +32,9 @@ pub fn realm_client_secret() -> String {
         .as_array()
         .expect("clients")
         .iter()
-        .find(|c| c["clientId"] == "demo-app")
+        .find(|c| c["clientId"] == client_id)
         .and_then(|c| c["secret"].as_str())
-        .expect("demo-app secret")
+        .expect("client secret")
         .to_owned()
 }
 
@@ -40,6 +45,10 @@ pub fn settings(data_dir: &Path, overrides: &[(&str, &str)]) -> Settings {
     env.insert(
         "APP_KEYCLOAK_CLIENT_SECRET".to_owned(),
         realm_client_secret(),
+    );
+    env.insert(
+        "APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET".to_owned(),
+        realm_secret_of("user-directory"),
     );
     env.insert(
         "APP_APP_DATA_DIR".to_owned(),

@@ -44,6 +44,7 @@ struct Inner {
     login_cookies: LoginCookies,
     refresher: Refresher,
     metrics: Metrics,
+    directory: Option<crate::server::directory::Directory>,
     stylesheet: String,
     pkg_prefix: String,
     issuer_origin: String,
@@ -92,6 +93,11 @@ impl KeycloakAuth {
                 format!("ws://localhost:{port} ws://127.0.0.1:{port}")
             }),
             closing: tokio::sync::watch::channel(false).0,
+            directory: settings
+                .keycloak
+                .directory
+                .clone()
+                .map(crate::server::directory::Directory::new),
             settings,
             oidc,
             store,
@@ -163,6 +169,11 @@ impl KeycloakAuth {
         &self.0.metrics
     }
 
+    /// The user directory, when `keycloak.directory_client_id` names its service account.
+    pub fn directory(&self) -> Option<&crate::server::directory::Directory> {
+        self.0.directory.as_ref()
+    }
+
     /// The app's stylesheet, for the pages the library renders itself.
     pub fn stylesheet(&self) -> &str {
         &self.0.stylesheet
@@ -199,7 +210,34 @@ impl KeycloakAuth {
     ) -> Result<Option<AuthSession>, AppError> {
         self.0
             .refresher
-            .fresh_auth(&self.0.oidc, &self.0.metrics, &self.0.store, session, now)
+            .fresh_auth(
+                &self.0.oidc,
+                &self.0.metrics,
+                &self.0.store,
+                session,
+                now,
+                false,
+            )
+            .await
+    }
+
+    /// Refreshes the session's tokens now, however fresh, so that Keycloak's idle limit moves
+    /// (the expiry warning's "Stay signed in"). Keycloak's maximum lifetime never moves.
+    pub async fn extend_session(
+        &self,
+        session: &Session,
+        now: i64,
+    ) -> Result<Option<AuthSession>, AppError> {
+        self.0
+            .refresher
+            .fresh_auth(
+                &self.0.oidc,
+                &self.0.metrics,
+                &self.0.store,
+                session,
+                now,
+                true,
+            )
             .await
     }
 }

@@ -1,6 +1,10 @@
 //! Back-channel logout: Keycloak tells the app that a Keycloak session ended (the user signed out
 //! elsewhere, an admin ended the session, it timed out), and the app deletes every session bound to
 //! it. `POST <prefix>/backchannel-logout` with a form field `logout_token`.
+//!
+//! Front-channel logout, an option (`session.frontchannel_logout`) for deployments where Keycloak
+//! cannot reach the app: Keycloak's logout page loads `GET <prefix>/frontchannel-logout?iss=…&sid=…`
+//! in an iframe of the user's browser, and the app ends the sessions of that Keycloak session.
 
 use crate::error::AppError;
 use crate::server::auth::KeycloakAuth;
@@ -97,4 +101,76 @@ async fn handle(auth: &KeycloakAuth, body: Body) -> Response {
             AppError::Internal.into_response()
         }
     }
+}
+
+#[derive(serde::Deserialize)]
+pub struct FrontChannelQuery {
+    iss: Option<String>,
+    sid: Option<String>,
+}
+
+/// The longest `sid` accepted (Keycloak's are UUID-like).
+const MAX_SID_LEN: usize = 255;
+
+/// `GET <prefix>/frontchannel-logout?iss=…&sid=…` (OpenID Connect Front-Channel Logout 1.0):
+/// `iss` must be the configured issuer and `sid` must be given; every session of that Keycloak
+/// session ends. The answer is a tiny page that only Keycloak's origin may frame, never cached.
+pub async fn frontchannel_logout(
+    State(auth): State<KeycloakAuth>,
+    query: Result<
+        axum::extract::Query<FrontChannelQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Response {
+    let query = query.map(|q| q.0).ok();
+    let iss = query.as_ref().and_then(|q| q.iss.as_deref());
+    let sid = query
+        .as_ref()
+        .and_then(|q| q.sid.as_deref())
+        .filter(|s| !s.is_empty() && s.len() <= MAX_SID_LEN);
+    let Some(sid) = sid.filter(|_| iss == Some(auth.oidc().issuer())) else {
+        tracing::info!(
+            iss_matches = iss == Some(auth.oidc().issuer()),
+            "front-channel logout refused"
+        );
+        auth.metrics().backchannel("refused");
+        return framed(
+            StatusCode::BAD_REQUEST,
+            "Front-channel logout refused: iss must be this app's issuer and sid is required.",
+        );
+    };
+    match auth
+        .store()
+        .end_keycloak_session(Some(sid), None, unix_now())
+        .await
+    {
+        Ok(deleted) => {
+            auth.metrics().backchannel("accepted");
+            tracing::info!(sessions = deleted, "front-channel logout");
+            framed(StatusCode::OK, "Signed out.")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "front-channel logout could not delete sessions");
+            framed(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The sessions could not be ended right now.",
+            )
+        }
+    }
+}
+
+/// The front-channel logout's answer: a page Keycloak's logout page may frame.
+fn framed(status: StatusCode, message: &str) -> Response {
+    let mut response = (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::response::Html(format!(
+            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"/><title>Logout</title></head><body><p>{message}</p></body></html>"
+        )),
+    )
+        .into_response();
+    response
+        .extensions_mut()
+        .insert(crate::server::middleware::FramedByIssuer);
+    response
 }

@@ -28,6 +28,11 @@ fn request_state() -> Result<(KeycloakAuth, Session), AppError> {
     }
 }
 
+/// The browser's session of the current request.
+pub fn request_session() -> Result<Session, AppError> {
+    request_state().map(|(_, session)| session)
+}
+
 /// The library's state of the current request, for server functions that need more than the
 /// user (settings, counters).
 pub fn use_keycloak_auth() -> Result<KeycloakAuth, AppError> {
@@ -113,6 +118,27 @@ pub async fn require(rule: &Rule) -> Result<KeycloakUser, AppError> {
         Access::Allowed => user.ok_or(AppError::Internal),
         Access::NotSignedIn => Err(fail(AppError::NotSignedIn)),
         Access::Forbidden => Err(fail(AppError::Forbidden)),
+    }
+}
+
+/// Like [`require`], and the user signed in with the password within the last
+/// `auth.step_up_max_age_secs` (their `auth_time`): for dangerous actions. Otherwise
+/// [`AppError::StepUpRequired`] (401): the page sends the browser through Keycloak again
+/// (`prompt=login`) and back to the action.
+pub async fn require_recent(rule: &Rule) -> Result<KeycloakUser, AppError> {
+    let user = require(rule).await?;
+    let auth = use_keycloak_auth()?;
+    let max_age = auth.ui_config().step_up_max_age_secs;
+    if keycloak_bff_core::step_up::signed_in_recently(
+        &user,
+        unix_now(),
+        max_age,
+        auth.oidc().leeway_secs(),
+    ) {
+        Ok(user)
+    } else {
+        tracing::info!(subject = %user.subject, "a step-up action needs a recent sign-in");
+        Err(fail(AppError::StepUpRequired))
     }
 }
 

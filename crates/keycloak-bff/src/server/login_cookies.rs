@@ -155,6 +155,7 @@ mod tests {
             return_to: ReturnTo::new(Some(&format!("/{}", "x".repeat(2000)))),
             created_at: at,
             order: 0,
+            prompt: Default::default(),
         }
     }
 

@@ -9,6 +9,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use keycloak_bff_core::csp;
 
+/// Marks a response that Keycloak's own pages may frame (the front-channel logout page): it gets
+/// [`csp::framed_by_issuer`] and no `X-Frame-Options`.
+#[derive(Clone, Copy, Debug)]
+pub struct FramedByIssuer;
+
 fn is_static_asset(path: &str, pkg_prefix: &str) -> bool {
     path.starts_with(pkg_prefix) || matches!(path, "/favicon.ico" | "/favicon.svg" | "/robots.txt")
 }
@@ -24,11 +29,17 @@ pub async fn security_headers(
 ) -> Response {
     let is_static = is_static_asset(request.uri().path(), auth.pkg_prefix());
     let mut response = next.run(request).await;
+    let framed = response.extensions().get::<FramedByIssuer>().is_some();
     let headers = response.headers_mut();
     let nonce = headers.remove(NONCE_HEADER);
+    if framed {
+        if let Ok(value) = HeaderValue::from_str(&csp::framed_by_issuer(auth.issuer_origin())) {
+            headers.insert(header::CONTENT_SECURITY_POLICY, value);
+        }
+    }
     // A policy only means something for documents: scripts, WebAssembly and stylesheets go
     // without (and without the cost of writing it).
-    if !is_static {
+    else if !is_static {
         let policy = csp::policy(
             nonce.as_ref().and_then(|n| n.to_str().ok()),
             auth.issuer_origin(),
@@ -48,7 +59,9 @@ pub async fn security_headers(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !framed {
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
     headers.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),

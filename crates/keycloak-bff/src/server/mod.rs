@@ -8,14 +8,19 @@
 //! 3. [`oidc`]: discovery, the authorization request, code exchange, token validation.
 //! 4. [`refresh`]: single-flight refresh of a session's tokens.
 //! 5. [`auth`]: [`KeycloakAuth`], the state everything below reads.
-//! 6. [`routes`], [`backchannel`], [`push`], [`middleware`], [`guard`], [`extract`], [`health`]:
-//!    the auth routes, the back-channel logout, the session event stream, the origin check and security headers, the guard of server
-//!    functions and pages, the bearer-or-session extractor, the probes and metrics.
+//! 6. [`routes`], [`backchannel`], [`push`], [`middleware`], [`silent_sso`], [`guard`],
+//!    [`extract`], [`health`], [`account`], [`directory`]: the auth routes (with front-channel
+//!    logout), the back-channel logout, the session event stream, the origin check and security
+//!    headers, silent single sign-on, the guard of server functions and pages, the
+//!    bearer-or-session extractor, the probes and metrics, calls to Keycloak's Account API as the
+//!    user, and its Admin API as a service account.
 //! 7. [`router`]: mounts the routes and layers on an app's router.
 
+pub mod account;
 pub mod assets;
 pub mod auth;
 pub mod backchannel;
+pub mod directory;
 pub mod events;
 pub mod extract;
 pub mod guard;
@@ -33,11 +38,12 @@ pub mod refresh;
 pub mod router;
 pub mod routes;
 pub mod settings;
+pub mod silent_sso;
 pub mod store;
 
 pub use auth::{KeycloakAuth, StartupError};
 pub use extract::ApiUser;
-pub use guard::{fail, request_user, require, use_keycloak_auth};
+pub use guard::{fail, request_user, require, require_recent, use_keycloak_auth};
 pub use router::shutdown_signal;
 pub use settings::{AuthSettings, NoAppSettings, Settings, SettingsError, StoreKind};
 

@@ -225,6 +225,34 @@ impl Oidc {
         self.settings.leeway_secs
     }
 
+    /// The HTTP client that talks to Keycloak (no redirects, bounded time).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The realm's URL for `path` as the app itself calls it (`internal_url` applied):
+    /// `realm_url("/account/sessions")` is `<issuer>/account/sessions`.
+    pub fn realm_url(&self, path: &str) -> Result<Url, OidcError> {
+        let url = Url::parse(&format!("{}{path}", self.issuer))
+            .map_err(|e| OidcError::BadResponse(format!("realm URL: {e}")))?;
+        Ok(self.settings.internal(&url))
+    }
+
+    /// The Admin REST API's URL for `path` in this realm (`/admin/realms/<realm><path>`), as the
+    /// app itself calls it.
+    pub fn admin_url(&self, path: &str) -> Result<Url, OidcError> {
+        let realm = self
+            .issuer
+            .rsplit_once("/realms/")
+            .map(|(_, realm)| realm)
+            .filter(|r| !r.is_empty() && !r.contains('/'))
+            .ok_or_else(|| OidcError::BadResponse("the issuer names no realm".into()))?;
+        let origin = self.settings.issuer_url.origin().ascii_serialization();
+        let url = Url::parse(&format!("{origin}/admin/realms/{realm}{path}"))
+            .map_err(|e| OidcError::BadResponse(format!("admin URL: {e}")))?;
+        Ok(self.settings.internal(&url))
+    }
+
     fn cached_provider(&self) -> Option<Arc<Provider>> {
         self.provider.read().ok().and_then(|p| p.clone())
     }
@@ -350,11 +378,13 @@ impl Oidc {
         Ok(provider)
     }
 
-    /// Builds the authorization code request with PKCE S256, a fresh `state` and `nonce`.
+    /// Builds the authorization code request with PKCE S256, a fresh `state` and `nonce`, and
+    /// `prompt` when the sign-in asks for one (a step-up, a silent sign-in).
     pub fn authorization_request(
         &self,
         provider: &Provider,
         redirect_uri: &str,
+        prompt: keycloak_bff_core::step_up::Prompt,
     ) -> Result<AuthorizationRequest, OidcError> {
         let redirect = RedirectUrl::new(redirect_uri.to_owned())
             .map_err(|e| OidcError::BadResponse(format!("redirect URI: {e}")))?;
@@ -365,7 +395,7 @@ impl Oidc {
         )
         .set_redirect_uri(redirect);
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-        let (url, state, nonce) = client
+        let mut request = client
             .authorize_url(
                 CoreAuthenticationFlow::AuthorizationCode,
                 CsrfToken::new_random,
@@ -373,8 +403,11 @@ impl Oidc {
             )
             .add_scope(Scope::new("profile".into()))
             .add_scope(Scope::new("email".into()))
-            .set_pkce_challenge(challenge)
-            .url();
+            .set_pkce_challenge(challenge);
+        if let Some(prompt) = prompt.as_param() {
+            request = request.add_extra_param("prompt", prompt);
+        }
+        let (url, state, nonce) = request.url();
         Ok(AuthorizationRequest {
             url,
             state: state.secret().clone(),

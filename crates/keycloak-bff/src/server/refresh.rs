@@ -103,6 +103,9 @@ impl Refresher {
     /// it expires within the margin. `Ok(None)`: signed out (or the session just ended).
     /// `Err(IdpUnavailable)`: the token has expired and Keycloak cannot be reached; nothing is
     /// lost.
+    ///
+    /// `extend`: refresh even a fresh token, to move Keycloak's idle limit (the "Stay signed in"
+    /// of the expiry warning). A refresh that another request made meanwhile counts as done.
     pub async fn fresh_auth(
         &self,
         oidc: &Oidc,
@@ -110,6 +113,7 @@ impl Refresher {
         store: &AuthStore,
         session: &Session,
         now: i64,
+        extend: bool,
     ) -> Result<Option<AuthSession>, AppError> {
         let Some(auth) = auth_session(session, now).await? else {
             return Ok(None);
@@ -118,9 +122,10 @@ impl Refresher {
             return Ok(Some(auth));
         };
         // Still fresh whatever the back-off: no store round trip on the common path.
-        if self.decide(&auth, now, &Backoff::default()) == Decision::UseAsIs {
+        if !extend && self.decide(&auth, now, &Backoff::default()) == Decision::UseAsIs {
             return Ok(Some(auth));
         }
+        let extend_from = extend.then_some(auth.generation);
 
         let lock = self.lock_for(&key);
         let _single_flight = lock.lock().await;
@@ -130,7 +135,7 @@ impl Refresher {
             AppError::StoreUnavailable
         })?;
         let result = self
-            .refresh_locked(oidc, metrics, store, session, &key, now)
+            .refresh_locked(oidc, metrics, store, session, &key, now, extend_from)
             .await;
         if let Some(shared) = shared {
             store.unlock_refresh(shared).await;
@@ -138,7 +143,9 @@ impl Refresher {
         result
     }
 
-    /// The rest of [`Refresher::fresh_auth`], under the session's refresh lock.
+    /// The rest of [`Refresher::fresh_auth`], under the session's refresh lock. `extend_from`:
+    /// the generation of the tokens an extension started from.
+    #[allow(clippy::too_many_arguments)]
     async fn refresh_locked(
         &self,
         oidc: &Oidc,
@@ -147,6 +154,7 @@ impl Refresher {
         session: &Session,
         key: &str,
         now: i64,
+        extend_from: Option<u64>,
     ) -> Result<Option<AuthSession>, AppError> {
         let key = key.to_owned();
         // Another request on this session may have refreshed while we waited: read it again.
@@ -158,7 +166,14 @@ impl Refresher {
             return Ok(None);
         };
         let backoff = self.backoff(store, &key).await;
-        match self.decide(&auth, now, &backoff) {
+        let decision = match extend_from {
+            // Rotated while this request waited: the session was just extended.
+            Some(generation) if generation != auth.generation => Decision::UseAsIs,
+            Some(_) if backoff.retry_at > now => Decision::Unavailable,
+            Some(_) => Decision::Refresh,
+            None => self.decide(&auth, now, &backoff),
+        };
+        match decision {
             Decision::UseAsIs => {
                 metrics.refresh("waited");
                 return Ok(Some(auth));

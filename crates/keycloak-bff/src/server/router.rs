@@ -2,11 +2,12 @@
 //! through (security headers, sessions, the origin check, the state for server functions).
 
 use crate::server::auth::KeycloakAuth;
-use crate::server::backchannel::backchannel_logout;
+use crate::server::backchannel::{backchannel_logout, frontchannel_logout};
 use crate::server::health;
 use crate::server::middleware::{origin_check, provide_state, security_headers};
 use crate::server::push::events;
-use crate::server::routes::{callback, login, logout, refresh};
+use crate::server::routes::{callback, extend, login, logout, refresh};
+use crate::server::silent_sso::silent_sso;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
@@ -17,20 +18,26 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 
 impl KeycloakAuth {
     /// The auth routes under the configured prefix (`login`, `callback`, `logout`, `refresh`,
-    /// `backchannel-logout`, their latency measured, and the session event stream `events`), and `/health/live`, `/health/ready` and
+    /// `extend`, `backchannel-logout`, with `session.frontchannel_logout` also
+    /// `frontchannel-logout`, their latency measured, and the session event stream `events`), and `/health/live`, `/health/ready` and
     /// (unless `auth.metrics_addr` serves it elsewhere) `/metrics`. Merge them into the app's
     /// router (any state).
     pub fn routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
         let ui = self.ui_config();
-        let auth_routes = Router::new()
+        let mut auth_routes = Router::new()
             .route(&ui.route("/login"), get(login))
             .route(&ui.route("/callback"), get(callback))
             .route(&ui.route("/logout"), post(logout))
             .route(&ui.route("/refresh"), post(refresh))
+            .route(&ui.route("/extend"), post(extend))
             .route(&ui.route("/backchannel-logout"), post(backchannel_logout))
             .route_layer(from_fn_with_state(self.clone(), health::measure))
             // Not measured: a stream lasts as long as the page.
             .route(&ui.route("/events"), get(events));
+        if self.settings().session.frontchannel_logout {
+            auth_routes =
+                auth_routes.route(&ui.route("/frontchannel-logout"), get(frontchannel_logout));
+        }
         let mut probes = Router::new()
             .route("/health/live", get(health::live))
             .route("/health/ready", get(health::ready));
@@ -66,6 +73,7 @@ impl KeycloakAuth {
             ));
         router
             .layer(from_fn_with_state(self.clone(), provide_state))
+            .layer(from_fn_with_state(self.clone(), silent_sso))
             .layer(from_fn_with_state(self.clone(), origin_check))
             .layer(sessions)
             .layer(from_fn_with_state(self.clone(), security_headers))

@@ -14,8 +14,10 @@ use axum::extract::{Query, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use keycloak_bff_core::callback;
+use keycloak_bff_core::expiry;
 use keycloak_bff_core::pending::PendingLogin;
 use keycloak_bff_core::status::SessionStatus;
+use keycloak_bff_core::step_up::{self, Prompt};
 use keycloak_bff_core::ReturnTo;
 use serde::Deserialize;
 use tower_sessions::Session;
@@ -99,6 +101,9 @@ fn sign_in_failed(auth: &KeycloakAuth, message: &str, return_to: &ReturnTo) -> R
 #[derive(Deserialize)]
 pub struct LoginQuery {
     return_to: Option<String>,
+    /// `login` (a step-up: the password again) or `none` (a silent sign-in); anything else is a
+    /// normal sign-in.
+    prompt: Option<String>,
 }
 
 /// Starts the authorization code flow: PKCE S256, `state` and `nonce` travel sealed in a cookie
@@ -109,13 +114,19 @@ pub async fn login(
     headers: HeaderMap,
     query: Result<Query<LoginQuery>, QueryRejection>,
 ) -> Response {
-    let return_to = ReturnTo::new(query.ok().and_then(|q| q.0.return_to).as_deref());
+    let query = query.map(|q| q.0).ok();
+    let return_to = ReturnTo::new(query.as_ref().and_then(|q| q.return_to.as_deref()));
+    let prompt = Prompt::from_query(query.as_ref().and_then(|q| q.prompt.as_deref()));
     let oidc = auth.oidc();
     let provider = match oidc.provider().await {
         Ok(p) => p,
+        // A silent sign-in never shows an error: the visitor simply stays signed out.
+        Err(_) if prompt == Prompt::Silent => {
+            return Redirect::to(return_to.as_str()).into_response()
+        }
         Err(_) => return idp_unavailable(&auth, &return_to),
     };
-    let request = match oidc.authorization_request(&provider, &auth.redirect_uri()) {
+    let request = match oidc.authorization_request(&provider, &auth.redirect_uri(), prompt) {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the authorization request");
@@ -133,6 +144,7 @@ pub async fn login(
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0),
+        prompt,
     };
     let Some(cookies) = auth.login_cookies().start(&headers, &pending, now) else {
         tracing::error!("cannot seal the pending login");
@@ -203,6 +215,12 @@ async fn finish_login(
 ) -> Response {
     let auth = auth.clone();
     if let Some(error) = query.error.as_deref() {
+        if login.prompt == Prompt::Silent {
+            // Keycloak does not know this browser (`login_required`) or wants a page shown: the
+            // visitor is back where they were going, signed out, and is not asked again.
+            auth.metrics().sign_in("silent_declined");
+            return Redirect::to(login.return_to.as_str()).into_response();
+        }
         return keycloak_error_page(&auth, error, &login.return_to);
     }
     let provider = match auth.oidc().provider().await {
@@ -227,6 +245,16 @@ async fn finish_login(
         Ok(signed_in) => signed_in,
         Err(response) => return response,
     };
+    if login.prompt == Prompt::Login
+        && !step_up::step_up_satisfied(&signed_in.user, login.created_at, auth.oidc().leeway_secs())
+    {
+        tracing::warn!("a step-up sign-in came back without a new sign-in");
+        return sign_in_failed(
+            &auth,
+            "Keycloak did not ask for your password again. Please try again.",
+            &login.return_to,
+        );
+    }
     match start_session(session, &signed_in).await {
         Ok(()) => Redirect::to(login.return_to.as_str()).into_response(),
         Err(()) => internal_error(&auth),
@@ -395,11 +423,34 @@ fn keycloak_session_may_remain(auth: &KeycloakAuth) -> Response {
 /// signed out (or the session just ended), 503 Keycloak unavailable.
 pub async fn refresh(State(auth): State<KeycloakAuth>, session: Session) -> Response {
     let now = unix_now();
-    let (error, status) = match auth.fresh_auth(&session, now).await {
-        Ok(Some(signed_in)) => (
-            None,
-            SessionStatus::signed_in(signed_in.user, signed_in.access_expires_at, now),
-        ),
+    let result = auth.fresh_auth(&session, now).await;
+    status_response(result, now, None)
+}
+
+/// "Stay signed in": refreshes now, however fresh the tokens, so that Keycloak's idle limit
+/// moves, and answers a [`SessionStatus`] like the silent refresh. When the session still ends
+/// within the warning afterwards, Keycloak's maximum lifetime is reached (`at_maximum`).
+pub async fn extend(State(auth): State<KeycloakAuth>, session: Session) -> Response {
+    let now = unix_now();
+    let result = auth.extend_session(&session, now).await;
+    status_response(result, now, Some(auth.ui_config().expiry_warning_secs))
+}
+
+fn status_response(
+    result: Result<Option<AuthSession>, AppError>,
+    now: i64,
+    extended_with_warning: Option<i64>,
+) -> Response {
+    let (error, status) = match result {
+        Ok(Some(signed_in)) => {
+            let at_maximum = extended_with_warning.is_some_and(|warn| {
+                expiry::reached_maximum(now, signed_in.user.session_expires_at, warn)
+            });
+            let mut status =
+                SessionStatus::signed_in(signed_in.user, signed_in.access_expires_at, now);
+            status.at_maximum = at_maximum;
+            (None, status)
+        }
         Ok(None) => (Some(AppError::NotSignedIn), SessionStatus::signed_out()),
         Err(AppError::IdpUnavailable) => {
             (Some(AppError::IdpUnavailable), SessionStatus::unavailable())

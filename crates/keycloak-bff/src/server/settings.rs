@@ -76,6 +76,8 @@ struct AuthSection {
     route_prefix: String,
     channel: String,
     metrics_addr: Option<String>,
+    silent_sso: bool,
+    step_up_max_age_secs: u64,
 }
 
 impl Default for AuthSection {
@@ -87,6 +89,8 @@ impl Default for AuthSection {
             route_prefix: ui.route_prefix,
             channel: ui.channel,
             metrics_addr: None,
+            silent_sso: true,
+            step_up_max_age_secs: 300,
         }
     }
 }
@@ -105,6 +109,9 @@ struct KeycloakSection {
     algorithms: Vec<String>,
     bearer_clients: Vec<String>,
     allow_insecure_http: bool,
+    directory_client_id: Option<String>,
+    #[serde(skip_serializing)]
+    directory_client_secret: Option<SecretString>,
 }
 
 impl Default for KeycloakSection {
@@ -120,6 +127,8 @@ impl Default for KeycloakSection {
             algorithms: vec!["RS256".into()],
             bearer_clients: Vec::new(),
             allow_insecure_http: false,
+            directory_client_id: None,
+            directory_client_secret: None,
         }
     }
 }
@@ -134,6 +143,8 @@ struct SessionSection {
     pending_login_ttl_secs: u64,
     max_pending_logins: u64,
     refresh_margin_secs: u64,
+    expiry_warning_secs: u64,
+    frontchannel_logout: bool,
     #[serde(skip_serializing)]
     secret: Option<SecretString>,
 }
@@ -148,6 +159,8 @@ impl Default for SessionSection {
             pending_login_ttl_secs: 600,
             max_pending_logins: 5,
             refresh_margin_secs: 30,
+            expiry_warning_secs: 120,
+            frontchannel_logout: false,
             secret: None,
         }
     }
@@ -173,8 +186,12 @@ pub struct AuthSettings {
     /// Where `/metrics` is served instead of the app's own address (say `127.0.0.1:9100`, out of
     /// the public's reach); `None`: on the app's address.
     pub metrics_addr: Option<std::net::SocketAddr>,
-    /// The auth routes' prefix and the browser's session channel.
+    /// The auth routes' prefix, the browser's session channel, the expiry warning.
     pub ui: UiConfig,
+    /// Sign a visitor in without a click when Keycloak already knows them: the first page a
+    /// browser opens (once per browser session) goes through a `prompt=none` authorization
+    /// request ([`crate::server::silent_sso`]).
+    pub silent_sso: bool,
     pub keycloak: KeycloakSettings,
     pub session: SessionSettings,
 }
@@ -198,6 +215,24 @@ pub struct KeycloakSettings {
     pub bearer_clients: Vec<String>,
     /// Accept `http://` URLs of Keycloak on hosts other than loopback (never in production).
     pub allow_insecure_http: bool,
+    /// The service account that reads the realm's users for a user directory
+    /// ([`crate::server::directory`]), if the app has one.
+    pub directory: Option<ServiceAccountSettings>,
+}
+
+/// A confidential client with a service account (client-credentials grant).
+#[derive(Clone)]
+pub struct ServiceAccountSettings {
+    pub client_id: String,
+    pub client_secret: SecretString,
+}
+
+impl std::fmt::Debug for ServiceAccountSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceAccountSettings")
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl KeycloakSettings {
@@ -252,6 +287,9 @@ pub struct SessionSettings {
     pub pending_login_ttl_secs: i64,
     pub max_pending_logins: usize,
     pub refresh_margin_secs: i64,
+    /// Serve `<prefix>/frontchannel-logout`, for realms whose Keycloak cannot reach the app's
+    /// back channel. Off by default: back-channel logout is the reliable one.
+    pub frontchannel_logout: bool,
     /// The key that encrypts a browser's pending sign-ins (state, nonce, PKCE verifier) in
     /// cookies of their own, so that starting a sign-in writes nothing on the server. Set it
     /// (`APP_SESSION_SECRET`, at least 32 bytes) when several replicas serve the app or pending
@@ -286,6 +324,12 @@ impl<A: DeserializeOwned + Serialize + Default> Settings<A> {
                 return Err(invalid(
                     "keycloak.client_secret must not be written in the settings file: set \
                      APP_KEYCLOAK_CLIENT_SECRET or keycloak.client_secret_file",
+                ));
+            }
+            if kc.contains_key("directory_client_secret") {
+                return Err(invalid(
+                    "keycloak.directory_client_secret must not be written in the settings file: \
+                     set APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET",
                 ));
             }
         }
@@ -374,6 +418,26 @@ fn validate(
                 "no client secret: set APP_KEYCLOAK_CLIENT_SECRET or keycloak.client_secret_file",
             )),
         };
+    let directory = match (
+        k.directory_client_id.as_deref().map(str::trim),
+        k.directory_client_secret,
+    ) {
+        (None | Some(""), None) => None,
+        (Some(id), Some(secret)) if !id.is_empty() && !secret.expose_secret().is_empty() => {
+            Some(ServiceAccountSettings {
+                client_id: id.to_owned(),
+                client_secret: secret,
+            })
+        }
+        (None | Some(""), Some(_)) => {
+            return Err(invalid(
+                "APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET is set without keycloak.directory_client_id",
+            ))
+        }
+        _ => return Err(invalid(
+            "keycloak.directory_client_id needs its secret in APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET",
+        )),
+    };
     let allowed = [
         "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
     ];
@@ -413,7 +477,10 @@ fn validate(
         ui: UiConfig {
             route_prefix,
             channel: a.channel,
+            expiry_warning_secs: s.expiry_warning_secs.min(86_400) as i64,
+            step_up_max_age_secs: a.step_up_max_age_secs.clamp(10, 86_400) as i64,
         },
+        silent_sso: a.silent_sso,
         keycloak: KeycloakSettings {
             issuer_url,
             internal_url,
@@ -424,6 +491,7 @@ fn validate(
             algorithms: k.algorithms,
             bearer_clients: k.bearer_clients,
             allow_insecure_http: k.allow_insecure_http,
+            directory,
         },
         session: SessionSettings {
             store: s.store,
@@ -433,6 +501,7 @@ fn validate(
             pending_login_ttl_secs: s.pending_login_ttl_secs.clamp(30, 3600) as i64,
             max_pending_logins: s.max_pending_logins.clamp(1, 20) as usize,
             refresh_margin_secs: s.refresh_margin_secs.min(3600) as i64,
+            frontchannel_logout: s.frontchannel_logout,
             secret: match s.secret {
                 Some(secret) if secret.expose_secret().len() < MIN_SESSION_SECRET_LEN => {
                     return Err(invalid(format!(
@@ -649,6 +718,61 @@ mod tests {
         assert_eq!(s.auth.session.refresh_margin_secs, 30);
         assert_eq!(s.auth.keycloak.algorithms, vec!["RS256"]);
         assert_eq!(s.auth.public_origin(), "http://localhost:3000");
+    }
+
+    #[test]
+    fn the_features_of_issue_12_have_their_defaults_and_their_variables() {
+        let s = parse(FILE, &env(&[("APP_KEYCLOAK_CLIENT_SECRET", "x")]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(s.auth.silent_sso);
+        assert!(!s.auth.session.frontchannel_logout);
+        assert_eq!(s.auth.ui.expiry_warning_secs, 120);
+        assert_eq!(s.auth.ui.step_up_max_age_secs, 300);
+        assert!(s.auth.keycloak.directory.is_none());
+        let s = parse(
+            FILE,
+            &env(&[
+                ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+                ("APP_AUTH_SILENT_SSO", "false"),
+                ("APP_AUTH_STEP_UP_MAX_AGE_SECS", "60"),
+                ("APP_SESSION_EXPIRY_WARNING_SECS", "30"),
+                ("APP_SESSION_FRONTCHANNEL_LOGOUT", "true"),
+                ("APP_KEYCLOAK_DIRECTORY_CLIENT_ID", "user-directory"),
+                ("APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET", "12345"),
+            ]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!s.auth.silent_sso && s.auth.session.frontchannel_logout);
+        assert_eq!(
+            (
+                s.auth.ui.expiry_warning_secs,
+                s.auth.ui.step_up_max_age_secs
+            ),
+            (30, 60)
+        );
+        let directory = s
+            .auth
+            .keycloak
+            .directory
+            .unwrap_or_else(|| panic!("no directory"));
+        assert_eq!(directory.client_id, "user-directory");
+        assert_eq!(directory.client_secret.expose_secret(), "12345");
+        assert!(!format!("{directory:?}").contains("12345"));
+    }
+
+    #[test]
+    fn a_directory_client_needs_its_secret_from_the_environment_only() {
+        let e = err(
+            FILE,
+            &[
+                ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+                ("APP_KEYCLOAK_DIRECTORY_CLIENT_ID", "user-directory"),
+            ],
+        );
+        assert!(e.contains("APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET"), "{e}");
+        let file = format!("{FILE}\ndirectory_client_secret = \"s\"\n");
+        let e = err(&file, &[("APP_KEYCLOAK_CLIENT_SECRET", "x")]);
+        assert!(e.contains("must not be written"), "{e}");
     }
 
     #[test]

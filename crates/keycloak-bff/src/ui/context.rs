@@ -59,6 +59,34 @@ pub fn login_href(return_to: &str) -> String {
     use_ui_config().login_href(return_to)
 }
 
+/// The step-up sign-in link (`prompt=login`) that comes back to `return_to`.
+pub fn step_up_href(return_to: &str) -> String {
+    use_ui_config().step_up_href(return_to)
+}
+
+/// The current Unix time in seconds, by the server's clock while rendering there and the
+/// browser's after hydration.
+pub fn now_secs() -> i64 {
+    #[cfg(not(feature = "ssr"))]
+    {
+        (js_sys_now() / 1000.0) as i64
+    }
+    #[cfg(feature = "ssr")]
+    {
+        crate::server::unix_now()
+    }
+}
+
+#[cfg(all(not(feature = "ssr"), feature = "hydrate"))]
+fn js_sys_now() -> f64 {
+    js_sys::Date::now()
+}
+
+#[cfg(all(not(feature = "ssr"), not(feature = "hydrate")))]
+fn js_sys_now() -> f64 {
+    0.0
+}
+
 /// The path and query of the current page, for coming back after sign-in.
 pub fn current_path() -> String {
     let location = use_location();
@@ -102,6 +130,13 @@ pub struct SessionState {
     pub ended: RwSignal<bool>,
     /// The last check found Keycloak unreachable (the session is kept).
     pub idp_unavailable: RwSignal<bool>,
+    /// When Keycloak's session ends (the refresh token's expiry: its idle or maximum lifetime),
+    /// as last heard; browser only.
+    pub ends_at: RwSignal<Option<i64>>,
+    /// A "Stay signed in" found Keycloak's maximum lifetime reached: only a new sign-in helps.
+    pub at_maximum: RwSignal<bool>,
+    /// The clock of the expiry warning (Unix seconds), ticking only while it matters.
+    pub now: RwSignal<i64>,
 }
 
 pub fn use_session_state() -> Option<SessionState> {

@@ -2,7 +2,10 @@
 //! They only decide what is shown: every server function checks the same [`Rule`] again.
 
 use crate::error::AppError;
-use crate::ui::context::{current_path, login_href, use_session_state, WithUser};
+use crate::ui::context::{
+    current_path, login_href, now_secs, step_up_href, use_session_state, use_ui_config, WithUser,
+};
+use keycloak_bff_core::step_up::signed_in_recently;
 use keycloak_bff_core::{Access, Rule};
 use leptos::prelude::*;
 
@@ -68,31 +71,51 @@ pub fn set_page_status(error: &AppError) {
     let _ = error;
 }
 
-/// During SSR, answers the page with a redirect to the sign-in route that comes back to
-/// `return_to`. In the browser nothing navigates on its own: the page shows a sign-in panel.
-fn redirect_to_login(return_to: &str) {
+/// During SSR, answers the page with a redirect to `href` (a sign-in that comes back). In the
+/// browser nothing navigates on its own: the page shows a panel with the link.
+fn redirect_to(href: &str) {
     #[cfg(feature = "ssr")]
-    crate::server::guard::redirect_page(&login_href(return_to));
+    crate::server::guard::redirect_page(href);
     #[cfg(not(feature = "ssr"))]
-    let _ = return_to;
+    let _ = href;
 }
 
 /// A page that only users allowed by `rule` may open. Signed out: on the server a redirect to
 /// sign-in that comes back here; in the browser (the session ended while the page was open) a
 /// sign-in panel. Signed in without the rule: the 403 page, with status 403 when rendered on the
-/// server.
+/// server. With `step_up`, a sign-in with the password within the last
+/// `auth.step_up_max_age_secs` is needed too: otherwise the server answers with a redirect to a
+/// sign-in that asks for the password again (`prompt=login`) and comes back here. Its server
+/// functions check the same with [`crate::server::require_recent`].
 #[component]
-pub fn Protected(rule: Rule, children: ChildrenFn) -> impl IntoView {
+pub fn Protected(
+    rule: Rule,
+    #[prop(optional)] step_up: bool,
+    children: ChildrenFn,
+) -> impl IntoView {
+    let max_age = use_ui_config().step_up_max_age_secs;
     view! {
         <WithUser
             fallback=|| view! { <p class="muted">"Checking your access…"</p> }
             render=move |user| match user {
                 Err(error) => view! { <ErrorNotice error/> }.into_any(),
                 Ok(u) => match rule.check(u.as_ref()) {
+                    Access::Allowed
+                        if step_up
+                            && !u.as_ref().is_some_and(|u| {
+                                // The browser's clock may differ a little: the same leeway as
+                                // the server's default. The server decides for the data.
+                                signed_in_recently(u, now_secs(), max_age, 30)
+                            }) =>
+                    {
+                        let here = current_path();
+                        redirect_to(&step_up_href(&here));
+                        view! { <StepUpNeeded return_to=here/> }.into_any()
+                    }
                     Access::Allowed => children().into_any(),
                     Access::NotSignedIn => {
                         let here = current_path();
-                        redirect_to_login(&here);
+                        redirect_to(&login_href(&here));
                         view! { <SignInNeeded return_to=here/> }.into_any()
                     }
                     Access::Forbidden => view! { <Forbidden/> }.into_any(),
@@ -117,6 +140,20 @@ pub fn SignInNeeded(return_to: String) -> impl IntoView {
     }
 }
 
+/// Shown in place of a page or an action that needs a recent sign-in with the password.
+#[component]
+pub fn StepUpNeeded(return_to: String) -> impl IntoView {
+    view! {
+        <section class="card notice" data-testid="step-up-needed">
+            <h1>"Confirm it is you"</h1>
+            <p>"This needs a recent sign-in with your password. Keycloak asks for it once more, then brings you back here."</p>
+            <div class="actions">
+                <a class="button primary" rel="external" href=step_up_href(&return_to)>"Confirm with Keycloak"</a>
+            </div>
+        </section>
+    }
+}
+
 /// The 403 page.
 #[component]
 pub fn Forbidden() -> impl IntoView {
@@ -136,9 +173,17 @@ pub fn Forbidden() -> impl IntoView {
 pub fn ErrorNotice(error: AppError) -> impl IntoView {
     set_page_status(&error);
     let here = current_path();
-    let sign_in = matches!(error, AppError::NotSignedIn).then(|| {
-        view! { <a class="button" rel="external" href=login_href(&here)>"Sign in"</a> }
-    });
+    let sign_in = match error {
+        AppError::NotSignedIn => Some(
+            view! { <a class="button" rel="external" href=login_href(&here)>"Sign in"</a> }
+                .into_any(),
+        ),
+        AppError::StepUpRequired => Some(
+            view! { <a class="button" rel="external" href=step_up_href(&here)>"Confirm with Keycloak"</a> }
+                .into_any(),
+        ),
+        _ => None,
+    };
     view! {
         <section class="card notice error" data-status=error.status_code()>
             <h1>"Something is in the way"</h1>

@@ -3,4 +3,5 @@
 
 pub mod context;
 pub mod gates;
+pub mod step_up;
 pub mod watch;

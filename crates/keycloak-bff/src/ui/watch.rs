@@ -14,9 +14,16 @@
 //! and shows a notice when the session ended or Keycloak cannot be reached. A page that loads
 //! (after signing in or out) says so on the channel, and the elected tab asks the server once.
 //!
+//! Before Keycloak's session ends (`UiConfig::expiry_warning_secs` ahead), every tab shows a
+//! banner. Its "Stay signed in" (`POST <prefix>/extend`) refreshes at once, which moves Keycloak's
+//! idle limit; when that leaves the session ending within the warning, the maximum lifetime is
+//! reached and the banner offers a new sign-in that comes back to the page. What one tab does,
+//! the others hear on the channel.
+//!
 //! [`SessionStatus`]: keycloak_bff_core::status::SessionStatus
 
 use crate::ui::context::{current_path, login_href, use_ui_config, use_user, SessionState};
+use keycloak_bff_core::expiry::{session_notice, SessionNotice};
 use leptos::prelude::*;
 
 /// Renders the session notices and, in the browser, starts the session checks. Place it once,
@@ -28,13 +35,49 @@ pub fn SessionWatch() -> impl IntoView {
     let state = SessionState {
         ended: RwSignal::new(false),
         idp_unavailable: RwSignal::new(false),
+        ends_at: RwSignal::new(None),
+        at_maximum: RwSignal::new(false),
+        now: RwSignal::new(0),
     };
     provide_context(state);
+    let warn_before = config.expiry_warning_secs;
     #[cfg(feature = "hydrate")]
     Effect::new(move |_| browser::start(user, state, config.clone()));
     #[cfg(not(feature = "hydrate"))]
     let _ = (user, config);
+    let notice = Memo::new(move |_| match state.ends_at.get() {
+        Some(ends_at) if !state.ended.get() => session_notice(
+            state.now.get(),
+            ends_at,
+            warn_before,
+            state.at_maximum.get(),
+        ),
+        _ => SessionNotice::Quiet,
+    });
+    let remaining = move |ends_at: i64| describe_remaining(ends_at - state.now.get());
     view! {
+        {move || match notice.get() {
+            SessionNotice::Quiet => None,
+            SessionNotice::EndsSoon { ends_at } => Some(view! {
+                <div class="banner warn" role="status" data-testid="session-expiring">
+                    <span>"Your session ends " {move || remaining(ends_at)} " unless you stay."</span>
+                    <button type="button" class="button" on:click=move |_| stay_signed_in()>
+                        "Stay signed in"
+                    </button>
+                </div>
+            }.into_any()),
+            SessionNotice::EndsAtMaximum { ends_at } => Some(view! {
+                <div class="banner warn" role="status" data-testid="session-at-maximum">
+                    <span>
+                        "Your session reaches its maximum length " {move || remaining(ends_at)}
+                        ". Sign in again to keep working."
+                    </span>
+                    <a class="button" rel="external" href=move || login_href(&current_path())>
+                        "Sign in again"
+                    </a>
+                </div>
+            }.into_any()),
+        }}
         <Show when=move || state.ended.get()>
             <div class="banner" role="status" data-testid="session-ended">
                 <span>"Your session has ended."</span>
@@ -51,11 +94,27 @@ pub fn SessionWatch() -> impl IntoView {
     }
 }
 
+/// "in 1 min 5 s", "in 40 s", "now".
+fn describe_remaining(secs: i64) -> String {
+    match secs {
+        s if s <= 0 => "now".to_owned(),
+        s if s < 60 => format!("in {s} s"),
+        s => format!("in {} min {} s", s / 60, s % 60),
+    }
+}
+
+/// The expiry banner's button: refreshes now (every tab hears the answer).
+fn stay_signed_in() {
+    #[cfg(feature = "hydrate")]
+    browser::extend();
+}
+
 #[cfg(feature = "hydrate")]
 mod browser {
     use crate::config::UiConfig;
     use crate::error::AppError;
-    use crate::ui::context::SessionState;
+    use crate::ui::context::{now_secs, SessionState};
+    use keycloak_bff_core::expiry::{session_notice, warning_due_in, SessionNotice};
     use keycloak_bff_core::status::SessionStatus;
     use keycloak_bff_core::KeycloakUser;
     use leptos::prelude::*;
@@ -92,15 +151,72 @@ mod browser {
         leader: Cell<bool>,
         stream: RefCell<Option<EventSource>>,
         timer: RefCell<Option<TimeoutHandle>>,
+        /// The expiry warning's clock.
+        tick: RefCell<Option<TimeoutHandle>>,
+    }
+
+    thread_local! {
+        /// This page's watcher, for the expiry banner's button.
+        static WATCHER: RefCell<Option<Rc<Watcher>>> = const { RefCell::new(None) };
+    }
+
+    /// "Stay signed in": refreshes now; the answer updates this tab and the others.
+    pub fn extend() {
+        let Some(watcher) = WATCHER.with(|w| w.borrow().clone()) else {
+            return;
+        };
+        leptos::task::spawn_local(async move {
+            if let Some((code, status)) = call_refresh(&watcher.config.route("/extend")).await {
+                watcher.heard(Heard { code, status });
+            }
+        });
     }
 
     impl Watcher {
+        /// Sets the warning's clock to now and wakes up again when the warning is due, then every
+        /// second while it shows.
+        fn tick(self: &Rc<Self>) {
+            if let Some(handle) = self.tick.borrow_mut().take() {
+                handle.clear();
+            }
+            let now = now_secs();
+            self.state.now.set(now);
+            let warn = self.config.expiry_warning_secs;
+            let Some(ends_at) = self.state.ends_at.get_untracked() else {
+                return;
+            };
+            if warn <= 0 || now > ends_at {
+                return;
+            }
+            let next = match session_notice(now, ends_at, warn, false) {
+                SessionNotice::Quiet => warning_due_in(now, ends_at, warn).max(1),
+                _ => 1,
+            };
+            let this = Rc::clone(self);
+            if let Ok(handle) =
+                set_timeout_with_handle(move || this.tick(), Duration::from_secs(next as u64))
+            {
+                *self.tick.borrow_mut() = Some(handle);
+            }
+        }
+
+        /// Keeps the session's end as heard; the maximum stays reached until the end moves.
+        fn set_end(self: &Rc<Self>, ends_at: Option<i64>, at_maximum: bool) {
+            if self.state.ends_at.get_untracked() != ends_at {
+                self.state.ends_at.set(ends_at);
+                self.state.at_maximum.set(at_maximum);
+            } else if at_maximum {
+                self.state.at_maximum.set(true);
+            }
+            self.tick();
+        }
+
         fn signed_in(&self) -> bool {
             matches!(self.user.get_untracked(), Some(Ok(Some(_))))
         }
 
         /// Updates this page from what was heard (here or by the elected tab).
-        fn apply(&self, heard: &Heard) {
+        fn apply(self: &Rc<Self>, heard: &Heard) {
             let shown = self.user.get_untracked().and_then(Result::ok).flatten();
             match heard.code {
                 200 => {
@@ -109,12 +225,16 @@ mod browser {
                     if current.is_some() {
                         self.state.ended.set(false);
                     }
+                    if let Some(status) = &heard.status {
+                        self.set_end(status.session_expires_at, status.at_maximum);
+                    }
                     if current != shown {
                         self.user.set(Some(Ok(current)));
                     }
                 }
                 401 => {
                     self.state.idp_unavailable.set(false);
+                    self.set_end(None, false);
                     if shown.is_some() {
                         self.state.ended.set(true);
                         self.user.set(Some(Ok(None)));
@@ -324,7 +444,16 @@ mod browser {
             leader: Cell::new(false),
             stream: RefCell::new(None),
             timer: RefCell::new(None),
+            tick: RefCell::new(None),
         });
+        WATCHER.with(|w| *w.borrow_mut() = Some(Rc::clone(&watcher)));
+        let ends_at = watcher
+            .user
+            .get_untracked()
+            .and_then(Result::ok)
+            .flatten()
+            .map(|u| u.session_expires_at);
+        watcher.set_end(ends_at, false);
         if let Some(channel) = &watcher.channel {
             let this = Rc::clone(&watcher);
             let on_message = Closure::<dyn Fn(web_sys::MessageEvent)>::new(

@@ -1,0 +1,262 @@
+//! A read-only directory of the realm's users, from Keycloak's Admin REST API, called by a
+//! service account (`keycloak.directory_client_id`, a confidential client whose service account
+//! holds only `realm-management`'s `view-users` and `view-clients`: reading users, their groups and
+//! role mappings, and finding this app's client). The service account's token is cached until
+//! shortly before it expires, and one fetch serves every request waiting for it.
+//!
+//! Keycloak's errors become [`AppError::Upstream`] with a plain reason (a notice on the page),
+//! an unreachable Keycloak [`AppError::IdpUnavailable`]; nothing is written.
+
+use crate::error::AppError;
+use crate::server::http::read_limited;
+use crate::server::oidc::Oidc;
+use crate::server::settings::ServiceAccountSettings;
+use keycloak_bff_core::account::{
+    clean_search, directory_user, group_paths, role_names, DirectoryPage, DirectoryUser, MAX_PAGE,
+    MAX_PER_PAGE, PER_PAGE,
+};
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+/// A token is renewed this long before it expires.
+const RENEW_BEFORE_SECS: i64 = 30;
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    expires_in: Option<i64>,
+}
+
+struct CachedToken {
+    token: SecretString,
+    expires_at: i64,
+}
+
+/// The directory's service account and its cached token.
+pub struct Directory {
+    account: ServiceAccountSettings,
+    token: tokio::sync::Mutex<Option<CachedToken>>,
+    /// This app's client's internal id (`GET /clients?clientId=`), found once.
+    client_uuid: tokio::sync::OnceCell<String>,
+    /// How many tokens were fetched (tests check the cache).
+    fetched: std::sync::atomic::AtomicU64,
+}
+
+impl Directory {
+    pub fn new(account: ServiceAccountSettings) -> Self {
+        Directory {
+            account,
+            token: tokio::sync::Mutex::new(None),
+            client_uuid: tokio::sync::OnceCell::new(),
+            fetched: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// How many service-account tokens were fetched so far.
+    pub fn tokens_fetched(&self) -> u64 {
+        self.fetched.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The service account's access token: the cached one while it has more than 30 s left.
+    async fn token(&self, oidc: &Oidc, now: i64) -> Result<SecretString, AppError> {
+        let mut cached = self.token.lock().await;
+        if let Some(c) = cached
+            .as_ref()
+            .filter(|c| c.expires_at - RENEW_BEFORE_SECS > now)
+        {
+            return Ok(c.token.clone());
+        }
+        let provider = oidc
+            .provider()
+            .await
+            .map_err(|_| AppError::IdpUnavailable)?;
+        let response = oidc
+            .http()
+            .post(provider.token_endpoint.clone())
+            .basic_auth(
+                form_encode(&self.account.client_id),
+                Some(form_encode(self.account.client_secret.expose_secret())),
+            )
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "the directory's token request failed");
+                AppError::IdpUnavailable
+            })?;
+        let status = response.status();
+        let body = read_limited(response, 64 * 1024)
+            .await
+            .map_err(AppError::Upstream)?;
+        if status.is_server_error() {
+            return Err(AppError::IdpUnavailable);
+        }
+        if !status.is_success() {
+            tracing::error!(%status, client = %self.account.client_id, "Keycloak refused the directory's service account");
+            return Err(AppError::Upstream(
+                "Keycloak refused the directory's service account (check its client and secret)"
+                    .into(),
+            ));
+        }
+        let answer: TokenAnswer = serde_json::from_slice(&body)
+            .map_err(|_| AppError::Upstream("the token answer was not understood".into()))?;
+        self.fetched
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let token = SecretString::from(answer.access_token);
+        *cached = Some(CachedToken {
+            token: token.clone(),
+            expires_at: now + answer.expires_in.unwrap_or(60).clamp(1, 86_400),
+        });
+        Ok(token)
+    }
+
+    async fn get(
+        &self,
+        oidc: &Oidc,
+        token: &SecretString,
+        url: Url,
+    ) -> Result<serde_json::Value, AppError> {
+        let response = oidc
+            .http()
+            .get(url)
+            .bearer_auth(token.expose_secret())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "an Admin API call failed");
+                AppError::IdpUnavailable
+            })?;
+        let status = response.status();
+        let body = read_limited(response, MAX_BODY)
+            .await
+            .map_err(AppError::Upstream)?;
+        match status {
+            s if s.is_success() => serde_json::from_slice(&body)
+                .map_err(|_| AppError::Upstream("Keycloak's answer was not understood".into())),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                tracing::error!(%status, "the Admin API refused the directory's service account");
+                Err(AppError::Upstream(
+                    "Keycloak refused to list users: the directory's service account lacks \
+                     realm-management's view-users or view-clients"
+                        .into(),
+                ))
+            }
+            s if s.is_server_error() => Err(AppError::IdpUnavailable),
+            s => Err(AppError::Upstream(format!("Keycloak answered {s}"))),
+        }
+    }
+
+    fn admin(oidc: &Oidc, path: &str) -> Result<Url, AppError> {
+        oidc.admin_url(path).map_err(|_| AppError::Internal)
+    }
+
+    async fn client_uuid(&self, oidc: &Oidc, token: &SecretString) -> Result<String, AppError> {
+        self.client_uuid
+            .get_or_try_init(|| async {
+                let mut url = Self::admin(oidc, "/clients")?;
+                url.query_pairs_mut()
+                    .append_pair("clientId", oidc.client_id())
+                    .append_pair("briefRepresentation", "true");
+                let clients = self.get(oidc, token, url).await?;
+                clients
+                    .as_array()
+                    .and_then(|a| a.first())
+                    .and_then(|c| c.get("id"))
+                    .and_then(|id| id.as_str())
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        AppError::Upstream(
+                            "this app's client cannot be read: the service account lacks \
+                             view-clients"
+                                .into(),
+                        )
+                    })
+            })
+            .await
+            .cloned()
+    }
+
+    /// Roles and groups of one user.
+    async fn fill(
+        &self,
+        oidc: &Oidc,
+        token: &SecretString,
+        client: &str,
+        mut user: DirectoryUser,
+    ) -> Result<DirectoryUser, AppError> {
+        let id = user.id.clone();
+        let realm = Self::admin(oidc, &format!("/users/{id}/role-mappings/realm/composite"))?;
+        let own = Self::admin(
+            oidc,
+            &format!("/users/{id}/role-mappings/clients/{client}/composite"),
+        )?;
+        let groups = Self::admin(oidc, &format!("/users/{id}/groups"))?;
+        let (realm, own, groups) = tokio::try_join!(
+            self.get(oidc, token, realm),
+            self.get(oidc, token, own),
+            self.get(oidc, token, groups)
+        )?;
+        user.realm_roles = role_names(&realm);
+        user.client_roles = role_names(&own);
+        user.groups = group_paths(&groups);
+        Ok(user)
+    }
+
+    /// One page (`page`, 0-based, `per_page` users: 10 by default, at most 50) of the users
+    /// matching `search` (Keycloak's search: username, e-mail, first or last name), each with
+    /// effective realm roles, this client's effective roles and groups.
+    pub async fn search(
+        &self,
+        oidc: &Oidc,
+        search: &str,
+        page: u32,
+        per_page: Option<u32>,
+        now: i64,
+    ) -> Result<DirectoryPage, AppError> {
+        let search = clean_search(search);
+        let page = page.min(MAX_PAGE);
+        let per_page = per_page.unwrap_or(PER_PAGE).clamp(1, MAX_PER_PAGE);
+        let token = self.token(oidc, now).await?;
+        let client = self.client_uuid(oidc, &token).await?;
+        let mut list = Self::admin(oidc, "/users")?;
+        list.query_pairs_mut()
+            .append_pair("search", &search)
+            .append_pair("first", &(page * per_page).to_string())
+            .append_pair("max", &per_page.to_string())
+            .append_pair("briefRepresentation", "true");
+        let mut count = Self::admin(oidc, "/users/count")?;
+        count.query_pairs_mut().append_pair("search", &search);
+        let (users, total) =
+            tokio::try_join!(self.get(oidc, &token, list), self.get(oidc, &token, count))?;
+        let users: Vec<DirectoryUser> = users
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(directory_user)
+            // Service accounts are clients, not people.
+            .filter(|u| !u.username.starts_with("service-account-"))
+            .collect();
+        let users = futures_util::future::try_join_all(
+            users
+                .into_iter()
+                .map(|u| self.fill(oidc, &token, &client, u)),
+        )
+        .await?;
+        Ok(DirectoryPage {
+            search,
+            page,
+            per_page,
+            total: total.as_u64().unwrap_or(0),
+            users,
+        })
+    }
+}
+
+fn form_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

@@ -1,0 +1,124 @@
+//! Silent single sign-on: a visitor whose browser is already signed in to Keycloak (through
+//! another application of the realm) is signed in here on the first page, without a click.
+//!
+//! Once per browser session, the first top-level page a signed-out browser opens is answered
+//! with a redirect through `<prefix>/login?prompt=none`: Keycloak either signs the browser in
+//! without showing anything, or answers `login_required`, and the callback brings the browser
+//! back, signed out, to the page it asked for ([`crate::server::routes`]). A cookie that lasts
+//! until the browser closes ([`cookie::silent_sso_cookie`]) marks that it was tried, so it is
+//! never tried again in that browser session. `auth.silent_sso = false` turns it off.
+//!
+//! Only navigations count (`Sec-Fetch-Mode: navigate`, `Sec-Fetch-Dest: document`, GET, not a
+//! prefetch): scripts, server functions, the JSON API, static files and the auth routes are
+//! never redirected, and neither are clients that are not browsers.
+
+use crate::server::auth::KeycloakAuth;
+use crate::server::store::auth_session;
+use crate::server::unix_now;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use keycloak_bff_core::cookie;
+use keycloak_bff_core::step_up::Prompt;
+use keycloak_bff_core::ReturnTo;
+use tower_sessions::Session;
+
+/// Whether a request is a browser's top-level page load that silent sign-in may redirect:
+/// everything but the cookie and the session.
+fn is_page_navigation(
+    method: &Method,
+    headers: &HeaderMap,
+    path: &str,
+    auth: &KeycloakAuth,
+) -> bool {
+    let header_is = |name: &str, value: &str| {
+        headers
+            .get(name)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(value.as_bytes()))
+    };
+    let prefetch = headers.contains_key("sec-purpose") || headers.contains_key("purpose");
+    let prefix = &auth.ui_config().route_prefix;
+    let own_route = path == prefix.as_str()
+        || path
+            .strip_prefix(prefix.as_str())
+            .is_some_and(|rest| rest.starts_with('/'));
+    *method == Method::GET
+        && header_is("sec-fetch-mode", "navigate")
+        && header_is("sec-fetch-dest", "document")
+        && !prefetch
+        && !own_route
+        && !path.starts_with(auth.pkg_prefix())
+        && !path.starts_with("/api/")
+        && !path.starts_with("/health/")
+        && path != "/metrics"
+}
+
+/// Whether the browser sent the marker cookie `name`.
+fn has_cookie(headers: &HeaderMap, name: &str) -> bool {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .any(|pair| pair.trim().split('=').next() == Some(name))
+}
+
+/// The middleware (inside the session layer): see the module's documentation.
+pub async fn silent_sso(
+    State(auth): State<KeycloakAuth>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let settings = auth.settings();
+    if !settings.silent_sso
+        || !is_page_navigation(
+            request.method(),
+            request.headers(),
+            request.uri().path(),
+            &auth,
+        )
+    {
+        return next.run(request).await;
+    }
+    let (marker, set_marker) = cookie::silent_sso_cookie(
+        settings.public_url_is_https(),
+        &settings.session.cookie_name,
+    );
+    if has_cookie(request.headers(), &marker) {
+        return next.run(request).await;
+    }
+    let Some(session) = request.extensions().get::<Session>().cloned() else {
+        return next.run(request).await;
+    };
+    // Signed in, or the store cannot say: the page itself decides.
+    if !matches!(auth_session(&session, unix_now()).await, Ok(None)) {
+        return next.run(request).await;
+    }
+    let here = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let href = ReturnTo::new(Some(here))
+        .login_href_with(&auth.ui_config().route("/login"), Prompt::Silent);
+    auth.metrics().sign_in("silent_started");
+    let mut response = Redirect::to(&href).into_response();
+    if let Ok(value) = HeaderValue::from_str(&set_marker) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cookie_counts_only_under_its_exact_name() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; kc_session_sso_x=1; kc_session=abc"),
+        );
+        assert!(!has_cookie(&h, "kc_session_sso"));
+        h.append(header::COOKIE, HeaderValue::from_static("kc_session_sso=1"));
+        assert!(has_cookie(&h, "kc_session_sso"));
+    }
+}

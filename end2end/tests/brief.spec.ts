@@ -1,0 +1,116 @@
+import { expect, Page, test } from '@playwright/test';
+import { KEYCLOAK, signIn } from './helpers';
+
+// The app instance on http://localhost:3004 (scripts/test.sh), against the realm demo-brief:
+// Keycloak sessions idle out after 130 s and end after 140 s at most, demo-app uses front-channel
+// logout (session.frontchannel_logout = true), and step-up needs a sign-in within 10 s. One
+// process only: the cluster run leaves these out (@single).
+const BRIEF = process.env.BRIEF_URL ?? 'http://localhost:3004';
+const REALM = 'demo-brief';
+test.use({ baseURL: BRIEF });
+
+/** Keycloak asks for the password again (a step-up), then comes back. */
+async function confirmPassword(page: Page, user: string) {
+  await page.waitForURL((url) => url.origin === KEYCLOAK);
+  // Keycloak shows the username it re-authenticates, read-only.
+  await expect(page.getByText('Please re-authenticate to continue')).toBeVisible();
+  const password = page.getByLabel('Password', { exact: true });
+  await expect(password).toBeVisible();
+  await password.fill(`${user}-dev-pw`);
+  await page.getByRole('button', { name: 'Sign In' }).click();
+  await page.waitForURL((url) => url.origin === BRIEF);
+}
+
+test('@single the session-ending banner extends the session once, then asks for a new sign-in, in every tab', async ({ context }) => {
+  test.setTimeout(90_000);
+  const page = await context.newPage();
+  await signIn(page, 'erin', '/profile');
+  const other = await context.newPage();
+  await other.goto('/');
+  await expect(other.getByTestId('signed-in-as')).toHaveText('Erin Editor');
+  const before = await (await page.request.post('/auth/refresh')).json();
+
+  // Idle 130 s: within two minutes of the end the banner shows, in both tabs.
+  for (const p of [page, other]) {
+    await expect(p.getByTestId('session-expiring')).toBeVisible({ timeout: 20_000 });
+    await expect(p.getByTestId('session-expiring')).toContainText('Your session ends in');
+  }
+  await page.screenshot({ path: '../docs/screenshots/session-ending-banner.png' });
+  const extended = page.waitForResponse((r) => r.url().endsWith('/auth/extend'));
+  await page.getByRole('button', { name: 'Stay signed in' }).click();
+  const answer = await (await extended).json();
+  expect(answer.session_expires_at).toBeGreaterThan(before.session_expires_at);
+  expect(answer.at_maximum ?? false).toBe(false);
+  for (const p of [page, other]) await expect(p.getByTestId('session-expiring')).toHaveCount(0);
+
+  // The maximum (140 s) is near: staying no longer helps, and the banner says so.
+  await expect(other.getByTestId('session-expiring')).toBeVisible({ timeout: 20_000 });
+  await other.getByRole('button', { name: 'Stay signed in' }).click();
+  for (const p of [page, other]) {
+    await expect(p.getByTestId('session-at-maximum')).toBeVisible();
+    await expect(p.getByTestId('session-at-maximum')).toContainText('maximum length');
+  }
+  await expect(page.getByTestId('session-at-maximum').getByRole('link', { name: 'Sign in again' }))
+    .toHaveAttribute('href', '/auth/login?return_to=%2Fprofile');
+  await page.screenshot({ path: '../docs/screenshots/session-at-maximum.png' });
+});
+
+test('@single signing out at Keycloak ends the app session through front-channel logout', async ({ context }) => {
+  const app = await context.newPage();
+  await signIn(app, 'nora', '/profile');
+  const frontChannel: string[] = [];
+  context.on('request', (r) => {
+    if (r.url().startsWith(`${BRIEF}/auth/frontchannel-logout`)) frontChannel.push(r.url());
+  });
+  const keycloak = await context.newPage();
+  await keycloak.goto(`${KEYCLOAK}/realms/${REALM}/protocol/openid-connect/logout`);
+  await keycloak.getByRole('button', { name: /log ?out/i }).click();
+  // Keycloak's page lists the applications it signs out of, each in an iframe of its own.
+  await expect(keycloak.getByText('You are logging out from following apps')).toBeVisible();
+  await expect.poll(() => frontChannel.length).toBe(1);
+  expect(frontChannel[0]).toContain(`iss=${encodeURIComponent(`${KEYCLOAK}/realms/${REALM}`)}`);
+  expect(frontChannel[0]).toContain('sid=');
+  // The open page hears it at once; a new page is signed out.
+  await expect(app.getByTestId('session-ended')).toBeVisible({ timeout: 10_000 });
+  await app.goto('/');
+  await expect(app.getByRole('link', { name: 'Sign in', exact: true })).toBeVisible();
+});
+
+test('@single deleting someone else\'s note with a stale sign-in asks for the password, then completes', async ({ browser }) => {
+  test.setTimeout(90_000);
+  const erinContext = await browser.newContext({ baseURL: BRIEF });
+  const erin = await erinContext.newPage();
+  await signIn(erin, 'erin', '/notes');
+  const body = `erin's note to moderate ${Date.now()}`;
+  await erin.getByLabel('New note').fill(body);
+  await erin.getByRole('button', { name: 'Post note' }).click();
+  await expect(erin.getByText(body)).toBeVisible();
+  await erinContext.close();
+
+  const context = await browser.newContext({ baseURL: BRIEF });
+  const page = await context.newPage();
+  await signIn(page, 'alice', '/notes');
+  const note = page.getByTestId('note').filter({ hasText: body });
+  const id = await note.locator('input[name="id"]').inputValue();
+  await page.waitForTimeout(11_000); // older than auth.step_up_max_age_secs (10 s here)
+
+  // Calling the server function directly does not get around it.
+  const direct = await page.request.post('/api/delete_note', { form: { id } });
+  expect(direct.status()).toBe(401);
+  await page.reload();
+  await expect(note).toBeVisible();
+
+  await note.getByRole('button', { name: 'Delete' }).click();
+  await confirmPassword(page, 'alice');
+  expect(new URL(page.url()).pathname).toBe('/notes');
+  await expect(page.getByTestId('notes-board')).toBeVisible();
+  await expect(note).toHaveCount(0);
+
+  // The user directory asks the same once the sign-in is stale again.
+  await page.waitForTimeout(11_000);
+  await page.goto('/admin/users');
+  await confirmPassword(page, 'alice');
+  expect(new URL(page.url()).pathname).toBe('/admin/users');
+  await expect(page.getByTestId('user-directory')).toBeVisible();
+  await context.close();
+});

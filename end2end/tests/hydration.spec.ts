@@ -1,0 +1,44 @@
+import { Browser, expect, Page, test } from '@playwright/test';
+import { DevUser, signIn } from './helpers';
+
+// What the server renders is what the hydrated page shows: for each user and each page, the same
+// navigation links, the same parts of the page and the same headings, with scripts blocked and
+// with scripts running. No link appears or disappears after hydration.
+const PAGES = ['/', '/profile', '/notes', '/editor', '/admin', '/staff', '/sessions', '/admin/users'];
+
+async function snapshot(page: Page) {
+  return page.evaluate(() => ({
+    nav: [...document.querySelectorAll('nav[aria-label="Main"] a')].map((a) => a.textContent?.trim()),
+    who: document.querySelector('[data-testid="signed-in-as"]')?.textContent ?? null,
+    signInLink: !!document.querySelector('header a[href^="/auth/login"]'),
+    parts: [...document.querySelectorAll('main [data-testid]')].map((e) => e.getAttribute('data-testid')),
+    headings: [...document.querySelectorAll('main h1, main h2')].map((h) => h.textContent?.trim()),
+  }));
+}
+
+async function compare(browser: Browser, user: DevUser | null, pages: string[]) {
+  const live = await browser.newContext();
+  const page = await live.newPage();
+  if (user) await signIn(page, user);
+  else await page.goto('/');
+  const blocked = await browser.newContext({ javaScriptEnabled: false, storageState: await live.storageState() });
+  const still = await blocked.newPage();
+  for (const path of pages) {
+    await still.goto(path);
+    const rendered = await snapshot(still);
+    await page.goto(path);
+    await expect(page.locator('html[data-session-watch="ready"]')).toHaveCount(1);
+    await page.waitForLoadState('networkidle');
+    const hydrated = await snapshot(page);
+    expect(hydrated, `${user ?? 'signed out'} on ${path}`).toEqual(rendered);
+    expect(rendered.nav.length, `${path} has a navigation`).toBeGreaterThan(0);
+  }
+  await live.close();
+  await blocked.close();
+}
+
+test('@single the server-rendered page is exactly what the hydrated page shows, for every user', async ({ browser }) => {
+  test.setTimeout(180_000);
+  await compare(browser, null, ['/']);
+  for (const user of ['alice', 'erin', 'paul', 'nora'] as const) await compare(browser, user, PAGES);
+});

@@ -1,0 +1,39 @@
+import { expect, Page, test } from '@playwright/test';
+import { mkdirSync } from 'node:fs';
+import { DevUser, signIn } from './helpers';
+
+// Renders the pictures of docs/screenshots/ (shown in the README) from the running app, so that
+// they stay true: each development user's home page, the 403 page, "My sessions" and the user
+// directory. The session-ending banner's picture is taken by brief.spec.ts. One process only.
+const OUT = '../docs/screenshots';
+mkdirSync(OUT, { recursive: true });
+test.use({ viewport: { width: 1100, height: 720 } });
+
+async function shoot(page: Page, name: string) {
+  await expect(page.locator('html[data-session-watch="ready"]')).toHaveCount(1);
+  await page.waitForLoadState('networkidle');
+  await page.screenshot({ path: `${OUT}/${name}.png` });
+}
+
+test('@single screenshots of what each development user sees', async ({ browser }) => {
+  test.setTimeout(120_000);
+  for (const user of [null, 'alice', 'erin', 'paul', 'nora'] as (DevUser | null)[]) {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    if (user) await signIn(page, user);
+    else await page.goto('/');
+    await page.goto('/');
+    await shoot(page, `home-${user ?? 'signed-out'}`);
+    if (user === 'paul') {
+      await page.goto('/admin');
+      await shoot(page, 'forbidden-403');
+    }
+    if (user === 'alice') {
+      await page.goto('/sessions');
+      await shoot(page, 'my-sessions');
+      await page.goto('/admin/users');
+      await shoot(page, 'user-directory');
+    }
+    await context.close();
+  }
+});
