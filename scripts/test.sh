@@ -90,7 +90,8 @@ say "starting examples/minimal on http://localhost:3002 (its own Leptos.toml, cl
   LEPTOS_OUTPUT_NAME=minimal LEPTOS_SITE_ROOT="$ROOT/target/site-minimal" \
     LEPTOS_SITE_PKG_DIR=pkg LEPTOS_SITE_ADDR=127.0.0.1:3002 LEPTOS_ENV=PROD \
     APP_KEYCLOAK_CLIENT_SECRET="$(dev_client_secret minimal-app)" \
-    exec "$CARGO_TARGET_DIR/debug/minimal") >"$LOG_DIR/minimal.log" 2>&1 &
+    exec env -u APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET "$CARGO_TARGET_DIR/debug/minimal") \
+  >"$LOG_DIR/minimal.log" 2>&1 &
 minimal_pid=$!
 wait_for 3002 "$minimal_pid" "$LOG_DIR/minimal.log"
 

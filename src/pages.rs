@@ -246,14 +246,8 @@ fn EditorPanel() -> impl IntoView {
 pub async fn staff_room() -> Result<Vec<String>, AppError> {
     let user = keycloak_bff::server::require(&policy::staff_room()).await?;
     Ok(user
-        .groups
-        .into_iter()
-        .filter(|g| {
-            policy::staff_room().allows(Some(&KeycloakUser {
-                groups: vec![g.clone()],
-                ..KeycloakUser::default()
-            }))
-        })
+        .groups_within(policy::STAFF_GROUP, true)
+        .cloned()
         .collect())
 }
 

@@ -44,9 +44,18 @@ impl KeycloakUser {
     /// Membership of the group at `path`; with `include_subgroups`, membership of any group below
     /// it counts too (`/staff` covers `/staff/editors`, never `/staffing`).
     pub fn in_group(&self, path: &str, include_subgroups: bool) -> bool {
+        self.groups_within(path, include_subgroups).next().is_some()
+    }
+
+    /// The user's groups that are the group at `path` or, with `include_subgroups`, below it.
+    pub fn groups_within<'a>(
+        &'a self,
+        path: &'a str,
+        include_subgroups: bool,
+    ) -> impl Iterator<Item = &'a String> + 'a {
         let path = path.trim_end_matches('/');
-        self.groups.iter().any(|g| {
-            g == path
+        self.groups.iter().filter(move |g| {
+            g.as_str() == path
                 || (include_subgroups
                     && g.len() > path.len()
                     && g.starts_with(path)
@@ -180,6 +189,13 @@ mod tests {
         assert!(!Rule::group("/staff/edit", true).allows(Some(&u)));
         let v = user(&[], &[], &["/staffing"]);
         assert!(!Rule::group("/staff", true).allows(Some(&v)));
+        let w = user(
+            &[],
+            &[],
+            &["/partners", "/staff", "/staff/editors", "/staffing"],
+        );
+        let within: Vec<&String> = w.groups_within("/staff", true).collect();
+        assert_eq!(within, ["/staff", "/staff/editors"]);
     }
 
     #[test]

@@ -32,22 +32,21 @@ pub async fn security_headers(
     let framed = response.extensions().get::<FramedByIssuer>().is_some();
     let headers = response.headers_mut();
     let nonce = headers.remove(NONCE_HEADER);
-    if framed {
-        if let Ok(value) = HeaderValue::from_str(&csp::framed_by_issuer(auth.issuer_origin())) {
-            headers.insert(header::CONTENT_SECURITY_POLICY, value);
-        }
-    }
     // A policy only means something for documents: scripts, WebAssembly and stylesheets go
-    // without (and without the cost of writing it).
-    else if !is_static {
-        let policy = csp::policy(
+    // without (and without the cost of writing it). The front-channel logout page has its own.
+    let policy = if framed {
+        Some(csp::framed_by_issuer(auth.issuer_origin()))
+    } else if !is_static {
+        Some(csp::policy(
             nonce.as_ref().and_then(|n| n.to_str().ok()),
             auth.issuer_origin(),
             auth.dev_reload_socket(),
-        );
-        if let Ok(value) = HeaderValue::from_str(&policy) {
-            headers.insert(header::CONTENT_SECURITY_POLICY, value);
-        }
+        ))
+    } else {
+        None
+    };
+    if let Some(value) = policy.and_then(|p| HeaderValue::from_str(&p).ok()) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, value);
     }
     if let Some(hsts) = csp::hsts(auth.settings().public_url_is_https()) {
         headers.insert(
