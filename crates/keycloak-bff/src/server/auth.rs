@@ -208,17 +208,7 @@ impl KeycloakAuth {
         session: &Session,
         now: i64,
     ) -> Result<Option<AuthSession>, AppError> {
-        self.0
-            .refresher
-            .fresh_auth(
-                &self.0.oidc,
-                &self.0.metrics,
-                &self.0.store,
-                session,
-                now,
-                false,
-            )
-            .await
+        self.refreshed(session, now, false).await
     }
 
     /// Refreshes the session's tokens now, however fresh, so that Keycloak's idle limit moves
@@ -228,15 +218,25 @@ impl KeycloakAuth {
         session: &Session,
         now: i64,
     ) -> Result<Option<AuthSession>, AppError> {
-        self.0
+        self.refreshed(session, now, true).await
+    }
+
+    async fn refreshed(
+        &self,
+        session: &Session,
+        now: i64,
+        extend: bool,
+    ) -> Result<Option<AuthSession>, AppError> {
+        let inner = &self.0;
+        inner
             .refresher
             .fresh_auth(
-                &self.0.oidc,
-                &self.0.metrics,
-                &self.0.store,
+                &inner.oidc,
+                &inner.metrics,
+                &inner.store,
                 session,
                 now,
-                true,
+                extend,
             )
             .await
     }
