@@ -7,13 +7,19 @@
 //!
 //! Browser and server (features `hydrate` and `ssr`):
 //! - [`provide_user`], [`use_user`], [`current_user`]: the user in context.
-//! - [`SignedIn`], [`Authorized`], [`HasRealmRole`], [`HasClientRole`], [`InGroup`], [`Protected`]:
-//!   gated UI; [`SessionWatch`]: the session checks and their notices.
+//! - [`SignedIn`], [`Authorized`], [`HasRealmRole`], [`HasClientRole`], [`InGroup`], [`Protected`]
+//!   (with `step_up` for a recent sign-in): gated UI; [`SessionWatch`]: the session checks and
+//!   their notices, the expiry warning with "Stay signed in".
+//! - [`step_up_for`], [`take_stepped_up`]: an action refused for want of a recent sign-in, completed
+//!   after Keycloak asked for the password again.
 //! - [`AppError`]: the one error type that crosses the wire, with one mapping to HTTP status.
 //!
 //! Server only (feature `ssr`): [`server::KeycloakAuth`] (routes, layers, the OIDC client, the
-//! session store, refresh), [`server::Settings`], [`server::require`] for server functions and
-//! [`server::ApiUser`], the bearer-or-session extractor of a JSON API.
+//! session store, refresh, silent single sign-on, front-channel logout), [`server::Settings`],
+//! [`server::require`] and [`server::require_recent`] (step-up) for server functions,
+//! [`server::ApiUser`], the bearer-or-session extractor of a JSON API,
+//! [`server::account::AsUser`] (call an API as the signed-in user; the user's Keycloak sessions)
+//! and [`server::directory::Directory`] (the realm's users, read by a service account).
 //!
 //! The pure rules (claims, token checks, return paths, refresh timing) are in
 //! [`keycloak_bff_core`], re-exported as [`core`].
