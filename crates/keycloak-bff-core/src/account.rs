@@ -24,12 +24,9 @@ pub struct AccountSession {
     pub current: bool,
 }
 
+/// A non-blank string field, at most 200 characters kept.
 fn text(v: &Value, key: &str) -> Option<String> {
-    v.get(key)
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.chars().take(200).collect())
+    crate::claims::string_claim(v, key).map(|s| s.chars().take(200).collect())
 }
 
 fn seconds(v: &Value, key: &str) -> i64 {

@@ -33,7 +33,8 @@ fn string_list(claims: &Value, path: &[&str]) -> Vec<String> {
     out
 }
 
-fn string_claim(claims: &Value, key: &str) -> Option<String> {
+/// A non-blank string member `key` of a JSON object, trimmed.
+pub(crate) fn string_claim(claims: &Value, key: &str) -> Option<String> {
     claims
         .get(key)
         .and_then(Value::as_str)

@@ -9,7 +9,7 @@
 
 use crate::error::AppError;
 use crate::server::http::read_limited;
-use crate::server::oidc::Oidc;
+use crate::server::oidc::{Oidc, OidcError};
 use crate::server::settings::ServiceAccountSettings;
 use keycloak_bff_core::account::{
     clean_search, directory_user, group_paths, role_names, DirectoryPage, DirectoryUser, MAX_PAGE,
@@ -17,18 +17,11 @@ use keycloak_bff_core::account::{
 };
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use url::Url;
 
 /// A token is renewed this long before it expires.
 const RENEW_BEFORE_SECS: i64 = 30;
 const MAX_BODY: usize = 4 * 1024 * 1024;
-
-#[derive(Deserialize)]
-struct TokenAnswer {
-    access_token: String,
-    expires_in: Option<i64>,
-}
 
 struct CachedToken {
     token: SecretString,
@@ -73,37 +66,28 @@ impl Directory {
             .provider()
             .await
             .map_err(|_| AppError::IdpUnavailable)?;
-        let response = oidc
-            .http()
-            .post(provider.token_endpoint.clone())
-            .basic_auth(
-                form_encode(&self.account.client_id),
-                Some(form_encode(self.account.client_secret.expose_secret())),
+        let answer = oidc
+            .client_credentials_token(
+                &provider,
+                &self.account.client_id,
+                &self.account.client_secret,
             )
-            .header(reqwest::header::ACCEPT, "application/json")
-            .form(&[("grant_type", "client_credentials")])
-            .send()
             .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "the directory's token request failed");
-                AppError::IdpUnavailable
+            .map_err(|e| match e {
+                OidcError::Unavailable(e) => {
+                    tracing::warn!(error = %e, "the directory's token request failed");
+                    AppError::IdpUnavailable
+                }
+                OidcError::Rejected { error } => {
+                    tracing::error!(%error, client = %self.account.client_id, "Keycloak refused the directory's service account");
+                    AppError::Upstream(
+                        "Keycloak refused the directory's service account (check its client and \
+                         secret)"
+                            .into(),
+                    )
+                }
+                _ => AppError::Upstream("the token answer was not understood".into()),
             })?;
-        let status = response.status();
-        let body = read_limited(response, 64 * 1024)
-            .await
-            .map_err(AppError::Upstream)?;
-        if status.is_server_error() {
-            return Err(AppError::IdpUnavailable);
-        }
-        if !status.is_success() {
-            tracing::error!(%status, client = %self.account.client_id, "Keycloak refused the directory's service account");
-            return Err(AppError::Upstream(
-                "Keycloak refused the directory's service account (check its client and secret)"
-                    .into(),
-            ));
-        }
-        let answer: TokenAnswer = serde_json::from_slice(&body)
-            .map_err(|_| AppError::Upstream("the token answer was not understood".into()))?;
         self.fetched
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let token = SecretString::from(answer.access_token);
@@ -255,8 +239,4 @@ impl Directory {
             users,
         })
     }
-}
-
-fn form_encode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

@@ -19,7 +19,7 @@ use openidconnect::{
     AdditionalProviderMetadata, ClientId, CsrfToken, IssuerUrl, LogoutProviderMetadata, Nonce,
     PkceCodeChallenge, ProviderMetadata, RedirectUrl, Scope,
 };
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -225,6 +225,22 @@ impl Oidc {
         self.settings.leeway_secs
     }
 
+    /// A service account's access token (client-credentials grant, RFC 6749 §4.4) for another
+    /// confidential client of the realm, such as the user directory's.
+    pub async fn client_credentials_token(
+        &self,
+        provider: &Provider,
+        client_id: &str,
+        secret: &SecretString,
+    ) -> Result<TokenResponse, OidcError> {
+        self.token_request_as(
+            provider,
+            &[("grant_type", "client_credentials")],
+            (client_id, secret),
+        )
+        .await
+    }
+
     /// The HTTP client that talks to Keycloak (no redirects, bounded time).
     pub fn http(&self) -> &reqwest::Client {
         &self.http
@@ -416,24 +432,22 @@ impl Oidc {
         })
     }
 
-    /// `client_id:client_secret`, each form-urlencoded first (RFC 6749 §2.3.1), for HTTP Basic.
-    fn basic_credentials(&self) -> (String, String) {
-        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        (
-            enc(&self.settings.client_id),
-            enc(self.settings.client_secret.expose_secret()),
-        )
+    /// This client's id and secret.
+    fn own_credentials(&self) -> (&str, &SecretString) {
+        (&self.settings.client_id, &self.settings.client_secret)
     }
 
-    /// POSTs `form` to `url` with this client's credentials (HTTP Basic); the response, still
-    /// unread. Unreachable: "unavailable".
+    /// POSTs `form` to `url` with a client's credentials (HTTP Basic, each form-urlencoded first,
+    /// RFC 6749 §2.3.1); the response, still unread. Unreachable: "unavailable".
     async fn client_post(
         &self,
         what: &str,
         url: &Url,
         form: &[(&str, &str)],
+        (client_id, secret): (&str, &SecretString),
     ) -> Result<reqwest::Response, OidcError> {
-        let (user, password) = self.basic_credentials();
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let (user, password) = (enc(client_id), enc(secret.expose_secret()));
         self.http
             .post(url.clone())
             .basic_auth(user, Some(password))
@@ -449,8 +463,23 @@ impl Oidc {
         provider: &Provider,
         form: &[(&str, &str)],
     ) -> Result<TokenResponse, OidcError> {
+        self.token_request_as(provider, form, self.own_credentials())
+            .await
+    }
+
+    async fn token_request_as(
+        &self,
+        provider: &Provider,
+        form: &[(&str, &str)],
+        credentials: (&str, &SecretString),
+    ) -> Result<TokenResponse, OidcError> {
         let response = self
-            .client_post("token endpoint", &provider.token_endpoint, form)
+            .client_post(
+                "token endpoint",
+                &provider.token_endpoint,
+                form,
+                credentials,
+            )
             .await?;
         let status = response.status();
         let body = read_limited(response, MAX_TOKEN_RESPONSE_BYTES)
@@ -495,7 +524,12 @@ impl Oidc {
             ("refresh_token", refresh_token),
         ];
         let response = self
-            .client_post("end-session endpoint", &endpoint, &form)
+            .client_post(
+                "end-session endpoint",
+                &endpoint,
+                &form,
+                self.own_credentials(),
+            )
             .await?;
         let status = response.status();
         let body = read_limited(response, MAX_TOKEN_RESPONSE_BYTES)
