@@ -2,6 +2,11 @@ import { defineConfig } from '@playwright/test';
 
 // The app (http://localhost:3000) and Keycloak (http://localhost:8080) are started by
 // scripts/test.sh. The browser is Debian's Chromium; Playwright never downloads one of its own.
+//
+// Two projects, which scripts/test.sh runs at the same time as two processes: `brief` (the app on
+// :3004 against the realm demo-brief, whose tests mostly wait on Keycloak's short session clocks)
+// and `main` (everything else). They share no user session: each realm has its own users. Within
+// a project, tests run one at a time (they share the realm's development users).
 export default defineConfig({
   testDir: './tests',
   timeout: 60_000,
@@ -11,7 +16,10 @@ export default defineConfig({
   retries: 0,
   forbidOnly: !!process.env.CI,
   reporter: [['list']],
-  outputDir: './test-results',
+  projects: [
+    { name: 'main', testIgnore: /brief\.spec\.ts/, outputDir: './test-results/main' },
+    { name: 'brief', testMatch: /brief\.spec\.ts/, outputDir: './test-results/brief' },
+  ],
   use: {
     baseURL: process.env.APP_URL ?? 'http://localhost:3000',
     browserName: 'chromium',

@@ -34,11 +34,14 @@ else
   # demo-brief: sessions that end within minutes, for the expiry warning's browser tests, with
   # demo-app on http://localhost:3004 using front-channel logout instead of back-channel (the
   # app instance of scripts/test.sh that runs with session.frontchannel_logout = true). Idle
-  # 130 s and at most 140 s: a "Stay signed in" extends the session once, then reaches the
-  # maximum. Access tokens never expire before the session does.
+  # 125 s and at most 160 s, with the app's default two-minute warning: the banner shows 5 s after
+  # a sign-in, a "Stay signed in" within the next 35 s extends the session once (to the maximum),
+  # and the banner that comes back 40 s after the sign-in can only ask for a new sign-in. The
+  # 35 s window keeps the browser test safe on a slow machine. Access tokens never expire before
+  # the session does.
   jq '.realm = "demo-brief"
       | .displayName = "kc-leptos demo (sessions of two minutes, for tests)"
-      | .accessTokenLifespan = 600 | .ssoSessionIdleTimeout = 130 | .ssoSessionMaxLifespan = 140
+      | .accessTokenLifespan = 600 | .ssoSessionIdleTimeout = 125 | .ssoSessionMaxLifespan = 160
       | .clients |= map(if .clientId == "demo-app" then
             .rootUrl = "http://localhost:3004"
             | .redirectUris = ["http://localhost:3004/auth/callback"]

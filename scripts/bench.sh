@@ -49,7 +49,7 @@ else
   bench_profile=()
   criterion_args=()
   say "building the release site (server + WebAssembly, precompressed)"
-  cargo leptos build --release --precompress --project kc-leptos
+  leptos build --release --precompress --project kc-leptos
 fi
 
 "$ROOT/keycloak/start.sh"
@@ -72,7 +72,7 @@ smoke_note=""
 versions="Versions: $(rustc --version | cut -d' ' -f1-2), Keycloak $KC_VERSION, oauth2-proxy $OAUTH2_PROXY_VERSION ($(go version | cut -d' ' -f3)), $wrk_version, $chromium_version, cargo-leptos $CARGO_LEPTOS_VERSION; build: $profile$smoke_note."
 
 say "measuring"
-(cd end2end && BENCH_SMOKE="$smoke" BENCH_APP_BIN="$CARGO_TARGET_DIR/$profile/kc-leptos" \
+(cd end2end && BENCH_SMOKE="$smoke" BENCH_APP_BIN="$(site_bin kc-leptos "$profile")" \
   BENCH_SITE_ROOT="$ROOT/target/site" BENCH_OUT="$out" BENCH_OAUTH2_PROXY="$(oauth2_proxy_bin)" \
   BENCH_CRITERION="$criterion" BENCH_VERSIONS="$versions" node bench/run.mjs)
 say "benchmark done: $out"

@@ -50,9 +50,9 @@ for port in 3000 "${REPLICAS[@]}"; do
 done
 mkdir -p "$RUN/redis" "$RUN/data" "$RUN/nginx"
 
-if [ ! -x "$CARGO_TARGET_DIR/debug/kc-leptos" ] || [ "${CLUSTER_BUILD:-1}" = 1 ]; then
+if [ ! -x "$(site_bin kc-leptos)" ] || [ "${CLUSTER_BUILD:-1}" = 1 ]; then
   say "building the app (server + WebAssembly)"
-  cargo leptos build --project kc-leptos
+  leptos build --project kc-leptos
 fi
 
 say "starting Redis on 127.0.0.1:$REDIS_PORT (append-only: $RUN/redis)"
@@ -74,7 +74,7 @@ for port in "${REPLICAS[@]}"; do
     LEPTOS_SITE_ADDR="127.0.0.1:$port" LEPTOS_ENV=PROD APP_APP_DATA_DIR="$RUN/data" \
     APP_SESSION_STORE=redis APP_SESSION_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
     APP_SESSION_SECRET="$(cat "$secret_file")" \
-    "$CARGO_TARGET_DIR/debug/kc-leptos" >"$RUN/replica-$port.log" 2>&1 &
+    "$(site_bin kc-leptos)" >"$RUN/replica-$port.log" 2>&1 &
   echo $! >"$RUN/replica-$port.pid"
   wait_for "$port" "$(cat "$RUN/replica-$port.pid")" "$RUN/replica-$port.log"
 done

@@ -1,7 +1,13 @@
 # Shared by the scripts in this folder. Sourced, not run.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# One build cache outside the clone, so a fresh clone builds incrementally.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kc-leptos/target}"
+# Build caches outside the clone, so a fresh clone builds incrementally. Two of them: the tests'
+# and lints' (cargo test builds the server binary with the dev-dependencies' features unified in)
+# and the sites' (cargo leptos: the server binary that is run, and the WebAssembly). Apart, neither
+# build overwrites the other's binary: a `cargo test` never leaves behind a server whose HTML the
+# WebAssembly cannot hydrate.
+KC_CACHE="${KC_CACHE_DIR:-$HOME/.cache/kc-leptos}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$KC_CACHE/target}"
+SITE_TARGET_DIR="${KC_SITE_TARGET_DIR:-$KC_CACHE/site-target}"
 export PATH="$HOME/.cargo/bin:$PATH"
 CARGO_LEPTOS_VERSION="0.3.10"
 BINARYEN_VERSION="132"
@@ -9,7 +15,14 @@ OAUTH2_PROXY_VERSION="v7.15.6"
 # Where `go install` puts oauth2-proxy.
 oauth2_proxy_bin() { echo "$(go env GOPATH 2>/dev/null || echo "$HOME/go")/bin/oauth2-proxy"; }
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# Each step says how long the script has run (seconds), so slow steps show in every log.
+say() { printf '\033[1m==> [%4ss] %s\033[0m\n' "$SECONDS" "$*" >&2; }
+
+# cargo leptos, building into the sites' cache (see above).
+leptos() { CARGO_TARGET_DIR="$SITE_TARGET_DIR" cargo leptos "$@"; }
+
+# The server binary `name` that `leptos build` made (profile debug, or $2).
+site_bin() { echo "$SITE_TARGET_DIR/${2:-debug}/$1"; }
 
 # A dev client secret (of demo-app, or of the client named) comes from the realm file Keycloak
 # imports (development only).
@@ -43,11 +56,14 @@ as_root() {
 # whose sources did not change since its own last build. When another checkout built last, touch
 # this crate so that its outputs are rebuilt (dependencies stay cached).
 claim_target_dir() {
-  local marker="$CARGO_TARGET_DIR/.kc-leptos-checkout"
-  mkdir -p "$CARGO_TARGET_DIR"
-  if [ "$(cat "$marker" 2>/dev/null || true)" != "$ROOT" ]; then
-    touch "$ROOT/src/lib.rs" "$ROOT/src/main.rs" "$ROOT/examples/minimal/src/lib.rs" \
-      "$ROOT/examples/minimal/src/main.rs"
-    echo "$ROOT" > "$marker"
-  fi
+  local dir marker
+  for dir in "$CARGO_TARGET_DIR" "$SITE_TARGET_DIR"; do
+    marker="$dir/.kc-leptos-checkout"
+    mkdir -p "$dir"
+    if [ "$(cat "$marker" 2>/dev/null || true)" != "$ROOT" ]; then
+      touch "$ROOT/src/lib.rs" "$ROOT/src/main.rs" "$ROOT/examples/minimal/src/lib.rs" \
+        "$ROOT/examples/minimal/src/main.rs"
+      echo "$ROOT" > "$marker"
+    fi
+  done
 }

@@ -1,5 +1,5 @@
 //! "My sessions": the signed-in user's Keycloak sessions, read from Keycloak's Account REST API
-//! with the user's own access token, from the server (`keycloak_bff::server::account`), and
+//! with the user's own access token, from the server (`keycloak_bff::server::AsUser`), and
 //! ending one other session or all the others.
 
 use crate::format::format_utc;
@@ -11,19 +11,19 @@ use leptos_meta::Title;
 #[server(prefix = "/api", endpoint = "my_sessions")]
 pub async fn my_sessions() -> Result<Vec<AccountSession>, AppError> {
     keycloak_bff::server::require(&Rule::SignedIn).await?;
-    keycloak_bff::server::account::my_sessions().await
+    keycloak_bff::server::my_sessions().await
 }
 
 #[server(prefix = "/api", endpoint = "end_my_session")]
 pub async fn end_my_session(id: String) -> Result<(), AppError> {
     keycloak_bff::server::require(&Rule::SignedIn).await?;
-    keycloak_bff::server::account::end_my_session(&id).await
+    keycloak_bff::server::end_my_session(&id).await
 }
 
 #[server(prefix = "/api", endpoint = "end_my_other_sessions")]
 pub async fn end_my_other_sessions() -> Result<(), AppError> {
     keycloak_bff::server::require(&Rule::SignedIn).await?;
-    keycloak_bff::server::account::end_my_other_sessions().await
+    keycloak_bff::server::end_my_other_sessions().await
 }
 
 #[component]

@@ -1,6 +1,6 @@
 //! `/admin/users`: the realm's users with their realm roles, this app's roles and groups, read
 //! from Keycloak's Admin REST API by a read-only service account
-//! (`keycloak_bff::server::directory`). For admins, with a recent sign-in (step-up).
+//! (`keycloak_bff::server::keycloak_api::directory`). For admins, with a recent sign-in (step-up).
 
 use crate::policy;
 use keycloak_bff::core::account::DirectoryPage;

@@ -129,7 +129,7 @@ pub struct ConnectionOverview {
 
 #[server(prefix = "/api", endpoint = "admin_overview")]
 pub async fn admin_overview() -> Result<ConnectionOverview, AppError> {
-    use keycloak_bff::server::metrics::Metrics;
+    use keycloak_bff::server::base::metrics::Metrics;
     use keycloak_bff::server::{require, use_keycloak_auth};
     require(&policy::admin_page()).await?;
     let auth = use_keycloak_auth()?;

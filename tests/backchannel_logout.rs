@@ -271,7 +271,8 @@ async fn a_replayed_logout_token_is_refused_after_a_restart_of_the_app_on_sqlite
 async fn on_redis_a_logout_delivered_to_one_replica_ends_the_session_everywhere_and_replays_fail_on_every_replica(
 ) {
     let _port = PORT_3000.lock().await;
-    let redis = keycloak_bff::server::redis_store::TestRedis::start().expect("redis-server");
+    let redis =
+        keycloak_bff::server::session::store::redis::TestRedis::start().expect("redis-server");
     let url = redis.url();
     let mut overrides = SHORT_REALM.to_vec();
     overrides.extend_from_slice(&[

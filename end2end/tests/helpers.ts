@@ -1,4 +1,6 @@
+import AxeBuilder from '@axe-core/playwright';
 import { expect, Page, Response } from '@playwright/test';
+import { mkdirSync } from 'node:fs';
 
 export const KEYCLOAK = 'http://localhost:8080';
 
@@ -30,4 +32,17 @@ export function recordAppResponses(page: Page, appOrigin: string) {
     if (new URL(r.url()).origin === appOrigin) seen.push(r);
   });
   return seen;
+}
+
+/** Where the tests render the pictures of the README: an ignored folder, so that a test run leaves
+ * `git status` clean. `scripts/screenshots.sh` copies them to docs/screenshots/ on purpose. */
+export const SHOTS = process.env.SCREENSHOT_DIR ?? '../target/screenshots';
+mkdirSync(SHOTS, { recursive: true });
+
+/** axe-core's serious and critical violations on the page as it is now, each named by `where`. */
+export async function seriousViolations(page: Page, where: string) {
+  const result = await new AxeBuilder({ page }).analyze();
+  return result.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${where}: ${v.id} (${v.impact}) ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
 }

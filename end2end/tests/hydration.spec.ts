@@ -1,10 +1,14 @@
 import { Browser, expect, Page, test } from '@playwright/test';
-import { DevUser, signIn } from './helpers';
+import { DevUser, seriousViolations, signIn } from './helpers';
 
 // What the server renders is what the hydrated page shows: for each user and each page, the same
 // navigation links, the same parts of the page and the same headings, with scripts blocked and
-// with scripts running. No link appears or disappears after hydration.
+// with scripts running. No link appears or disappears after hydration. The same pass runs axe-core
+// on every hydrated page (and the 404 page): no serious or critical accessibility violation, for
+// each development user and signed out; one visit of each page serves both checks.
 const PAGES = ['/', '/profile', '/notes', '/editor', '/admin', '/staff', '/sessions', '/admin/users'];
+/** Checked by axe only: a page outside the router. */
+const AXE_ONLY = ['/no-such-page'];
 
 async function snapshot(page: Page) {
   return page.evaluate(() => ({
@@ -16,7 +20,8 @@ async function snapshot(page: Page) {
   }));
 }
 
-async function compare(browser: Browser, user: DevUser | null, pages: string[]) {
+async function compare(browser: Browser, user: DevUser | null, pages: string[], found: string[]) {
+  const who = user ?? 'signed out';
   const live = await browser.newContext();
   const page = await live.newPage();
   if (user) await signIn(page, user);
@@ -30,15 +35,24 @@ async function compare(browser: Browser, user: DevUser | null, pages: string[]) 
     await expect(page.locator('html[data-session-watch="ready"]')).toHaveCount(1);
     await page.waitForLoadState('networkidle');
     const hydrated = await snapshot(page);
-    expect(hydrated, `${user ?? 'signed out'} on ${path}`).toEqual(rendered);
+    expect(hydrated, `${who} on ${path}`).toEqual(rendered);
     expect(rendered.nav.length, `${path} has a navigation`).toBeGreaterThan(0);
+    found.push(...(await seriousViolations(page, `${who} ${path}`)));
+  }
+  for (const path of AXE_ONLY) {
+    await page.goto(path);
+    await expect(page.locator('html[data-session-watch="ready"]')).toHaveCount(1);
+    await page.waitForLoadState('networkidle');
+    found.push(...(await seriousViolations(page, `${who} ${path}`)));
   }
   await live.close();
   await blocked.close();
 }
 
-test('@single the server-rendered page is exactly what the hydrated page shows, for every user', async ({ browser }) => {
-  test.setTimeout(180_000);
-  await compare(browser, null, ['/']);
-  for (const user of ['alice', 'erin', 'paul', 'nora'] as const) await compare(browser, user, PAGES);
+test('@single the server-rendered page is what the hydrated page shows, with no serious accessibility violation, for every user', async ({ browser }) => {
+  test.setTimeout(240_000);
+  const found: string[] = [];
+  await compare(browser, null, ['/'], found);
+  for (const user of ['alice', 'erin', 'paul', 'nora'] as const) await compare(browser, user, PAGES, found);
+  expect(found, 'serious or critical axe-core violations').toEqual([]);
 });

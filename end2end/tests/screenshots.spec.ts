@@ -1,18 +1,16 @@
 import { expect, Page, test } from '@playwright/test';
-import { mkdirSync } from 'node:fs';
-import { DevUser, signIn } from './helpers';
+import { DevUser, SHOTS, signIn } from './helpers';
 
-// Renders the pictures of docs/screenshots/ (shown in the README) from the running app, so that
-// they stay true: each development user's home page, the 403 page, "My sessions" and the user
-// directory. The session-ending banner's picture is taken by brief.spec.ts. One process only.
-const OUT = '../docs/screenshots';
-mkdirSync(OUT, { recursive: true });
+// Renders the pictures of docs/screenshots/ (shown in the README) from the running app into
+// SHOTS (target/screenshots/), so that they stay true: each development user's home page, the 403
+// page, "My sessions" and the user directory. scripts/screenshots.sh updates the committed ones.
+// The session-ending banner's picture is taken by brief.spec.ts. One process only.
 test.use({ viewport: { width: 1100, height: 720 } });
 
 async function shoot(page: Page, name: string) {
   await expect(page.locator('html[data-session-watch="ready"]')).toHaveCount(1);
   await page.waitForLoadState('networkidle');
-  await page.screenshot({ path: `${OUT}/${name}.png` });
+  await page.screenshot({ path: `${SHOTS}/${name}.png` });
 }
 
 test('@single screenshots of what each development user sees', async ({ browser }) => {

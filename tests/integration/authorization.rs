@@ -639,7 +639,7 @@ async fn hostile_tokens_are_refused_with_401_and_cost_at_most_one_key_set_fetch(
         let reason = body["error_description"].as_str().unwrap_or_default();
         assert!(
             [
-                keycloak_bff::server::extract::INVALID_TOKEN,
+                keycloak_bff::server::web::extract::INVALID_TOKEN,
                 "token too large",
                 "expected a Bearer token",
             ]

@@ -3,7 +3,7 @@
 //! 10-second access tokens).
 
 use crate::common::*;
-use keycloak_bff::server::redis_store::TestRedis;
+use keycloak_bff::server::session::store::redis::TestRedis;
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -188,7 +188,7 @@ async fn one_session_cannot_hold_more_than_a_few_streams_open() {
     let app = spawn_app().await;
     app.sign_in("paul").await;
     let mut open = Vec::new();
-    for _ in 0..keycloak_bff::server::push::MAX_STREAMS_PER_SESSION {
+    for _ in 0..keycloak_bff::server::web::push::MAX_STREAMS_PER_SESSION {
         let mut events = Events::open(&app).await;
         assert!(events.next_status(PUSH_WITHIN).await.is_some());
         open.push(events);

@@ -4,7 +4,7 @@
 //! 10-second access tokens, refresh tokens rotated with reuse 0).
 
 use crate::common::*;
-use keycloak_bff::server::redis_store::TestRedis;
+use keycloak_bff::server::session::store::redis::TestRedis;
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::time::Duration;

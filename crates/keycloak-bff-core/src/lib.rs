@@ -19,6 +19,8 @@
 //! - [`step_up`]: recent sign-ins for dangerous actions, and the kinds of sign-in (`prompt`).
 //! - [`expiry`]: the warning before Keycloak's session ends, and when extending no longer helps.
 
+#![warn(clippy::too_many_lines)]
+
 pub mod account;
 pub mod callback;
 pub mod claims;

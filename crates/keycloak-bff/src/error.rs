@@ -49,11 +49,8 @@ impl FromServerFnError for AppError {
             tracing::info!(error = %value, "server function request refused");
             let error = AppError::ServerFn("the request could not be read".into());
             // Only a server function's own request is decoded: its answer gets this status.
-            if let (Some(response), Ok(status)) = (
-                leptos::prelude::use_context::<leptos_axum::ResponseOptions>(),
-                axum::http::StatusCode::from_u16(error.status_code()),
-            ) {
-                response.set_status(status);
+            if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+                response.set_status(error.http_status());
             }
             error
         }
@@ -78,6 +75,14 @@ impl AppError {
         }
     }
 
+    /// [`AppError::status_code`] as axum's type: the one conversion the server uses. Every code
+    /// above is a valid status, so the fallback never answers.
+    #[cfg(feature = "ssr")]
+    pub fn http_status(&self) -> axum::http::StatusCode {
+        axum::http::StatusCode::from_u16(self.status_code())
+            .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
     /// The OAuth error code of a JSON answer (RFC 6749 §5.2, RFC 6750 §3.1).
     pub fn error_code(&self) -> &'static str {
         match self {
@@ -99,9 +104,8 @@ impl AppError {
 #[cfg(feature = "ssr")]
 impl axum::response::IntoResponse for AppError {
     fn into_response(self) -> axum::response::Response {
-        use axum::http::{header, HeaderValue, StatusCode};
-        let status =
-            StatusCode::from_u16(self.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        use axum::http::{header, HeaderValue};
+        let status = self.http_status();
         let description = match &self {
             AppError::NotSignedIn => "a bearer token or a session is required".to_owned(),
             AppError::InvalidToken(reason) => reason.clone(),

@@ -18,11 +18,13 @@
 //! session store, refresh, silent single sign-on, front-channel logout), [`server::Settings`],
 //! [`server::require`] and [`server::require_recent`] (step-up) for server functions,
 //! [`server::ApiUser`], the bearer-or-session extractor of a JSON API,
-//! [`server::account::AsUser`] (call an API as the signed-in user; the user's Keycloak sessions)
-//! and [`server::directory::Directory`] (the realm's users, read by a service account).
+//! [`server::keycloak_api::account::AsUser`] (call an API as the signed-in user; the user's Keycloak sessions)
+//! and [`server::keycloak_api::directory::Directory`] (the realm's users, read by a service account).
 //!
 //! The pure rules (claims, token checks, return paths, refresh timing) are in
 //! [`keycloak_bff_core`], re-exported as [`core`].
+
+#![warn(clippy::too_many_lines)]
 
 pub mod config;
 pub mod error;

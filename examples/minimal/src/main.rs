@@ -2,7 +2,7 @@
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     use axum::Router;
-    use keycloak_bff::server::assets::static_files; // keycloak-bff
+    use keycloak_bff::server::static_files; // keycloak-bff
     use keycloak_bff::server::{AuthSettings, KeycloakAuth}; // keycloak-bff
     use leptos::logging::log;
     use leptos::prelude::*;

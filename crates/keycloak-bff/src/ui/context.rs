@@ -10,7 +10,7 @@ use leptos_router::hooks::use_location;
 /// The signed-in user, or `None`. Never carries a token.
 #[server(prefix = "/api", endpoint = "current_user")]
 pub async fn current_user() -> Result<Option<KeycloakUser>, AppError> {
-    crate::server::guard::request_user().await
+    crate::server::web::guard::request_user().await
 }
 
 /// The user resource that [`provide_user`] puts in context.
@@ -25,11 +25,11 @@ pub struct UserResource(pub Resource<Result<Option<KeycloakUser>, AppError>>);
 /// configuration and shared with the browser through the hydration data.
 pub fn provide_user() -> UserResource {
     #[cfg(feature = "ssr")]
-    crate::server::guard::publish_script_nonce();
+    crate::server::web::guard::publish_script_nonce();
     let config = SharedValue::new(|| {
         #[cfg(feature = "ssr")]
         {
-            crate::server::guard::ui_config()
+            crate::server::web::guard::ui_config()
         }
         #[cfg(not(feature = "ssr"))]
         {
@@ -73,7 +73,7 @@ pub fn now_secs() -> i64 {
     }
     #[cfg(feature = "ssr")]
     {
-        crate::server::unix_now()
+        crate::server::base::clock::unix_now()
     }
 }
 

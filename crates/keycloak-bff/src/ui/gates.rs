@@ -66,7 +66,7 @@ pub fn InGroup(
 /// Sets the HTTP status of a server-rendered page (nothing in the browser).
 pub fn set_page_status(error: &AppError) {
     #[cfg(feature = "ssr")]
-    crate::server::guard::set_response_status(error);
+    crate::server::web::guard::set_response_status(error);
     #[cfg(not(feature = "ssr"))]
     let _ = error;
 }
@@ -75,7 +75,7 @@ pub fn set_page_status(error: &AppError) {
 /// browser nothing navigates on its own: the page shows a panel with the link.
 fn redirect_to(href: &str) {
     #[cfg(feature = "ssr")]
-    crate::server::guard::redirect_page(href);
+    crate::server::web::guard::redirect_page(href);
     #[cfg(not(feature = "ssr"))]
     let _ = href;
 }

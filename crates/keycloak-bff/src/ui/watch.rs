@@ -2,7 +2,7 @@
 //!
 //! The tabs of a browser elect one of them (a Web Lock named after the app's `BroadcastChannel`;
 //! when it closes, another takes over). That tab alone:
-//! - holds the session's event stream (`GET <prefix>/events`, [`crate::server::push`]): the server
+//! - holds the session's event stream (`GET <prefix>/events`, [`crate::server::web::push`]): the server
 //!   pushes a [`SessionStatus`] (never a token) whenever the session changes on any replica
 //!   (refreshed, signed out, ended by back-channel logout or by an admin);
 //! - calls `POST <prefix>/refresh` once, just before the access token expires (the status says

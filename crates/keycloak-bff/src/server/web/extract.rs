@@ -6,9 +6,9 @@
 //! role (see [`ApiUser::require`]), a short JSON reason in both; never a 500 for bad input.
 
 use crate::error::AppError;
-use crate::server::auth::KeycloakAuth;
-use crate::server::oidc::OidcError;
-use crate::server::unix_now;
+use crate::server::base::clock::unix_now;
+use crate::server::oidc::client::OidcError;
+use crate::server::web::state::KeycloakAuth;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;

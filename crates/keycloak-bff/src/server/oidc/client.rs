@@ -1,11 +1,11 @@
 //! The OpenID Connect relying party: discovery (cached, retried while Keycloak is down), the
 //! authorization request (PKCE S256, state, nonce), the code exchange and token validation.
 
-use crate::server::http::read_limited;
-use crate::server::keys::{KeyCache, Source};
-use crate::server::metrics::Counter;
-use crate::server::settings::KeycloakSettings;
-use crate::server::store::AuthSession;
+use crate::server::base::http_client::read_limited;
+use crate::server::base::metrics::Counter;
+use crate::server::base::settings::KeycloakSettings;
+use crate::server::oidc::keys::{KeyCache, Source};
+use crate::server::session::store::AuthSession;
 use keycloak_bff_core::claims::user_from_claims;
 use keycloak_bff_core::jwt::{self, Expected, Kind, TokenError};
 use keycloak_bff_core::refresh::session_end;
@@ -132,6 +132,14 @@ struct TokenErrorBody {
     error: String,
 }
 
+/// The OAuth `error` code of an error answer of Keycloak's token or end-session endpoint
+/// (RFC 6749 §5.2), at most 64 characters; `None` when the body is not such an answer.
+fn oauth_error(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<TokenErrorBody>(body)
+        .ok()
+        .map(|b| b.error.chars().take(64).collect())
+}
+
 /// Bearer tokens this process checked and accepted, with the user they name: a client that sends
 /// the same token again (every call, until it expires) costs a look-up instead of a signature
 /// check. Keyed by the whole token (a token that differs in any byte is checked afresh); an entry
@@ -185,7 +193,7 @@ impl Oidc {
         settings: KeycloakSettings,
         key_set_fetches: Counter,
     ) -> Result<Self, reqwest::Error> {
-        let http = crate::server::http::client(settings.http_timeout)?;
+        let http = crate::server::base::http_client::client(settings.http_timeout)?;
         let issuer = settings
             .issuer_url
             .as_str()
@@ -497,9 +505,7 @@ impl Oidc {
             )));
         }
         if !status.is_success() {
-            let error = serde_json::from_slice::<TokenErrorBody>(&body)
-                .map(|b| b.error.chars().take(64).collect())
-                .unwrap_or_else(|_| format!("status {status}"));
+            let error = oauth_error(&body).unwrap_or_else(|| format!("status {status}"));
             return Err(OidcError::Rejected { error });
         }
         serde_json::from_slice(&body)
@@ -538,9 +544,7 @@ impl Oidc {
         if status.is_success() {
             return Ok(());
         }
-        let error = serde_json::from_slice::<TokenErrorBody>(&body)
-            .map(|b| b.error.chars().take(64).collect::<String>())
-            .unwrap_or_default();
+        let error = oauth_error(&body).unwrap_or_default();
         if status == reqwest::StatusCode::BAD_REQUEST && error == "invalid_grant" {
             return Ok(());
         }
@@ -626,8 +630,21 @@ impl Oidc {
         nonce: &str,
         now: i64,
     ) -> Result<AuthSession, OidcError> {
-        self.validate_token_set(provider, tokens, Some(nonce), None, now)
-            .await
+        check_bearer_type(&tokens)?;
+        let Some(id_token) = tokens.id_token.clone() else {
+            return Err(OidcError::BadResponse(
+                "no id_token in the token response".into(),
+            ));
+        };
+        let expected = self.expected_id_token(Some(nonce), now);
+        let id_claims = self
+            .verified_id_token(provider, &id_token, &tokens.access_token, &expected)
+            .await?;
+        let access_claims = self
+            .verified_access_token(provider, &tokens.access_token, &expected)
+            .await?;
+        let set = TokenSet::matched(id_token, id_claims, access_claims)?;
+        Ok(self.session_of(set, tokens, None, 0, now))
     }
 
     /// Validates an access token presented by another program as `Authorization: Bearer`:
@@ -713,25 +730,40 @@ impl Oidc {
         previous: &AuthSession,
         now: i64,
     ) -> Result<AuthSession, OidcError> {
-        self.validate_token_set(provider, tokens, None, Some(previous), now)
-            .await
+        check_bearer_type(&tokens)?;
+        let expected = self.expected_id_token(None, now);
+        // Keycloak sends a new ID token on refresh (scope openid); without one the previous stays.
+        let (id_token, id_claims) = match &tokens.id_token {
+            Some(t) => {
+                let claims = self
+                    .verified_id_token(provider, t, &tokens.access_token, &expected)
+                    .await?;
+                (t.clone(), claims)
+            }
+            None => (
+                previous.id_token.clone(),
+                jwt::unverified_claims(&previous.id_token).unwrap_or_default(),
+            ),
+        };
+        let access_claims = self
+            .verified_access_token(provider, &tokens.access_token, &expected)
+            .await?;
+        let set = TokenSet::matched(id_token, id_claims, access_claims)?;
+        if set.subject() != Some(previous.user.subject.as_str()) {
+            return Err(OidcError::BadResponse("the subject changed".into()));
+        }
+        if previous.sid.is_some() && set.sid() != previous.sid {
+            return Err(OidcError::BadResponse(
+                "the Keycloak session changed".into(),
+            ));
+        }
+        let generation = previous.generation.saturating_add(1);
+        Ok(self.session_of(set, tokens, previous.refresh_token.clone(), generation, now))
     }
 
-    async fn validate_token_set(
-        &self,
-        provider: &Provider,
-        tokens: TokenResponse,
-        nonce: Option<&str>,
-        previous: Option<&AuthSession>,
-        now: i64,
-    ) -> Result<AuthSession, OidcError> {
-        if !tokens.token_type.eq_ignore_ascii_case("bearer") {
-            return Err(OidcError::BadResponse(format!(
-                "token_type {:?} is not Bearer",
-                tokens.token_type.chars().take(16).collect::<String>()
-            )));
-        }
-        let base = Expected {
+    /// What an ID token from the token endpoint must be (`nonce` at login only).
+    fn expected_id_token<'a>(&'a self, nonce: Option<&'a str>, now: i64) -> Expected<'a> {
+        Expected {
             issuer: &self.issuer,
             client_id: &self.settings.client_id,
             kind: Kind::Id,
@@ -739,68 +771,60 @@ impl Oidc {
             azp_must_be_client: false,
             leeway: self.settings.leeway_secs,
             now,
-        };
-        // At login the ID token is required; on refresh Keycloak sends a new one (scope openid),
-        // and without one the previous stays.
-        let (id_token, id_claims) = match (tokens.id_token, previous) {
-            (Some(t), _) => {
-                let (header, claims) = self
-                    .verified_claims(provider, &t, &base, Source::TokenEndpoint)
-                    .await?;
-                jwt::check_at_hash(&claims, &header.alg, &tokens.access_token)?;
-                (t, claims)
-            }
-            (None, Some(p)) => (
-                p.id_token.clone(),
-                jwt::unverified_claims(&p.id_token).unwrap_or_default(),
-            ),
-            (None, None) => {
-                return Err(OidcError::BadResponse(
-                    "no id_token in the token response".into(),
-                ))
-            }
-        };
-        let (_, access_claims) = self
-            .verified_claims(
-                provider,
-                &tokens.access_token,
-                &Expected {
-                    kind: Kind::Access,
-                    nonce: None,
-                    azp_must_be_client: true,
-                    ..base
-                },
-                Source::TokenEndpoint,
-            )
+        }
+    }
+
+    /// The claims of an ID token that came from the token endpoint, its `at_hash` matching the
+    /// access token it came with.
+    async fn verified_id_token(
+        &self,
+        provider: &Provider,
+        id_token: &str,
+        access_token: &str,
+        expected: &Expected<'_>,
+    ) -> Result<Value, OidcError> {
+        let (header, claims) = self
+            .verified_claims(provider, id_token, expected, Source::TokenEndpoint)
             .await?;
-        let subject = access_claims.get("sub").and_then(Value::as_str);
-        if id_claims.get("sub").and_then(Value::as_str) != subject {
-            return Err(OidcError::BadResponse(
-                "ID and access tokens name different users".into(),
-            ));
-        }
-        let sid = id_claims
-            .get("sid")
-            .or_else(|| access_claims.get("sid"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        if let Some(p) = previous {
-            if subject != Some(p.user.subject.as_str()) {
-                return Err(OidcError::BadResponse("the subject changed".into()));
-            }
-            if p.sid.is_some() && sid != p.sid {
-                return Err(OidcError::BadResponse(
-                    "the Keycloak session changed".into(),
-                ));
-            }
-        }
-        let access_expires_at = access_claims
+        jwt::check_at_hash(&claims, &header.alg, access_token)?;
+        Ok(claims)
+    }
+
+    /// The claims of an access token that came from the token endpoint, obtained by this client.
+    async fn verified_access_token(
+        &self,
+        provider: &Provider,
+        access_token: &str,
+        id_expected: &Expected<'_>,
+    ) -> Result<Value, OidcError> {
+        let expected = Expected {
+            kind: Kind::Access,
+            nonce: None,
+            azp_must_be_client: true,
+            ..*id_expected
+        };
+        let (_, claims) = self
+            .verified_claims(provider, access_token, &expected, Source::TokenEndpoint)
+            .await?;
+        Ok(claims)
+    }
+
+    /// The session a verified token set makes: the refresh token Keycloak sent (or `kept`), the
+    /// session's end from the refresh token's lifetime, the user from the claims.
+    fn session_of(
+        &self,
+        set: TokenSet,
+        tokens: TokenResponse,
+        kept_refresh_token: Option<String>,
+        generation: u64,
+        now: i64,
+    ) -> AuthSession {
+        let access_expires_at = set
+            .access_claims
             .get("exp")
             .and_then(Value::as_i64)
             .unwrap_or(now);
-        let refresh_token = tokens
-            .refresh_token
-            .or_else(|| previous.and_then(|p| p.refresh_token.clone()));
+        let refresh_token = tokens.refresh_token.or(kept_refresh_token);
         // Keycloak says how long the refresh token (and so the app session) lives; without that,
         // the safest default is the access token's own lifetime.
         let session_expires_at = session_end(
@@ -810,20 +834,72 @@ impl Oidc {
             access_expires_at,
         );
         let user = user_from_claims(
-            &access_claims,
-            &id_claims,
+            &set.access_claims,
+            &set.id_claims,
             &self.settings.client_id,
             session_expires_at,
         );
-        Ok(AuthSession {
+        AuthSession {
             user,
+            sid: set.sid(),
             access_token: tokens.access_token,
             access_expires_at,
             refresh_token,
+            id_token: set.id_token,
+            generation,
+        }
+    }
+}
+
+/// Keycloak answers `token_type` Bearer (DPoP-bound tokens are not accepted here).
+fn check_bearer_type(tokens: &TokenResponse) -> Result<(), OidcError> {
+    if tokens.token_type.eq_ignore_ascii_case("bearer") {
+        return Ok(());
+    }
+    Err(OidcError::BadResponse(format!(
+        "token_type {:?} is not Bearer",
+        tokens.token_type.chars().take(16).collect::<String>()
+    )))
+}
+
+/// A verified ID token and access token that name the same user.
+struct TokenSet {
+    id_token: String,
+    id_claims: Value,
+    access_claims: Value,
+}
+
+impl TokenSet {
+    fn matched(
+        id_token: String,
+        id_claims: Value,
+        access_claims: Value,
+    ) -> Result<Self, OidcError> {
+        if id_claims.get("sub").and_then(Value::as_str)
+            != access_claims.get("sub").and_then(Value::as_str)
+        {
+            return Err(OidcError::BadResponse(
+                "ID and access tokens name different users".into(),
+            ));
+        }
+        Ok(Self {
             id_token,
-            sid,
-            generation: previous.map_or(0, |p| p.generation.saturating_add(1)),
+            id_claims,
+            access_claims,
         })
+    }
+
+    fn subject(&self) -> Option<&str> {
+        self.access_claims.get("sub").and_then(Value::as_str)
+    }
+
+    /// Keycloak's session id, from the ID token or else the access token.
+    fn sid(&self) -> Option<String> {
+        self.id_claims
+            .get("sid")
+            .or_else(|| self.access_claims.get("sid"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
     }
 }
 

@@ -8,9 +8,9 @@
 //! an unreachable Keycloak [`AppError::IdpUnavailable`]; nothing is written.
 
 use crate::error::AppError;
-use crate::server::http::read_limited;
-use crate::server::oidc::{Oidc, OidcError};
-use crate::server::settings::ServiceAccountSettings;
+use crate::server::base::http_client::read_limited;
+use crate::server::base::settings::ServiceAccountSettings;
+use crate::server::oidc::client::{Oidc, OidcError};
 use keycloak_bff_core::account::{
     clean_search, directory_user, group_paths, role_names, DirectoryPage, DirectoryUser, MAX_PAGE,
     MAX_PER_PAGE, PER_PAGE,

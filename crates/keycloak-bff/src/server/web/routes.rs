@@ -5,10 +5,10 @@
 //! comes from [`AppError::status_code`].
 
 use crate::error::AppError;
-use crate::server::auth::KeycloakAuth;
-use crate::server::oidc::{OidcError, Provider};
-use crate::server::store::{keep_session_end, AuthSession, AUTH_KEY};
-use crate::server::unix_now;
+use crate::server::base::clock::{unix_nanos, unix_now};
+use crate::server::oidc::client::{OidcError, Provider};
+use crate::server::session::store::{keep_session_end, AuthSession, AUTH_KEY};
+use crate::server::web::state::KeycloakAuth;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -30,10 +30,6 @@ fn escape(text: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn status_of(error: &AppError) -> StatusCode {
-    StatusCode::from_u16(error.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-}
-
 /// A small, complete page in the app's style, for answers outside the Leptos router. Its status
 /// is `error`'s.
 fn message_page(
@@ -53,7 +49,7 @@ fn message_page(
             )
         })
         .collect();
-    let status = status_of(error);
+    let status = error.http_status();
     let body = format!(
         r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"/><meta name="viewport" content="width=device-width, initial-scale=1"/><title>{title} · {brand}</title><link rel="stylesheet" href="{css}"/></head><body><header class="topbar"><a class="brand" href="/">{brand}</a></header><main class="page"><section class="card notice" data-status="{code}"><h1>{title}</h1><p>{message}</p><div class="actions">{links}</div></section></main></body></html>"#,
         title = escape(title),
@@ -107,7 +103,7 @@ pub struct LoginQuery {
 }
 
 /// Starts the authorization code flow: PKCE S256, `state` and `nonce` travel sealed in a cookie
-/// of this sign-in's own ([`crate::server::login_cookies`]) and are used once. Nothing is written
+/// of this sign-in's own ([`crate::server::session::login_cookies`]) and are used once. Nothing is written
 /// on the server, and a signed-in session is not touched.
 pub async fn login(
     State(auth): State<KeycloakAuth>,
@@ -140,10 +136,7 @@ pub async fn login(
         pkce_verifier: request.pkce_verifier,
         return_to,
         created_at: now,
-        order: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0),
+        order: unix_nanos(),
         prompt,
     };
     let Some(cookies) = auth.login_cookies().start(&headers, &pending, now) else {
@@ -178,13 +171,8 @@ pub async fn callback(
     let (login, spent) = auth.login_cookies().take(&headers, &query.state, now);
     let mut response = match login {
         Some(login) => {
-            let response = finish_login(&auth, &session, &query, login, now).await;
-            auth.metrics().sign_in(match response.status().as_u16() {
-                303 => "completed",
-                503 => "failed_unavailable",
-                500 => "failed_error",
-                _ => "failed_refused",
-            });
+            let (outcome, response) = finish_login(&auth, &session, &query, login, now).await;
+            auth.metrics().sign_in(outcome.label());
             response
         }
         None => {
@@ -204,6 +192,30 @@ pub async fn callback(
     response
 }
 
+/// How a callback that named a started sign-in ended: the `sign_ins_total` label, decided where
+/// it happens (never read back from the HTTP status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SignIn {
+    Completed,
+    /// A silent attempt (`prompt=none`) that Keycloak declined: back, signed out, no error.
+    SilentDeclined,
+    Unavailable,
+    Error,
+    Refused,
+}
+
+impl SignIn {
+    fn label(self) -> &'static str {
+        match self {
+            SignIn::Completed => "completed",
+            SignIn::SilentDeclined => "silent_declined",
+            SignIn::Unavailable => "failed_unavailable",
+            SignIn::Error => "failed_error",
+            SignIn::Refused => "failed_refused",
+        }
+    }
+}
+
 /// The rest of the callback, once `state` named a login this browser started (catalogue A01,
 /// A02, A04): Keycloak's error, `iss`, the code exchange, the tokens, the new session.
 async fn finish_login(
@@ -212,57 +224,57 @@ async fn finish_login(
     query: &callback::CallbackParams,
     login: PendingLogin,
     now: i64,
-) -> Response {
-    let auth = auth.clone();
+) -> (SignIn, Response) {
+    let refused = |message: &str| {
+        (
+            SignIn::Refused,
+            sign_in_failed(auth, message, &login.return_to),
+        )
+    };
     if let Some(error) = query.error.as_deref() {
         if login.prompt == Prompt::Silent {
             // Keycloak does not know this browser (`login_required`) or wants a page shown: the
             // visitor is back where they were going, signed out, and is not asked again.
-            auth.metrics().sign_in("silent_declined");
-            return Redirect::to(login.return_to.as_str()).into_response();
+            let back = Redirect::to(login.return_to.as_str()).into_response();
+            return (SignIn::SilentDeclined, back);
         }
-        return keycloak_error_page(&auth, error, &login.return_to);
+        return keycloak_error_page(auth, error, &login.return_to);
     }
     let provider = match auth.oidc().provider().await {
         Ok(p) => p,
-        Err(_) => return idp_unavailable(&auth, &login.return_to),
+        Err(_) => return (SignIn::Unavailable, idp_unavailable(auth, &login.return_to)),
     };
-    if !iss_fits(&auth, &provider, query.iss.as_deref()) {
-        return sign_in_failed(
-            &auth,
-            "The sign-in response came from an unexpected issuer.",
-            &login.return_to,
-        );
+    if !iss_fits(auth, &provider, query.iss.as_deref()) {
+        return refused("The sign-in response came from an unexpected issuer.");
     }
     let Some(code) = query.code.as_deref() else {
-        return sign_in_failed(
-            &auth,
-            "The sign-in response had no authorization code.",
-            &login.return_to,
-        );
+        return refused("The sign-in response had no authorization code.");
     };
-    let signed_in = match redeem(&auth, &provider, code, &login, now).await {
+    let signed_in = match redeem(auth, &provider, code, &login, now).await {
         Ok(signed_in) => signed_in,
-        Err(response) => return response,
+        Err(failed) => return failed,
     };
     if login.prompt == Prompt::Login
         && !step_up::step_up_satisfied(&signed_in.user, login.created_at, auth.oidc().leeway_secs())
     {
         tracing::warn!("a step-up sign-in came back without a new sign-in");
-        return sign_in_failed(
-            &auth,
-            "Keycloak did not ask for your password again. Please try again.",
-            &login.return_to,
-        );
+        return refused("Keycloak did not ask for your password again. Please try again.");
     }
     match start_session(session, &signed_in).await {
-        Ok(()) => Redirect::to(login.return_to.as_str()).into_response(),
-        Err(()) => internal_error(&auth),
+        Ok(()) => (
+            SignIn::Completed,
+            Redirect::to(login.return_to.as_str()).into_response(),
+        ),
+        Err(()) => (SignIn::Error, internal_error(auth)),
     }
 }
 
 /// The page for Keycloak's `error=` (catalogue A05).
-fn keycloak_error_page(auth: &KeycloakAuth, error: &str, return_to: &ReturnTo) -> Response {
+fn keycloak_error_page(
+    auth: &KeycloakAuth,
+    error: &str,
+    return_to: &ReturnTo,
+) -> (SignIn, Response) {
     let known = matches!(
         error,
         "access_denied"
@@ -278,9 +290,17 @@ fn keycloak_error_page(auth: &KeycloakAuth, error: &str, return_to: &ReturnTo) -
         "Keycloak returned an error"
     );
     match error {
-        "temporarily_unavailable" | "server_error" => idp_unavailable(auth, return_to),
-        "access_denied" => sign_in_failed(auth, "Sign-in was cancelled or refused.", return_to),
-        _ => sign_in_failed(auth, "Keycloak could not sign you in.", return_to),
+        "temporarily_unavailable" | "server_error" => {
+            (SignIn::Unavailable, idp_unavailable(auth, return_to))
+        }
+        "access_denied" => (
+            SignIn::Refused,
+            sign_in_failed(auth, "Sign-in was cancelled or refused.", return_to),
+        ),
+        _ => (
+            SignIn::Refused,
+            sign_in_failed(auth, "Keycloak could not sign you in.", return_to),
+        ),
     }
 }
 
@@ -307,7 +327,7 @@ async fn redeem(
     code: &str,
     login: &PendingLogin,
     now: i64,
-) -> Result<AuthSession, Response> {
+) -> Result<AuthSession, (SignIn, Response)> {
     let oidc = auth.oidc();
     let result = async {
         let tokens = oidc
@@ -320,23 +340,23 @@ async fn redeem(
     result.map_err(|e| match e {
         OidcError::Unavailable(e) => {
             tracing::warn!(error = %e, "token exchange failed: identity provider unavailable");
-            idp_unavailable(auth, &login.return_to)
+            (SignIn::Unavailable, idp_unavailable(auth, &login.return_to))
         }
         OidcError::Rejected { error } => {
             // A code used already, by another client, or with another browser's PKCE verifier.
             tracing::warn!(%error, "the token endpoint refused the code");
-            sign_in_failed(
-                auth,
-                "Keycloak did not accept this sign-in. Please start again.",
-                &login.return_to,
+            let message = "Keycloak did not accept this sign-in. Please start again.";
+            (
+                SignIn::Refused,
+                sign_in_failed(auth, message, &login.return_to),
             )
         }
         e => {
             tracing::warn!(error = %e, "login rejected");
-            sign_in_failed(
-                auth,
-                "Keycloak's answer could not be accepted.",
-                &login.return_to,
+            let message = "Keycloak's answer could not be accepted.";
+            (
+                SignIn::Refused,
+                sign_in_failed(auth, message, &login.return_to),
             )
         }
     })
@@ -359,7 +379,7 @@ async fn start_session(session: &Session, signed_in: &AuthSession) -> Result<(),
 }
 
 /// Signs out: ends the local session first, then Keycloak's, from the server (the refresh token
-/// and this client's credentials, [`crate::server::oidc::Oidc::end_session`]), and sends the
+/// and this client's credentials, [`crate::server::oidc::client::Oidc::end_session`]), and sends the
 /// browser home. No token ever reaches the browser. When Keycloak cannot be reached, the page
 /// says that its session may remain and offers to end it from the browser. POST only, behind
 /// the origin check.
@@ -457,7 +477,7 @@ fn status_response(
         }
         Err(e) => (Some(e), SessionStatus::failed()),
     };
-    let code = error.as_ref().map_or(StatusCode::OK, status_of);
+    let code = error.as_ref().map_or(StatusCode::OK, AppError::http_status);
     (
         code,
         [(header::CACHE_CONTROL, "no-store")],

@@ -4,12 +4,12 @@
 
 use crate::config::UiConfig;
 use crate::error::AppError;
-use crate::server::login_cookies::LoginCookies;
-use crate::server::metrics::Metrics;
-use crate::server::oidc::Oidc;
-use crate::server::refresh::Refresher;
-use crate::server::settings::{AuthSettings, StoreKind};
-use crate::server::store::{AuthSession, AuthStore};
+use crate::server::base::metrics::Metrics;
+use crate::server::base::settings::{AuthSettings, StoreKind};
+use crate::server::oidc::client::Oidc;
+use crate::server::oidc::refresh::Refresher;
+use crate::server::session::login_cookies::LoginCookies;
+use crate::server::session::store::{AuthSession, AuthStore};
 use leptos::config::LeptosOptions;
 use std::sync::Arc;
 use tower_sessions::Session;
@@ -39,12 +39,12 @@ pub struct KeycloakAuth(Arc<Inner>);
 
 struct Inner {
     settings: AuthSettings,
-    oidc: Oidc,
+    oidc: Arc<Oidc>,
     store: AuthStore,
     login_cookies: LoginCookies,
     refresher: Refresher,
-    metrics: Metrics,
-    directory: Option<crate::server::directory::Directory>,
+    metrics: Arc<Metrics>,
+    directory: Option<crate::server::keycloak_api::directory::Directory>,
     stylesheet: String,
     pkg_prefix: String,
     issuer_origin: String,
@@ -80,11 +80,19 @@ impl KeycloakAuth {
                  process; set one when several replicas serve the app"
             );
         }
-        let metrics = Metrics::default();
-        let oidc = Oidc::new(settings.keycloak.clone(), metrics.key_set_fetches.clone())?;
-        let refresher = Refresher::new(settings.session.refresh_margin_secs);
+        let metrics = Arc::new(Metrics::default());
+        let oidc = Arc::new(Oidc::new(
+            settings.keycloak.clone(),
+            metrics.key_set_fetches.clone(),
+        )?);
+        let refresher = Refresher::new(
+            settings.session.refresh_margin_secs,
+            oidc.clone(),
+            metrics.clone(),
+            store.clone(),
+        );
         let auth = Self(Arc::new(Inner {
-            stylesheet: crate::server::assets::site_file(leptos_options, "css", "css"),
+            stylesheet: crate::server::web::assets::site_file(leptos_options, "css", "css"),
             pkg_prefix: format!("/{}/", leptos_options.site_pkg_dir),
             issuer_origin: settings.keycloak.issuer_url.origin().ascii_serialization(),
             // `cargo leptos watch` sets LEPTOS_WATCH and serves its reload socket on this port.
@@ -97,7 +105,7 @@ impl KeycloakAuth {
                 .keycloak
                 .directory
                 .clone()
-                .map(crate::server::directory::Directory::new),
+                .map(crate::server::keycloak_api::directory::Directory::new),
             settings,
             oidc,
             store,
@@ -170,7 +178,7 @@ impl KeycloakAuth {
     }
 
     /// The user directory, when `keycloak.directory_client_id` names its service account.
-    pub fn directory(&self) -> Option<&crate::server::directory::Directory> {
+    pub fn directory(&self) -> Option<&crate::server::keycloak_api::directory::Directory> {
         self.0.directory.as_ref()
     }
 
@@ -208,7 +216,7 @@ impl KeycloakAuth {
         session: &Session,
         now: i64,
     ) -> Result<Option<AuthSession>, AppError> {
-        self.refreshed(session, now, false).await
+        self.0.refresher.fresh_auth(session, now).await
     }
 
     /// Refreshes the session's tokens now, however fresh, so that Keycloak's idle limit moves
@@ -218,26 +226,6 @@ impl KeycloakAuth {
         session: &Session,
         now: i64,
     ) -> Result<Option<AuthSession>, AppError> {
-        self.refreshed(session, now, true).await
-    }
-
-    async fn refreshed(
-        &self,
-        session: &Session,
-        now: i64,
-        extend: bool,
-    ) -> Result<Option<AuthSession>, AppError> {
-        let inner = &self.0;
-        inner
-            .refresher
-            .fresh_auth(
-                &inner.oidc,
-                &inner.metrics,
-                &inner.store,
-                session,
-                now,
-                extend,
-            )
-            .await
+        self.0.refresher.extend(session, now).await
     }
 }

@@ -1,6 +1,7 @@
-//! The Redis backend of [`crate::server::store::AuthStore`] (`session.store = "redis"`), on the
+//! The Redis backend of [`AuthStore`](super::AuthStore) (`session.store = "redis"`), on the
 //! `fred` client: every piece of cross-request state lives in Redis, so that any number of
-//! replicas share it.
+//! replicas share it. Catalogue: D02–D04 across replicas (the save is one Lua script), F05 (the
+//! logout guard survives a replica's restart), E03 (an outage is an error, never a sign-out).
 //!
 //! | key | holds | expires |
 //! |---|---|---|
@@ -18,7 +19,8 @@
 //! Writes that must not race are Lua scripts: a record is saved only if it still exists and its
 //! token set is not older than the stored one; a lock is released only by its holder.
 
-use crate::server::events::SessionEvents;
+use super::{expires_at, identity, token_rank, Backend, Saved, LOCK_TTL_MS};
+use crate::server::session::events::SessionEvents;
 use fred::clients::{Pool, SubscriberClient};
 use fred::interfaces::{
     ClientLike, EventInterface, KeysInterface, LuaInterface, PubsubInterface, SetsInterface,
@@ -27,9 +29,6 @@ use fred::types::config::Config;
 use fred::types::{Expiration, SetOptions};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store;
-
-/// A refresh lock is released by its holder, or lost at this age (a holder that died mid-refresh).
-pub const LOCK_TTL_MS: i64 = 15_000;
 
 const PREFIX: &str = "kcbff:";
 
@@ -81,15 +80,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 "#;
 
-/// What a conditional save came to.
-pub enum Saved {
-    Done,
-    /// The record no longer exists (signed out, ended, expired): nothing was written.
-    Gone,
-    /// The stored token set is newer: merge and try again.
-    Stale,
-}
-
+/// Sessions in Redis, shared by every replica.
 #[derive(Clone)]
 pub struct RedisBackend {
     pool: Pool,
@@ -103,7 +94,7 @@ impl std::fmt::Debug for RedisBackend {
 }
 
 fn expiry_secs(record: &Record, now: i64) -> i64 {
-    record.expiry_date.unix_timestamp().max(now + 1)
+    expires_at(record).max(now + 1)
 }
 
 impl RedisBackend {
@@ -186,17 +177,33 @@ impl RedisBackend {
         Ok(())
     }
 
-    /// Whether Redis answers now (for the readiness probe).
-    pub async fn ping(&self) -> bool {
-        self.pool.ping::<String>(None).await.is_ok()
+    /// Indexes a signed-in session under its Keycloak session and user, until it expires.
+    async fn index(&self, record: &Record, now: i64) -> session_store::Result<()> {
+        // Index sets keep ids of sessions that went away until they expire; deleting an id that
+        // no longer exists does nothing.
+        let Some((sid, sub)) = identity(record) else {
+            return Ok(());
+        };
+        let id = record.id.to_string();
+        let ttl = (expires_at(record) - now).max(1).to_string();
+        let mut sets = vec![key("sub", &sub)];
+        if let Some(sid) = sid {
+            sets.push(key("sid", &sid));
+        }
+        for set in sets {
+            self.pool
+                .eval::<i64, _, _, _>(INDEX_SCRIPT, vec![set], vec![id.clone(), ttl.clone()])
+                .await
+                .map_err(backend_error)?;
+        }
+        Ok(())
     }
+}
 
-    pub async fn create(
-        &self,
-        record: &mut Record,
-        rank: u64,
-        now: i64,
-    ) -> session_store::Result<()> {
+#[async_trait::async_trait]
+impl Backend for RedisBackend {
+    async fn create(&self, record: &mut Record, now: i64) -> session_store::Result<()> {
+        let rank = token_rank(record);
         let json = serde_json::to_string(&*record).map_err(backend_error)?;
         let exat = expiry_secs(record, now);
         loop {
@@ -211,13 +218,15 @@ impl RedisBackend {
                 .await
                 .map_err(backend_error)?;
             if created == 1 {
-                return Ok(());
+                return self.index(record, now).await;
             }
             record.id = Id::default();
         }
     }
 
-    pub async fn save(&self, record: &Record, rank: u64, now: i64) -> session_store::Result<Saved> {
+    /// Atomic: written only over a record that exists and whose token set is not newer.
+    async fn save(&self, record: &Record, now: i64) -> session_store::Result<Saved> {
+        let rank = token_rank(record);
         let id = record.id.to_string();
         let json = serde_json::to_string(record).map_err(backend_error)?;
         let answer: i64 = self
@@ -235,29 +244,32 @@ impl RedisBackend {
             )
             .await
             .map_err(backend_error)?;
-        Ok(match answer {
-            0 => Saved::Done,
-            -1 => Saved::Gone,
-            _ => Saved::Stale,
-        })
+        match answer {
+            0 => {
+                self.index(record, now).await?;
+                Ok(Saved::Done)
+            }
+            -1 => Ok(Saved::Gone),
+            _ => Ok(Saved::Stale),
+        }
     }
 
-    pub async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+    async fn load(&self, id: &Id, now: i64) -> session_store::Result<Option<Record>> {
         let json: Option<String> = self
             .pool
             .get(key("s", &id.to_string()))
             .await
             .map_err(backend_error)?;
         match json {
-            Some(json) => serde_json::from_str(&json)
-                .map(Some)
+            Some(json) => serde_json::from_str::<Record>(&json)
+                .map(|r| Some(r).filter(|r| expires_at(r) > now))
                 .map_err(|e| session_store::Error::Decode(e.to_string())),
             None => Ok(None),
         }
     }
 
     /// Deletes a session; whether it existed.
-    pub async fn delete(&self, id: &str) -> session_store::Result<bool> {
+    async fn delete(&self, id: &str) -> session_store::Result<bool> {
         let existed: i64 = self.pool.del(key("s", id)).await.map_err(backend_error)?;
         self.pool
             .del::<i64, _>(vec![key("g", id), key("backoff", id)])
@@ -273,31 +285,8 @@ impl RedisBackend {
         Ok(existed > 0)
     }
 
-    /// Indexes a signed-in session under its Keycloak session and user, until it expires.
-    pub async fn index(
-        &self,
-        id: &str,
-        sid: Option<&str>,
-        sub: &str,
-        expires_at: i64,
-        now: i64,
-    ) -> session_store::Result<()> {
-        let ttl = (expires_at - now).max(1).to_string();
-        let mut sets = vec![key("sub", sub)];
-        if let Some(sid) = sid {
-            sets.push(key("sid", sid));
-        }
-        for set in sets {
-            self.pool
-                .eval::<i64, _, _, _>(INDEX_SCRIPT, vec![set], vec![id.to_owned(), ttl.clone()])
-                .await
-                .map_err(backend_error)?;
-        }
-        Ok(())
-    }
-
     /// The ids indexed under a Keycloak session (`sid`) or else a user (`sub`).
-    pub async fn indexed(
+    async fn sessions_of(
         &self,
         sid: Option<&str>,
         sub: Option<&str>,
@@ -317,7 +306,8 @@ impl RedisBackend {
         Ok(ids)
     }
 
-    pub async fn remember_ended(&self, sid: &str, ttl_secs: i64) -> session_store::Result<()> {
+    async fn remember_ended(&self, sid: &str, until: i64, now: i64) -> session_store::Result<()> {
+        let ttl_secs = until.saturating_sub(now);
         self.pool
             .set::<(), _, _>(
                 key("ended", sid),
@@ -330,7 +320,7 @@ impl RedisBackend {
             .map_err(backend_error)
     }
 
-    pub async fn is_ended(&self, sid: &str) -> session_store::Result<bool> {
+    async fn is_ended(&self, sid: &str) -> session_store::Result<bool> {
         let n: i64 = self
             .pool
             .exists(key("ended", sid))
@@ -340,7 +330,12 @@ impl RedisBackend {
     }
 
     /// Records a logout token's id until `until`; false when it was already there.
-    pub async fn first_use(&self, jti: &str, until: i64, now: i64) -> session_store::Result<bool> {
+    async fn first_use_of_logout_token(
+        &self,
+        jti: &str,
+        until: i64,
+        now: i64,
+    ) -> session_store::Result<bool> {
         let set: Option<String> = self
             .pool
             .set(
@@ -356,7 +351,7 @@ impl RedisBackend {
     }
 
     /// Takes the refresh lock of session `id` with `token`; false when another holds it.
-    pub async fn try_lock(&self, id: &str, token: &str) -> session_store::Result<bool> {
+    async fn try_lock(&self, id: &str, token: &str) -> session_store::Result<bool> {
         let set: Option<String> = self
             .pool
             .set(
@@ -371,7 +366,7 @@ impl RedisBackend {
         Ok(set.is_some())
     }
 
-    pub async fn unlock(&self, id: &str, token: &str) -> session_store::Result<()> {
+    async fn unlock(&self, id: &str, token: &str) -> session_store::Result<()> {
         self.pool
             .eval::<i64, _, _, _>(UNLOCK_SCRIPT, vec![key("lock", id)], vec![token.to_owned()])
             .await
@@ -379,14 +374,14 @@ impl RedisBackend {
         Ok(())
     }
 
-    pub async fn get_backoff(&self, id: &str) -> session_store::Result<Option<String>> {
+    async fn backoff(&self, id: &str) -> session_store::Result<Option<String>> {
         self.pool
             .get(key("backoff", id))
             .await
             .map_err(backend_error)
     }
 
-    pub async fn set_backoff(
+    async fn set_backoff(
         &self,
         id: &str,
         json: Option<&str>,
@@ -405,7 +400,7 @@ impl RedisBackend {
     }
 
     /// How many session records Redis holds.
-    pub async fn len(&self) -> session_store::Result<usize> {
+    async fn count(&self) -> session_store::Result<usize> {
         let n: i64 = self
             .pool
             .eval(
@@ -416,6 +411,20 @@ impl RedisBackend {
             .await
             .map_err(backend_error)?;
         Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// Redis expires every key itself.
+    async fn sweep(&self, _now: i64) -> session_store::Result<()> {
+        Ok(())
+    }
+
+    async fn is_ready(&self) -> bool {
+        self.pool.ping::<String>(None).await.is_ok()
+    }
+
+    /// Shared: saves and deletes are announced on the events channel, by Redis.
+    fn is_shared(&self) -> bool {
+        true
     }
 }
 

@@ -1,13 +1,13 @@
 //! Mounting the library on an app's router: its routes, and the layers every request goes
 //! through (security headers, sessions, the origin check, the state for server functions).
 
-use crate::server::auth::KeycloakAuth;
-use crate::server::backchannel::{backchannel_logout, frontchannel_logout};
-use crate::server::health;
-use crate::server::middleware::{origin_check, provide_state, security_headers};
-use crate::server::push::events;
-use crate::server::routes::{callback, extend, login, logout, refresh};
-use crate::server::silent_sso::silent_sso;
+use crate::server::web::health;
+use crate::server::web::logout::{backchannel_logout, frontchannel_logout};
+use crate::server::web::middleware::{origin_check, provide_state, security_headers};
+use crate::server::web::push::events;
+use crate::server::web::routes::{callback, extend, login, logout, refresh};
+use crate::server::web::silent_sso::silent_sso;
+use crate::server::web::state::KeycloakAuth;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;

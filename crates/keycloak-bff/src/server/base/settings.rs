@@ -190,7 +190,7 @@ pub struct AuthSettings {
     pub ui: UiConfig,
     /// Sign a visitor in without a click when Keycloak already knows them: the first page a
     /// browser opens (once per browser session) goes through a `prompt=none` authorization
-    /// request ([`crate::server::silent_sso`]).
+    /// request ([`crate::server::web::silent_sso`]).
     pub silent_sso: bool,
     pub keycloak: KeycloakSettings,
     pub session: SessionSettings,
@@ -216,7 +216,7 @@ pub struct KeycloakSettings {
     /// Accept `http://` URLs of Keycloak on hosts other than loopback (never in production).
     pub allow_insecure_http: bool,
     /// The service account that reads the realm's users for a user directory
-    /// ([`crate::server::directory`]), if the app has one.
+    /// ([`crate::server::keycloak_api::directory`]), if the app has one.
     pub directory: Option<ServiceAccountSettings>,
 }
 
@@ -354,6 +354,7 @@ impl<A: DeserializeOwned + Serialize + Default> Settings<A> {
 /// The shortest `session.secret` accepted (the key is derived from it).
 pub const MIN_SESSION_SECRET_LEN: usize = 32;
 
+/// The three sections checked and turned into [`AuthSettings`]; each section by its own function.
 fn validate(
     a: AuthSection,
     k: KeycloakSection,
@@ -365,6 +366,43 @@ fn validate(
             "auth.public_url must not have a path (serve the app at the root)",
         ));
     }
+    let settings = AuthSettings {
+        public_url,
+        brand: a.brand.clone(),
+        metrics_addr: metrics_addr(a.metrics_addr.as_deref())?,
+        ui: ui_config(&a, &s)?,
+        silent_sso: a.silent_sso,
+        keycloak: keycloak_settings(k)?,
+        session: session_settings(s)?,
+    };
+    settings
+        .keycloak
+        .check_transport("keycloak.issuer_url", &settings.keycloak.issuer_url)
+        .map_err(invalid)?;
+    if let Some(internal) = &settings.keycloak.internal_url {
+        settings
+            .keycloak
+            .check_transport("keycloak.internal_url", internal)
+            .map_err(invalid)?;
+    }
+    Ok(settings)
+}
+
+/// `auth.metrics_addr`: an address of its own for `/metrics`, if any.
+fn metrics_addr(text: Option<&str>) -> Result<Option<std::net::SocketAddr>, SettingsError> {
+    match text.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(addr) => addr.parse().map(Some).map_err(|e| {
+            invalid(format!(
+                "auth.metrics_addr {addr:?} is not an address such as 127.0.0.1:9100: {e}"
+            ))
+        }),
+    }
+}
+
+/// What the browser side needs: the route prefix (a path of plain segments), the tabs' channel,
+/// the expiry warning and the step-up window.
+fn ui_config(a: &AuthSection, s: &SessionSection) -> Result<UiConfig, SettingsError> {
     let route_prefix = a.route_prefix.trim_end_matches('/').to_owned();
     let prefix_ok = route_prefix.starts_with('/')
         && route_prefix.len() > 1
@@ -383,32 +421,33 @@ fn validate(
     if a.channel.trim().is_empty() {
         return Err(invalid("auth.channel is empty"));
     }
+    Ok(UiConfig {
+        route_prefix,
+        channel: a.channel.clone(),
+        expiry_warning_secs: s.expiry_warning_secs.min(86_400) as i64,
+        step_up_max_age_secs: a.step_up_max_age_secs.clamp(10, 86_400) as i64,
+    })
+}
+
+/// `[keycloak]`: the realm, this client and its secret, the service account of the directory,
+/// the accepted algorithms and the HTTP timeout.
+fn keycloak_settings(k: KeycloakSection) -> Result<KeycloakSettings, SettingsError> {
     if k.issuer_url.trim().is_empty() {
         return Err(invalid("keycloak.issuer_url is required"));
     }
     let issuer_url =
         Url::parse(&k.issuer_url).map_err(|e| invalid(format!("keycloak.issuer_url: {e}")))?;
-    let internal_url = match k.internal_url.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(text) => {
-            let url =
-                Url::parse(text).map_err(|e| invalid(format!("keycloak.internal_url: {e}")))?;
-            if !matches!(url.scheme(), "http" | "https")
-                || url.path() != "/"
-                || url.query().is_some()
-            {
-                return Err(invalid(
-                    "keycloak.internal_url must be an origin such as http://keycloak:8080",
-                ));
-            }
-            Some(url)
-        }
-    };
     if !matches!(issuer_url.scheme(), "http" | "https") {
         return Err(invalid("keycloak.issuer_url must be http or https"));
     }
     if k.client_id.trim().is_empty() {
         return Err(invalid("keycloak.client_id is required"));
+    }
+    check_algorithms(&k.algorithms)?;
+    if k.http_timeout_secs == 0 || k.http_timeout_secs > 120 {
+        return Err(invalid(
+            "keycloak.http_timeout_secs must be between 1 and 120",
+        ));
     }
     let client_secret =
         match (k.client_secret, &k.client_secret_file) {
@@ -418,112 +457,101 @@ fn validate(
                 "no client secret: set APP_KEYCLOAK_CLIENT_SECRET or keycloak.client_secret_file",
             )),
         };
-    let directory = match (
-        k.directory_client_id.as_deref().map(str::trim),
-        k.directory_client_secret,
-    ) {
-        (None | Some(""), None) => None,
-        (Some(id), Some(secret)) if !id.is_empty() && !secret.expose_secret().is_empty() => {
-            Some(ServiceAccountSettings {
-                client_id: id.to_owned(),
-                client_secret: secret,
-            })
-        }
-        (None | Some(""), Some(_)) => {
-            return Err(invalid(
-                "APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET is set without keycloak.directory_client_id",
-            ))
-        }
-        _ => return Err(invalid(
-            "keycloak.directory_client_id needs its secret in APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET",
-        )),
+    Ok(KeycloakSettings {
+        issuer_url,
+        internal_url: internal_url(k.internal_url.as_deref())?,
+        client_id: k.client_id,
+        client_secret,
+        http_timeout: Duration::from_secs(k.http_timeout_secs),
+        leeway_secs: k.leeway_secs.min(300) as i64,
+        algorithms: k.algorithms,
+        bearer_clients: k.bearer_clients,
+        allow_insecure_http: k.allow_insecure_http,
+        directory: directory_account(k.directory_client_id.as_deref(), k.directory_client_secret)?,
+    })
+}
+
+/// `keycloak.internal_url`: an origin the server calls Keycloak at, if not the issuer's.
+fn internal_url(text: Option<&str>) -> Result<Option<Url>, SettingsError> {
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
     };
+    let url = Url::parse(text).map_err(|e| invalid(format!("keycloak.internal_url: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.path() != "/" || url.query().is_some() {
+        return Err(invalid(
+            "keycloak.internal_url must be an origin such as http://keycloak:8080",
+        ));
+    }
+    Ok(Some(url))
+}
+
+/// Only asymmetric signature algorithms, at least one (catalogue T02: no `none`, no HMAC).
+fn check_algorithms(algorithms: &[String]) -> Result<(), SettingsError> {
     let allowed = [
         "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
     ];
-    if k.algorithms.is_empty() {
+    if algorithms.is_empty() {
         return Err(invalid("keycloak.algorithms is empty"));
     }
-    for alg in &k.algorithms {
-        if !allowed.contains(&alg.as_str()) {
-            return Err(invalid(format!(
-                "keycloak.algorithms: {alg:?} is not an asymmetric signature algorithm this app accepts ({})",
-                allowed.join(", ")
-            )));
-        }
+    match algorithms.iter().find(|alg| !allowed.contains(&alg.as_str())) {
+        Some(alg) => Err(invalid(format!(
+            "keycloak.algorithms: {alg:?} is not an asymmetric signature algorithm this app accepts ({})",
+            allowed.join(", ")
+        ))),
+        None => Ok(()),
     }
+}
+
+/// The directory's service account: both its id and its secret, or neither.
+fn directory_account(
+    id: Option<&str>,
+    secret: Option<SecretString>,
+) -> Result<Option<ServiceAccountSettings>, SettingsError> {
+    match (id.map(str::trim), secret) {
+        (None | Some(""), None) => Ok(None),
+        (Some(id), Some(secret)) if !id.is_empty() && !secret.expose_secret().is_empty() => {
+            Ok(Some(ServiceAccountSettings {
+                client_id: id.to_owned(),
+                client_secret: secret,
+            }))
+        }
+        (None | Some(""), Some(_)) => Err(invalid(
+            "APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET is set without keycloak.directory_client_id",
+        )),
+        _ => Err(invalid(
+            "keycloak.directory_client_id needs its secret in APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET",
+        )),
+    }
+}
+
+/// `[session]`: the store, the cookie, the timing of sign-ins and refreshes, the secret.
+fn session_settings(s: SessionSection) -> Result<SessionSettings, SettingsError> {
     if !cookie::is_valid_name(&s.cookie_name) {
         return Err(invalid(format!(
             "session.cookie_name {:?} is not a valid cookie name",
             s.cookie_name
         )));
     }
-    if k.http_timeout_secs == 0 || k.http_timeout_secs > 120 {
-        return Err(invalid(
-            "keycloak.http_timeout_secs must be between 1 and 120",
-        ));
-    }
-    let settings = AuthSettings {
-        public_url,
-        brand: a.brand,
-        metrics_addr: match a.metrics_addr.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(addr) => Some(addr.parse().map_err(|e| {
-                invalid(format!(
-                    "auth.metrics_addr {addr:?} is not an address such as 127.0.0.1:9100: {e}"
-                ))
-            })?),
-        },
-        ui: UiConfig {
-            route_prefix,
-            channel: a.channel,
-            expiry_warning_secs: s.expiry_warning_secs.min(86_400) as i64,
-            step_up_max_age_secs: a.step_up_max_age_secs.clamp(10, 86_400) as i64,
-        },
-        silent_sso: a.silent_sso,
-        keycloak: KeycloakSettings {
-            issuer_url,
-            internal_url,
-            client_id: k.client_id,
-            client_secret,
-            http_timeout: Duration::from_secs(k.http_timeout_secs),
-            leeway_secs: k.leeway_secs.min(300) as i64,
-            algorithms: k.algorithms,
-            bearer_clients: k.bearer_clients,
-            allow_insecure_http: k.allow_insecure_http,
-            directory,
-        },
-        session: SessionSettings {
-            store: s.store,
-            sqlite_file: s.sqlite_file,
-            redis_url: s.redis_url,
-            cookie_name: s.cookie_name,
-            pending_login_ttl_secs: s.pending_login_ttl_secs.clamp(30, 3600) as i64,
-            max_pending_logins: s.max_pending_logins.clamp(1, 20) as usize,
-            refresh_margin_secs: s.refresh_margin_secs.min(3600) as i64,
-            frontchannel_logout: s.frontchannel_logout,
-            secret: match s.secret {
-                Some(secret) if secret.expose_secret().len() < MIN_SESSION_SECRET_LEN => {
-                    return Err(invalid(format!(
-                        "session.secret (APP_SESSION_SECRET) must be at least \
-                         {MIN_SESSION_SECRET_LEN} bytes"
-                    )))
-                }
-                secret => secret,
-            },
-        },
+    let secret = match s.secret {
+        Some(secret) if secret.expose_secret().len() < MIN_SESSION_SECRET_LEN => {
+            return Err(invalid(format!(
+                "session.secret (APP_SESSION_SECRET) must be at least \
+                 {MIN_SESSION_SECRET_LEN} bytes"
+            )))
+        }
+        secret => secret,
     };
-    settings
-        .keycloak
-        .check_transport("keycloak.issuer_url", &settings.keycloak.issuer_url)
-        .map_err(invalid)?;
-    if let Some(internal) = &settings.keycloak.internal_url {
-        settings
-            .keycloak
-            .check_transport("keycloak.internal_url", internal)
-            .map_err(invalid)?;
-    }
-    Ok(settings)
+    Ok(SessionSettings {
+        store: s.store,
+        sqlite_file: s.sqlite_file,
+        redis_url: s.redis_url,
+        cookie_name: s.cookie_name,
+        pending_login_ttl_secs: s.pending_login_ttl_secs.clamp(30, 3600) as i64,
+        max_pending_logins: s.max_pending_logins.clamp(1, 20) as usize,
+        refresh_margin_secs: s.refresh_margin_secs.min(3600) as i64,
+        frontchannel_logout: s.frontchannel_logout,
+        secret,
+    })
 }
 
 impl AuthSettings {

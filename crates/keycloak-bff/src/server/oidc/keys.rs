@@ -8,8 +8,8 @@
 //! `MIN_TRUSTED_REFETCH_INTERVAL`. When Keycloak is down, or answers a key set without a usable
 //! key, the last good keys stay in use (catalogue C02, C05).
 
-use crate::server::http::read_limited;
-use crate::server::metrics::Counter;
+use crate::server::base::http_client::read_limited;
+use crate::server::base::metrics::Counter;
 use aws_lc_rs::signature::{self as lc, ParsedPublicKey, RsaParameters, RsaPublicKeyComponents};
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use jsonwebtoken::jwk::Jwk;

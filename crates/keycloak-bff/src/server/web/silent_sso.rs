@@ -4,7 +4,7 @@
 //! Once per browser session, the first top-level page a signed-out browser opens is answered
 //! with a redirect through `<prefix>/login?prompt=none`: Keycloak either signs the browser in
 //! without showing anything, or answers `login_required`, and the callback brings the browser
-//! back, signed out, to the page it asked for ([`crate::server::routes`]). A cookie that lasts
+//! back, signed out, to the page it asked for ([`crate::server::web::routes`]). A cookie that lasts
 //! until the browser closes ([`cookie::silent_sso_cookie`]) marks that it was tried, so it is
 //! never tried again in that browser session. `auth.silent_sso = false` turns it off.
 //!
@@ -12,9 +12,10 @@
 //! prefetch): scripts, server functions, the JSON API, static files and the auth routes are
 //! never redirected, and neither are clients that are not browsers.
 
-use crate::server::auth::KeycloakAuth;
-use crate::server::store::auth_session;
-use crate::server::unix_now;
+use crate::server::base::clock::unix_now;
+use crate::server::base::cookies::has_cookie;
+use crate::server::session::store::auth_session;
+use crate::server::web::state::KeycloakAuth;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
@@ -52,16 +53,6 @@ fn is_page_navigation(
         && !path.starts_with("/api/")
         && !path.starts_with("/health/")
         && path != "/metrics"
-}
-
-/// Whether the browser sent the marker cookie `name`.
-fn has_cookie(headers: &HeaderMap, name: &str) -> bool {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .any(|pair| pair.trim().split('=').next() == Some(name))
 }
 
 /// The middleware (inside the session layer): see the module's documentation.

@@ -7,9 +7,9 @@
 //! in an iframe of the user's browser, and the app ends the sessions of that Keycloak session.
 
 use crate::error::AppError;
-use crate::server::auth::KeycloakAuth;
-use crate::server::keys::Source;
-use crate::server::unix_now;
+use crate::server::base::clock::unix_now;
+use crate::server::oidc::keys::Source;
+use crate::server::web::state::KeycloakAuth;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -171,6 +171,6 @@ fn framed(status: StatusCode, message: &str) -> Response {
         .into_response();
     response
         .extensions_mut()
-        .insert(crate::server::middleware::FramedByIssuer);
+        .insert(crate::server::web::middleware::FramedByIssuer);
     response
 }

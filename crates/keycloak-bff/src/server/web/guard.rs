@@ -3,8 +3,8 @@
 
 use crate::config::UiConfig;
 use crate::error::AppError;
-use crate::server::auth::KeycloakAuth;
-use crate::server::unix_now;
+use crate::server::base::clock::unix_now;
+use crate::server::web::state::KeycloakAuth;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use keycloak_bff_core::{Access, KeycloakUser, Rule};
@@ -51,9 +51,7 @@ pub fn ui_config() -> UiConfig {
 /// Sets the HTTP status of the current response (page or server function) for `error`.
 pub fn set_response_status(error: &AppError) {
     if let Some(response) = use_context::<ResponseOptions>() {
-        if let Ok(status) = StatusCode::from_u16(error.status_code()) {
-            response.set_status(status);
-        }
+        response.set_status(error.http_status());
     }
 }
 

@@ -3,7 +3,7 @@
 //! 503 with the part that is not ready), and `GET /metrics` (Prometheus text format), unless
 //! `auth.metrics_addr` moves it to an address of its own.
 
-use crate::server::auth::KeycloakAuth;
+use crate::server::web::state::KeycloakAuth;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;

@@ -6,8 +6,9 @@
 //! scoped to the auth routes, lives as long as a pending login, and is removed when the callback
 //! uses it.
 
-use crate::server::settings::AuthSettings;
-use axum::http::{header, HeaderMap, HeaderValue};
+use crate::server::base::cookies::request_cookies;
+use crate::server::base::settings::AuthSettings;
+use axum::http::{HeaderMap, HeaderValue};
 use cookie::{Cookie, CookieJar, Key, SameSite};
 use keycloak_bff_core::cookie::login_cookie_prefix;
 use keycloak_bff_core::pending::{cookie_suffix, to_evict, PendingLogin};
@@ -43,12 +44,7 @@ impl LoginCookies {
 
     /// The request's login cookies, as sent (still sealed).
     fn sent<'h>(&self, headers: &'h HeaderMap) -> Vec<Cookie<'h>> {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(Cookie::split_parse)
-            .filter_map(Result::ok)
+        request_cookies(headers)
             .filter(|c| c.name().starts_with(&self.prefix))
             .collect()
     }
@@ -135,7 +131,8 @@ impl LoginCookies {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::settings::{NoAppSettings, Settings};
+    use crate::server::base::settings::{NoAppSettings, Settings};
+    use axum::http::header;
     use keycloak_bff_core::ReturnTo;
     use std::collections::BTreeMap;
 

@@ -1,8 +1,8 @@
 //! Cross-cutting protections applied to every response and request, and the hand-over of the
 //! library's state to server functions and pages.
 
-use crate::server::auth::KeycloakAuth;
-use crate::server::guard::NONCE_HEADER;
+use crate::server::web::guard::NONCE_HEADER;
+use crate::server::web::state::KeycloakAuth;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;

@@ -1,7 +1,7 @@
 //! Who is waiting to hear that a session changed: the open pages' event streams
 //! (`GET <prefix>/events`) subscribe by session id; the store announces every save and delete of
 //! a session (a refresh, a sign-out, a back-channel logout). With Redis, announcements travel
-//! between replicas on a Redis channel ([`crate::server::redis_store`]), so a page connected to
+//! between replicas on a Redis channel ([`crate::server::session::store::redis`]), so a page connected to
 //! any replica hears of a change made on any other.
 //!
 //! An announcement carries nothing but the id: a subscriber reads the session again itself. Ids

@@ -9,9 +9,11 @@
 //!   Keycloak keeps it, with back-off between attempts. A network blip never signs anyone out.
 
 use crate::error::AppError;
-use crate::server::metrics::Metrics;
-use crate::server::oidc::{Oidc, OidcError};
-use crate::server::store::{auth_session, keep_session_end, AuthSession, AuthStore, AUTH_KEY};
+use crate::server::base::metrics::Metrics;
+use crate::server::oidc::client::{Oidc, OidcError};
+use crate::server::session::store::{
+    auth_session, keep_session_end, AuthSession, AuthStore, AUTH_KEY,
+};
 use keycloak_bff_core::refresh::{decide, Backoff, Decision};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,11 +22,14 @@ use tower_sessions::Session;
 /// A back-off whose retry time passed this long ago is forgotten (the next failure starts over).
 const STALE_BACKOFF_SECS: i64 = 300;
 
-/// Per-session refresh locks and back-off.
+/// Per-session refresh locks and back-off, with what a refresh needs: the OpenID Connect client,
+/// the counters and the session store.
 pub struct Refresher {
     margin_secs: i64,
+    oidc: Arc<Oidc>,
+    metrics: Arc<Metrics>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    backoff: Mutex<HashMap<String, Backoff>>,
+    backoffs: Backoffs,
 }
 
 /// What a refresh attempt came to, sorted by what it means for the session.
@@ -42,13 +47,81 @@ enum Outcome {
     End(&'static str, &'static str),
 }
 
+/// Why a request wants the session's tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Goal {
+    /// To use them: refreshed only when they expire within the margin.
+    Use,
+    /// "Stay signed in": refreshed now however fresh, so that Keycloak's idle limit moves. A
+    /// refresh another request made since the tokens of `generation` counts as done.
+    Extend { generation: u64 },
+}
+
+/// The sessions' refresh back-offs: in the store when it is shared by replicas, else in this
+/// process (forgetting those that ran out long ago: an ended session leaves nothing).
+pub struct Backoffs {
+    store: AuthStore,
+    local: Mutex<HashMap<String, Backoff>>,
+}
+
+impl Backoffs {
+    pub fn new(store: AuthStore) -> Self {
+        Self {
+            store,
+            local: Mutex::default(),
+        }
+    }
+
+    /// Session `key`'s back-off.
+    async fn get(&self, key: &str) -> Backoff {
+        if self.store.is_shared() {
+            return self.store.backoff(key).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "could not read a refresh back-off");
+                Backoff::default()
+            });
+        }
+        self.local
+            .lock()
+            .ok()
+            .and_then(|b| b.get(key).copied())
+            .unwrap_or_default()
+    }
+
+    /// Records (or clears) session `key`'s back-off.
+    async fn set(&self, key: &str, value: Option<Backoff>, now: i64) {
+        if self.store.is_shared() {
+            if let Err(e) = self
+                .store
+                .set_backoff(key, value, now, STALE_BACKOFF_SECS)
+                .await
+            {
+                tracing::warn!(error = %e, "could not record a refresh back-off");
+            }
+            return;
+        }
+        if let Ok(mut map) = self.local.lock() {
+            map.retain(|_, b| b.retry_at.saturating_add(STALE_BACKOFF_SECS) > now);
+            match value {
+                Some(b) => map.insert(key.to_owned(), b),
+                None => map.remove(key),
+            };
+        }
+    }
+}
+
 impl Refresher {
-    pub fn new(margin_secs: i64) -> Self {
+    pub fn new(margin_secs: i64, oidc: Arc<Oidc>, metrics: Arc<Metrics>, store: AuthStore) -> Self {
         Self {
             margin_secs,
+            oidc,
+            metrics,
             locks: Mutex::default(),
-            backoff: Mutex::default(),
+            backoffs: Backoffs::new(store),
         }
+    }
+
+    fn store(&self) -> &AuthStore {
+        &self.backoffs.store
     }
 
     fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -62,102 +135,80 @@ impl Refresher {
         }
     }
 
-    /// A session's back-off: in the store when it is shared by replicas, else in this process.
-    async fn backoff(&self, store: &AuthStore, key: &str) -> Backoff {
-        if store.is_shared() {
-            return store.backoff(key).await.unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "could not read a refresh back-off");
-                Backoff::default()
-            });
-        }
-        self.backoff
-            .lock()
-            .ok()
-            .and_then(|b| b.get(key).copied())
-            .unwrap_or_default()
-    }
-
-    /// Records (or clears) a session's back-off, forgetting back-offs that ran out long ago: a
-    /// session that ended (signed out, deleted by back-channel logout, expired) leaves nothing.
-    async fn set_backoff(&self, store: &AuthStore, key: &str, value: Option<Backoff>, now: i64) {
-        if store.is_shared() {
-            if let Err(e) = store.set_backoff(key, value, now, STALE_BACKOFF_SECS).await {
-                tracing::warn!(error = %e, "could not record a refresh back-off");
-            }
-            return;
-        }
-        if let Ok(mut map) = self.backoff.lock() {
-            map.retain(|_, b| b.retry_at.saturating_add(STALE_BACKOFF_SECS) > now);
-            match value {
-                Some(b) => map.insert(key.to_owned(), b),
-                None => map.remove(key),
-            };
-        }
-    }
-
-    fn decide(&self, auth: &AuthSession, now: i64, backoff: &Backoff) -> Decision {
-        decide(&auth.tokens_view(), now, self.margin_secs, backoff)
-    }
-
     /// The signed-in session with an access token that is usable now, refreshing it first when
     /// it expires within the margin. `Ok(None)`: signed out (or the session just ended).
     /// `Err(IdpUnavailable)`: the token has expired and Keycloak cannot be reached; nothing is
     /// lost.
-    ///
-    /// `extend`: refresh even a fresh token, to move Keycloak's idle limit (the "Stay signed in"
-    /// of the expiry warning). A refresh that another request made meanwhile counts as done.
     pub async fn fresh_auth(
         &self,
-        oidc: &Oidc,
-        metrics: &Metrics,
-        store: &AuthStore,
         session: &Session,
         now: i64,
-        extend: bool,
     ) -> Result<Option<AuthSession>, AppError> {
         let Some(auth) = auth_session(session, now).await? else {
             return Ok(None);
         };
+        // Still fresh whatever the back-off: no store round trip on the common path.
+        if decide(
+            &auth.tokens_view(),
+            now,
+            self.margin_secs,
+            &Backoff::default(),
+        ) == Decision::UseAsIs
+        {
+            return Ok(Some(auth));
+        }
+        self.single_flight(session, now, Goal::Use, auth).await
+    }
+
+    /// Refreshes now, however fresh the tokens (the "Stay signed in" of the expiry warning), so
+    /// that Keycloak's idle limit moves. A refresh that another request made meanwhile counts.
+    pub async fn extend(
+        &self,
+        session: &Session,
+        now: i64,
+    ) -> Result<Option<AuthSession>, AppError> {
+        let Some(auth) = auth_session(session, now).await? else {
+            return Ok(None);
+        };
+        let goal = Goal::Extend {
+            generation: auth.generation,
+        };
+        self.single_flight(session, now, goal, auth).await
+    }
+
+    /// One refresh per session at a time: in this process, and across replicas with Redis.
+    async fn single_flight(
+        &self,
+        session: &Session,
+        now: i64,
+        goal: Goal,
+        auth: AuthSession,
+    ) -> Result<Option<AuthSession>, AppError> {
         let Some(key) = session.id().map(|id| id.to_string()) else {
             return Ok(Some(auth));
         };
-        // Still fresh whatever the back-off: no store round trip on the common path.
-        if !extend && self.decide(&auth, now, &Backoff::default()) == Decision::UseAsIs {
-            return Ok(Some(auth));
-        }
-        let extend_from = extend.then_some(auth.generation);
-
         let lock = self.lock_for(&key);
         let _single_flight = lock.lock().await;
-        // Across replicas too (Redis): one refresh per session at a time.
-        let shared = store.lock_refresh(&key).await.map_err(|e| {
+        let shared = self.store().lock_refresh(&key).await.map_err(|e| {
             tracing::warn!(error = %e, "the session store does not answer");
             AppError::StoreUnavailable
         })?;
-        let result = self
-            .refresh_locked(oidc, metrics, store, session, &key, now, extend_from)
-            .await;
+        let result = self.refresh_locked(session, &key, now, goal).await;
         if let Some(shared) = shared {
-            store.unlock_refresh(shared).await;
+            self.store().unlock_refresh(shared).await;
         }
         result
     }
 
-    /// The rest of [`Refresher::fresh_auth`], under the session's refresh lock. `extend_from`:
-    /// the generation of the tokens an extension started from.
-    #[allow(clippy::too_many_arguments)]
+    /// The rest of a refresh, under the session's refresh lock: read the session again (another
+    /// request may have refreshed while this one waited), decide, refresh, and apply the outcome.
     async fn refresh_locked(
         &self,
-        oidc: &Oidc,
-        metrics: &Metrics,
-        store: &AuthStore,
         session: &Session,
         key: &str,
         now: i64,
-        extend_from: Option<u64>,
+        goal: Goal,
     ) -> Result<Option<AuthSession>, AppError> {
-        let key = key.to_owned();
-        // Another request on this session may have refreshed while we waited: read it again.
         if let Err(e) = session.load().await {
             tracing::error!(error = %e, "could not reload the session");
             return Err(AppError::Internal);
@@ -165,17 +216,17 @@ impl Refresher {
         let Some(auth) = auth_session(session, now).await? else {
             return Ok(None);
         };
-        let backoff = self.backoff(store, &key).await;
-        let decision = match extend_from {
+        let backoff = self.backoffs.get(key).await;
+        let decision = match goal {
             // Rotated while this request waited: the session was just extended.
-            Some(generation) if generation != auth.generation => Decision::UseAsIs,
-            Some(_) if backoff.retry_at > now => Decision::Unavailable,
-            Some(_) => Decision::Refresh,
-            None => self.decide(&auth, now, &backoff),
+            Goal::Extend { generation } if generation != auth.generation => Decision::UseAsIs,
+            Goal::Extend { .. } if backoff.retry_at > now => Decision::Unavailable,
+            Goal::Extend { .. } => Decision::Refresh,
+            Goal::Use => decide(&auth.tokens_view(), now, self.margin_secs, &backoff),
         };
         match decision {
             Decision::UseAsIs => {
-                metrics.refresh("waited");
+                self.metrics.refresh("waited");
                 return Ok(Some(auth));
             }
             Decision::Unavailable => return Err(AppError::IdpUnavailable),
@@ -186,8 +237,7 @@ impl Refresher {
             if now < auth.access_expires_at {
                 return Ok(Some(auth));
             }
-            end_session(
-                metrics,
+            self.end(
                 session,
                 "access token expired and no refresh token",
                 "expired",
@@ -195,16 +245,31 @@ impl Refresher {
             .await;
             return Ok(None);
         };
-        match refresh(oidc, metrics, &auth, &refresh_token, now).await {
+        let outcome = refresh(&self.oidc, &self.metrics, &auth, &refresh_token, now).await;
+        self.apply(outcome, session, key, auth, backoff, now).await
+    }
+
+    /// What a refresh attempt's outcome does to the session: saved, kept with a back-off (and the
+    /// rotated refresh token, if Keycloak sent one), or ended.
+    async fn apply(
+        &self,
+        outcome: Outcome,
+        session: &Session,
+        key: &str,
+        auth: AuthSession,
+        backoff: Backoff,
+        now: i64,
+    ) -> Result<Option<AuthSession>, AppError> {
+        match outcome {
             Outcome::Refreshed(refreshed) => {
-                metrics.refresh("ok");
-                self.set_backoff(store, &key, None, now).await;
+                self.metrics.refresh("ok");
+                self.backoffs.set(key, None, now).await;
                 save(session, &refreshed).await?;
                 tracing::debug!(subject = %refreshed.user.subject, "refreshed the tokens");
                 Ok(Some(*refreshed))
             }
             Outcome::KeepAndBackOff { rotated } => {
-                metrics.refresh("unavailable");
+                self.metrics.refresh("unavailable");
                 let next = backoff.failed(now);
                 let auth = match rotated {
                     Some(rotated) => {
@@ -222,7 +287,7 @@ impl Refresher {
                     retry_in = next.retry_at.saturating_sub(now),
                     "refresh postponed"
                 );
-                self.set_backoff(store, &key, Some(next), now).await;
+                self.backoffs.set(key, Some(next), now).await;
                 if now < auth.access_expires_at {
                     Ok(Some(auth))
                 } else {
@@ -230,11 +295,19 @@ impl Refresher {
                 }
             }
             Outcome::End(why, label) => {
-                metrics.refresh(label);
-                self.set_backoff(store, &key, None, now).await;
-                end_session(metrics, session, why, label).await;
+                self.metrics.refresh(label);
+                self.backoffs.set(key, None, now).await;
+                self.end(session, why, label).await;
                 Ok(None)
             }
+        }
+    }
+
+    async fn end(&self, session: &Session, why: &str, label: &'static str) {
+        tracing::info!(reason = why, "ending the session");
+        self.metrics.session_ended(label);
+        if let Err(e) = session.flush().await {
+            tracing::error!(error = %e, "could not delete an ended session");
         }
     }
 }
@@ -293,42 +366,28 @@ async fn save(session: &Session, refreshed: &AuthSession) -> Result<(), AppError
     })
 }
 
-async fn end_session(metrics: &Metrics, session: &Session, why: &str, label: &'static str) {
-    tracing::info!(reason = why, "ending the session");
-    metrics.session_ended(label);
-    if let Err(e) = session.flush().await {
-        tracing::error!(error = %e, "could not delete an ended session");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
     async fn back_offs_of_sessions_that_went_away_are_forgotten() {
-        let r = Refresher::new(30);
-        let store = AuthStore::memory();
+        let r = Backoffs::new(AuthStore::memory());
         for i in 0..1_000 {
-            r.set_backoff(
-                &store,
-                &format!("gone-{i}"),
-                Some(Backoff::default().failed(0)),
-                0,
-            )
-            .await;
+            r.set(&format!("gone-{i}"), Some(Backoff::default().failed(0)), 0)
+                .await;
         }
-        r.set_backoff(&store, "live", Some(Backoff::default().failed(400)), 400)
+        r.set("live", Some(Backoff::default().failed(400)), 400)
             .await;
-        let map = r.backoff.lock().map(|m| m.len()).unwrap_or(usize::MAX);
+        let map = r.local.lock().map(|m| m.len()).unwrap_or(usize::MAX);
         assert_eq!(map, 1);
-        assert_eq!(r.backoff(&store, "live").await.failures, 1);
+        assert_eq!(r.get("live").await.failures, 1);
     }
 
     #[tokio::test]
     async fn on_redis_every_replica_sees_a_sessions_back_off_until_it_runs_out() {
-        let redis =
-            crate::server::redis_store::TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+        let redis = crate::server::session::store::redis::TestRedis::start()
+            .unwrap_or_else(|e| panic!("{e}"));
         let timeout = std::time::Duration::from_secs(2);
         let a = AuthStore::redis(&redis.url(), timeout)
             .await
@@ -336,16 +395,12 @@ mod tests {
         let b = AuthStore::redis(&redis.url(), timeout)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let (ra, rb) = (Refresher::new(30), Refresher::new(30));
-        let now = crate::server::unix_now();
+        let (ra, rb) = (Backoffs::new(a), Backoffs::new(b));
+        let now = crate::server::base::clock::unix_now();
         let failed = Backoff::default().failed(now);
-        ra.set_backoff(&a, "s1", Some(failed), now).await;
-        assert_eq!(rb.backoff(&b, "s1").await, failed, "replica b waits too");
-        rb.set_backoff(&b, "s1", None, now).await;
-        assert_eq!(
-            ra.backoff(&a, "s1").await,
-            Backoff::default(),
-            "cleared for a"
-        );
+        ra.set("s1", Some(failed), now).await;
+        assert_eq!(rb.get("s1").await, failed, "replica b waits too");
+        rb.set("s1", None, now).await;
+        assert_eq!(ra.get("s1").await, Backoff::default(), "cleared for a");
     }
 }

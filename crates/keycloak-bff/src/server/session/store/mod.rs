@@ -1,108 +1,131 @@
 //! Server-side sessions: the store behind tower-sessions, and what a session holds.
 //!
 //! The browser only ever holds the opaque session id in an HttpOnly cookie; tokens live in the
-//! store: SQLite (one process), Redis ([`crate::server::redis_store`], any number of replicas) or
-//! memory (tests), with the same behaviour. A session record that cannot be decoded counts as "no
-//! session"; a store that does not answer is [`AppError::StoreUnavailable`] (503), never a
-//! sign-out.
+//! store. [`AuthStore`] is the one store the library uses; it keeps the rules that hold whatever
+//! the backend, and leaves where records live to one [`Backend`] (a file each, as
+//! tower-sessions' stores do): [`sqlite`] (one process), [`redis`] (any number of replicas) and
+//! [`memory`] (tests), with the same behaviour.
+//!
+//! The rules kept here: a session of a Keycloak session ended by back-channel logout is never
+//! loaded or saved again, even by a request in flight when the logout arrived (catalogue D02);
+//! an older token set never replaces a newer one (D03, [`keep_newer_tokens`]); a late write never
+//! brings back a session that was deleted (D04); every save and delete is announced to the
+//! session's open pages. A record that cannot be decoded counts as "no session"; a store that
+//! does not answer is [`AppError::StoreUnavailable`] (503), never a sign-out (E03).
 
 use crate::error::AppError;
-use crate::server::events::SessionEvents;
-use crate::server::redis_store::{RedisBackend, Saved, LOCK_TTL_MS};
+use crate::server::base::clock::{now_utc, unix_now};
+use crate::server::session::events::SessionEvents;
 use keycloak_bff_core::jwt::LogoutTarget;
 use keycloak_bff_core::refresh::{Backoff, TokenTimes};
 use keycloak_bff_core::KeycloakUser;
 use serde::{Deserialize, Serialize};
-use sqlx::SqlitePool;
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tower_sessions::session::{Id, Record};
-use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
+use tower_sessions::session_store::{self, SessionStore};
 use tower_sessions::{Expiry, Session};
-use tower_sessions_sqlx_store::SqliteStore;
 
+pub mod memory;
+pub mod redis;
+pub mod sqlite;
+
+pub use sqlite::open_sqlite;
+
+/// The key of the signed-in part ([`AuthSession`]) in a session record.
 pub const AUTH_KEY: &str = "auth";
 
-/// The configured session backend. The memory backend is this crate's own map, so that its
-/// expired records are swept like SQLite's (tower-sessions' `MemoryStore` never frees them).
-#[derive(Clone, Debug)]
-enum Backend {
-    Sqlite(SqliteStore, SqlitePool),
-    Memory(Arc<Mutex<HashMap<Id, Record>>>),
-    Redis(RedisBackend),
+/// How long an ended `sid` is remembered (longer than any Keycloak session lives).
+const ENDED_SID_TTL: i64 = 48 * 3600;
+
+/// How long a refresh lock of a shared store lives unless released (a holder that died
+/// mid-refresh loses it then).
+pub const LOCK_TTL_MS: i64 = 15_000;
+
+/// What a conditional save came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Saved {
+    /// Written (and indexed).
+    Done,
+    /// The record no longer exists (signed out, ended, expired): nothing was written.
+    Gone,
+    /// The stored token set is newer: merge and try again.
+    Stale,
 }
 
-/// Which app sessions belong to which Keycloak session (`sid`) and user (`sub`), kept up to date
-/// on every save and delete, so that back-channel logout finds them without scanning.
-#[derive(Clone, Debug, Default)]
-struct MemoryIndex {
-    sessions: HashMap<String, (Identity, i64)>,
-    logout_jtis: HashMap<String, i64>,
+/// Where session records, their `sid`/`sub` index and the back-channel logout guard live. One
+/// implementation per file; [`AuthStore`] holds the rules they share. Every method is one step
+/// that the backend makes atomic as far as it can (Redis: a Lua script).
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// Record `id` if it exists and has not expired at `now`.
+    async fn load(&self, id: &Id, now: i64) -> session_store::Result<Option<Record>>;
+    /// Writes a new record, moving it to a fresh id while its id is taken, and indexes it.
+    async fn create(&self, record: &mut Record, now: i64) -> session_store::Result<()>;
+    /// Writes `record` over the stored one only if that still exists and its token set is not
+    /// newer ([`token_rank`]), and indexes it.
+    async fn save(&self, record: &Record, now: i64) -> session_store::Result<Saved>;
+    /// Deletes record `id` and its index entries; whether it existed.
+    async fn delete(&self, id: &str) -> session_store::Result<bool>;
+    /// The ids of the sessions of Keycloak session `sid`, or else of user `sub`.
+    async fn sessions_of(
+        &self,
+        sid: Option<&str>,
+        sub: Option<&str>,
+    ) -> session_store::Result<Vec<String>>;
+    /// Remembers Keycloak session `sid` as ended until `until`.
+    async fn remember_ended(&self, sid: &str, until: i64, now: i64) -> session_store::Result<()>;
+    /// Whether Keycloak session `sid` was ended.
+    async fn is_ended(&self, sid: &str) -> session_store::Result<bool>;
+    /// Records a logout token's `jti` until `until`; false when it was used before (or the guard
+    /// is full).
+    async fn first_use_of_logout_token(
+        &self,
+        jti: &str,
+        until: i64,
+        now: i64,
+    ) -> session_store::Result<bool>;
+    /// Removes what expired by `now` (a backend whose entries expire by themselves does nothing).
+    async fn sweep(&self, now: i64) -> session_store::Result<()>;
+    /// How many session records it holds (expired ones not yet swept included).
+    async fn count(&self) -> session_store::Result<usize>;
+    /// Whether it answers now (the readiness probe).
+    async fn is_ready(&self) -> bool;
+
+    /// Whether several processes share it. Then it announces saves and deletes to every process
+    /// itself, and the refresh lock and back-off below live in it.
+    fn is_shared(&self) -> bool {
+        false
+    }
+    /// Takes session `id`'s refresh lock with `token`; false while another holder has it.
+    async fn try_lock(&self, _id: &str, _token: &str) -> session_store::Result<bool> {
+        Ok(true)
+    }
+    /// Releases session `id`'s refresh lock if `token` still holds it.
+    async fn unlock(&self, _id: &str, _token: &str) -> session_store::Result<()> {
+        Ok(())
+    }
+    /// Session `id`'s refresh back-off (JSON), if one is kept.
+    async fn backoff(&self, _id: &str) -> session_store::Result<Option<String>> {
+        Ok(None)
+    }
+    /// Keeps (or with `None` clears) session `id`'s refresh back-off for `ttl_secs`.
+    async fn set_backoff(
+        &self,
+        _id: &str,
+        _json: Option<&str>,
+        _ttl_secs: i64,
+    ) -> session_store::Result<()> {
+        Ok(())
+    }
 }
 
-/// The session store: the configured backend plus the `sid`/`sub` index, the Keycloak sessions
-/// ended by back-channel logout and the logout tokens already used. A session of an ended
-/// Keycloak session is never loaded or saved again, even by a request that was in flight when the
-/// logout arrived. With SQLite, the ended `sid`s and used logout tokens survive a restart.
+/// The session store: the configured [`Backend`] and the rules every backend shares.
 #[derive(Clone, Debug)]
 pub struct AuthStore {
-    backend: Backend,
-    memory_index: Arc<Mutex<MemoryIndex>>,
-    /// Ended `sid`s until when they matter; a cache of `kc_ended_sid` with SQLite.
-    ended_sids: Arc<Mutex<HashMap<String, i64>>>,
-    /// Announced on every save and delete of a session (with Redis, by every replica).
+    backend: Arc<dyn Backend>,
+    /// Announced on every save and delete of a session (with a shared backend, by every replica).
     events: SessionEvents,
-    /// SQLite only: recently used records ([`RecordCache`]).
-    cache: Arc<Mutex<RecordCache>>,
-}
-
-/// The SQLite backend's most recently used records, kept in this process (the only one that
-/// writes the file): reading a session for a page skips SQLite and the decoding of its record.
-/// Every save and delete writes through. A record read from SQLite is kept only if nothing was
-/// written meanwhile (`epoch`), so the cache never holds an older token set or a deleted session.
-#[derive(Debug, Default)]
-struct RecordCache {
-    records: HashMap<Id, Record>,
-    epoch: u64,
-}
-
-/// How many records the SQLite backend keeps in memory (about 10 KB each once decoded): the
-/// sessions in use right now. More would cost memory for sessions that are idle anyway.
-const CACHED_RECORDS: usize = 256;
-
-impl RecordCache {
-    fn get(&self, id: &Id, now: time::OffsetDateTime) -> Option<Record> {
-        self.records
-            .get(id)
-            .filter(|r| r.expiry_date > now)
-            .cloned()
-    }
-
-    fn keep(&mut self, record: &Record) {
-        if self.records.len() >= CACHED_RECORDS && !self.records.contains_key(&record.id) {
-            let now = time::OffsetDateTime::now_utc();
-            self.records.retain(|_, r| r.expiry_date > now);
-            if self.records.len() >= CACHED_RECORDS {
-                // Any one: the cache only saves reads.
-                if let Some(old) = self.records.keys().next().copied() {
-                    self.records.remove(&old);
-                }
-            }
-        }
-        self.records.insert(record.id, record.clone());
-    }
-
-    /// A write: `record` is the newest (or `None`: deleted), and reads in flight are stale.
-    fn wrote(&mut self, id: &Id, record: Option<&Record>) {
-        self.epoch = self.epoch.wrapping_add(1);
-        match record {
-            Some(record) => self.keep(record),
-            None => {
-                self.records.remove(id);
-            }
-        }
-    }
 }
 
 /// A session's refresh lock held across replicas; see [`AuthStore::lock_refresh`].
@@ -111,23 +134,8 @@ pub struct RefreshLock {
     token: String,
 }
 
-/// How long an ended `sid` is remembered (longer than any Keycloak session lives).
-const ENDED_SID_TTL: i64 = 48 * 3600;
-
-/// Beyond this many remembered logout tokens, new ones are refused rather than the memory grown
-/// without bound under a flood (only tokens Keycloak signed get this far).
-const MAX_LOGOUT_JTIS: usize = 100_000;
-
 fn store_error(e: impl std::fmt::Display) -> session_store::Error {
     session_store::Error::Backend(e.to_string())
-}
-
-fn unix(t: time::OffsetDateTime) -> i64 {
-    t.unix_timestamp()
-}
-
-fn now() -> i64 {
-    unix(time::OffsetDateTime::now_utc())
 }
 
 /// The Keycloak session (`sid`, if any) and user (`sub`) a session record belongs to.
@@ -151,11 +159,16 @@ fn token_rank(record: &Record) -> u64 {
     })
 }
 
+/// Whether `incoming` may be written over `stored`: its token set is not older.
+fn may_replace(incoming: &Record, stored: &Record) -> bool {
+    token_rank(stored) <= token_rank(incoming)
+}
+
 /// The record to write when `incoming` replaces `stored` (catalogue D03): a request that read the
 /// session before another one rotated its tokens must not put the spent tokens back. The newer
 /// token set (and its end) is kept; the rest of the incoming record is written as it is.
 fn keep_newer_tokens<'a>(incoming: &'a Record, stored: &Record) -> Cow<'a, Record> {
-    if token_rank(stored) <= token_rank(incoming) {
+    if may_replace(incoming, stored) {
         return Cow::Borrowed(incoming);
     }
     let mut merged = incoming.clone();
@@ -167,6 +180,13 @@ fn keep_newer_tokens<'a>(incoming: &'a Record, stored: &Record) -> Cow<'a, Recor
 }
 
 impl AuthStore {
+    fn with(backend: impl Backend + 'static, events: SessionEvents) -> Self {
+        Self {
+            backend: Arc::new(backend),
+            events,
+        }
+    }
+
     /// Opens (or creates) the SQLite file at `path` and brings its schema up to date.
     pub async fn sqlite_file(path: &std::path::Path) -> Result<Self, String> {
         Self::sqlite(open_sqlite(path).await?).await
@@ -175,40 +195,23 @@ impl AuthStore {
     /// Uses `pool`, bringing its schema up to date (`migrations/` of this crate: the sessions
     /// table of tower-sessions' SQLite store, the `sid`/`sub` index, the back-channel logout
     /// guard). The pool should hold only the sessions: its migrations table is this store's.
-    pub async fn sqlite(pool: SqlitePool) -> Result<Self, String> {
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(|e| format!("migration: {e}"))?;
-        let now = unix(time::OffsetDateTime::now_utc());
-        let ended: Vec<(String, i64)> =
-            sqlx::query_as("SELECT sid, until_at FROM kc_ended_sid WHERE until_at > ?")
-                .bind(now)
-                .fetch_all(&pool)
-                .await
-                .map_err(|e| format!("ended sessions: {e}"))?;
-        Ok(Self {
-            backend: Backend::Sqlite(SqliteStore::new(pool.clone()), pool),
-            memory_index: Arc::default(),
-            ended_sids: Arc::new(Mutex::new(ended.into_iter().collect())),
-            events: SessionEvents::default(),
-            cache: Arc::default(),
-        })
+    pub async fn sqlite(pool: sqlx::SqlitePool) -> Result<Self, String> {
+        let backend = sqlite::SqliteBackend::open(pool, unix_now()).await?;
+        Ok(Self::with(backend, SessionEvents::default()))
     }
 
     /// Sessions in Redis at `url`, shared with every replica; each command gives up after
     /// `timeout` (Redis down: "unavailable", never a hang).
     pub async fn redis(url: &str, timeout: std::time::Duration) -> Result<Self, String> {
-        let backend = RedisBackend::connect(url, timeout).await?;
+        let backend = redis::RedisBackend::connect(url, timeout).await?;
         let events = SessionEvents::default();
         backend.forward_events(events.clone()).await?;
-        Ok(Self {
-            backend: Backend::Redis(backend),
-            memory_index: Arc::default(),
-            ended_sids: Arc::default(),
-            events,
-            cache: Arc::default(),
-        })
+        Ok(Self::with(backend, events))
+    }
+
+    /// Sessions in this process's memory: gone at restart, swept like the others.
+    pub fn memory() -> Self {
+        Self::with(memory::MemoryBackend::default(), SessionEvents::default())
     }
 
     /// The signed-in part of session `id` as stored now (`None`: gone, or not signed in), read
@@ -229,26 +232,28 @@ impl AuthStore {
 
     /// Whether the store answers now (the readiness probe).
     pub async fn is_ready(&self) -> bool {
-        match &self.backend {
-            Backend::Redis(r) => r.ping().await,
-            Backend::Sqlite(_, pool) => sqlx::query("SELECT 1").execute(pool).await.is_ok(),
-            Backend::Memory(_) => true,
-        }
+        self.backend.is_ready().await
+    }
+
+    /// Whether the store is shared by several processes (Redis): then per-session bookkeeping
+    /// such as the refresh back-off lives in it too.
+    pub fn is_shared(&self) -> bool {
+        self.backend.is_shared()
     }
 
     /// Waits for the refresh lock of session `id` across every replica (Redis: a key with an
-    /// expiry, so that a holder that dies loses it after `LOCK_TTL_MS`). The other stores serve
-    /// one process, whose own lock suffices: `None` at once.
+    /// expiry, so that a holder that dies loses it after [`LOCK_TTL_MS`]). A store of one
+    /// process needs none beyond the process's own lock: `None` at once.
     pub async fn lock_refresh(&self, id: &str) -> session_store::Result<Option<RefreshLock>> {
-        let Backend::Redis(r) = &self.backend else {
+        if !self.backend.is_shared() {
             return Ok(None);
-        };
+        }
         let token = Id::default().to_string();
         // Longer than the lock lives: a holder that died is outlived, and its lock taken over.
         let wait = std::time::Duration::from_millis(LOCK_TTL_MS.unsigned_abs() + 5_000);
         let deadline = std::time::Instant::now() + wait;
         loop {
-            if r.try_lock(id, &token).await? {
+            if self.backend.try_lock(id, &token).await? {
                 return Ok(Some(RefreshLock {
                     id: id.to_owned(),
                     token,
@@ -261,18 +266,18 @@ impl AuthStore {
         }
     }
 
-    /// Whether the store is shared by several processes (Redis): then per-session bookkeeping
-    /// such as the refresh back-off lives in it too.
-    pub fn is_shared(&self) -> bool {
-        matches!(self.backend, Backend::Redis(_))
+    /// Releases a lock taken by [`AuthStore::lock_refresh`] (if it is still this holder's).
+    pub async fn unlock_refresh(&self, lock: RefreshLock) {
+        if let Err(e) = self.backend.unlock(&lock.id, &lock.token).await {
+            tracing::warn!(error = %e, "could not release a refresh lock; it expires by itself");
+        }
     }
 
     /// The refresh back-off of session `id` kept in a shared store.
     pub async fn backoff(&self, id: &str) -> session_store::Result<Backoff> {
-        let Backend::Redis(r) = &self.backend else {
-            return Ok(Backoff::default());
-        };
-        Ok(r.get_backoff(id)
+        Ok(self
+            .backend
+            .backoff(id)
             .await?
             .and_then(|json| serde_json::from_str(&json).ok())
             .unwrap_or_default())
@@ -287,108 +292,28 @@ impl AuthStore {
         now: i64,
         keep_secs: i64,
     ) -> session_store::Result<()> {
-        let Backend::Redis(r) = &self.backend else {
-            return Ok(());
-        };
         match value {
             Some(b) => {
                 let json = serde_json::to_string(&b).map_err(store_error)?;
                 let ttl = b.retry_at.saturating_sub(now).saturating_add(keep_secs);
-                r.set_backoff(id, Some(&json), ttl).await
+                self.backend.set_backoff(id, Some(&json), ttl).await
             }
-            None => r.set_backoff(id, None, 0).await,
-        }
-    }
-
-    /// Releases a lock taken by [`AuthStore::lock_refresh`] (if it is still this holder's).
-    pub async fn unlock_refresh(&self, lock: RefreshLock) {
-        if let Backend::Redis(r) = &self.backend {
-            if let Err(e) = r.unlock(&lock.id, &lock.token).await {
-                tracing::warn!(error = %e, "could not release a refresh lock; it expires by itself");
-            }
-        }
-    }
-
-    /// Sessions in this process's memory: gone at restart, swept like the others.
-    pub fn memory() -> Self {
-        Self {
-            backend: Backend::Memory(Arc::default()),
-            memory_index: Arc::default(),
-            ended_sids: Arc::default(),
-            events: SessionEvents::default(),
-            cache: Arc::default(),
+            None => self.backend.set_backoff(id, None, 0).await,
         }
     }
 
     async fn is_ended(&self, record: &Record) -> session_store::Result<bool> {
-        let Some((Some(sid), _)) = identity(record) else {
-            return Ok(false);
-        };
-        if let Backend::Redis(r) = &self.backend {
-            return r.is_ended(&sid).await;
+        match identity(record) {
+            Some((Some(sid), _)) => self.backend.is_ended(&sid).await,
+            _ => Ok(false),
         }
-        Ok(self
-            .ended_sids
-            .lock()
-            .map(|ended| ended.contains_key(&sid))
-            .unwrap_or(false))
     }
 
-    async fn index_record(&self, record: &Record) -> session_store::Result<()> {
-        let id = record.id.to_string();
-        match (&self.backend, identity(record)) {
-            (Backend::Sqlite(_, pool), Some((sid, sub))) => {
-                sqlx::query(
-                    "INSERT INTO kc_session_index (session_id, sid, sub, expires_at) VALUES (?, ?, ?, ?)
-                     ON CONFLICT(session_id) DO UPDATE SET sid = excluded.sid, sub = excluded.sub,
-                     expires_at = excluded.expires_at",
-                )
-                .bind(&id)
-                .bind(sid)
-                .bind(sub)
-                .bind(unix(record.expiry_date))
-                .execute(pool)
-                .await
-                .map_err(store_error)?;
-            }
-            (Backend::Sqlite(..), None) => self.unindex(&id).await?,
-            (Backend::Redis(r), Some((sid, sub))) => {
-                r.index(&id, sid.as_deref(), &sub, unix(record.expiry_date), now())
-                    .await?
-            }
-            // Index sets keep ids of sessions that went away until they expire; deleting an id
-            // that no longer exists does nothing.
-            (Backend::Redis(_), None) => {}
-            (Backend::Memory(_), identity) => {
-                let mut index = self.memory_index.lock().map_err(store_error)?;
-                match identity {
-                    Some(entry) => index.sessions.insert(id, (entry, unix(record.expiry_date))),
-                    None => index.sessions.remove(&id),
-                };
-            }
+    /// Tells this process's open pages of a change, unless the backend tells every process.
+    fn announce(&self, id: &str) {
+        if !self.backend.is_shared() {
+            self.events.announce(id);
         }
-        Ok(())
-    }
-
-    async fn unindex(&self, id: &str) -> session_store::Result<()> {
-        match &self.backend {
-            Backend::Sqlite(_, pool) => {
-                sqlx::query("DELETE FROM kc_session_index WHERE session_id = ?")
-                    .bind(id)
-                    .execute(pool)
-                    .await
-                    .map_err(store_error)?;
-            }
-            Backend::Memory(_) => {
-                self.memory_index
-                    .lock()
-                    .map_err(store_error)?
-                    .sessions
-                    .remove(id);
-            }
-            Backend::Redis(_) => {}
-        }
-        Ok(())
     }
 
     /// Records the use of a logout token's `jti` until `replay_until`; false when it was used
@@ -398,58 +323,9 @@ impl AuthStore {
         target: &LogoutTarget,
         now: i64,
     ) -> session_store::Result<bool> {
-        match &self.backend {
-            Backend::Sqlite(_, pool) => {
-                let inserted = sqlx::query(
-                    "INSERT INTO kc_logout_jti (jti, until_at) VALUES (?, ?)
-                     ON CONFLICT(jti) DO UPDATE SET until_at = excluded.until_at
-                     WHERE kc_logout_jti.until_at <= ?",
-                )
-                .bind(&target.jti)
-                .bind(target.replay_until)
-                .bind(now)
-                .execute(pool)
-                .await
-                .map_err(store_error)?;
-                Ok(inserted.rows_affected() == 1)
-            }
-            Backend::Redis(r) => r.first_use(&target.jti, target.replay_until, now).await,
-            Backend::Memory(_) => {
-                let mut index = self.memory_index.lock().map_err(store_error)?;
-                let seen = &mut index.logout_jtis;
-                seen.retain(|_, until| *until > now);
-                if seen.len() >= MAX_LOGOUT_JTIS {
-                    return Ok(false);
-                }
-                Ok(seen
-                    .insert(target.jti.clone(), target.replay_until)
-                    .is_none())
-            }
-        }
-    }
-
-    async fn remember_ended(&self, sid: &str, now: i64) -> session_store::Result<()> {
-        let until = now.saturating_add(ENDED_SID_TTL);
-        if let Backend::Redis(r) = &self.backend {
-            return r.remember_ended(sid, ENDED_SID_TTL).await;
-        }
-        {
-            let mut ended = self.ended_sids.lock().map_err(store_error)?;
-            ended.retain(|_, until| *until > now);
-            ended.insert(sid.to_owned(), until);
-        }
-        if let Backend::Sqlite(_, pool) = &self.backend {
-            sqlx::query(
-                "INSERT INTO kc_ended_sid (sid, until_at) VALUES (?, ?)
-                 ON CONFLICT(sid) DO UPDATE SET until_at = excluded.until_at",
-            )
-            .bind(sid)
-            .bind(until)
-            .execute(pool)
+        self.backend
+            .first_use_of_logout_token(&target.jti, target.replay_until, now)
             .await
-            .map_err(store_error)?;
-        }
-        Ok(())
     }
 
     /// Deletes every app session of the Keycloak session `sid`, or, without a `sid`, of the user
@@ -461,107 +337,30 @@ impl AuthStore {
         now: i64,
     ) -> session_store::Result<usize> {
         if let Some(sid) = sid {
-            self.remember_ended(sid, now).await?;
+            self.backend
+                .remember_ended(sid, now.saturating_add(ENDED_SID_TTL), now)
+                .await?;
         }
-        let ids: Vec<String> = match (&self.backend, sid, sub) {
-            (_, None, None) => Vec::new(),
-            (Backend::Sqlite(_, pool), Some(sid), _) => {
-                sqlx::query_scalar("SELECT session_id FROM kc_session_index WHERE sid = ?")
-                    .bind(sid)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(store_error)?
-            }
-            (Backend::Sqlite(_, pool), None, Some(sub)) => {
-                sqlx::query_scalar("SELECT session_id FROM kc_session_index WHERE sub = ?")
-                    .bind(sub)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(store_error)?
-            }
-            (Backend::Redis(r), sid, sub) => r.indexed(sid, sub).await?,
-            (Backend::Memory(_), sid, sub) => self
-                .memory_index
-                .lock()
-                .map_err(store_error)?
-                .sessions
-                .iter()
-                .filter(|(_, ((s, u), _))| match sid {
-                    Some(sid) => s.as_deref() == Some(sid),
-                    None => Some(u.as_str()) == sub,
-                })
-                .map(|(id, _)| id.clone())
-                .collect(),
-        };
         let mut deleted = 0;
-        for id in ids {
-            if let Backend::Redis(r) = &self.backend {
-                // The index sets may still name sessions that went away.
-                deleted += usize::from(r.delete(&id).await?);
-                continue;
-            }
-            if let Ok(parsed) = id.parse::<Id>() {
-                self.delete(&parsed).await?;
+        for id in self.backend.sessions_of(sid, sub).await? {
+            // The index may still name sessions that went away.
+            if self.backend.delete(&id).await? {
                 deleted += 1;
-            } else {
-                self.unindex(&id).await?;
+                self.announce(&id);
             }
         }
         Ok(deleted)
     }
 
-    /// Removes expired sessions, their index rows, and logout-guard entries that no longer
+    /// Removes expired sessions, their index entries, and logout-guard entries that no longer
     /// matter, once, whatever the backend.
     pub async fn sweep_once(&self, now: i64) -> session_store::Result<()> {
-        if let Ok(mut ended) = self.ended_sids.lock() {
-            ended.retain(|_, until| *until > now);
-        }
-        match &self.backend {
-            Backend::Sqlite(store, pool) => {
-                store.delete_expired().await?;
-                if let Ok(mut cache) = self.cache.lock() {
-                    cache.records.retain(|_, r| unix(r.expiry_date) > now);
-                }
-                for sql in [
-                    "DELETE FROM kc_session_index WHERE expires_at < ?",
-                    "DELETE FROM kc_logout_jti WHERE until_at <= ?",
-                    "DELETE FROM kc_ended_sid WHERE until_at <= ?",
-                ] {
-                    sqlx::query(sql)
-                        .bind(now)
-                        .execute(pool)
-                        .await
-                        .map_err(store_error)?;
-                }
-            }
-            Backend::Memory(records) => {
-                records
-                    .lock()
-                    .map_err(store_error)?
-                    .retain(|_, r| unix(r.expiry_date) > now);
-                let mut index = self.memory_index.lock().map_err(store_error)?;
-                index.sessions.retain(|_, (_, expires)| *expires > now);
-                index.logout_jtis.retain(|_, until| *until > now);
-            }
-            // Redis expires every key itself.
-            Backend::Redis(_) => {}
-        }
-        Ok(())
+        self.backend.sweep(now).await
     }
 
     /// How many session records the store holds (expired ones not yet swept included).
     pub async fn len(&self) -> session_store::Result<usize> {
-        match &self.backend {
-            Backend::Sqlite(_, pool) => {
-                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tower_sessions")
-                    .fetch_one(pool)
-                    .await
-                    .map_err(store_error)?;
-                Ok(usize::try_from(n).unwrap_or(0))
-            }
-            Backend::Memory(records) => Ok(records.lock().map_err(store_error)?.len()),
-            Backend::Redis(r) => r.len().await,
-        }
+        self.backend.count().await
     }
 
     /// Removes expired sessions every `period`.
@@ -571,49 +370,13 @@ impl AuthStore {
             let mut tick = tokio::time::interval(period);
             loop {
                 tick.tick().await;
-                let now = unix(time::OffsetDateTime::now_utc());
-                if let Err(e) = store.sweep_once(now).await {
+                if let Err(e) = store.sweep_once(unix_now()).await {
                     tracing::warn!(error = %e, "could not delete expired sessions");
                 }
                 // What a burst of requests freed goes back to the system.
-                crate::server::memory::release_free_memory();
+                crate::server::base::memory::release_free_memory();
             }
         });
-    }
-
-    async fn backend_load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        match &self.backend {
-            Backend::Sqlite(s, _) => {
-                let epoch = {
-                    let cache = self.cache.lock().map_err(store_error)?;
-                    if let Some(record) = cache.get(id, time::OffsetDateTime::now_utc()) {
-                        return Ok(Some(record));
-                    }
-                    cache.epoch
-                };
-                let record = s.load(id).await?;
-                if let Some(record) = &record {
-                    let mut cache = self.cache.lock().map_err(store_error)?;
-                    if cache.epoch == epoch {
-                        cache.keep(record);
-                    }
-                }
-                Ok(record)
-            }
-            Backend::Redis(r) => Ok(r
-                .load(id)
-                .await?
-                .filter(|r| r.expiry_date > time::OffsetDateTime::now_utc())),
-            Backend::Memory(records) => {
-                let now = time::OffsetDateTime::now_utc();
-                Ok(records
-                    .lock()
-                    .map_err(store_error)?
-                    .get(id)
-                    .filter(|r| r.expiry_date > now)
-                    .cloned())
-            }
-        }
     }
 }
 
@@ -623,79 +386,42 @@ impl SessionStore for AuthStore {
         if self.is_ended(record).await? {
             return Ok(());
         }
-        match &self.backend {
-            Backend::Sqlite(s, _) => {
-                s.create(record).await?;
-                self.cache
-                    .lock()
-                    .map_err(store_error)?
-                    .wrote(&record.id, Some(record));
-            }
-            Backend::Redis(r) => r.create(record, token_rank(record), now()).await?,
-            Backend::Memory(records) => {
-                let mut records = records.lock().map_err(store_error)?;
-                while records.contains_key(&record.id) {
-                    record.id = Id::default();
-                }
-                records.insert(record.id, record.clone());
-            }
-        }
-        self.index_record(record).await
+        self.backend.create(record, unix_now()).await
     }
 
     /// Writes over a record that still exists, never bringing back one that was deleted
     /// meanwhile (signed out, ended by back-channel logout, expired), and never replacing a newer
-    /// token set with an older one ([`keep_newer_tokens`]).
+    /// token set with an older one ([`keep_newer_tokens`]): a stale write is merged with what
+    /// another request (or replica) wrote, and tried again.
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         if self.is_ended(record).await? {
             return self.delete(&record.id).await;
         }
-        if let Backend::Redis(r) = &self.backend {
-            // Atomic in Redis: written only over a record that exists and whose token set is not
-            // newer; otherwise merged with what another replica wrote, and tried again.
-            let mut record = Cow::Borrowed(record);
-            for _ in 0..5 {
-                match r.save(&record, token_rank(&record), now()).await? {
-                    Saved::Done => return self.index_record(&record).await,
-                    Saved::Gone => return Ok(()),
-                    Saved::Stale => {
-                        let Some(stored) = r.load(&record.id).await? else {
-                            return Ok(());
-                        };
-                        record = Cow::Owned(keep_newer_tokens(&record, &stored).into_owned());
-                    }
+        let mut record = Cow::Borrowed(record);
+        for _ in 0..5 {
+            let now = unix_now();
+            match self.backend.save(&record, now).await? {
+                Saved::Done => {
+                    self.announce(&record.id.to_string());
+                    return Ok(());
+                }
+                Saved::Gone => {
+                    tracing::debug!("a late write to a session that is gone was dropped");
+                    return Ok(());
+                }
+                Saved::Stale => {
+                    let Some(stored) = self.backend.load(&record.id, now).await? else {
+                        return Ok(());
+                    };
+                    record = Cow::Owned(keep_newer_tokens(&record, &stored).into_owned());
                 }
             }
-            return Err(store_error("the session kept changing while being saved"));
         }
-        let Some(stored) = self.backend_load(&record.id).await? else {
-            tracing::debug!("a late write to a session that is gone was dropped");
-            return Ok(());
-        };
-        let record = keep_newer_tokens(record, &stored);
-        match &self.backend {
-            Backend::Sqlite(s, _) => {
-                s.save(&record).await?;
-                self.cache
-                    .lock()
-                    .map_err(store_error)?
-                    .wrote(&record.id, Some(&record));
-            }
-            Backend::Memory(records) => {
-                records
-                    .lock()
-                    .map_err(store_error)?
-                    .insert(record.id, record.as_ref().clone());
-            }
-            Backend::Redis(_) => {}
-        }
-        self.index_record(&record).await?;
-        self.events.announce(&record.id.to_string());
-        Ok(())
+        Err(store_error("the session kept changing while being saved"))
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        match self.backend_load(id).await? {
+        match self.backend.load(id, unix_now()).await? {
             Some(r) if self.is_ended(&r).await? => {
                 self.delete(id).await?;
                 Ok(None)
@@ -705,46 +431,16 @@ impl SessionStore for AuthStore {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        match &self.backend {
-            Backend::Sqlite(s, _) => {
-                // Out of the cache first, and again once gone from SQLite: a read in between
-                // does not keep what it read (the epoch moved).
-                self.cache.lock().map_err(store_error)?.wrote(id, None);
-                s.delete(id).await?;
-                self.cache.lock().map_err(store_error)?.wrote(id, None);
-            }
-            Backend::Memory(records) => {
-                records.lock().map_err(store_error)?.remove(id);
-            }
-            Backend::Redis(r) => {
-                // Announced to every replica by Redis.
-                r.delete(&id.to_string()).await?;
-            }
-        }
-        self.unindex(&id.to_string()).await?;
-        if !matches!(self.backend, Backend::Redis(_)) {
-            self.events.announce(&id.to_string());
-        }
+        let id = id.to_string();
+        self.backend.delete(&id).await?;
+        self.announce(&id);
         Ok(())
     }
 }
 
-/// Opens (or creates, with its folder) the SQLite file at `path`: WAL journal, a 5 s busy
-/// timeout, a few connections. For the session store, and for an app's own database.
-pub async fn open_sqlite(path: &std::path::Path) -> Result<SqlitePool, String> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-        .busy_timeout(std::time::Duration::from_secs(5));
-    sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(4)
-        .connect_with(options)
-        .await
-        .map_err(|e| format!("{}: {e}", path.display()))
+/// The expiry of `record` in Unix seconds.
+fn expires_at(record: &Record) -> i64 {
+    record.expiry_date.unix_timestamp()
 }
 
 /// A signed-in session as stored on the server. `Debug` shows no token.
@@ -809,24 +505,28 @@ pub async fn auth_session(session: &Session, now: i64) -> Result<Option<AuthSess
 /// lifetime) instead of the layer's default inactivity expiry for pre-login sessions.
 pub fn keep_session_end(session: &Session, auth: &AuthSession) {
     let end = time::OffsetDateTime::from_unix_timestamp(auth.user.session_expires_at)
-        .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+        .unwrap_or_else(|_| now_utc());
     session.set_expiry(Some(Expiry::AtDateTime(end)));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::redis_store::TestRedis;
+    use crate::server::session::store::redis::TestRedis;
     use serde_json::json;
+    use std::collections::HashMap;
     use time::OffsetDateTime;
 
-    async fn sqlite_store() -> AuthStore {
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+    async fn sqlite_pool() -> sqlx::SqlitePool {
+        sqlx::sqlite::SqlitePoolOptions::new()
             .max_connections(1)
             .connect("sqlite::memory:")
             .await
-            .expect("in-memory SQLite");
-        AuthStore::sqlite(pool).await.expect("store")
+            .expect("in-memory SQLite")
+    }
+
+    async fn sqlite_store() -> AuthStore {
+        AuthStore::sqlite(sqlite_pool().await).await.expect("store")
     }
 
     #[tokio::test]
@@ -875,7 +575,7 @@ mod tests {
         assert_eq!(deleted, 1, "the index survived the restart too");
     }
 
-    fn signed_in(sid: &str, sub: &str, expires_in: i64) -> Record {
+    pub(super) fn signed_in(sid: &str, sub: &str, expires_in: i64) -> Record {
         let mut data = HashMap::new();
         data.insert(
             AUTH_KEY.to_owned(),
@@ -958,7 +658,8 @@ mod tests {
 
     #[tokio::test]
     async fn expired_sessions_and_their_index_rows_are_swept() {
-        let store = sqlite_store().await;
+        let pool = sqlite_pool().await;
+        let store = AuthStore::sqlite(pool.clone()).await.expect("store");
         let mut old = signed_in("old", "alice", -10);
         let mut live = signed_in("live", "alice", 600);
         store.create(&mut old).await.expect("create");
@@ -967,11 +668,8 @@ mod tests {
             .sweep_once(OffsetDateTime::now_utc().unix_timestamp())
             .await
             .expect("sweep");
-        let Backend::Sqlite(_, pool) = &store.backend else {
-            panic!("sqlite backend");
-        };
         let rows: Vec<String> = sqlx::query_scalar("SELECT sid FROM kc_session_index")
-            .fetch_all(pool)
+            .fetch_all(&pool)
             .await
             .expect("index");
         assert_eq!(rows, vec!["live"]);
@@ -1028,28 +726,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_memory_store_frees_expired_records_when_swept() {
-        let store = AuthStore::memory();
-        for _ in 0..50 {
-            let mut r = signed_in("sid-m", "alice", -5);
-            r.data.insert("pre".into(), json!("x"));
-            store.create(&mut r).await.expect("create");
-        }
-        let mut live = signed_in("sid-l", "bob", 600);
-        store.create(&mut live).await.expect("create");
-        assert_eq!(store.len().await.expect("len"), 51);
-        store
-            .sweep_once(OffsetDateTime::now_utc().unix_timestamp())
-            .await
-            .expect("sweep");
-        assert_eq!(store.len().await.expect("len"), 1);
-        let Ok(index) = store.memory_index.lock() else {
-            panic!("index lock");
-        };
-        assert_eq!(index.sessions.len(), 1, "the index is swept too");
-    }
-
-    #[tokio::test]
     async fn used_logout_tokens_and_ended_sessions_are_remembered_across_a_restart() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sessions.sqlite3");
@@ -1071,7 +747,8 @@ mod tests {
                 .await
                 .expect("logout");
         }
-        let store = AuthStore::sqlite_file(&path).await.expect("reopened");
+        let pool = open_sqlite(&path).await.expect("reopened");
+        let store = AuthStore::sqlite(pool.clone()).await.expect("reopened");
         assert!(
             !store
                 .first_use_of_logout_token(&target, now)
@@ -1085,11 +762,8 @@ mod tests {
         assert!(store.load(&late.id).await.expect("load").is_none());
         // Once the token is too old to be accepted anyway, its id is forgotten.
         store.sweep_once(now + 601).await.expect("sweep");
-        let Backend::Sqlite(_, pool) = &store.backend else {
-            panic!("sqlite backend");
-        };
         let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kc_logout_jti")
-            .fetch_one(pool)
+            .fetch_one(&pool)
             .await
             .expect("count");
         assert_eq!(left, 0);

@@ -8,7 +8,7 @@
 //!   content's hash (`hash-files = true` in `[package.metadata.leptos]`): a new build has new
 //!   names, so a browser never asks twice for the same file; `no-cache` otherwise (asked again
 //!   every time, answered `304 Not Modified` when unchanged);
-//! - pages keep `no-store` ([`crate::server::middleware::security_headers`]).
+//! - pages keep `no-store` ([`crate::server::web::middleware::security_headers`]).
 //!
 //! Mount it with [`static_files`] before [`crate::server::KeycloakAuth::wrap`].
 

@@ -11,10 +11,10 @@
 //! never carries a token.
 
 use crate::error::AppError;
-use crate::server::auth::KeycloakAuth;
-use crate::server::events::Subscription;
-use crate::server::store::{auth_session, AuthSession};
-use crate::server::unix_now;
+use crate::server::base::clock::unix_now;
+use crate::server::session::events::Subscription;
+use crate::server::session::store::{auth_session, AuthSession};
+use crate::server::web::state::KeycloakAuth;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -174,9 +174,8 @@ pub async fn events(State(auth): State<KeycloakAuth>, session: Session) -> Respo
 }
 
 fn refused(error: &AppError, status: SessionStatus) -> Response {
-    let code = StatusCode::from_u16(error.status_code()).unwrap_or(StatusCode::UNAUTHORIZED);
     (
-        code,
+        error.http_status(),
         [(header::CACHE_CONTROL, "no-store")],
         axum::Json(status),
     )

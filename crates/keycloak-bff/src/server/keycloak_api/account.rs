@@ -1,0 +1,147 @@
+//! Calling another API as the signed-in user, from the server: [`AsUser`] holds the session's
+//! access token (refreshed first when it was due) and sends it as a bearer token; the token never
+//! leaves the server, never reaches a log, and is never handed to the caller. Duende BFF calls
+//! this token relay.
+//!
+//! Its first use is Keycloak's own Account REST API: the user's sessions, and ending one of
+//! them or all the others ([`AsUser::sessions`], [`AsUser::end_session`],
+//! [`AsUser::end_other_sessions`]). The HTTP face builds an [`AsUser`] for the current request
+//! (`crate::server::web::account`); this file knows nothing of requests.
+//! Catalogue: the token stays on the server (B01); errors name no token (B04).
+
+use crate::error::AppError;
+use crate::server::base::http_client::read_limited;
+use crate::server::oidc::client::Oidc;
+use keycloak_bff_core::account::{is_session_id, sessions_from_devices, AccountSession};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+/// Larger answers are refused.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// The signed-in user of the current request, ready to call APIs with their access token.
+pub struct AsUser {
+    http: reqwest::Client,
+    /// The realm's URL as this server calls it (`<issuer>`, `internal_url` applied).
+    realm: Url,
+    token: SecretString,
+    /// Keycloak's session id of this browser (`sid`).
+    sid: Option<String>,
+}
+
+impl std::fmt::Debug for AsUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsUser").finish_non_exhaustive()
+    }
+}
+
+impl AsUser {
+    /// The user whose access token is `token` (of Keycloak session `sid`), calling with the OIDC
+    /// client's HTTP client. The HTTP face makes one per request from the session.
+    pub(crate) fn new(oidc: &Oidc, token: String, sid: Option<String>) -> Result<Self, AppError> {
+        let realm = oidc.realm_url("").map_err(|_| AppError::Internal)?;
+        Ok(AsUser {
+            http: oidc.http().clone(),
+            realm,
+            token: SecretString::from(token),
+            sid,
+        })
+    }
+
+    /// Keycloak's session id of this browser.
+    pub fn keycloak_session(&self) -> Option<&str> {
+        self.sid.as_deref()
+    }
+
+    /// Sends `method url` with the user's bearer token and `Accept: application/json`; the
+    /// answer's status and body (at most 1 MiB). Unreachable: [`AppError::Upstream`].
+    pub async fn send(&self, method: Method, url: Url) -> Result<(StatusCode, Vec<u8>), AppError> {
+        let host = url.host_str().unwrap_or("?").to_owned();
+        let response = self
+            .http
+            .request(method, url)
+            .bearer_auth(self.token.expose_secret())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, %host, "a call as the user failed");
+                AppError::Upstream(format!("{host} could not be reached"))
+            })?;
+        let status = response.status();
+        let body = read_limited(response, MAX_BODY)
+            .await
+            .map_err(AppError::Upstream)?;
+        Ok((status, body))
+    }
+
+    /// `GET url` as the user, read as JSON; any answer but 2xx is an error that says so.
+    pub async fn get_json(&self, url: Url) -> Result<serde_json::Value, AppError> {
+        let (status, body) = self.send(Method::GET, url).await?;
+        ensure_success(status)?;
+        serde_json::from_slice(&body)
+            .map_err(|_| AppError::Upstream("the answer was not JSON".into()))
+    }
+}
+
+/// 2xx passes; 401 and 403 mean the user's token is not enough there; the rest is the service's.
+fn ensure_success(status: StatusCode) -> Result<(), AppError> {
+    match status {
+        s if s.is_success() => Ok(()),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            tracing::warn!(%status, "a call as the user was refused");
+            Err(AppError::Upstream(format!(
+                "access refused ({status}); the account may lack the role it needs"
+            )))
+        }
+        StatusCode::NOT_FOUND => Err(AppError::NotFound),
+        s => Err(AppError::Upstream(format!("answered {s}"))),
+    }
+}
+
+impl AsUser {
+    /// `<issuer>/account<path>`, as this server calls it.
+    fn account_url(&self, path: &str) -> Result<Url, AppError> {
+        Url::parse(&format!(
+            "{}/account{path}",
+            self.realm.as_str().trim_end_matches('/')
+        ))
+        .map_err(|_| AppError::Internal)
+    }
+
+    /// The user's Keycloak sessions (every browser signed in to the realm), the current one
+    /// first, read from Keycloak's Account REST API as the user.
+    pub async fn sessions(&self) -> Result<Vec<AccountSession>, AppError> {
+        let url = self.account_url("/sessions/devices")?;
+        Ok(sessions_from_devices(&self.get_json(url).await?))
+    }
+
+    /// Ends one of the user's other Keycloak sessions (Keycloak then tells every app of it, this
+    /// one included, through back-channel logout). The current session is ended by signing out.
+    pub async fn end_session(&self, id: &str) -> Result<(), AppError> {
+        if !is_session_id(id) {
+            return Err(AppError::BadRequest("not a session id".into()));
+        }
+        if self.keycloak_session() == Some(id) {
+            return Err(AppError::BadRequest(
+                "this is the session you are using: sign out instead".into(),
+            ));
+        }
+        let url = self.account_url(&format!("/sessions/{id}"))?;
+        let (status, _) = self.send(Method::DELETE, url).await?;
+        ensure_success(status)?;
+        tracing::info!("a user ended one of their other sessions");
+        Ok(())
+    }
+
+    /// Ends every Keycloak session of the user but the current one.
+    pub async fn end_other_sessions(&self) -> Result<(), AppError> {
+        let mut url = self.account_url("/sessions")?;
+        url.query_pairs_mut().append_pair("current", "false");
+        let (status, _) = self.send(Method::DELETE, url).await?;
+        ensure_success(status)?;
+        tracing::info!("a user ended all their other sessions");
+        Ok(())
+    }
+}

@@ -1,0 +1,8 @@
+//! The OpenID Connect wing: talking to Keycloak as a relying party. Discovery, the authorization
+//! request, the code exchange and token validation ([`client`]), the signing keys ([`keys`]), and
+//! the single-flight refresh across replicas ([`refresh`]). Imports [`crate::server::base`] and
+//! [`crate::server::session`] only.
+
+pub mod client;
+pub mod keys;
+pub mod refresh;

@@ -1,0 +1,46 @@
+//! The request's side of calling APIs as the user: [`AsUser::current`] makes an
+//! [`AsUser`](crate::server::keycloak_api::account::AsUser) for the signed-in user of the current
+//! server function or page (tokens refreshed first when due), and the three calls of "My sessions"
+//! set the HTTP status of their errors on the response.
+//! Catalogue: a signed-out caller gets 401 (A02), never a call to Keycloak.
+
+use crate::error::AppError;
+use crate::server::base::clock::unix_now;
+use crate::server::keycloak_api::account::AsUser;
+use crate::server::web::guard::{fail, request_session, use_keycloak_auth};
+use keycloak_bff_core::account::AccountSession;
+
+impl AsUser {
+    /// The user of the current request (a server function or a page), the tokens refreshed
+    /// first when they expire within the margin. Signed out: [`AppError::NotSignedIn`].
+    pub async fn current() -> Result<Self, AppError> {
+        let auth = use_keycloak_auth()?;
+        let session = request_session()?;
+        let signed_in = auth
+            .fresh_auth(&session, unix_now())
+            .await
+            .map_err(fail)?
+            .ok_or_else(|| fail(AppError::NotSignedIn))?;
+        AsUser::new(auth.oidc(), signed_in.access_token, signed_in.sid).map_err(fail)
+    }
+}
+
+/// The signed-in user's Keycloak sessions, the current one first ([`AsUser::sessions`]).
+pub async fn my_sessions() -> Result<Vec<AccountSession>, AppError> {
+    AsUser::current().await?.sessions().await.map_err(fail)
+}
+
+/// Ends one of the user's other Keycloak sessions ([`AsUser::end_session`]).
+pub async fn end_my_session(id: &str) -> Result<(), AppError> {
+    AsUser::current().await?.end_session(id).await.map_err(fail)
+}
+
+/// Ends every Keycloak session of the user but the current one
+/// ([`AsUser::end_other_sessions`]).
+pub async fn end_my_other_sessions() -> Result<(), AppError> {
+    AsUser::current()
+        .await?
+        .end_other_sessions()
+        .await
+        .map_err(fail)
+}
