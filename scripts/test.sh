@@ -106,21 +106,27 @@ LEPTOS_OUTPUT_NAME=kc-leptos LEPTOS_SITE_ROOT="$site_root" LEPTOS_SITE_PKG_DIR=p
 brief_pid=$!
 wait_for 3004 "$brief_pid" "$LOG_DIR/brief.log"
 
-say "browser tests (Playwright, Chromium; the pictures of the README go to target/screenshots/)"
 # The realm demo-brief's tests (project brief, on :3004) mostly wait on Keycloak's clocks: they run
 # as a second process beside the rest (project main); the two realms share no user.
-(cd end2end && npx playwright test --project=brief) >"$LOG_DIR/playwright-brief.log" 2>&1 &
-brief_tests=$!
-main_rc=0
-(cd end2end && npx playwright test --project=main) || main_rc=$?
-brief_rc=0
-wait "$brief_tests" || brief_rc=$?
-say "browser tests of the realm demo-brief (project brief, run beside the others)"
-cat "$LOG_DIR/playwright-brief.log"
-if [ "$main_rc" -ne 0 ] || [ "$brief_rc" -ne 0 ]; then
-  echo "browser tests failed (main: exit $main_rc, brief: exit $brief_rc)" >&2
-  exit 1
-fi
+browser_tests() {
+  (cd end2end && npx playwright test --project=brief) >"$LOG_DIR/playwright-brief.log" 2>&1 &
+  local brief_tests=$! main_rc=0 brief_rc=0
+  (cd end2end && npx playwright test --project=main) || main_rc=$?
+  wait "$brief_tests" || brief_rc=$?
+  say "browser tests of the realm demo-brief (project brief, run beside the others)"
+  cat "$LOG_DIR/playwright-brief.log"
+  if [ "$main_rc" -ne 0 ] || [ "$brief_rc" -ne 0 ]; then
+    echo "browser tests failed (main: exit $main_rc, brief: exit $brief_rc)" >&2
+    return 1
+  fi
+}
+# KC_BROWSER_RUNS=5 runs the single-process browser suite five times in a row (hunting flaky
+# tests); the default is once.
+runs="${KC_BROWSER_RUNS:-1}"
+for run in $(seq 1 "$runs"); do
+  say "browser tests, run $run of $runs (Playwright, Chromium; the README's pictures go to target/screenshots/)"
+  browser_tests
+done
 
 say "the same browser tests against the cluster: two replicas on Redis behind nginx"
 kill -TERM "$app_pid" 2>/dev/null || true
