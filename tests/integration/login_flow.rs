@@ -403,3 +403,40 @@ async fn public_pages_are_served_signed_out_and_never_cached() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// The session cookie's lifetime attributes as the callback set them.
+async fn session_cookie_of_a_sign_in(app: &TestApp) -> String {
+    let r = app.login_as("alice", "/").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    set_cookies(&r)
+        .into_iter()
+        .find(|c| c.starts_with("kc_leptos_session="))
+        .expect("the callback sets the session cookie")
+}
+
+#[tokio::test]
+async fn the_session_cookie_lasts_until_the_browser_closes_unless_a_persistent_one_is_asked_for() {
+    let app = spawn_app().await;
+    let cookie = session_cookie_of_a_sign_in(&app).await.to_ascii_lowercase();
+    assert!(
+        !cookie.contains("max-age") && !cookie.contains("expires"),
+        "a browser-session cookie by default: {cookie}"
+    );
+    // The server-side session still ends with Keycloak's, and signing out still removes it.
+    assert_eq!(app.current_user().await["username"], "alice", "signed in");
+    let out = app.post("/auth/logout", Some(PUBLIC_ORIGIN)).await;
+    let removal = set_cookies(&out)
+        .into_iter()
+        .find(|c| c.starts_with("kc_leptos_session="))
+        .unwrap_or_default();
+    assert!(removal.contains("Max-Age=0"), "{removal}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let persistent =
+        spawn_app_in(dir, browser(), &[("APP_SESSION_PERSISTENT_COOKIE", "true")]).await;
+    let cookie = session_cookie_of_a_sign_in(&persistent).await;
+    assert!(
+        cookie.contains("Max-Age=") || cookie.contains("Expires="),
+        "session.persistent_cookie keeps it past the browser: {cookie}"
+    );
+}

@@ -37,6 +37,53 @@ fn is_nonce(n: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"+/=-_".contains(&b))
 }
 
+/// `Cross-Origin-Opener-Policy` of every page: a window another site opens (or that opens this
+/// app) gets no handle on it (cross-window attacks, XS-Leaks). Sign-in is a full-page navigation,
+/// so nothing of the app needs an opener.
+pub const OPENER_POLICY: &str = "same-origin";
+
+/// `Permissions-Policy` of every page: the powerful browser features an app behind Keycloak does
+/// not use are off, for the app and anything it embeds. (Passkeys are used on Keycloak's own
+/// pages, another origin, which this does not touch.)
+pub const PERMISSIONS_POLICY: &str = "camera=(), microphone=(), geolocation=(), payment=(), usb=()";
+
+/// The sources of a policy's `script-src` directive (or `default-src` without one), as written.
+pub fn script_sources(policy: &str) -> Vec<&str> {
+    let directive = |name: &str| {
+        policy
+            .split(';')
+            .map(str::trim)
+            .find(|d| d.split_whitespace().next() == Some(name))
+            .map(|d| d.split_whitespace().skip(1).collect::<Vec<_>>())
+    };
+    directive("script-src")
+        .or_else(|| directive("default-src"))
+        .unwrap_or_default()
+}
+
+/// The sources in a policy's `script-src` that would let an injected script run: inline or
+/// `eval`'d code, any host, `data:` or `blob:` URLs, any URL of a scheme. A sound page policy has
+/// none (catalogue G04).
+pub fn unsafe_script_sources(policy: &str) -> Vec<&str> {
+    script_sources(policy)
+        .into_iter()
+        .filter(|s| {
+            matches!(
+                s.to_ascii_lowercase().as_str(),
+                "'unsafe-inline'"
+                    | "'unsafe-eval'"
+                    | "'unsafe-hashes'"
+                    | "*"
+                    | "data:"
+                    | "blob:"
+                    | "http:"
+                    | "https:"
+                    | "filesystem:"
+            ) || s.starts_with("*.")
+        })
+        .collect()
+}
+
 /// `Strict-Transport-Security` for an https public URL (two years; subdomains are the
 /// operator's to decide), none for plain http.
 pub fn hsts(public_url_is_https: bool) -> Option<&'static str> {
@@ -57,11 +104,36 @@ mod tests {
     #[test]
     fn a_page_allows_its_own_nonce_and_no_other_inline_script() {
         let p = policy(Some("abc123"), "https://sso.example", None);
-        assert!(p.contains("script-src 'self' 'nonce-abc123' 'wasm-unsafe-eval';"));
-        assert!(!p.contains("unsafe-inline'; img") || !p.contains("script-src 'unsafe-inline'"));
+        assert_eq!(
+            script_sources(&p),
+            ["'self'", "'nonce-abc123'", "'wasm-unsafe-eval'"]
+        );
+        assert_eq!(unsafe_script_sources(&p), Vec::<&str>::new());
+        assert_eq!(
+            unsafe_script_sources(&policy(None, "https://sso.example", None)),
+            Vec::<&str>::new()
+        );
         assert!(p.starts_with("default-src 'self';"));
         assert!(p.ends_with("form-action 'self' https://sso.example"));
         assert!(p.contains("frame-ancestors 'none'") && p.contains("object-src 'none'"));
+    }
+
+    #[test]
+    fn the_script_check_finds_every_way_an_injected_script_could_run() {
+        for weak in [
+            "default-src 'self'; script-src 'self' 'unsafe-inline'",
+            "script-src 'self' 'unsafe-eval'",
+            "script-src *",
+            "script-src 'self' data:",
+            "script-src https:",
+            "script-src *.example.com",
+            "default-src 'self' 'unsafe-inline'",
+        ] {
+            assert!(!unsafe_script_sources(weak).is_empty(), "{weak}");
+        }
+        // 'unsafe-inline' for styles is not a script source.
+        let styles = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'";
+        assert!(unsafe_script_sources(styles).is_empty());
     }
 
     #[test]

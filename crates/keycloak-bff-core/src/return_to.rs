@@ -8,6 +8,12 @@ use serde::{Deserialize, Serialize};
 /// The longest return path kept; anything longer falls back to `/`.
 const MAX_LEN: usize = 2048;
 
+/// The longest return path a started sign-in keeps in its sealed cookie. A browser may hold
+/// several started sign-ins at once (five by default) and sends them all in one `Cookie` header:
+/// at this length they stay well under the 8 KB per header line that proxies allow by default
+/// (nginx's `large_client_header_buffers`), where 2 KB paths would exceed it.
+pub const MAX_PENDING_LEN: usize = 512;
+
 /// A same-origin relative path (`/profile?tab=1`) to come back to after sign-in.
 ///
 /// Refused, and replaced by `/`: anything not starting with exactly one `/` (`//evil.example`,
@@ -35,6 +41,18 @@ impl ReturnTo {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// This path as a started sign-in keeps it ([`MAX_PENDING_LEN`]): the path as it is when it
+    /// is short enough, else the path without its query, else the home page.
+    pub fn for_pending_login(&self) -> ReturnTo {
+        if self.0.len() <= MAX_PENDING_LEN {
+            return self.clone();
+        }
+        match self.0.split_once('?') {
+            Some((path, _)) if path.len() <= MAX_PENDING_LEN => ReturnTo::new(Some(path)),
+            _ => ReturnTo::home(),
+        }
     }
 
     /// The sign-in link (`login_path?return_to=…`) that comes back here.
@@ -197,5 +215,23 @@ mod tests {
     fn overlong_return_paths_fall_back_to_the_home_page() {
         let long = format!("/{}", "a".repeat(MAX_LEN));
         assert_eq!(sanitize(Some(&long)), "/");
+    }
+
+    #[test]
+    fn a_started_sign_in_keeps_a_short_return_path_and_drops_a_long_query_or_path() {
+        let short = ReturnTo::new(Some("/notes?page=2"));
+        assert_eq!(short.for_pending_login(), short);
+        let query = format!("/notes?q={}", "a".repeat(MAX_PENDING_LEN));
+        assert_eq!(
+            ReturnTo::new(Some(&query)).for_pending_login().as_str(),
+            "/notes"
+        );
+        let path = format!("/{}", "a".repeat(MAX_PENDING_LEN + 1));
+        assert_eq!(ReturnTo::new(Some(&path)).for_pending_login().as_str(), "/");
+        let edge = format!("/{}", "a".repeat(MAX_PENDING_LEN - 1));
+        assert_eq!(
+            ReturnTo::new(Some(&edge)).for_pending_login().as_str(),
+            edge
+        );
     }
 }

@@ -48,6 +48,7 @@ impl KeycloakUser {
     }
 
     /// The user's groups that are the group at `path` or, with `include_subgroups`, below it.
+    /// An empty path (`""`, `"/"`) names no group: it matches nothing, never every group.
     pub fn groups_within<'a>(
         &'a self,
         path: &'a str,
@@ -55,11 +56,12 @@ impl KeycloakUser {
     ) -> impl Iterator<Item = &'a String> + 'a {
         let path = path.trim_end_matches('/');
         self.groups.iter().filter(move |g| {
-            g.as_str() == path
-                || (include_subgroups
-                    && g.len() > path.len()
-                    && g.starts_with(path)
-                    && g.as_bytes().get(path.len()) == Some(&b'/'))
+            !path.is_empty()
+                && (g.as_str() == path
+                    || (include_subgroups
+                        && g.len() > path.len()
+                        && g.starts_with(path)
+                        && g.as_bytes().get(path.len()) == Some(&b'/')))
         })
     }
 }
@@ -178,6 +180,16 @@ mod tests {
     fn a_client_role_does_not_satisfy_a_realm_role_of_the_same_name() {
         let u = user(&[], &["admin"], &[]);
         assert_eq!(Rule::realm_role("admin").check(Some(&u)), Access::Forbidden);
+    }
+
+    #[test]
+    fn a_group_rule_with_an_empty_path_allows_no_one() {
+        let u = user(&[], &[], &["/staff", "/staff/editors", "/other"]);
+        for path in ["", "/", "//"] {
+            assert!(!Rule::group(path, true).allows(Some(&u)), "{path:?}");
+            assert!(!Rule::group(path, false).allows(Some(&u)), "{path:?}");
+            assert_eq!(u.groups_within(path, true).count(), 0, "{path:?}");
+        }
     }
 
     #[test]

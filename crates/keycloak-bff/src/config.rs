@@ -22,6 +22,15 @@ pub struct UiConfig {
     /// (`auth_time`). Default 300.
     #[serde(default = "default_step_up_max_age")]
     pub step_up_max_age_secs: i64,
+    /// How far the browser's clock may differ when it checks a recent sign-in before asking the
+    /// server: the server's own leeway (`keycloak.leeway_secs`), so both sides agree. The server
+    /// decides for the data either way. Default 30.
+    #[serde(default = "default_clock_leeway")]
+    pub clock_leeway_secs: i64,
+}
+
+fn default_clock_leeway() -> i64 {
+    30
 }
 
 fn default_step_up_max_age() -> i64 {
@@ -39,6 +48,7 @@ impl Default for UiConfig {
             channel: "keycloak-bff-session".to_owned(),
             expiry_warning_secs: default_expiry_warning(),
             step_up_max_age_secs: default_step_up_max_age(),
+            clock_leeway_secs: default_clock_leeway(),
         }
     }
 }

@@ -93,7 +93,8 @@ pub fn Protected(
     #[prop(optional)] step_up: bool,
     children: ChildrenFn,
 ) -> impl IntoView {
-    let max_age = use_ui_config().step_up_max_age_secs;
+    let config = use_ui_config();
+    let (max_age, leeway) = (config.step_up_max_age_secs, config.clock_leeway_secs);
     view! {
         <WithUser
             fallback=|| view! { <p class="muted">"Checking your access…"</p> }
@@ -103,9 +104,9 @@ pub fn Protected(
                     Access::Allowed
                         if step_up
                             && !u.as_ref().is_some_and(|u| {
-                                // The browser's clock may differ a little: the same leeway as
-                                // the server's default. The server decides for the data.
-                                signed_in_recently(u, now_secs(), max_age, 30)
+                                // The browser's clock may differ a little: the server's own
+                                // leeway. The server decides for the data.
+                                signed_in_recently(u, now_secs(), max_age, leeway)
                             }) =>
                     {
                         let here = current_path();

@@ -4,7 +4,9 @@
 //! This library owns three sections: `[auth]` (how the app presents sign-in), `[keycloak]` (the
 //! realm and this client) and `[session]` (the session store and its timing). The app may add its
 //! own `[app]` section, read into a type of its choice ([`Settings::app`]). Unknown keys and
-//! sections, in the file or in `APP_*` variables, are rejected with a message naming them. An
+//! sections in the file, and unknown keys in `APP_<SECTION>_*` variables of a known section, are
+//! rejected with a message naming them; other `APP_*` variables belong to other programs
+//! (Kubernetes' service links, a platform's `APP_ENV`) and are ignored. An
 //! environment value is read as the type the setting has (a number, a flag, a list or text),
 //! never guessed from how the value looks: an all-digit client secret stays text. The client
 //! secret is read only from `APP_KEYCLOAK_CLIENT_SECRET` or from the file named by
@@ -145,6 +147,7 @@ struct SessionSection {
     refresh_margin_secs: u64,
     expiry_warning_secs: u64,
     frontchannel_logout: bool,
+    persistent_cookie: bool,
     #[serde(skip_serializing)]
     secret: Option<SecretString>,
 }
@@ -161,6 +164,7 @@ impl Default for SessionSection {
             refresh_margin_secs: 30,
             expiry_warning_secs: 120,
             frontchannel_logout: false,
+            persistent_cookie: false,
             secret: None,
         }
     }
@@ -290,6 +294,11 @@ pub struct SessionSettings {
     /// Serve `<prefix>/frontchannel-logout`, for realms whose Keycloak cannot reach the app's
     /// back channel. Off by default: back-channel logout is the reliable one.
     pub frontchannel_logout: bool,
+    /// Whether the session cookie outlives the browser (`Max-Age` at the end of Keycloak's
+    /// session). Off by default: the cookie is a browser-session cookie, gone when the browser
+    /// closes (a shared computer, a kiosk), while the server-side session still ends with
+    /// Keycloak's. Turning it on weakens that: a closed browser stays signed in.
+    pub persistent_cookie: bool,
     /// The key that encrypts a browser's pending sign-ins (state, nonce, PKCE verifier) in
     /// cookies of their own, so that starting a sign-in writes nothing on the server. Set it
     /// (`APP_SESSION_SECRET`, at least 32 bytes) when several replicas serve the app or pending
@@ -370,7 +379,7 @@ fn validate(
         public_url,
         brand: a.brand.clone(),
         metrics_addr: metrics_addr(a.metrics_addr.as_deref())?,
-        ui: ui_config(&a, &s)?,
+        ui: ui_config(&a, &s, k.leeway_secs.min(300) as i64)?,
         silent_sso: a.silent_sso,
         keycloak: keycloak_settings(k)?,
         session: session_settings(s)?,
@@ -402,7 +411,11 @@ fn metrics_addr(text: Option<&str>) -> Result<Option<std::net::SocketAddr>, Sett
 
 /// What the browser side needs: the route prefix (a path of plain segments), the tabs' channel,
 /// the expiry warning and the step-up window.
-fn ui_config(a: &AuthSection, s: &SessionSection) -> Result<UiConfig, SettingsError> {
+fn ui_config(
+    a: &AuthSection,
+    s: &SessionSection,
+    clock_leeway_secs: i64,
+) -> Result<UiConfig, SettingsError> {
     let route_prefix = a.route_prefix.trim_end_matches('/').to_owned();
     let prefix_ok = route_prefix.starts_with('/')
         && route_prefix.len() > 1
@@ -426,6 +439,7 @@ fn ui_config(a: &AuthSection, s: &SessionSection) -> Result<UiConfig, SettingsEr
         channel: a.channel.clone(),
         expiry_warning_secs: s.expiry_warning_secs.min(86_400) as i64,
         step_up_max_age_secs: a.step_up_max_age_secs.clamp(10, 86_400) as i64,
+        clock_leeway_secs,
     })
 }
 
@@ -550,6 +564,7 @@ fn session_settings(s: SessionSection) -> Result<SessionSettings, SettingsError>
         max_pending_logins: s.max_pending_logins.clamp(1, 20) as usize,
         refresh_margin_secs: s.refresh_margin_secs.min(3600) as i64,
         frontchannel_logout: s.frontchannel_logout,
+        persistent_cookie: s.persistent_cookie,
         secret,
     })
 }
@@ -679,9 +694,12 @@ fn overlay_env(
                 .and_then(|k| k.strip_prefix('_'))
                 .map(|k| (s.clone(), k.to_owned()))
         }) else {
-            return Err(invalid(format!(
-                "unknown setting variable {name}: expected APP_APP_*, APP_AUTH_*, APP_KEYCLOAK_* or APP_SESSION_*"
-            )));
+            // Not a section of these settings: another program's variable. Kubernetes sets
+            // APP_SERVICE_HOST, APP_PORT and APP_PORT_3000_TCP* in every pod of a namespace with
+            // a Service named `app`; platforms set APP_ENV and APP_URL. Refusing them would stop
+            // the app for something it never reads (a typo inside a section still stops it).
+            tracing::debug!(variable = %name, "not a setting (no such section); ignored");
+            continue;
         };
         let like = schema
             .get(&section)
@@ -875,10 +893,45 @@ mod tests {
             FILE,
             &[
                 ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
-                ("APP_SESSIONS_STORE", "memory"),
+                ("APP_KEYCLOAK_CLIENT_IDD", "demo-app"),
             ],
         );
-        assert!(e.contains("APP_SESSIONS_STORE"), "{e}");
+        assert!(e.contains("client_idd"), "{e}");
+    }
+
+    #[test]
+    fn the_browser_checks_a_recent_sign_in_with_the_servers_own_leeway() {
+        let s = parse(
+            FILE,
+            &env(&[
+                ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+                ("APP_KEYCLOAK_LEEWAY_SECS", "5"),
+            ]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.auth.ui.clock_leeway_secs, 5);
+        assert_eq!(s.auth.keycloak.leeway_secs, 5);
+    }
+
+    #[test]
+    fn variables_other_programs_set_under_app_are_not_settings_and_are_ignored() {
+        // What Kubernetes injects for a Service named `app`, and what platforms set.
+        let s = parse(
+            FILE,
+            &env(&[
+                ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+                ("APP_SERVICE_HOST", "10.0.0.12"),
+                ("APP_SERVICE_PORT", "3000"),
+                ("APP_PORT", "tcp://10.0.0.12:3000"),
+                ("APP_PORT_3000_TCP", "tcp://10.0.0.12:3000"),
+                ("APP_PORT_3000_TCP_ADDR", "10.0.0.12"),
+                ("APP_PORT_3000_TCP_PROTO", "tcp"),
+                ("APP_ENV", "production"),
+                ("APP_URL", "https://app.example.com"),
+            ]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.auth.keycloak.client_id, "demo-app");
     }
 
     #[test]

@@ -91,7 +91,13 @@ impl LoginCookies {
             .into_iter()
             .filter_map(|old| self.removal(old))
             .collect();
-        let plain = serde_json::to_string(login).ok()?;
+        // Every started sign-in of the browser travels in each request's Cookie header: keep
+        // its return path short (catalogue A08; a proxy refuses header lines over 8 KB).
+        let bounded = PendingLogin {
+            return_to: login.return_to.for_pending_login(),
+            ..login.clone()
+        };
+        let plain = serde_json::to_string(&bounded).ok()?;
         let mut jar = CookieJar::new();
         jar.private_mut(&self.key).add(
             Cookie::build((name.clone(), plain))
@@ -202,6 +208,33 @@ mod tests {
         );
         let removal = removal.expect("removed");
         assert!(removal.to_str().unwrap_or_default().contains("Max-Age=0"));
+    }
+
+    #[test]
+    fn the_most_started_sign_ins_a_browser_keeps_fit_in_a_proxys_header_line() {
+        let c = cookies();
+        let mut headers = HeaderMap::new();
+        let mut kept: Vec<HeaderValue> = Vec::new();
+        for i in 0..c.max {
+            let state = format!("{STATE}{i:02}");
+            let values = c.start(&headers, &login(&state, 100 + i as i64), 100 + i as i64);
+            kept.extend(values.expect("sealed"));
+            headers = request_with(&kept);
+        }
+        let sent = headers
+            .get(header::COOKIE)
+            .map_or(0, |v| v.as_bytes().len());
+        let with_session = sent + "; kc_session=".len() + 64;
+        assert_eq!(
+            c.sent(&headers).len(),
+            c.max,
+            "every started sign-in is kept"
+        );
+        assert!(
+            with_session < 8 * 1024,
+            "{} started sign-ins with long return paths: a Cookie line of {with_session} bytes",
+            c.max
+        );
     }
 
     #[test]

@@ -4,10 +4,10 @@
 use crate::server::web::guard::NONCE_HEADER;
 use crate::server::web::state::KeycloakAuth;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, Method};
+use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use keycloak_bff_core::csp;
+use keycloak_bff_core::{cookie, csp};
 
 /// Marks a response that Keycloak's own pages may frame (the front-channel logout page): it gets
 /// [`csp::framed_by_issuer`] and no `X-Frame-Options`.
@@ -67,6 +67,14 @@ pub async fn security_headers(
     );
     if !is_static {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(
+            HeaderName::from_static("cross-origin-opener-policy"),
+            HeaderValue::from_static(csp::OPENER_POLICY),
+        );
+        headers.insert(
+            HeaderName::from_static("permissions-policy"),
+            HeaderValue::from_static(csp::PERMISSIONS_POLICY),
+        );
     }
     response
 }
@@ -116,4 +124,48 @@ pub async fn provide_state(
 ) -> Response {
     request.extensions_mut().insert(auth);
     next.run(request).await
+}
+
+/// Keeps the session cookie a browser-session cookie (`session.persistent_cookie = false`, the
+/// default): tower-sessions writes `Max-Age` up to the end of Keycloak's session, which the
+/// server-side record keeps, but the browser forgets the cookie when it closes (a shared
+/// computer, a kiosk). A removal (`Max-Age=0`, at sign-out) is kept as it is.
+pub async fn browser_session_cookie(
+    State(auth): State<KeycloakAuth>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    let settings = auth.settings();
+    if settings.session.persistent_cookie || !response.headers().contains_key(header::SET_COOKIE) {
+        return response;
+    }
+    let name = cookie::policy(
+        settings.public_url_is_https(),
+        &settings.session.cookie_name,
+    )
+    .name;
+    let headers = response.headers_mut();
+    let values: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|value| until_browser_closes(value, &name).unwrap_or_else(|| value.clone()))
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    for value in values {
+        headers.append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// `value` without its lifetime when it sets the cookie `name` for a while; `None`: unchanged.
+fn until_browser_closes(value: &HeaderValue, name: &str) -> Option<HeaderValue> {
+    let mut parsed = ::cookie::Cookie::parse(value.to_str().ok()?).ok()?;
+    let lasts = parsed.max_age().is_some_and(|age| age.is_positive());
+    if parsed.name() != name || !lasts {
+        return None;
+    }
+    parsed.set_max_age(None);
+    parsed.unset_expires();
+    HeaderValue::from_str(&parsed.to_string()).ok()
 }

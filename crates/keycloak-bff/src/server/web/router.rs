@@ -3,7 +3,9 @@
 
 use crate::server::web::health;
 use crate::server::web::logout::{backchannel_logout, frontchannel_logout};
-use crate::server::web::middleware::{origin_check, provide_state, security_headers};
+use crate::server::web::middleware::{
+    browser_session_cookie, origin_check, provide_state, security_headers,
+};
 use crate::server::web::push::events;
 use crate::server::web::routes::{callback, extend, login, logout, refresh};
 use crate::server::web::silent_sso::silent_sso;
@@ -76,6 +78,7 @@ impl KeycloakAuth {
             .layer(from_fn_with_state(self.clone(), silent_sso))
             .layer(from_fn_with_state(self.clone(), origin_check))
             .layer(sessions)
+            .layer(from_fn_with_state(self.clone(), browser_session_cookie))
             .layer(from_fn_with_state(self.clone(), security_headers))
     }
 }

@@ -365,6 +365,9 @@ async fn redeem(
 /// Stores the signed-in session under a new id (session fixation: whatever id the browser came
 /// with, the signed-in session gets a new one), to end when Keycloak's session does.
 async fn start_session(session: &Session, signed_in: &AuthSession) -> Result<(), ()> {
+    // Nothing of the session before sign-in carries over: whatever a browser (or an attacker who
+    // planted the id) had in it is gone, and the signed-in session starts empty under a new id.
+    session.clear().await;
     if let Err(e) = session.cycle_id().await {
         tracing::error!(error = %e, "cannot rotate the session id");
         return Err(());
@@ -484,4 +487,53 @@ fn status_response(
         axum::Json(status),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::session::store::AuthStore;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn signing_in_keeps_nothing_of_the_session_before_it() {
+        let store = Arc::new(AuthStore::memory());
+        let session = Session::new(None, store.clone(), None);
+        session
+            .insert("planted", "by whoever held the id before")
+            .await
+            .expect("insert");
+        session.save().await.expect("save");
+        let before = session.id().expect("an id");
+        let signed_in = AuthSession {
+            user: keycloak_bff_core::KeycloakUser {
+                session_expires_at: unix_now() + 3600,
+                ..Default::default()
+            },
+            access_token: "a".into(),
+            access_expires_at: 100,
+            refresh_token: None,
+            id_token: "i".into(),
+            sid: None,
+            generation: 0,
+        };
+        start_session(&session, &signed_in).await.expect("started");
+        session.save().await.expect("save");
+        assert_ne!(session.id(), Some(before), "a new id");
+        assert_eq!(
+            session.get::<String>("planted").await.expect("read"),
+            None,
+            "the planted value is gone"
+        );
+        let stored = tower_sessions::SessionStore::load(store.as_ref(), &session.id().expect("id"))
+            .await
+            .expect("load")
+            .expect("stored");
+        assert!(
+            !stored.data.contains_key("planted"),
+            "{:?}",
+            stored.data.keys()
+        );
+        assert!(stored.data.contains_key(AUTH_KEY));
+    }
 }
