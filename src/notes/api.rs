@@ -51,9 +51,11 @@ pub async fn create_note(body: String) -> Result<Note, AppError> {
     .map_err(fail)
 }
 
+/// Writing over another author's note (an admin's power) needs a recent sign-in, like deleting
+/// it: the same damage.
 #[server(prefix = "/api", endpoint = "update_note")]
 pub async fn update_note(id: i64, body: String) -> Result<Note, AppError> {
-    use keycloak_bff::server::{fail, require, unix_now};
+    use keycloak_bff::server::{fail, require, require_recent, unix_now};
     let user = require(&rules::read_notes()).await?;
     let pool = pool()?;
     let note = db::get_note(&pool, id)
@@ -63,7 +65,11 @@ pub async fn update_note(id: i64, body: String) -> Result<Note, AppError> {
     // Someone who may not edit a note learns nothing from the answer: a missing note and another
     // author's answer alike (403). Only a moderator, who may edit any note, hears "not found".
     match note {
-        Some(note) if rules::can_edit(&user, &note) => {}
+        Some(note) if rules::can_edit(&user, &note) => {
+            if rules::change_needs_step_up(&user, &note) {
+                require_recent(&rules::moderate_notes()).await?;
+            }
+        }
         None if rules::moderate_notes().allows(Some(&user)) => {
             return Err(fail(AppError::NotFound))
         }
@@ -89,7 +95,7 @@ pub async fn delete_note(id: i64) -> Result<(), AppError> {
         .map_err(db::db_error)
         .map_err(fail)?
         .ok_or_else(|| fail(AppError::NotFound))?;
-    if rules::delete_needs_step_up(&user, &note) {
+    if rules::change_needs_step_up(&user, &note) {
         require_recent(&rules::moderate_notes()).await?;
     }
     if db::delete_note(&pool, id)

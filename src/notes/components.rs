@@ -32,6 +32,8 @@ where
 
 /// The step-up key of a note's deletion (the note's id travels in this tab's storage).
 const DELETE_AFTER_STEP_UP: &str = "notes.delete";
+/// The step-up key of an edit of another author's note (`<id>\n<body>` in this tab's storage).
+const UPDATE_AFTER_STEP_UP: &str = "notes.update";
 
 #[component]
 fn NotesBoard() -> impl IntoView {
@@ -77,6 +79,30 @@ fn NotesBoard() -> impl IntoView {
     Effect::new(move |_| {
         if let Some(id) = take_stepped_up(DELETE_AFTER_STEP_UP).and_then(|id| id.parse().ok()) {
             delete.dispatch(DeleteNote { id });
+        }
+    });
+    // Writing over someone else's note needs the same: the edit is kept, and saved on return.
+    let last_update = StoredValue::new(None::<(i64, String)>);
+    Effect::new(move |_| {
+        if let Some(input) = update.input().get() {
+            last_update.set_value(Some((input.id, input.body.clone())));
+        }
+    });
+    Effect::new(move |_| {
+        if needs_step_up(&update.value().get()) {
+            if let Some((id, body)) = last_update.get_value() {
+                step_up_for(UPDATE_AFTER_STEP_UP, &format!("{id}\n{body}"));
+            }
+        }
+    });
+    Effect::new(move |_| {
+        let kept = take_stepped_up(UPDATE_AFTER_STEP_UP);
+        let edit = kept.as_deref().and_then(|text| text.split_once('\n'));
+        if let Some((id, body)) = edit.and_then(|(id, body)| Some((id.parse().ok()?, body))) {
+            update.dispatch(UpdateNote {
+                id,
+                body: body.to_owned(),
+            });
         }
     });
     let create_error = action_error(create.value());

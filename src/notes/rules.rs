@@ -34,9 +34,10 @@ pub fn can_delete(user: &KeycloakUser, _note: &Note) -> bool {
     moderate_notes().allows(Some(user))
 }
 
-/// Deleting someone else's note is dangerous: it needs a recent sign-in with the password
-/// (step-up, `auth.step_up_max_age_secs`). An admin's own notes do not.
-pub fn delete_needs_step_up(user: &KeycloakUser, note: &Note) -> bool {
+/// Changing someone else's note, by deleting it or by writing over its body (the same damage), is
+/// dangerous: it needs a recent sign-in with the password (step-up, `auth.step_up_max_age_secs`).
+/// One's own notes do not.
+pub fn change_needs_step_up(user: &KeycloakUser, note: &Note) -> bool {
     note.author_sub != user.subject
 }
 
@@ -45,10 +46,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn deleting_someone_elses_note_needs_a_step_up_and_ones_own_does_not() {
+    fn changing_someone_elses_note_needs_a_step_up_and_ones_own_does_not() {
         let admin = user("alice", &["admin"], &[]);
-        assert!(delete_needs_step_up(&admin, &note_by("erin")));
-        assert!(!delete_needs_step_up(&admin, &note_by("alice")));
+        assert!(change_needs_step_up(&admin, &note_by("erin")));
+        assert!(!change_needs_step_up(&admin, &note_by("alice")));
     }
     use keycloak_bff::Access;
 

@@ -92,8 +92,8 @@ async fn a_step_up_sign_in_asks_keycloak_for_the_password_again() {
 }
 
 #[tokio::test]
-async fn a_stale_sign_in_cannot_delete_someone_elses_note_or_read_the_directory_until_it_steps_up()
-{
+async fn a_stale_sign_in_cannot_delete_or_overwrite_someone_elses_note_or_read_the_directory_until_it_steps_up(
+) {
     let data = tempfile::tempdir().expect("tmp");
     let erin = spawn_app_in(data, browser(), &[("APP_AUTH_STEP_UP_MAX_AGE_SECS", "10")]).await;
     erin.sign_in("erin").await;
@@ -123,8 +123,21 @@ async fn a_stale_sign_in_cannot_delete_someone_elses_note_or_read_the_directory_
     let (status, body) = call(&alice, "delete_note", &[("id", &id)]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert!(body.contains("StepUpRequired"), "{body}");
+    // Writing over erin's note is the same damage: refused the same way.
+    let (status, body) = call(&alice, "update_note", &[("id", &id), ("body", "defaced")]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body.contains("StepUpRequired"), "{body}");
     let (_, board) = call(&alice, "list_notes", &[]).await;
     assert!(board.contains("erin's, to keep"), "nothing was deleted");
+    assert!(!board.contains("defaced"), "nothing was overwritten");
+    // Her own note she edits without a step-up.
+    let (status, body) = call(
+        &alice,
+        "update_note",
+        &[("id", &own), ("body", "alice's, edited")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let (status, _) = call(&alice, "user_directory", &[("search", ""), ("page", "0")]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let page = alice.get("/admin/users").await;
@@ -149,6 +162,8 @@ async fn a_stale_sign_in_cannot_delete_someone_elses_note_or_read_the_directory_
     let back = alice.client.get(&callback).send().await.expect("callback");
     assert_eq!(back.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&back), "/notes");
+    let (status, body) = call(&alice, "update_note", &[("id", &id), ("body", "moderated")]).await;
+    assert_eq!(status, StatusCode::OK, "after the step-up: {body}");
     assert_eq!(
         call(&alice, "delete_note", &[("id", &id)]).await.0,
         StatusCode::OK

@@ -110,6 +110,7 @@ struct KeycloakSection {
     leeway_secs: u64,
     algorithms: Vec<String>,
     bearer_clients: Vec<String>,
+    token_relay_origins: Vec<String>,
     allow_insecure_http: bool,
     directory_client_id: Option<String>,
     #[serde(skip_serializing)]
@@ -128,6 +129,7 @@ impl Default for KeycloakSection {
             leeway_secs: 30,
             algorithms: vec!["RS256".into()],
             bearer_clients: Vec::new(),
+            token_relay_origins: Vec::new(),
             allow_insecure_http: false,
             directory_client_id: None,
             directory_client_secret: None,
@@ -219,6 +221,10 @@ pub struct KeycloakSettings {
     pub bearer_clients: Vec<String>,
     /// Accept `http://` URLs of Keycloak on hosts other than loopback (never in production).
     pub allow_insecure_http: bool,
+    /// Origins besides Keycloak's own (the issuer's and `internal_url`'s) that the signed-in
+    /// user's access token may be sent to by `AsUser` (`https://api.example.com`; plain http
+    /// only on loopback). Empty by default: the token goes to Keycloak only.
+    pub token_relay_origins: Vec<String>,
     /// The service account that reads the realm's users for a user directory
     /// ([`crate::server::keycloak_api::directory`]), if the app has one.
     pub directory: Option<ServiceAccountSettings>,
@@ -254,6 +260,17 @@ impl KeycloakSettings {
         let _ = moved.set_host(internal.host_str());
         let _ = moved.set_port(internal.port());
         moved
+    }
+
+    /// The origins the signed-in user's access token may be sent to: Keycloak's own (the
+    /// issuer's, and `internal_url`'s) and `token_relay_origins`.
+    pub fn token_relay_allowed(&self) -> Vec<String> {
+        let mut origins = vec![self.issuer_url.origin().ascii_serialization()];
+        if let Some(internal) = &self.internal_url {
+            origins.push(internal.origin().ascii_serialization());
+        }
+        origins.extend(self.token_relay_origins.iter().cloned());
+        origins
     }
 
     /// Refuses a plain-http URL of Keycloak on a host that is not loopback, unless
@@ -480,6 +497,7 @@ fn keycloak_settings(k: KeycloakSection) -> Result<KeycloakSettings, SettingsErr
         leeway_secs: k.leeway_secs.min(300) as i64,
         algorithms: k.algorithms,
         bearer_clients: k.bearer_clients,
+        token_relay_origins: relay_origins(&k.token_relay_origins, k.allow_insecure_http)?,
         allow_insecure_http: k.allow_insecure_http,
         directory: directory_account(k.directory_client_id.as_deref(), k.directory_client_secret)?,
     })
@@ -497,6 +515,35 @@ fn internal_url(text: Option<&str>) -> Result<Option<Url>, SettingsError> {
         ));
     }
     Ok(Some(url))
+}
+
+/// `keycloak.token_relay_origins`: each an origin (`https://api.example.com`, no path), https
+/// unless on loopback (or `allow_insecure_http`): the user's token must not travel in clear.
+fn relay_origins(list: &[String], allow_insecure_http: bool) -> Result<Vec<String>, SettingsError> {
+    list.iter()
+        .map(|text| {
+            let bad = || {
+                invalid(format!(
+                    "keycloak.token_relay_origins: {text:?} is not an origin such as https://api.example.com"
+                ))
+            };
+            let url = Url::parse(text.trim()).map_err(|_| bad())?;
+            if !matches!(url.scheme(), "http" | "https")
+                || url.path() != "/"
+                || url.query().is_some()
+                || !url.username().is_empty()
+            {
+                return Err(bad());
+            }
+            if url.scheme() == "http" && !allow_insecure_http && !is_loopback(&url) {
+                return Err(invalid(format!(
+                    "keycloak.token_relay_origins: {text:?} is plain http on a host that is not \
+                     loopback: the user's token would travel in clear"
+                )));
+            }
+            Ok(url.origin().ascii_serialization())
+        })
+        .collect()
 }
 
 /// Only asymmetric signature algorithms, at least one (catalogue T02: no `none`, no HMAC).
@@ -897,6 +944,41 @@ mod tests {
             ],
         );
         assert!(e.contains("client_idd"), "{e}");
+    }
+
+    #[test]
+    fn token_relay_origins_are_origins_over_https_unless_on_loopback() {
+        let with = |list: &str| {
+            parse(
+                FILE,
+                &env(&[
+                    ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+                    ("APP_KEYCLOAK_TOKEN_RELAY_ORIGINS", list),
+                ]),
+            )
+        };
+        let s = with("https://api.example.com/, http://127.0.0.1:4001")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            s.auth.keycloak.token_relay_allowed(),
+            [
+                "http://localhost:8080",
+                "https://api.example.com",
+                "http://127.0.0.1:4001"
+            ]
+        );
+        for bad in [
+            "http://api.example.com",
+            "https://api.example.com/v1",
+            "api.example.com",
+        ] {
+            let e = with(bad)
+                .map(|_| ())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains("token_relay_origins"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -11,6 +11,8 @@
 
 use crate::error::AppError;
 use crate::server::base::http_client::read_limited;
+#[cfg(doc)]
+use crate::server::base::settings::KeycloakSettings;
 use crate::server::oidc::client::Oidc;
 use keycloak_bff_core::account::{is_session_id, sessions_from_devices, AccountSession};
 use reqwest::{Method, StatusCode};
@@ -25,6 +27,8 @@ pub struct AsUser {
     http: reqwest::Client,
     /// The realm's URL as this server calls it (`<issuer>`, `internal_url` applied).
     realm: Url,
+    /// The origins the token may go to ([`KeycloakSettings::token_relay_allowed`]).
+    allowed: Vec<String>,
     token: SecretString,
     /// Keycloak's session id of this browser (`sid`).
     sid: Option<String>,
@@ -44,6 +48,7 @@ impl AsUser {
         Ok(AsUser {
             http: oidc.http().clone(),
             realm,
+            allowed: oidc.keycloak_settings().token_relay_allowed(),
             token: SecretString::from(token),
             sid,
         })
@@ -55,9 +60,19 @@ impl AsUser {
     }
 
     /// Sends `method url` with the user's bearer token and `Accept: application/json`; the
-    /// answer's status and body (at most 1 MiB). Unreachable: [`AppError::Upstream`].
+    /// answer's status and body (at most 1 MiB). Only to Keycloak's own origins and
+    /// `keycloak.token_relay_origins`: any other URL is refused before anything is sent.
+    /// Refused or unreachable: [`AppError::Upstream`] with a reason that names no host (the
+    /// host goes to the log).
     pub async fn send(&self, method: Method, url: Url) -> Result<(StatusCode, Vec<u8>), AppError> {
         let host = url.host_str().unwrap_or("?").to_owned();
+        let origin = url.origin().ascii_serialization();
+        if !self.allowed.contains(&origin) {
+            tracing::warn!(%origin, "refused to send the user's token to an origin not allowed");
+            return Err(AppError::Upstream(
+                "this service may not be called as the user".into(),
+            ));
+        }
         let response = self
             .http
             .request(method, url)
@@ -67,7 +82,7 @@ impl AsUser {
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, %host, "a call as the user failed");
-                AppError::Upstream(format!("{host} could not be reached"))
+                AppError::Upstream("the service could not be reached".into())
             })?;
         let status = response.status();
         let body = read_limited(response, MAX_BODY)
@@ -143,5 +158,57 @@ impl AsUser {
         ensure_success(status)?;
         tracing::info!("a user ended all their other sessions");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn as_user(allowed: &[&str]) -> AsUser {
+        AsUser {
+            http: reqwest::Client::new(),
+            realm: Url::parse("http://127.0.0.1:9/realms/demo").expect("url"),
+            allowed: allowed.iter().map(|s| s.to_string()).collect(),
+            token: SecretString::from("user-token"),
+            sid: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_users_token_goes_to_no_origin_outside_the_allowed_ones() {
+        let user = as_user(&["http://127.0.0.1:9"]);
+        for url in [
+            "https://evil.example/collect",
+            "http://127.0.0.1:10/realms/demo",
+            "https://127.0.0.1:9/",
+        ] {
+            let refused = user
+                .send(Method::GET, Url::parse(url).expect("url"))
+                .await
+                .map(|_| ())
+                .err();
+            let Some(AppError::Upstream(reason)) = refused else {
+                panic!("{url}: {refused:?}");
+            };
+            assert!(reason.contains("may not be called"), "{reason}");
+            assert!(
+                !reason.contains("evil") && !reason.contains("127.0.0.1"),
+                "{reason}"
+            );
+        }
+        // An allowed origin is called (nothing listens there: unreachable, said without a host).
+        let unreachable = user
+            .send(
+                Method::GET,
+                Url::parse("http://127.0.0.1:9/x").expect("url"),
+            )
+            .await
+            .map(|_| ())
+            .err();
+        let Some(AppError::Upstream(reason)) = unreachable else {
+            panic!("{unreachable:?}");
+        };
+        assert_eq!(reason, "the service could not be reached");
     }
 }

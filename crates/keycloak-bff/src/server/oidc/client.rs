@@ -250,6 +250,11 @@ impl Oidc {
     }
 
     /// The HTTP client that talks to Keycloak (no redirects, bounded time).
+    /// The `[keycloak]` settings this client was made with.
+    pub fn keycloak_settings(&self) -> &KeycloakSettings {
+        &self.settings
+    }
+
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
