@@ -1,6 +1,6 @@
 //! `/admin/users`: the realm's users with their realm roles, this app's roles and groups, read
 //! from Keycloak's Admin REST API by a read-only service account
-//! (`keycloak_bff::server::keycloak_api::directory`). For admins, with a recent sign-in (step-up).
+//! (`keycloak_bff::server::search_directory`). For admins, with a recent sign-in (step-up).
 
 use crate::policy;
 use keycloak_bff::core::account::DirectoryPage;
@@ -15,18 +15,8 @@ pub async fn user_directory(
     page: u32,
     per_page: Option<u32>,
 ) -> Result<DirectoryPage, AppError> {
-    use keycloak_bff::server::{fail, require_recent, unix_now, use_keycloak_auth};
-    require_recent(&policy::user_directory()).await?;
-    let auth = use_keycloak_auth()?;
-    let Some(directory) = auth.directory() else {
-        return Err(fail(AppError::Upstream(
-            "no directory service account is configured (keycloak.directory_client_id)".into(),
-        )));
-    };
-    directory
-        .search(auth.oidc(), &search, page, per_page, unix_now())
-        .await
-        .map_err(fail)
+    // The library checks the rule, with step-up, before any call to Keycloak.
+    keycloak_bff::server::search_directory(&policy::user_directory(), &search, page, per_page).await
 }
 
 #[component]

@@ -24,6 +24,7 @@ pub use keycloak_api::directory::Directory;
 pub use session::store::open_sqlite;
 pub use web::account::{end_my_other_sessions, end_my_session, my_sessions};
 pub use web::assets::static_files;
+pub use web::directory::search_directory;
 pub use web::extract::ApiUser;
 pub use web::guard::{fail, request_user, require, require_recent, use_keycloak_auth};
 pub use web::router::shutdown_signal;

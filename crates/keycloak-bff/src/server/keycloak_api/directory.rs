@@ -21,6 +21,9 @@ use url::Url;
 
 /// A token is renewed this long before it expires.
 const RENEW_BEFORE_SECS: i64 = 30;
+/// How many users of a page are filled in at once (three Admin API calls each): a page of 50
+/// makes at most 12 calls at a time instead of 150.
+const USERS_AT_ONCE: usize = 4;
 const MAX_BODY: usize = 4 * 1024 * 1024;
 
 struct CachedToken {
@@ -193,8 +196,9 @@ impl Directory {
 
     /// One page (`page`, 0-based, `per_page` users: 10 by default, at most 50) of the users
     /// matching `search` (Keycloak's search: username, e-mail, first or last name), each with
-    /// effective realm roles, this client's effective roles and groups.
-    pub async fn search(
+    /// effective realm roles, this client's effective roles and groups. Not public: apps search
+    /// through `server::search_directory`, which checks the caller's rule and step-up first.
+    pub(crate) async fn search(
         &self,
         oidc: &Oidc,
         search: &str,
@@ -225,11 +229,9 @@ impl Directory {
             // Service accounts are clients, not people.
             .filter(|u| !u.username.starts_with("service-account-"))
             .collect();
-        let users = futures_util::future::try_join_all(
-            users
-                .into_iter()
-                .map(|u| self.fill(oidc, &token, &client, u)),
-        )
+        let users = at_most_at_once(USERS_AT_ONCE, users, |u| {
+            self.fill(oidc, &token, &client, u)
+        })
         .await?;
         Ok(DirectoryPage {
             search,
@@ -238,5 +240,53 @@ impl Directory {
             total: total.as_u64().unwrap_or(0),
             users,
         })
+    }
+}
+
+/// `f` on every item, at most `limit` at a time, the answers in the items' order; the first
+/// error ends it.
+async fn at_most_at_once<T, U, F, Fut>(
+    limit: usize,
+    items: Vec<T>,
+    f: F,
+) -> Result<Vec<U>, AppError>
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = Result<U, AppError>>,
+{
+    use futures_util::stream::{self, StreamExt};
+    let answers: Vec<Result<U, AppError>> = stream::iter(items.into_iter().map(f))
+        .buffered(limit.max(1))
+        .collect()
+        .await;
+    answers.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn a_page_of_users_is_filled_in_a_few_at_a_time_in_order() {
+        let running = AtomicUsize::new(0);
+        let peak = AtomicUsize::new(0);
+        let users: Vec<usize> = (0..50).collect();
+        let filled = at_most_at_once(USERS_AT_ONCE, users, |i| {
+            let (running, peak) = (&running, &peak);
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, AppError>(i * 2)
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(filled, (0..50).map(|i| i * 2).collect::<Vec<_>>());
+        let peak = peak.load(Ordering::SeqCst);
+        assert!(peak <= USERS_AT_ONCE, "{peak} at once");
+        assert!(peak > 1, "still concurrent: {peak}");
     }
 }

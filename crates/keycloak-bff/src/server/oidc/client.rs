@@ -269,15 +269,17 @@ impl Oidc {
 
     /// The Admin REST API's URL for `path` in this realm (`/admin/realms/<realm><path>`), as the
     /// app itself calls it.
+    ///
+    /// Built from the issuer's own path, so a Keycloak served under a prefix
+    /// (`https://sso.example/auth/realms/demo`, the layout before Keycloak 17 and behind many
+    /// proxies) gets `https://sso.example/auth/admin/realms/demo/...`.
     pub fn admin_url(&self, path: &str) -> Result<Url, OidcError> {
-        let realm = self
+        let (base, realm) = self
             .issuer
             .rsplit_once("/realms/")
-            .map(|(_, realm)| realm)
-            .filter(|r| !r.is_empty() && !r.contains('/'))
+            .filter(|(_, r)| !r.is_empty() && !r.contains('/'))
             .ok_or_else(|| OidcError::BadResponse("the issuer names no realm".into()))?;
-        let origin = self.settings.issuer_url.origin().ascii_serialization();
-        let url = Url::parse(&format!("{origin}/admin/realms/{realm}{path}"))
+        let url = Url::parse(&format!("{base}/admin/realms/{realm}{path}"))
             .map_err(|e| OidcError::BadResponse(format!("admin URL: {e}")))?;
         Ok(self.settings.internal(&url))
     }
@@ -923,6 +925,39 @@ mod tests {
             d.extend(e.clone());
         }
         serde_json::from_value(doc).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn oidc_for(issuer: &str) -> Oidc {
+        let env = std::collections::BTreeMap::from([(
+            "APP_KEYCLOAK_CLIENT_SECRET".to_owned(),
+            "s".to_owned(),
+        )]);
+        let text = format!(
+            "[auth]\npublic_url = \"http://localhost:3000\"\n[keycloak]\nissuer_url = \"{issuer}\"\nclient_id = \"app\"\n"
+        );
+        let settings = crate::server::base::settings::Settings::<
+            crate::server::base::settings::NoAppSettings,
+        >::from_parts(&text, &env)
+        .unwrap_or_else(|e| panic!("{e}"));
+        Oidc::new(settings.auth.keycloak, Counter::default()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_admin_api_lives_beside_the_realm_under_the_issuers_own_path() {
+        let at = |issuer: &str| {
+            oidc_for(issuer)
+                .admin_url("/users")
+                .map(|u| u.to_string())
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(
+            at("https://sso.example/realms/demo"),
+            "https://sso.example/admin/realms/demo/users"
+        );
+        assert_eq!(
+            at("https://sso.example/auth/realms/demo"),
+            "https://sso.example/auth/admin/realms/demo/users"
+        );
     }
 
     #[test]
