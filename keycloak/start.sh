@@ -34,14 +34,15 @@ else
   # demo-brief: sessions that end within minutes, for the expiry warning's browser tests, with
   # demo-app on http://localhost:3004 using front-channel logout instead of back-channel (the
   # app instance of scripts/test.sh that runs with session.frontchannel_logout = true). Idle
-  # 125 s and at most 160 s, with the app's default two-minute warning: the banner shows 5 s after
-  # a sign-in, a "Stay signed in" within the next 35 s extends the session once (to the maximum),
-  # and the banner that comes back 40 s after the sign-in can only ask for a new sign-in. The
-  # 35 s window keeps the browser test safe on a slow machine. Access tokens never expire before
-  # the session does.
+  # 130 s and at most 160 s, with the app's default two-minute warning: the banner shows 10 s
+  # after a sign-in or a "Stay signed in", each "Stay signed in" moves the end until the maximum
+  # caps it, and from 40 s after the sign-in the banner can only ask for a new sign-in. The first
+  # click has 30 s to come before that, and the banner stays hidden 10 s after each click, which
+  # keeps the browser test safe on a slow machine. Access tokens never expire before the session
+  # does.
   jq '.realm = "demo-brief"
       | .displayName = "kc-leptos demo (sessions of two minutes, for tests)"
-      | .accessTokenLifespan = 600 | .ssoSessionIdleTimeout = 125 | .ssoSessionMaxLifespan = 160
+      | .accessTokenLifespan = 600 | .ssoSessionIdleTimeout = 130 | .ssoSessionMaxLifespan = 160
       | .clients |= map(if .clientId == "demo-app" then
             .rootUrl = "http://localhost:3004"
             | .redirectUris = ["http://localhost:3004/auth/callback"]

@@ -2,7 +2,7 @@ import { expect, Page, test } from '@playwright/test';
 import { KEYCLOAK, SHOTS, signIn } from './helpers';
 
 // The app instance on http://localhost:3004 (scripts/test.sh), against the realm demo-brief:
-// Keycloak sessions idle out after 125 s and end after 160 s at most, demo-app uses front-channel
+// Keycloak sessions idle out after 130 s and end after 160 s at most, demo-app uses front-channel
 // logout (session.frontchannel_logout = true), and step-up needs a sign-in within 10 s. One
 // process only: the cluster run leaves these out (@single).
 const BRIEF = process.env.BRIEF_URL ?? 'http://localhost:3004';
@@ -30,8 +30,8 @@ async function confirmPassword(page: Page, user: string) {
   await page.waitForURL((url) => url.origin === BRIEF);
 }
 
-test('@single the session-ending banner extends the session once, then asks for a new sign-in, in every tab', async ({ context }) => {
-  test.setTimeout(120_000);
+test('@single the session-ending banner extends the session up to the maximum, then asks for a new sign-in, in every tab', async ({ context }) => {
+  test.setTimeout(180_000);
   const page = await context.newPage();
   await signIn(page, 'erin', '/profile');
   const other = await context.newPage();
@@ -40,7 +40,7 @@ test('@single the session-ending banner extends the session once, then asks for 
   const before = await (await page.request.post('/auth/refresh')).json();
   expect(before.session_expires_at, 'the session ends at the idle limit').toBeGreaterThan(0);
 
-  // Idle 125 s: within two minutes of the end the banner shows, in both tabs.
+  // Idle 130 s: within two minutes of the end the banner shows, in both tabs.
   for (const p of [page, other]) {
     const banner = p.getByTestId('session-expiring');
     await expect(banner).toBeVisible({ timeout: untilWarning(before.session_expires_at) });
@@ -50,18 +50,27 @@ test('@single the session-ending banner extends the session once, then asks for 
   const extended = page.waitForResponse((r) => r.url().endsWith('/auth/extend'));
   await page.getByRole('button', { name: 'Stay signed in' }).click();
   const answer = await (await extended).json();
-  // The refresh moved the end to Keycloak's maximum, more than the warning away.
+  // The refresh moved the end, more than the warning away.
   expect(answer.session_expires_at).toBeGreaterThan(before.session_expires_at);
   expect(answer.at_maximum ?? false, `extended at ${Date.now() / 1000}, the session now ends at ${answer.session_expires_at}`).toBe(false);
   for (const p of [page, other]) await expect(p.getByTestId('session-expiring')).toHaveCount(0);
 
-  // The maximum (160 s) is near: staying no longer helps, and the banner says so.
-  await expect(other.getByTestId('session-expiring'))
-    .toBeVisible({ timeout: untilWarning(answer.session_expires_at) });
-  const again = other.waitForResponse((r) => r.url().endsWith('/auth/extend'));
-  await other.getByRole('button', { name: 'Stay signed in' }).click();
-  const last = await (await again).json();
-  expect(last.at_maximum, 'a refresh that cannot move the end reaches the maximum').toBe(true);
+  // Each "Stay signed in" moves the idle end (130 s ahead) until Keycloak's maximum (160 s after
+  // the sign-in) caps it; then the banner can only ask for a new sign-in. Every wait comes from
+  // the end the server answered, so a slow machine takes longer but never fails.
+  let end = answer.session_expires_at;
+  let last = answer;
+  for (let round = 0; round < 12 && !last.at_maximum; round++) {
+    await expect(other.getByTestId('session-expiring')).toBeVisible({ timeout: untilWarning(end) });
+    const again = other.waitForResponse((r) => r.url().endsWith('/auth/extend'));
+    await other.getByRole('button', { name: 'Stay signed in' }).click();
+    last = await (await again).json();
+    if (!last.at_maximum) {
+      expect(last.session_expires_at, 'a refresh short of the maximum moves the end').toBeGreaterThan(end);
+    }
+    end = last.session_expires_at;
+  }
+  expect(last.at_maximum, `the maximum is reached (the session ends at ${end})`).toBe(true);
   for (const p of [page, other]) {
     await expect(p.getByTestId('session-at-maximum')).toBeVisible();
     await expect(p.getByTestId('session-at-maximum')).toContainText('maximum length');

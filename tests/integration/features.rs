@@ -219,6 +219,9 @@ async fn front_channel_logout_ends_the_session_of_its_sid_only_when_enabled_and_
     )
     .await;
     app.sign_in("erin").await;
+    // Another browser, another user, another Keycloak session: it must survive.
+    let other = TestApp::sharing(&app, browser());
+    other.sign_in("nora").await;
     let (status, body) = call(&app, "my_sessions", &[]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let sessions: Value = serde_json::from_str(&body).expect("sessions");
@@ -243,6 +246,28 @@ async fn front_channel_logout_ends_the_session_of_its_sid_only_when_enabled_and_
             "{bad} changed nothing"
         );
     }
+    // A well-formed request naming a Keycloak session that no app session is bound to ends
+    // nothing here.
+    let r = TestApp::sharing(&app, browser())
+        .get(&format!(
+            "/auth/frontchannel-logout?iss={issuer}&sid=0f2e4a1c-9d8b-4c7e-a6f5-3b2d1c0e9f8a"
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(app.current_user().await["username"], "erin");
+    assert_eq!(other.current_user().await["username"], "nora");
+    // Made-up sids store nothing (the route needs no credentials): only a sid with app
+    // sessions is remembered as ended.
+    let db = app.data_dir.path().join("sessions.sqlite3");
+    for i in 0..20 {
+        let made_up = format!("/auth/frontchannel-logout?iss={issuer}&sid=made-up-{i}");
+        assert_eq!(app.get(&made_up).await.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        ended_sids(&db).await,
+        0,
+        "nothing stored for sids with no session"
+    );
     // Keycloak's logout page loads it in an iframe, from another browser context than the app's.
     let r = TestApp::sharing(&app, browser())
         .get(&format!("/auth/frontchannel-logout?iss={issuer}&sid={sid}"))
@@ -260,6 +285,42 @@ async fn front_channel_logout_ends_the_session_of_its_sid_only_when_enabled_and_
     );
     assert!(r.headers().get("x-frame-options").is_none());
     assert_eq!(app.current_user().await, Value::Null, "the session ended");
+    assert_eq!(
+        other.current_user().await["username"],
+        "nora",
+        "the session of another sid lives on"
+    );
+    assert_eq!(ended_sids(&db).await, 1, "the real sid is remembered");
+    // A flood is cut off before the store: at most 50 a second.
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..120 {
+        let (client, url) = (
+            app.client.clone(),
+            app.url(&format!(
+                "/auth/frontchannel-logout?iss={issuer}&sid=flood-{i}"
+            )),
+        );
+        requests.spawn(async move { client.get(url).send().await.map(|r| r.status()) });
+    }
+    let flood: Vec<StatusCode> = requests
+        .join_all()
+        .await
+        .into_iter()
+        .map(|r| r.expect("an answer"))
+        .collect();
+    assert!(flood.contains(&StatusCode::TOO_MANY_REQUESTS), "{flood:?}");
+    assert!(flood.iter().filter(|s| **s == StatusCode::OK).count() <= 100);
+}
+
+/// How many ended Keycloak sessions the SQLite store at `db` remembers.
+async fn ended_sids(db: &std::path::Path) -> i64 {
+    let pool = keycloak_bff::server::open_sqlite(db).await.expect("sqlite");
+    let n = sqlx::query_scalar("SELECT COUNT(*) FROM kc_ended_sid")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    pool.close().await;
+    n
 }
 
 #[tokio::test]

@@ -7,4 +7,5 @@ pub mod cookies;
 pub mod http_client;
 pub mod memory;
 pub mod metrics;
+pub mod rate_limit;
 pub mod settings;

@@ -128,8 +128,15 @@ pub async fn frontchannel_logout(
         .as_ref()
         .and_then(|q| q.sid.as_deref())
         .filter(|s| !s.is_empty() && s.len() <= MAX_SID_LEN);
+    if !auth.frontchannel_limiter().admit(unix_now()) {
+        tracing::debug!("front-channel logout refused: too many requests");
+        return framed(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many front-channel logouts right now.",
+        );
+    }
     let Some(sid) = sid.filter(|_| iss == Some(auth.oidc().issuer())) else {
-        tracing::info!(
+        tracing::debug!(
             iss_matches = iss == Some(auth.oidc().issuer()),
             "front-channel logout refused"
         );
@@ -139,9 +146,11 @@ pub async fn frontchannel_logout(
             "Front-channel logout refused: iss must be this app's issuer and sid is required.",
         );
     };
+    // Unauthenticated (the specification has nothing to check): a sid no app session is bound
+    // to is looked up and forgotten, never stored.
     match auth
         .store()
-        .end_keycloak_session(Some(sid), None, unix_now())
+        .end_bound_keycloak_session(sid, unix_now())
         .await
     {
         Ok(deleted) => {

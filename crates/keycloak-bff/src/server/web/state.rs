@@ -5,6 +5,7 @@
 use crate::config::UiConfig;
 use crate::error::AppError;
 use crate::server::base::metrics::Metrics;
+use crate::server::base::rate_limit::RateLimit;
 use crate::server::base::settings::{AuthSettings, StoreKind};
 use crate::server::oidc::client::Oidc;
 use crate::server::oidc::refresh::Refresher;
@@ -32,6 +33,10 @@ pub enum StartupError {
 /// How often expired sessions are removed from the store.
 const SWEEP_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Front-channel logouts admitted per second: Keycloak sends one per signed-out session of this
+/// app, from the user's browser; far more than that is somebody's flood.
+const FRONTCHANNEL_LOGOUTS_PER_SECOND: u32 = 50;
+
 /// The library's state: settings, the OpenID Connect client, the session store, refresh and
 /// back-channel logout bookkeeping.
 #[derive(Clone)]
@@ -49,6 +54,8 @@ struct Inner {
     pkg_prefix: String,
     issuer_origin: String,
     dev_reload_socket: Option<String>,
+    /// Front-channel logouts admitted per second (the route needs no credentials).
+    frontchannel_limiter: RateLimit,
     /// Set once the app shuts down: open event streams end, so the server can stop.
     closing: tokio::sync::watch::Sender<bool>,
 }
@@ -101,6 +108,7 @@ impl KeycloakAuth {
                 format!("ws://localhost:{port} ws://127.0.0.1:{port}")
             }),
             closing: tokio::sync::watch::channel(false).0,
+            frontchannel_limiter: RateLimit::new(FRONTCHANNEL_LOGOUTS_PER_SECOND),
             directory: settings
                 .keycloak
                 .directory
@@ -155,6 +163,11 @@ impl KeycloakAuth {
 
     pub fn settings(&self) -> &AuthSettings {
         &self.0.settings
+    }
+
+    /// How many front-channel logouts are still admitted this second.
+    pub(crate) fn frontchannel_limiter(&self) -> &RateLimit {
+        &self.0.frontchannel_limiter
     }
 
     pub fn ui_config(&self) -> &UiConfig {

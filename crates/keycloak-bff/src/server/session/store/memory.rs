@@ -110,8 +110,7 @@ impl Backend for MemoryBackend {
 
     async fn remember_ended(&self, sid: &str, until: i64, now: i64) -> session_store::Result<()> {
         let mut maps = self.maps()?;
-        maps.ended_sids.retain(|_, until| *until > now);
-        maps.ended_sids.insert(sid.to_owned(), until);
+        super::keep_ended(&mut maps.ended_sids, sid, until, now);
         Ok(())
     }
 

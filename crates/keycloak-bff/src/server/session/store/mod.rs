@@ -329,7 +329,8 @@ impl AuthStore {
     }
 
     /// Deletes every app session of the Keycloak session `sid`, or, without a `sid`, of the user
-    /// `sub`; remembers the `sid` as ended. Returns how many sessions were deleted.
+    /// `sub`; remembers the `sid` as ended (a request in flight cannot bring its sessions back).
+    /// Returns how many sessions were deleted. For a logout Keycloak signed (back-channel).
     pub async fn end_keycloak_session(
         &self,
         sid: Option<&str>,
@@ -337,12 +338,38 @@ impl AuthStore {
         now: i64,
     ) -> session_store::Result<usize> {
         if let Some(sid) = sid {
-            self.backend
-                .remember_ended(sid, now.saturating_add(ENDED_SID_TTL), now)
-                .await?;
+            self.remember_ended(sid, now).await?;
         }
+        let ids = self.backend.sessions_of(sid, sub).await?;
+        self.delete_all(ids).await
+    }
+
+    /// Like [`AuthStore::end_keycloak_session`] for an unauthenticated request (front-channel
+    /// logout): a `sid` that no app session is bound to is not remembered, so that anyone's
+    /// made-up `sid`s cost a look-up and store nothing.
+    pub async fn end_bound_keycloak_session(
+        &self,
+        sid: &str,
+        now: i64,
+    ) -> session_store::Result<usize> {
+        let ids = self.backend.sessions_of(Some(sid), None).await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.remember_ended(sid, now).await?;
+        self.delete_all(ids).await
+    }
+
+    async fn remember_ended(&self, sid: &str, now: i64) -> session_store::Result<()> {
+        self.backend
+            .remember_ended(sid, now.saturating_add(ENDED_SID_TTL), now)
+            .await
+    }
+
+    /// Deletes the sessions `ids`; how many existed.
+    async fn delete_all(&self, ids: Vec<String>) -> session_store::Result<usize> {
         let mut deleted = 0;
-        for id in self.backend.sessions_of(sid, sub).await? {
+        for id in ids {
             // The index may still name sessions that went away.
             if self.backend.delete(&id).await? {
                 deleted += 1;
@@ -436,6 +463,29 @@ impl SessionStore for AuthStore {
         self.announce(&id);
         Ok(())
     }
+}
+
+/// The most ended Keycloak sessions a process keeps in memory (with the memory and SQLite
+/// stores). Only sessions that had app sessions get here, and each is forgotten after 48 h.
+const MAX_ENDED_SIDS: usize = 100_000;
+
+/// Remembers `sid` as ended until `until` in `ended`, without scanning it on every insert: only
+/// at the cap are the expired entries dropped, and if it is still full, the one that expires
+/// first (the periodic sweep drops expired ones too).
+fn keep_ended(ended: &mut std::collections::HashMap<String, i64>, sid: &str, until: i64, now: i64) {
+    if ended.len() >= MAX_ENDED_SIDS && !ended.contains_key(sid) {
+        ended.retain(|_, until| *until > now);
+        if ended.len() >= MAX_ENDED_SIDS {
+            if let Some(first) = ended
+                .iter()
+                .min_by_key(|(_, u)| **u)
+                .map(|(s, _)| s.clone())
+            {
+                ended.remove(&first);
+            }
+        }
+    }
+    ended.insert(sid.to_owned(), until);
 }
 
 /// The expiry of `record` in Unix seconds.

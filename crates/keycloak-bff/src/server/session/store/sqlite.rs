@@ -213,8 +213,7 @@ impl Backend for SqliteBackend {
     async fn remember_ended(&self, sid: &str, until: i64, now: i64) -> session_store::Result<()> {
         {
             let mut ended = self.ended_sids.lock().map_err(store_error)?;
-            ended.retain(|_, until| *until > now);
-            ended.insert(sid.to_owned(), until);
+            super::keep_ended(&mut ended, sid, until, now);
         }
         sqlx::query(
             "INSERT INTO kc_ended_sid (sid, until_at) VALUES (?, ?)
