@@ -123,7 +123,7 @@ pub struct ConnectionOverview {
     pub signature_algorithms: Vec<String>,
     pub key_set_fetches: u64,
     pub token_refreshes: u64,
-    pub sessions_ended_by_refresh: u64,
+    pub sessions_ended_by_server: u64,
     pub backchannel_logouts: u64,
 }
 
@@ -142,7 +142,7 @@ pub async fn admin_overview() -> Result<ConnectionOverview, AppError> {
         signature_algorithms: s.keycloak.algorithms.clone(),
         key_set_fetches: auth.oidc().keys().fetch_count(),
         token_refreshes: Metrics::read(&m.token_refreshes),
-        sessions_ended_by_refresh: Metrics::read(&m.sessions_ended_by_refresh),
+        sessions_ended_by_server: Metrics::read(&m.sessions_ended_by_server),
         backchannel_logouts: Metrics::read(&m.backchannel_logouts),
     })
 }
@@ -176,7 +176,7 @@ fn AdminPanel() -> impl IntoView {
                                 <dt>"Accepted algorithms"</dt><dd>{o.signature_algorithms.join(", ")}</dd>
                                 <dt>"Key-set fetches"</dt><dd>{o.key_set_fetches}</dd>
                                 <dt>"Token refreshes"</dt><dd>{o.token_refreshes}</dd>
-                                <dt>"Sessions ended at refresh"</dt><dd>{o.sessions_ended_by_refresh}</dd>
+                                <dt>"Sessions ended by the server"</dt><dd>{o.sessions_ended_by_server}</dd>
                                 <dt>"Back-channel logouts"</dt><dd>{o.backchannel_logouts}</dd>
                             </dl>
                         }.into_any(),

@@ -136,7 +136,7 @@ async fn a_keycloak_outage_during_a_session_signs_nobody_out() {
     }
     assert_eq!(app.get("/editor").await.status(), StatusCode::OK);
     assert_eq!(
-        metric(&app.state.auth.metrics().sessions_ended_by_refresh),
+        metric(&app.state.auth.metrics().sessions_ended_by_server),
         0
     );
     admin.delete_user(&user).await;

@@ -500,7 +500,7 @@ async fn c02_an_empty_key_set_never_replaces_the_good_keys() {
         "refreshed, verified with the cached key"
     );
     assert_eq!(
-        metric(&app.state.auth.metrics().sessions_ended_by_refresh),
+        metric(&app.state.auth.metrics().sessions_ended_by_server),
         0,
         "nobody was signed out"
     );

@@ -73,7 +73,7 @@ async fn a_user_disabled_in_keycloak_is_signed_out_at_the_next_refresh() {
     );
     assert_eq!(app.current_user().await, Value::Null);
     assert_eq!(
-        metric(&app.state.auth.metrics().sessions_ended_by_refresh),
+        metric(&app.state.auth.metrics().sessions_ended_by_server),
         1
     );
     let page = app.get("/editor").await;

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UiConfig {
     /// Where the auth routes live: `<prefix>/login`, `/callback`, `/logout`, `/refresh`,
-    /// `/backchannel-logout`. Default `/auth`.
+    /// `/extend`, `/events`, `/backchannel-logout` and, when enabled, `/frontchannel-logout`.
+    /// Default `/auth`.
     pub route_prefix: String,
     /// The `BroadcastChannel` the app's tabs use to tell each other about sign-in and sign-out.
     pub channel: String,

@@ -6,6 +6,7 @@
 //!   fit), `waited` (another request or replica had just refreshed).
 //! - `token_refresh_calls_total`: calls to Keycloak's token endpoint with a refresh token.
 //! - `backchannel_logouts_total{outcome}`: `accepted`, `refused`.
+//! - `frontchannel_logouts_total{outcome}`: `accepted`, `refused`, `limited` (over the rate).
 //! - `bearer_refused_total{reason}`: bearer tokens the JSON API refused.
 //! - `key_set_fetches_total`, `sessions_ended_total{reason}`.
 //! - `event_streams`: open session event streams (`<prefix>/events`), one per browser.
@@ -30,8 +31,9 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     /// Calls to Keycloak's token endpoint with a refresh token.
     pub token_refreshes: Counter,
-    /// Sessions ended because Keycloak refused the refresh token or sent tokens that do not fit.
-    pub sessions_ended_by_refresh: Counter,
+    /// Sessions the server ended itself, every end but a sign-out: Keycloak refused the refresh
+    /// token, sent tokens that do not fit, or the access token expired without a refresh token.
+    pub sessions_ended_by_server: Counter,
     /// Back-channel logout tokens accepted.
     pub backchannel_logouts: Counter,
     /// Key-set fetches (successful or not).
@@ -41,6 +43,7 @@ pub struct Metrics {
     sign_ins: Counters,
     refreshes: Counters,
     backchannel: Counters,
+    frontchannel: Counters,
     bearer_refused: Counters,
     sessions_ended: Counters,
     latency: Histograms,
@@ -62,13 +65,14 @@ impl Default for Metrics {
         let mut m = Self {
             registry: Mutex::new(Registry::with_prefix("keycloak_bff")),
             token_refreshes: Counter::default(),
-            sessions_ended_by_refresh: Counter::default(),
+            sessions_ended_by_server: Counter::default(),
             backchannel_logouts: Counter::default(),
             key_set_fetches: Counter::default(),
             event_streams: Gauge::default(),
             sign_ins: Counters::default(),
             refreshes: Counters::default(),
             backchannel: Counters::default(),
+            frontchannel: Counters::default(),
             bearer_refused: Counters::default(),
             sessions_ended: Counters::default(),
             latency: Histograms::new_with_constructor(latency_histogram),
@@ -103,6 +107,11 @@ impl Default for Metrics {
                 "backchannel_logouts",
                 "Back-channel logouts by outcome",
                 m.backchannel.clone(),
+            );
+            registry.register(
+                "frontchannel_logouts",
+                "Front-channel logouts by outcome",
+                m.frontchannel.clone(),
             );
             registry.register(
                 "bearer_refused",
@@ -150,6 +159,12 @@ impl Metrics {
             .inc();
     }
 
+    pub(crate) fn frontchannel(&self, outcome: &'static str) {
+        self.frontchannel
+            .get_or_create(&[("outcome", outcome)])
+            .inc();
+    }
+
     pub(crate) fn bearer_refused(&self, reason: &'static str) {
         self.bearer_refused
             .get_or_create(&[("reason", reason)])
@@ -158,7 +173,7 @@ impl Metrics {
 
     pub(crate) fn session_ended(&self, reason: &'static str) {
         if reason != "signed_out" {
-            self.sessions_ended_by_refresh.inc();
+            self.sessions_ended_by_server.inc();
         }
         self.sessions_ended
             .get_or_create(&[("reason", reason)])

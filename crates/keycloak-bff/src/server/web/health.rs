@@ -4,9 +4,8 @@
 //! `auth.metrics_addr` moves it to an address of its own.
 
 use crate::server::web::state::KeycloakAuth;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -42,25 +41,4 @@ pub async fn ready(State(auth): State<KeycloakAuth>) -> Response {
 
 pub async fn metrics(State(auth): State<KeycloakAuth>) -> Response {
     auth.metrics().response()
-}
-
-/// Records how long each auth route takes (`auth_request_seconds{route}`).
-pub async fn measure(State(auth): State<KeycloakAuth>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().rsplit('/').next().unwrap_or_default().to_owned());
-    let started = std::time::Instant::now();
-    let response = next.run(request).await;
-    let label = match route.as_deref() {
-        Some("login") => "login",
-        Some("callback") => "callback",
-        Some("logout") => "logout",
-        Some("refresh") => "refresh",
-        Some("backchannel-logout") => "backchannel_logout",
-        _ => "other",
-    };
-    auth.metrics()
-        .observe(label, started.elapsed().as_secs_f64());
-    response
 }

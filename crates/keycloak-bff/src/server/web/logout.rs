@@ -130,6 +130,7 @@ pub async fn frontchannel_logout(
         .filter(|s| !s.is_empty() && s.len() <= MAX_SID_LEN);
     if !auth.frontchannel_limiter().admit(unix_now()) {
         tracing::debug!("front-channel logout refused: too many requests");
+        auth.metrics().frontchannel("limited");
         return framed(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many front-channel logouts right now.",
@@ -140,7 +141,7 @@ pub async fn frontchannel_logout(
             iss_matches = iss == Some(auth.oidc().issuer()),
             "front-channel logout refused"
         );
-        auth.metrics().backchannel("refused");
+        auth.metrics().frontchannel("refused");
         return framed(
             StatusCode::BAD_REQUEST,
             "Front-channel logout refused: iss must be this app's issuer and sid is required.",
@@ -154,7 +155,7 @@ pub async fn frontchannel_logout(
         .await
     {
         Ok(deleted) => {
-            auth.metrics().backchannel("accepted");
+            auth.metrics().frontchannel("accepted");
             tracing::info!(sessions = deleted, "front-channel logout");
             framed(StatusCode::OK, "Signed out.")
         }

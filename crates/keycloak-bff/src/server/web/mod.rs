@@ -10,6 +10,7 @@ pub mod directory;
 pub mod extract;
 pub mod guard;
 pub mod health;
+pub mod latency;
 pub mod logout;
 pub mod middleware;
 pub mod push;

@@ -1,7 +1,6 @@
 //! Mounting the library on an app's router: its routes, and the layers every request goes
 //! through (security headers, sessions, the origin check, the state for server functions).
 
-use crate::server::web::health;
 use crate::server::web::logout::{backchannel_logout, frontchannel_logout};
 use crate::server::web::middleware::{
     browser_session_cookie, origin_check, provide_state, security_headers,
@@ -10,6 +9,7 @@ use crate::server::web::push::events;
 use crate::server::web::routes::{callback, extend, login, logout, refresh};
 use crate::server::web::silent_sso::silent_sso;
 use crate::server::web::state::KeycloakAuth;
+use crate::server::web::{health, latency};
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
@@ -33,7 +33,7 @@ impl KeycloakAuth {
             .route(&ui.route("/refresh"), post(refresh))
             .route(&ui.route("/extend"), post(extend))
             .route(&ui.route("/backchannel-logout"), post(backchannel_logout))
-            .route_layer(from_fn_with_state(self.clone(), health::measure))
+            .route_layer(from_fn_with_state(self.clone(), latency::measure))
             // Not measured: a stream lasts as long as the page.
             .route(&ui.route("/events"), get(events));
         if self.settings().session.frontchannel_logout {

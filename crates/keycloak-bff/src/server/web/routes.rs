@@ -1,6 +1,7 @@
 //! The auth routes under the configured prefix (`/auth` by default): `GET <prefix>/login`,
-//! `GET <prefix>/callback`, `POST <prefix>/logout`, `POST <prefix>/refresh`, and the plain
-//! server-rendered pages for their errors. Bad input gets a 4xx page with a plain message; an
+//! `GET <prefix>/callback`, `POST <prefix>/logout`, `POST <prefix>/refresh`,
+//! `POST <prefix>/extend`, and the plain server-rendered pages for their errors (the logout
+//! channels are in `logout.rs`, the event stream in `push.rs`). Bad input gets a 4xx page with a plain message; an
 //! unreachable Keycloak gets 503; nothing here panics or signs out a good session. Every status
 //! comes from [`AppError::status_code`].
 
