@@ -3,10 +3,12 @@ import { defineConfig } from '@playwright/test';
 // The app (http://localhost:3000) and Keycloak (http://localhost:8080) are started by
 // scripts/test.sh. The browser is Debian's Chromium; Playwright never downloads one of its own.
 //
-// Two projects, which scripts/test.sh runs at the same time as two processes: `brief` (the app on
-// :3004 against the realm demo-brief, whose tests mostly wait on Keycloak's short session clocks)
-// and `main` (everything else). They share no user session: each realm has its own users. Within
-// a project, tests run one at a time (they share the realm's development users).
+// Two projects, which scripts/test.sh runs at the same time as separate processes: `brief` (the
+// app on :3004 against the realm demo-brief, whose tests mostly wait on Keycloak's short session
+// clocks) and `main` (everything else), the latter twice: against the single process (:3000,
+// realm demo-short) and against the cluster (APP_URL=http://localhost:3100, APP_REALM
+// demo-cluster). They share no user session: each realm has its own users. Within a run, tests
+// run one at a time (they share the realm's development users).
 export default defineConfig({
   testDir: './tests',
   timeout: 60_000,
@@ -17,7 +19,8 @@ export default defineConfig({
   forbidOnly: !!process.env.CI,
   reporter: [['list']],
   projects: [
-    { name: 'main', testIgnore: /brief\.spec\.ts/, outputDir: './test-results/main' },
+    // PW_OUTPUT_DIR: the cluster's run of `main` beside the single process's keeps its own.
+    { name: 'main', testIgnore: /brief\.spec\.ts/, outputDir: process.env.PW_OUTPUT_DIR ?? './test-results/main' },
     { name: 'brief', testMatch: /brief\.spec\.ts/, outputDir: './test-results/brief' },
   ],
   use: {

@@ -28,7 +28,8 @@ kc_ready() {
   curl -fsS -m 3 "http://localhost:$KC_MGMT_PORT/health/ready" >/dev/null 2>&1 &&
     curl -fsS -m 3 "$KC_URL/realms/$KC_REALM/.well-known/openid-configuration" >/dev/null 2>&1 &&
     curl -fsS -m 3 "$KC_URL/realms/$KC_REALM-short/.well-known/openid-configuration" >/dev/null 2>&1 &&
-    curl -fsS -m 3 "$KC_URL/realms/$KC_REALM-brief/.well-known/openid-configuration" >/dev/null 2>&1
+    curl -fsS -m 3 "$KC_URL/realms/$KC_REALM-brief/.well-known/openid-configuration" >/dev/null 2>&1 &&
+    curl -fsS -m 3 "$KC_URL/realms/$KC_REALM-cluster/.well-known/openid-configuration" >/dev/null 2>&1
 }
 
 kc_running_pid() {

@@ -54,6 +54,22 @@ else
           else . end)
       | .users |= map(if .realmRoles then .realmRoles |= map(if . == "default-roles-demo" then "default-roles-demo-brief" else . end) else . end)' \
     "$KC_DIR/demo-realm.json" > "$KC_HOME/data/import/demo-brief-realm.json"
+  # demo-cluster: demo-short for the cluster of the test command (scripts/cluster.sh on
+  # http://localhost:3100), whose browser tests run beside the single process's: a realm of its
+  # own, so that neither run's sign-outs touch the other's users.
+  jq '.realm = "demo-cluster"
+      | .displayName = "kc-leptos demo (the test command's cluster)"
+      | .accessTokenLifespan = 10 | .ssoSessionIdleTimeout = 900 | .ssoSessionMaxLifespan = 3600
+      | .eventsEnabled = true | .eventsExpiration = 3600
+      | .enabledEventTypes = ["REFRESH_TOKEN", "REFRESH_TOKEN_ERROR"]
+      | .clients |= map(if .clientId == "demo-app" then
+            .rootUrl = "http://localhost:3100"
+            | .redirectUris = ["http://localhost:3100/auth/callback"]
+            | .attributes["post.logout.redirect.uris"] = "http://localhost:3100/"
+            | .attributes["backchannel.logout.url"] = "http://localhost:3100/auth/backchannel-logout"
+          else . end)
+      | .users |= map(if .realmRoles then .realmRoles |= map(if . == "default-roles-demo" then "default-roles-demo-cluster" else . end) else . end)' \
+    "$KC_DIR/demo-realm.json" > "$KC_HOME/data/import/demo-cluster-realm.json"
   if curl -s -m 2 -o /dev/null "http://localhost:$KC_PORT/" ; then
     kc_log "port $KC_PORT is taken by something that is not a ready Keycloak; stop it first"
     exit 1

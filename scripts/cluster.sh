@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the app as a cluster on http://localhost:3000: Redis (append-only, so sessions survive its
+# Runs the app as a cluster on http://localhost:3000 (CLUSTER_PORT: another port, for a realm whose
+# client is registered there, as the test command does): Redis (append-only, so sessions survive its
 # restart) on 127.0.0.1:6390, two replicas of the app on 127.0.0.1:3101 and :3102 sharing it, and
 # Debian's nginx load-balancing them round-robin, against the same Keycloak as scripts/dev.sh.
 #
@@ -16,6 +17,7 @@ cd "$ROOT"
 RUN="$ROOT/target/cluster"
 REDIS_PORT=6390
 REPLICAS=(3101 3102)
+PORT="${CLUSTER_PORT:-3000}"
 
 stop_all() {
   for pidfile in "$RUN"/*.pid; do
@@ -42,7 +44,7 @@ claim_target_dir
 export APP_KEYCLOAK_CLIENT_SECRET="${APP_KEYCLOAK_CLIENT_SECRET:-$(dev_client_secret)}"
 export APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET="${APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET:-$(dev_client_secret user-directory)}"
 stop_all
-for port in 3000 "${REPLICAS[@]}"; do
+for port in "$PORT" "${REPLICAS[@]}"; do
   if curl -s -m 2 -o /dev/null "http://localhost:$port/"; then
     echo "port $port is in use; stop what runs there first" >&2
     exit 1
@@ -72,6 +74,7 @@ for port in "${REPLICAS[@]}"; do
   say "starting a replica on 127.0.0.1:$port"
   LEPTOS_OUTPUT_NAME=kc-leptos LEPTOS_SITE_ROOT="$ROOT/target/site" LEPTOS_SITE_PKG_DIR=pkg LEPTOS_HASH_FILES=true \
     LEPTOS_SITE_ADDR="127.0.0.1:$port" LEPTOS_ENV=PROD APP_APP_DATA_DIR="$RUN/data" \
+    APP_AUTH_PUBLIC_URL="http://localhost:$PORT" \
     APP_SESSION_STORE=redis APP_SESSION_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
     APP_SESSION_SECRET="$(cat "$secret_file")" \
     "$(site_bin kc-leptos)" >"$RUN/replica-$port.log" 2>&1 &
@@ -79,7 +82,7 @@ for port in "${REPLICAS[@]}"; do
   wait_for "$port" "$(cat "$RUN/replica-$port.pid")" "$RUN/replica-$port.log"
 done
 
-say "starting nginx on 127.0.0.1:3000 (round-robin over ${REPLICAS[*]})"
+say "starting nginx on 127.0.0.1:$PORT (round-robin over ${REPLICAS[*]})"
 servers=""
 for port in "${REPLICAS[@]}"; do servers="$servers    server 127.0.0.1:$port max_fails=0;
 "; done
@@ -99,7 +102,7 @@ http {
 $servers    keepalive 32;
   }
   server {
-    listen 127.0.0.1:3000;
+    listen 127.0.0.1:$PORT;
     # Keycloak pools back-channel connections and does not retry a delivery: like the app,
     # close each one (nginx does not pass the app's hop-by-hop Connection: close on).
     location = /auth/backchannel-logout {
@@ -121,8 +124,8 @@ $servers    keepalive 32;
 EOF
 nginx -c "$RUN/nginx/nginx.conf" -p "$RUN/nginx" >"$RUN/nginx/stdout.log" 2>&1 &
 echo $! >"$RUN/nginx.pid"
-wait_for 3000 "$(cat "$RUN/nginx.pid")" "$RUN/nginx/error.log"
-say "cluster up: http://localhost:3000 -> ${REPLICAS[*]}; Redis 127.0.0.1:$REDIS_PORT; logs in $RUN"
+wait_for "$PORT" "$(cat "$RUN/nginx.pid")" "$RUN/nginx/error.log"
+say "cluster up: http://localhost:$PORT -> ${REPLICAS[*]}; Redis 127.0.0.1:$REDIS_PORT; logs in $RUN"
 
 if [ "${1:-}" = start ]; then
   exit 0

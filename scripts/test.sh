@@ -57,7 +57,7 @@ export APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET="${APP_KEYCLOAK_DIRECTORY_CLIENT_SEC
 
 # The back-channel logout tests and the browser tests use http://localhost:3000, the URL the realm
 # registers for the app.
-for port in 3000 3002 3004; do
+for port in 3000 3002 3004 3100; do
   if curl -s -m 2 -o /dev/null "http://localhost:$port/"; then
     echo "port $port is in use (a dev server?); stop it to run the tests" >&2
     exit 1
@@ -106,35 +106,43 @@ LEPTOS_OUTPUT_NAME=kc-leptos LEPTOS_SITE_ROOT="$site_root" LEPTOS_SITE_PKG_DIR=p
 brief_pid=$!
 wait_for 3004 "$brief_pid" "$LOG_DIR/brief.log"
 
-# The realm demo-brief's tests (project brief, on :3004) mostly wait on Keycloak's clocks: they run
-# as a second process beside the rest (project main); the two realms share no user.
+say "starting the cluster on http://localhost:3100: two replicas on Redis behind nginx (realm demo-cluster)"
+CLUSTER_BUILD=0 CLUSTER_PORT=3100 APP_KEYCLOAK_ISSUER_URL=http://localhost:8080/realms/demo-cluster \
+  APP_SESSION_REFRESH_MARGIN_SECS=3 "$ROOT/scripts/cluster.sh" start
+
+# Three browser suites at once, each against its own app and realm, so that no run's sign-outs
+# touch another's users: the single process (project main, :3000, realm demo-short) in the
+# foreground; beside it, one after the other, the realm demo-brief's tests (project brief,
+# :3004; they mostly wait on Keycloak's clocks) and the same tests as main against the cluster
+# (:3100, realm demo-cluster; the single-process-only ones, @single, left out).
 browser_tests() {
-  (cd end2end && npx playwright test --project=brief) >"$LOG_DIR/playwright-brief.log" 2>&1 &
-  local brief_tests=$! main_rc=0 brief_rc=0
+  (
+    rc=0
+    (cd end2end && npx playwright test --project=brief) >"$LOG_DIR/playwright-brief.log" 2>&1 || rc=1
+    (cd end2end && APP_URL=http://localhost:3100 APP_REALM=demo-cluster PW_OUTPUT_DIR=./test-results/cluster \
+      npx playwright test --project=main --grep-invert "examples/minimal|@single") \
+      >"$LOG_DIR/playwright-cluster.log" 2>&1 || rc=1
+    exit "$rc"
+  ) &
+  local beside=$! main_rc=0 beside_rc=0
   (cd end2end && npx playwright test --project=main) || main_rc=$?
-  wait "$brief_tests" || brief_rc=$?
+  wait "$beside" || beside_rc=$?
   say "browser tests of the realm demo-brief (project brief, run beside the others)"
   cat "$LOG_DIR/playwright-brief.log"
-  if [ "$main_rc" -ne 0 ] || [ "$brief_rc" -ne 0 ]; then
-    echo "browser tests failed (main: exit $main_rc, brief: exit $brief_rc)" >&2
+  say "the same browser tests against the cluster (run beside the others)"
+  cat "$LOG_DIR/playwright-cluster.log"
+  if [ "$main_rc" -ne 0 ] || [ "$beside_rc" -ne 0 ]; then
+    echo "browser tests failed (main: exit $main_rc; brief and cluster: exit $beside_rc)" >&2
     return 1
   fi
 }
-# KC_BROWSER_RUNS=5 runs the single-process browser suite five times in a row (hunting flaky
-# tests); the default is once.
+# KC_BROWSER_RUNS=5 runs the browser suites five times in a row (hunting flaky tests); the
+# default is once.
 runs="${KC_BROWSER_RUNS:-1}"
 for run in $(seq 1 "$runs"); do
   say "browser tests, run $run of $runs (Playwright, Chromium; the README's pictures go to target/screenshots/)"
   browser_tests
 done
-
-say "the same browser tests against the cluster: two replicas on Redis behind nginx"
-kill -TERM "$app_pid" 2>/dev/null || true
-wait "$app_pid" 2>/dev/null || true
-app_pid=""
-CLUSTER_BUILD=0 APP_KEYCLOAK_ISSUER_URL=http://localhost:8080/realms/demo-short \
-  APP_SESSION_REFRESH_MARGIN_SECS=3 "$ROOT/scripts/cluster.sh" start
-(cd end2end && npx playwright test --project=main --grep-invert "examples/minimal|@single")
 "$ROOT/scripts/cluster.sh" stop
 for port in 3101 3102; do
   cp "$ROOT/target/cluster/replica-$port.log" "$LOG_DIR/replica-$port.log"
@@ -144,17 +152,25 @@ for port in 3101 3102; do
   fi
 done
 
+# The benchmark starts its own app on :3000.
+kill -TERM "$app_pid" 2>/dev/null || true
+wait "$app_pid" 2>/dev/null || true
+app_pid=""
 say "a smoke run of the benchmark (scripts/bench.sh --smoke: tiny counts on the debug build)"
 "$ROOT/scripts/bench.sh" --smoke
 
-say "scanning the apps' logs (default level) for tokens and secrets"
+say "scanning the apps' logs (default level) for tokens, secrets and panics"
 for log in "$LOG_DIR/app.log" "$LOG_DIR/minimal.log" "$LOG_DIR/brief.log" "$LOG_DIR"/replica-*.log; do
+  if grep -n -A3 "panicked at" "$log"; then
+    echo "$log shows a panic (above): bad input must get a 4xx, never a panic" >&2
+    exit 1
+  fi
   if grep -nE 'eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.' "$log" ||
     grep -nF -e "$APP_KEYCLOAK_CLIENT_SECRET" -e "$(dev_client_secret minimal-app)" \
       -e "$APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET" "$log"; then
     echo "$log holds a token or a client secret (above)" >&2
     exit 1
   fi
-  echo "no token or secret in $(wc -l < "$log") lines of $log"
+  echo "no token, secret or panic in $(wc -l < "$log") lines of $log"
 done
 say "all tests passed"

@@ -1,5 +1,5 @@
 import { expect, test } from '@playwright/test';
-import { JWT, KEYCLOAK, recordAppResponses, signIn } from './helpers';
+import { APP, JWT, KEYCLOAK, recordAppResponses, signIn } from './helpers';
 
 test('the admin sees the admin link and opens the admin page', async ({ page }) => {
   await signIn(page, 'alice');
@@ -47,7 +47,7 @@ test('a signed-out visit to a gated page signs in and comes back to it', async (
   await page.locator('#username').fill('erin');
   await page.locator('#password').fill('erin-dev-pw');
   await page.locator('#kc-login').click();
-  await expect(page).toHaveURL(/localhost:3000\/editor$/);
+  await expect(page).toHaveURL(`${APP}/editor`);
   await expect(page.getByTestId('editor-page')).toBeVisible();
 });
 
@@ -56,7 +56,7 @@ test('sign-out returns to the public page signed out, and back does not bring th
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Profile' }).click();
   await expect(page.getByTestId('profile')).toContainText('Paul Plain');
   await page.getByRole('button', { name: 'Sign out' }).click();
-  await page.waitForURL((url) => url.origin === 'http://localhost:3000' && url.pathname === '/');
+  await page.waitForURL((url) => url.origin === APP && url.pathname === '/');
   await expect(page.getByRole('link', { name: 'Sign in', exact: true })).toBeVisible();
   await expect(page.getByTestId('signed-in-as')).toHaveCount(0);
 
@@ -64,7 +64,7 @@ test('sign-out returns to the public page signed out, and back does not bring th
   // Whatever the back button shows, it is not a signed-in page: the profile now asks Keycloak
   // for a fresh login, because Keycloak's own session ended too.
   await page.waitForLoadState();
-  if (new URL(page.url()).origin === 'http://localhost:3000') {
+  if (new URL(page.url()).origin === APP) {
     await expect(page.getByTestId('signed-in-as')).toHaveCount(0);
     await expect(page.getByText('Paul Plain')).toHaveCount(0);
   } else {
@@ -76,7 +76,7 @@ test('sign-out returns to the public page signed out, and back does not bring th
 });
 
 test('no response the browser receives from the app contains a token, sign-out included', async ({ page, context }) => {
-  const responses = recordAppResponses(page, 'http://localhost:3000');
+  const responses = recordAppResponses(page, APP);
   const requested: string[] = [];
   page.on('request', (r) => requested.push(r.url()));
   await signIn(page, 'alice');
@@ -122,7 +122,7 @@ test('no response the browser receives from the app contains a token, sign-out i
     expect(body, `body of ${r.url()}`).not.toMatch(JWT);
     expect(body).not.toContain('refresh_token');
   }
-  for (const cookie of await context.cookies('http://localhost:3000')) {
+  for (const cookie of await context.cookies(APP)) {
     if (cookie.name === 'kc_leptos_session') {
       expect(cookie.httpOnly).toBe(true);
       expect(cookie.sameSite).toBe('Lax');
@@ -136,7 +136,7 @@ test('no response the browser receives from the app contains a token, sign-out i
   // Sign-out too: no token in its answer, nor in any URL the browser is sent to.
   const before = responses.length;
   await page.getByRole('button', { name: 'Sign out' }).click();
-  await page.waitForURL((url) => url.origin === 'http://localhost:3000' && url.pathname === '/');
+  await page.waitForURL((url) => url.origin === APP && url.pathname === '/');
   await expect(page.getByRole('link', { name: 'Sign in', exact: true })).toBeVisible();
   expect(responses.length).toBeGreaterThan(before);
   for (const r of responses.slice(before)) {
@@ -155,7 +155,7 @@ test('an injected inline script is blocked by the content security policy, and t
   });
   // A stand-in for stored XSS: every page of the app arrives with a script the app did not write,
   // under the app's own headers.
-  await page.route('http://localhost:3000/**', async (route) => {
+  await page.route(`${APP}/**`, async (route) => {
     if (route.request().resourceType() !== 'document') return route.continue();
     const response = await route.fetch({ maxRedirects: 0 });
     const html = await response.text();

@@ -4,6 +4,10 @@ import { mkdirSync } from 'node:fs';
 
 export const KEYCLOAK = 'http://localhost:8080';
 
+/** The app under test (the config's baseURL): the single process on :3000, or the cluster of
+ * scripts/test.sh on :3100 (APP_URL). */
+export const APP = process.env.APP_URL ?? 'http://localhost:3000';
+
 /** Development users of keycloak/demo-realm.json (password: `<name>-dev-pw`). */
 export type DevUser = 'alice' | 'erin' | 'paul' | 'nora';
 

@@ -1,5 +1,5 @@
 import { expect, test } from '@playwright/test';
-import { signIn } from './helpers';
+import { APP, signIn } from './helpers';
 import { adminLogout } from './keycloak-admin';
 
 // scripts/test.sh runs the app against the realm `demo-short`: access tokens live 10 seconds,
@@ -66,7 +66,7 @@ test('signing out in one tab signs out the other tabs of the browser without a r
   second.on('framenavigated', (f) => { if (f === second.mainFrame()) reloaded = true; });
 
   await first.getByRole('button', { name: 'Sign out' }).click();
-  await first.waitForURL((url) => url.origin === 'http://localhost:3000' && url.pathname === '/');
+  await first.waitForURL((url) => url.origin === APP && url.pathname === '/');
   await expect(first.getByRole('link', { name: 'Sign in', exact: true })).toBeVisible();
 
   await expect(second.getByTestId('session-ended')).toBeVisible({ timeout: 8_000 });

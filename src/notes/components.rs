@@ -40,12 +40,14 @@ fn NotesBoard() -> impl IntoView {
     let create = ServerAction::<CreateNote>::new();
     let update = ServerAction::<UpdateNote>::new();
     let delete = ServerAction::<DeleteNote>::new();
+    // `try_get`: a server render that the client abandoned (a closed connection) disposes the
+    // actions while the resource may still read them; that must not panic the worker.
     let board = Resource::new(
         move || {
             (
-                create.version().get(),
-                update.version().get(),
-                delete.version().get(),
+                create.version().try_get().unwrap_or_default(),
+                update.version().try_get().unwrap_or_default(),
+                delete.version().try_get().unwrap_or_default(),
             )
         },
         |_| list_notes(),
