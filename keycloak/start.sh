@@ -58,7 +58,7 @@ else
   # http://localhost:3100), whose browser tests run beside the single process's: a realm of its
   # own, so that neither run's sign-outs touch the other's users.
   jq '.realm = "demo-cluster"
-      | .displayName = "kc-leptos demo (the test command's cluster)"
+      | .displayName = "kc-leptos demo (the cluster of the test command)"
       | .accessTokenLifespan = 10 | .ssoSessionIdleTimeout = 900 | .ssoSessionMaxLifespan = 3600
       | .eventsEnabled = true | .eventsExpiration = 3600
       | .enabledEventTypes = ["REFRESH_TOKEN", "REFRESH_TOKEN_ERROR"]

@@ -25,6 +25,10 @@ cleanup() {
       wait "$pid" 2>/dev/null || true
     fi
   done
+  # Whatever still runs in the background (Keycloak's start, the sites' build, a browser run).
+  for job in $(jobs -p); do
+    kill "$job" 2>/dev/null || true
+  done
   if [ "$kc_was_running" = false ]; then
     "$ROOT/keycloak/stop.sh" || true
   fi
@@ -34,6 +38,12 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT INT TERM
+
+# Keycloak takes a while to start (a fresh realm import): it starts while the lints run.
+. "$ROOT/keycloak/common.sh"
+if kc_ready; then kc_was_running=true; fi
+"$ROOT/keycloak/start.sh" >"$LOG_DIR/keycloak-start.log" 2>&1 &
+keycloak_start=$!
 
 say "formatting and lints (every crate; server and WebAssembly)"
 cargo fmt --all --check
@@ -49,9 +59,12 @@ cargo build -p keycloak-bff-core --target wasm32-unknown-unknown
 python3 "$ROOT/scripts/check_layers.py"
 python3 "$ROOT/scripts/check_readme_example.py"
 
-. "$ROOT/keycloak/common.sh"
-if kc_ready; then kc_was_running=true; fi
-"$ROOT/keycloak/start.sh"
+say "waiting for Keycloak"
+if ! wait "$keycloak_start"; then
+  cat "$LOG_DIR/keycloak-start.log" >&2
+  exit 1
+fi
+cat "$LOG_DIR/keycloak-start.log"
 export APP_KEYCLOAK_CLIENT_SECRET="${APP_KEYCLOAK_CLIENT_SECRET:-$(dev_client_secret)}"
 export APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET="${APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET:-$(dev_client_secret user-directory)}"
 
@@ -64,13 +77,27 @@ for port in 3000 3002 3004 3100; do
   fi
 done
 
+say "building the unit and integration tests"
+cargo test --workspace --features ssr --no-run
+
+# The sites (server + WebAssembly, their own build cache) build while the tests run, at the
+# lowest CPU priority: the tests mostly wait on Keycloak, and keep the CPU when they need it.
+say "building the sites (the demo and examples/minimal) beside the tests; log: $LOG_DIR/site-build.log"
+(nice -n 19 bash -c '. "$0/scripts/lib.sh"; leptos build --project kc-leptos && leptos build --project minimal' "$ROOT") \
+  >"$LOG_DIR/site-build.log" 2>&1 &
+site_build=$!
+
 say "unit and integration tests (real Keycloak)"
 # Bounded: a test that hangs fails the run in 25 minutes instead of holding CI to its limit.
 timeout 1500 cargo test --workspace --features ssr
 
-say "building the sites (server + WebAssembly): the demo and examples/minimal"
-leptos build --project kc-leptos
-leptos build --project minimal
+say "waiting for the sites' build"
+if ! wait "$site_build"; then
+  tail -n 60 "$LOG_DIR/site-build.log" >&2
+  echo "building the sites failed (above)" >&2
+  exit 1
+fi
+tail -n 3 "$LOG_DIR/site-build.log"
 
 say "starting the app on http://localhost:3000 (realm demo-short: 10-second access tokens)"
 # cargo-leptos writes the sites (wasm, JS, CSS, public/) to target/site and target/site-minimal in
