@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints, unit tests, integration tests against the real Keycloak
 # (and throw-away Redis servers), and the Playwright tests in Chromium, against one process and
-# against the cluster (scripts/cluster.sh: two replicas on Redis behind nginx). Installs whatever is missing first. Stops the app and (if
-# this script started it) Keycloak when it ends, pass or fail.
+# against the cluster (scripts/cluster.sh: two replicas on Redis behind nginx). Installs whatever
+# is missing first. Stops the apps and (if this script started it) Keycloak when it ends, pass or
+# fail, and leaves `git status` clean.
+#
+# What can overlap does, to stay near ten minutes warm on two cores: Keycloak starts during the
+# lints; the sites build (at low priority) while the integration tests run; the browser suites of
+# the realms demo-brief and demo-cluster run as a second Playwright process beside the main one.
+# Each step prints how long the run has taken so far.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
