@@ -102,7 +102,9 @@ fn TopBar() -> impl IntoView {
 fn NavLink(href: &'static str, children: Children) -> impl IntoView {
     let location = use_location();
     view! {
-        <a href=href aria-current=move || (location.pathname.get() == href).then_some("page")>
+        // `try_get`: a render the client abandoned (a closed connection) may dispose the location
+        // before this closure runs; that must not panic the server's worker.
+        <a href=href aria-current=move || location.pathname.try_get().is_some_and(|p| p == href).then_some("page")>
             {children()}
         </a>
     }
@@ -131,7 +133,7 @@ fn UserMenu() -> impl IntoView {
                 }.into_any(),
                 Ok(None) => {
                     // Re-read the location so the link follows client-side navigation.
-                    let _ = location.pathname.get();
+                    let _ = location.pathname.try_get();
                     view! {
                         <a class="button" rel="external" href=login_href(&current_path())>"Sign in"</a>
                     }.into_any()
