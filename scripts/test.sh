@@ -95,7 +95,10 @@ site_build=$!
 
 say "unit and integration tests (real Keycloak)"
 # Bounded: a test that hangs fails the run in 25 minutes instead of holding CI to its limit.
-timeout 1500 cargo test --workspace --features ssr
+# Four tests at a time: they mostly wait on Keycloak (each spawns its own app on a free port),
+# which halves the integration binary's time on two cores (about 100 s to about 52 s, the sites'
+# build running beside).
+RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}" timeout 1500 cargo test --workspace --features ssr
 
 say "waiting for the sites' build"
 if ! wait "$site_build"; then
