@@ -122,6 +122,10 @@ test('no response the browser receives from the app contains a token, sign-out i
     expect(body, `body of ${r.url()}`).not.toMatch(JWT);
     expect(body).not.toContain('refresh_token');
   }
+  // Signed in: exactly one session cookie, HttpOnly, Lax, gone when the browser closes.
+  const sessions = (await context.cookies(APP)).filter((c) => c.name === 'kc_leptos_session');
+  expect(sessions, 'one session cookie').toHaveLength(1);
+  expect(sessions[0].expires, 'a browser-session cookie (session.persistent_cookie is off)').toBe(-1);
   for (const cookie of await context.cookies(APP)) {
     if (cookie.name === 'kc_leptos_session') {
       expect(cookie.httpOnly).toBe(true);

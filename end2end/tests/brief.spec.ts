@@ -122,6 +122,8 @@ test('@single deleting someone else\'s note with a stale sign-in asks for the pa
   // Calling the server function directly does not get around it.
   const direct = await page.request.post('/api/delete_note', { form: { id } });
   expect(direct.status()).toBe(401);
+  // Refused for want of a recent sign-in, not for a lost cookie or any other 401.
+  expect(await direct.text()).toContain('StepUpRequired');
   await page.reload();
   await expect(note).toBeVisible();
 

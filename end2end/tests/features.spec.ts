@@ -1,5 +1,5 @@
 import { expect, Page, test } from '@playwright/test';
-import { KEYCLOAK, signIn } from './helpers';
+import { APP, KEYCLOAK, signIn } from './helpers';
 import { adminLogout, userId, userToken } from './keycloak-admin';
 
 // Issue 12 against the app of scripts/test.sh (realm demo-short), alone and in the cluster.
@@ -60,7 +60,7 @@ test('a browser Keycloak does not know comes back signed out to its page, and is
   expect(toKeycloak).toHaveLength(1);
 });
 
-test('an admin impersonating a user in Keycloak is shown in the top bar', async ({ page }) => {
+test('an admin impersonating a user in Keycloak is shown in the top bar', async ({ page, browser }) => {
   const [alice, paul] = [await userToken(REALM, 'alice'), await userId(REALM, 'paul')];
   // As Keycloak's admin console does: the impersonation call, from the browser on Keycloak's origin.
   await page.goto(`${KEYCLOAK}/realms/${REALM}/.well-known/openid-configuration`);
@@ -75,6 +75,12 @@ test('an admin impersonating a user in Keycloak is shown in the top bar', async 
   await expect(page.getByTestId('impersonation')).toHaveText('alice acting as');
   // A normal sign-in shows nobody acting.
   await adminLogout(REALM, 'paul');
+  const plain = await browser.newContext({ baseURL: APP });
+  const own = await plain.newPage();
+  await signIn(own, 'paul');
+  await expect(own.getByTestId('signed-in-as')).toHaveText('Paul Plain');
+  await expect(own.getByTestId('impersonation')).toHaveCount(0);
+  await plain.close();
 });
 
 test('my sessions lists both browsers and ends the other one, which then shows it ended', async ({ browser }) => {

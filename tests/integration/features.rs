@@ -81,11 +81,35 @@ async fn silent_sign_in_can_be_turned_off() {
 #[tokio::test]
 async fn a_step_up_sign_in_asks_keycloak_for_the_password_again() {
     let app = spawn_app().await;
+    // Keycloak knows this browser now (its session cookie is in the jar).
+    app.sign_in("alice").await;
+    // A normal sign-in goes straight back to the app: Keycloak's session answers.
+    let r = app.get("/auth/login?return_to=%2F").await;
+    let at_keycloak = app.client.get(location(&r)).send().await.expect("keycloak");
+    assert_eq!(at_keycloak.status(), StatusCode::FOUND);
+    assert!(
+        location(&at_keycloak).starts_with(&format!("{PUBLIC_ORIGIN}/auth/callback?")),
+        "{}",
+        location(&at_keycloak)
+    );
+    // A step-up: Keycloak shows its password form again, whatever its session.
     let r = app
         .get("/auth/login?return_to=%2Fadmin%2Fusers&prompt=login")
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert!(location(&r).contains("prompt=login"), "{}", location(&r));
+    let page = app.client.get(location(&r)).send().await.expect("keycloak");
+    assert_eq!(
+        page.status(),
+        StatusCode::OK,
+        "Keycloak answers with a page"
+    );
+    let html = page.text().await.expect("html");
+    assert!(
+        html.contains("kc-form-login") && html.contains("password"),
+        "the password form: {}",
+        &html[..html.len().min(300)]
+    );
     // Any other prompt value is a normal sign-in.
     let r = app.get("/auth/login?return_to=%2F&prompt=consent").await;
     assert!(!location(&r).contains("prompt="), "{}", location(&r));

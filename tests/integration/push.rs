@@ -187,12 +187,26 @@ fn metric_gauge(app: &TestApp) -> i64 {
 async fn one_session_cannot_hold_more_than_a_few_streams_open() {
     let app = spawn_app().await;
     app.sign_in("paul").await;
-    let mut open = Vec::new();
-    for _ in 0..keycloak_bff::server::web::push::MAX_STREAMS_PER_SESSION {
-        let mut events = Events::open(&app).await;
-        assert!(events.next_status(PUSH_WITHIN).await.is_some());
-        open.push(events);
+    let max = keycloak_bff::server::web::push::MAX_STREAMS_PER_SESSION;
+    // Ten at once: exactly the limit opens, the rest get 429.
+    let mut tries = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let (client, url) = (app.client.clone(), app.url("/auth/events"));
+        tries.spawn(async move { client.get(url).send().await });
     }
+    let answers: Vec<reqwest::Response> = tries
+        .join_all()
+        .await
+        .into_iter()
+        .map(|r| r.expect("an answer"))
+        .collect();
+    let (mut open, refused): (Vec<_>, Vec<_>) = answers
+        .into_iter()
+        .partition(|r| r.status() == StatusCode::OK);
+    assert_eq!(open.len(), max, "exactly the limit opens");
+    assert!(refused
+        .iter()
+        .all(|r| r.status() == StatusCode::TOO_MANY_REQUESTS));
     let refused = app.get("/auth/events").await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     // One closes: there is room again.

@@ -298,7 +298,7 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SessionSettings {
     pub store: StoreKind,
     pub sqlite_file: PathBuf,
@@ -321,6 +321,35 @@ pub struct SessionSettings {
     /// (`APP_SESSION_SECRET`, at least 32 bytes) when several replicas serve the app or pending
     /// sign-ins should survive a restart; without it each process makes its own.
     pub secret: Option<SecretString>,
+}
+
+/// `Debug` without secrets: the Redis URL's user and password are shown as `***` (a URL such as
+/// `redis://:password@host` must not reach a log), the session secret by `secrecy`'s redaction.
+impl std::fmt::Debug for SessionSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionSettings")
+            .field("store", &self.store)
+            .field("sqlite_file", &self.sqlite_file)
+            .field("redis_url", &without_credentials(&self.redis_url))
+            .field("cookie_name", &self.cookie_name)
+            .field("pending_login_ttl_secs", &self.pending_login_ttl_secs)
+            .field("max_pending_logins", &self.max_pending_logins)
+            .field("refresh_margin_secs", &self.refresh_margin_secs)
+            .field("frontchannel_logout", &self.frontchannel_logout)
+            .field("persistent_cookie", &self.persistent_cookie)
+            .field("secret", &self.secret)
+            .finish()
+    }
+}
+
+/// `url` with whatever stands between `://` and the last `@` (user and password) as `***`.
+fn without_credentials(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}***{}", &url[..scheme_end + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 impl<A: DeserializeOwned + Serialize + Default> Settings<A> {
@@ -1049,6 +1078,39 @@ mod tests {
             "from-file-secret"
         );
         assert!(!format!("{s:?}").contains("from-file-secret"));
+    }
+
+    #[test]
+    fn a_redis_password_never_shows_in_debug_output() {
+        let s = parse(
+            FILE,
+            &env(&[
+                ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+                (
+                    "APP_SESSION_REDIS_URL",
+                    "redis://app:hunter2@redis.internal:6379/0",
+                ),
+                ("APP_SESSION_SECRET", &"k".repeat(40)),
+            ]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("//app"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("redis://***@redis.internal:6379/0"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains(&"k".repeat(40)),
+            "the session secret stays hidden"
+        );
+        assert_eq!(
+            without_credentials("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
     }
 
     #[test]

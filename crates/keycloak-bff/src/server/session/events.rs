@@ -43,6 +43,27 @@ impl SessionEvents {
         }
     }
 
+    /// Subscribes to the changes of session `id` from now on, unless it has `limit`
+    /// subscriptions already: the count and the new subscription are one step under one lock, so
+    /// concurrent requests cannot all pass the check (`None`: at the limit).
+    pub fn subscribe_within(&self, id: &str, limit: usize) -> Option<Subscription> {
+        let Ok(mut subscribers) = self.subscribers.lock() else {
+            return Some(self.subscribe(id));
+        };
+        let sender = subscribers
+            .entry(id.to_owned())
+            .or_insert_with(|| watch::channel(0).0);
+        if sender.receiver_count() >= limit {
+            return None;
+        }
+        let receiver = sender.subscribe();
+        Some(Subscription {
+            id: id.to_owned(),
+            receiver,
+            events: self.clone(),
+        })
+    }
+
     /// Subscribes to the changes of session `id` from now on.
     pub fn subscribe(&self, id: &str) -> Subscription {
         let receiver = match self.subscribers.lock() {
@@ -129,6 +150,24 @@ mod tests {
         events.announce("a");
         assert!(fires(&mut first).await);
         assert!(fires(&mut second).await);
+    }
+
+    #[test]
+    fn no_more_than_the_limit_subscribe_even_at_once() {
+        let events = SessionEvents::default();
+        let kept: Vec<Subscription> = std::thread::scope(|scope| {
+            let tries: Vec<_> = (0..10)
+                .map(|_| scope.spawn(|| events.subscribe_within("a", 4)))
+                .collect();
+            tries
+                .into_iter()
+                .filter_map(|t| t.join().ok().flatten())
+                .collect()
+        });
+        assert_eq!(kept.len(), 4);
+        assert_eq!(events.subscribers("a"), 4);
+        drop(kept);
+        assert!(events.subscribe_within("a", 4).is_some(), "room again");
     }
 
     #[tokio::test]

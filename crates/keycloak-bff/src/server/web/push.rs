@@ -140,15 +140,15 @@ pub async fn events(State(auth): State<KeycloakAuth>, session: Session) -> Respo
     };
     let events = auth.store().events();
     let key = id.to_string();
-    if events.subscribers(&key) >= MAX_STREAMS_PER_SESSION {
+    // Counted and taken in one step: streams opened at once cannot all pass the check.
+    let Some(subscription) = events.subscribe_within(&key, MAX_STREAMS_PER_SESSION) else {
         return (
             StatusCode::TOO_MANY_REQUESTS,
             [(header::CACHE_CONTROL, "no-store")],
             "too many event streams for this session\n",
         )
             .into_response();
-    }
-    let subscription = events.subscribe(&key);
+    };
     let first = status(Some(signed_in), now);
     auth.metrics().event_streams.inc();
     let state = Stream {
