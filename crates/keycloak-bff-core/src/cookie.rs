@@ -1,8 +1,10 @@
 //! The session cookie's settings, decided from the app's public URL (catalogue G02).
 
-/// How the session cookie is set. `HttpOnly`, `SameSite=Lax` (the pre-login cookie must survive
-/// the cross-site redirect back from Keycloak, so not `Strict`), `Path=/` and no `Domain` always;
-/// `Secure` and the `__Host-` prefix whenever the public URL is https.
+/// How the session cookie is set. `HttpOnly`, `SameSite=Lax` (the sign-in ends in a navigation
+/// that starts on Keycloak's site: the callback's redirect to the page must carry the new session
+/// cookie, which `Strict` would hold back), `Path=/` and no `Domain` always; `Secure` and the
+/// `__Host-` prefix whenever the public URL is https. (Started sign-ins are not in a session:
+/// they travel in sealed cookies of their own, see `login_cookie_prefix`.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CookiePolicy {
     pub name: String,

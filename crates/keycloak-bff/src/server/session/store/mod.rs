@@ -552,7 +552,8 @@ pub async fn auth_session(session: &Session, now: i64) -> Result<Option<AuthSess
 }
 
 /// Makes the next save of `session` keep the signed-in session's end (Keycloak's refresh token
-/// lifetime) instead of the layer's default inactivity expiry for pre-login sessions.
+/// lifetime) instead of the session layer's default, a short inactivity expiry for sessions
+/// that are not signed in.
 pub fn keep_session_end(session: &Session, auth: &AuthSession) {
     let end = time::OffsetDateTime::from_unix_timestamp(auth.user.session_expires_at)
         .unwrap_or_else(|_| now_utc());
