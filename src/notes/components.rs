@@ -40,16 +40,13 @@ fn NotesBoard() -> impl IntoView {
     let create = ServerAction::<CreateNote>::new();
     let update = ServerAction::<UpdateNote>::new();
     let delete = ServerAction::<DeleteNote>::new();
+    // The versions' signals are taken now, while the actions surely live, and read with
     // `try_get`: a server render that the client abandoned (a closed connection) disposes the
-    // actions while the resource may still read them; that must not panic the worker.
+    // actions and their signals while the resource may still read them; that must not panic the
+    // worker.
+    let versions = [create.version(), update.version(), delete.version()];
     let board = Resource::new(
-        move || {
-            (
-                create.version().try_get().unwrap_or_default(),
-                update.version().try_get().unwrap_or_default(),
-                delete.version().try_get().unwrap_or_default(),
-            )
-        },
+        move || versions.map(|v| v.try_get().unwrap_or_default()),
         |_| list_notes(),
     );
     // A posted note leaves an empty composer.
