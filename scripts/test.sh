@@ -131,7 +131,7 @@ say "starting examples/minimal on http://localhost:3002 (its own Leptos.toml, cl
 minimal_pid=$!
 wait_for 3002 "$minimal_pid" "$LOG_DIR/minimal.log"
 
-say "starting the app again on http://localhost:3004 (realm demo-brief: sessions of two minutes and a half, front-channel logout, step-up after 10 s)"
+say "starting the app again on http://localhost:3004 (realm demo-brief: sessions idle out after 130 s and end after 160 s, front-channel logout, step-up after 10 s)"
 brief_dir="$(mktemp -d)"
 LEPTOS_OUTPUT_NAME=kc-leptos LEPTOS_SITE_ROOT="$site_root" LEPTOS_SITE_PKG_DIR=pkg LEPTOS_HASH_FILES=true \
   LEPTOS_SITE_ADDR=127.0.0.1:3004 LEPTOS_ENV=PROD APP_APP_DATA_DIR="$brief_dir" \
