@@ -204,16 +204,17 @@ impl RedisBackend {
 impl Backend for RedisBackend {
     async fn create(&self, record: &mut Record, now: i64) -> session_store::Result<()> {
         let rank = token_rank(record);
-        let json = serde_json::to_string(&*record).map_err(backend_error)?;
         let exat = expiry_secs(record, now);
         loop {
             let id = record.id.to_string();
+            // Written after each new id: the stored record names the id it is stored under.
+            let json = serde_json::to_string(&*record).map_err(backend_error)?;
             let created: i64 = self
                 .pool
                 .eval(
                     CREATE_SCRIPT,
                     vec![key("s", &id), key("g", &id)],
-                    vec![json.clone(), rank.to_string(), exat.to_string()],
+                    vec![json, rank.to_string(), exat.to_string()],
                 )
                 .await
                 .map_err(backend_error)?;
