@@ -8,6 +8,8 @@
 #   scripts/cluster.sh start    start everything and return (the test command uses this)
 #   scripts/cluster.sh stop     stop what `start` started
 #
+# Each replica serves its metrics and detailed readiness on 127.0.0.1:<its port + 6200> (9301,
+# 9302), never through nginx.
 # Keycloak keeps running either way (keycloak/stop.sh stops it). Settings of the replicas can be
 # overridden through the environment (APP_KEYCLOAK_ISSUER_URL, APP_SESSION_REFRESH_MARGIN_SECS...).
 set -euo pipefail
@@ -76,7 +78,7 @@ for port in "${REPLICAS[@]}"; do
     LEPTOS_SITE_ADDR="127.0.0.1:$port" LEPTOS_ENV=PROD APP_APP_DATA_DIR="$RUN/data" \
     APP_AUTH_PUBLIC_URL="http://localhost:$PORT" \
     APP_SESSION_STORE=redis APP_SESSION_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
-    APP_SESSION_SECRET="$(cat "$secret_file")" \
+    APP_SESSION_SECRET="$(cat "$secret_file")" APP_AUTH_METRICS_ADDR="127.0.0.1:$((port + 6200))" \
     "$(site_bin kc-leptos)" >"$RUN/replica-$port.log" 2>&1 &
   echo $! >"$RUN/replica-$port.pid"
   wait_for "$port" "$(cat "$RUN/replica-$port.pid")" "$RUN/replica-$port.log"

@@ -124,7 +124,7 @@ wait_for 3000 "$app_pid" "$LOG_DIR/app.log"
 say "starting examples/minimal on http://localhost:3002 (its own Leptos.toml, client minimal-app)"
 (cd examples/minimal &&
   LEPTOS_OUTPUT_NAME=minimal LEPTOS_SITE_ROOT="$ROOT/target/site-minimal" \
-    LEPTOS_SITE_PKG_DIR=pkg LEPTOS_SITE_ADDR=127.0.0.1:3002 LEPTOS_ENV=PROD \
+    LEPTOS_SITE_PKG_DIR=pkg LEPTOS_SITE_ADDR=127.0.0.1:3002 LEPTOS_ENV=PROD APP_AUTH_METRICS_ADDR=127.0.0.1:9312 \
     APP_KEYCLOAK_CLIENT_SECRET="$(dev_client_secret minimal-app)" \
     exec env -u APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET "$(site_bin minimal)") \
   >"$LOG_DIR/minimal.log" 2>&1 &
@@ -137,7 +137,7 @@ LEPTOS_OUTPUT_NAME=kc-leptos LEPTOS_SITE_ROOT="$site_root" LEPTOS_SITE_PKG_DIR=p
   LEPTOS_SITE_ADDR=127.0.0.1:3004 LEPTOS_ENV=PROD APP_APP_DATA_DIR="$brief_dir" \
   APP_SESSION_SQLITE_FILE="$brief_dir/sessions.sqlite3" APP_AUTH_PUBLIC_URL=http://localhost:3004 \
   APP_KEYCLOAK_ISSUER_URL=http://localhost:8080/realms/demo-brief APP_SESSION_FRONTCHANNEL_LOGOUT=true \
-  APP_AUTH_STEP_UP_MAX_AGE_SECS=10 \
+  APP_AUTH_STEP_UP_MAX_AGE_SECS=10 APP_AUTH_METRICS_ADDR=127.0.0.1:9314 \
   "$(site_bin kc-leptos)" >"$LOG_DIR/brief.log" 2>&1 &
 brief_pid=$!
 wait_for 3004 "$brief_pid" "$LOG_DIR/brief.log"

@@ -6,7 +6,7 @@
 use crate::common::*;
 use keycloak_bff::server::session::store::redis::TestRedis;
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::time::Duration;
 
 /// Two replicas of the app on the Redis at `url`, against `demo-short`, sharing one browser.
@@ -127,15 +127,28 @@ async fn ready(app: &TestApp) -> (StatusCode, Value) {
     (r.status(), r.json().await.expect("JSON"))
 }
 
+async fn ready_in_detail(app: &TestApp) -> (StatusCode, Value) {
+    let r = app.get_operator("/health/ready").await;
+    (r.status(), r.json().await.expect("JSON"))
+}
+
 #[tokio::test]
-async fn readiness_follows_the_session_store_and_liveness_only_the_process() {
+async fn readiness_follows_the_session_store_and_names_the_failing_part_only_to_operators() {
     let mut redis = TestRedis::start().expect("redis-server");
     let (a, _b) = two_replicas(&redis.url()).await;
     assert_eq!(a.get("/health/live").await.status(), StatusCode::OK);
     let (status, body) = ready(&a).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"status": "ready"}));
     redis.stop();
     let (status, body) = ready(&a).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        body,
+        json!({"status": "not ready"}),
+        "the public probe names no part"
+    );
+    let (status, body) = ready_in_detail(&a).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["store"], "unavailable");
     assert_eq!(body["keycloak"], "ready");
@@ -179,7 +192,7 @@ async fn metrics_count_the_sign_ins_refreshes_and_refused_tokens_the_test_caused
         .await
         .expect("bearer");
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
-    let r = app.get("/metrics").await;
+    let r = app.get_operator("/metrics").await;
     assert_eq!(r.status(), StatusCode::OK);
     let text = r.text().await.expect("text");
     assert_eq!(
@@ -212,30 +225,32 @@ async fn metrics_count_the_sign_ins_refreshes_and_refused_tokens_the_test_caused
 }
 
 #[tokio::test]
-async fn metrics_can_live_on_an_address_of_their_own() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let app = spawn_app_in(
-        tempfile::tempdir().expect("tmp"),
-        browser(),
-        &[("APP_AUTH_METRICS_ADDR", addr.as_str())],
-    )
-    .await;
-    assert_eq!(app.get("/metrics").await.status(), StatusCode::NOT_FOUND);
-    let r = browser()
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .expect("metrics");
+async fn metrics_are_served_only_on_the_operators_address_and_not_at_all_when_off() {
+    let app = spawn_app().await;
+    let public = app.get("/metrics").await;
+    assert_eq!(
+        public.status(),
+        StatusCode::NOT_FOUND,
+        "not on the app's port"
+    );
+    let addr = app.state.auth.metrics_addr().expect("served");
+    assert!(addr.ip().is_loopback());
+    let r = app.get_operator("/metrics").await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r
         .text()
         .await
         .expect("text")
         .contains("# TYPE keycloak_bff_sign_ins counter"));
+    let off = spawn_app_in(
+        tempfile::tempdir().expect("tmp"),
+        browser(),
+        &[("APP_AUTH_METRICS_ADDR", "off")],
+    )
+    .await;
+    assert_eq!(off.state.auth.metrics_addr(), None);
+    assert_eq!(off.get("/metrics").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(off.get("/health/ready").await.status(), StatusCode::OK);
 }
 
 #[tokio::test]

@@ -50,6 +50,8 @@ pub fn settings(data_dir: &Path, overrides: &[(&str, &str)]) -> Settings {
         "APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET".to_owned(),
         realm_secret_of("user-directory"),
     );
+    // Many apps run at once in a test process: each gets a free port for its metrics.
+    env.insert("APP_AUTH_METRICS_ADDR".to_owned(), "127.0.0.1:0".to_owned());
     env.insert(
         "APP_APP_DATA_DIR".to_owned(),
         data_dir.display().to_string(),
@@ -201,6 +203,16 @@ impl TestApp {
             let _ = h.await;
         }
         (self.data_dir, self.client)
+    }
+
+    /// `path` on the operators' address (`auth.metrics_addr`), not the app's public one.
+    pub async fn get_operator(&self, path: &str) -> Response {
+        let addr = self.state.auth.metrics_addr().expect("metrics served");
+        self.client
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .await
+            .expect("GET")
     }
 
     pub async fn get(&self, path: &str) -> Response {

@@ -77,7 +77,7 @@ struct AuthSection {
     brand: String,
     route_prefix: String,
     channel: String,
-    metrics_addr: Option<String>,
+    metrics_addr: String,
     silent_sso: bool,
     step_up_max_age_secs: u64,
 }
@@ -90,7 +90,7 @@ impl Default for AuthSection {
             brand: "Sign in".into(),
             route_prefix: ui.route_prefix,
             channel: ui.channel,
-            metrics_addr: None,
+            metrics_addr: DEFAULT_METRICS_ADDR.into(),
             silent_sso: true,
             step_up_max_age_secs: 300,
         }
@@ -189,8 +189,9 @@ pub struct AuthSettings {
     pub public_url: Url,
     /// The app's name on the pages the library renders itself (sign-in errors).
     pub brand: String,
-    /// Where `/metrics` is served instead of the app's own address (say `127.0.0.1:9100`, out of
-    /// the public's reach); `None`: on the app's address.
+    /// The address of `/metrics` and the detailed `/health/ready`, apart from the app's own so
+    /// that the public never reaches them (default `127.0.0.1:9310`, loopback; port 0 picks a
+    /// free one); `None` (`"off"`): not served at all. Never on the app's address.
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// The auth routes' prefix, the browser's session channel, the expiry warning.
     pub ui: UiConfig,
@@ -424,7 +425,7 @@ fn validate(
     let settings = AuthSettings {
         public_url,
         brand: a.brand.clone(),
-        metrics_addr: metrics_addr(a.metrics_addr.as_deref())?,
+        metrics_addr: metrics_addr(&a.metrics_addr)?,
         ui: ui_config(&a, &s, k.leeway_secs.min(300) as i64)?,
         silent_sso: a.silent_sso,
         keycloak: keycloak_settings(k)?,
@@ -443,13 +444,17 @@ fn validate(
     Ok(settings)
 }
 
-/// `auth.metrics_addr`: an address of its own for `/metrics`, if any.
-fn metrics_addr(text: Option<&str>) -> Result<Option<std::net::SocketAddr>, SettingsError> {
-    match text.map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(addr) => addr.parse().map(Some).map_err(|e| {
+/// Where metrics are served when `auth.metrics_addr` is not set: loopback, out of the public's
+/// reach.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9310";
+
+/// `auth.metrics_addr`: the operators' own address for `/metrics`, or `"off"`.
+fn metrics_addr(text: &str) -> Result<Option<std::net::SocketAddr>, SettingsError> {
+    match text.trim() {
+        "off" => Ok(None),
+        addr => addr.parse().map(Some).map_err(|e| {
             invalid(format!(
-                "auth.metrics_addr {addr:?} is not an address such as 127.0.0.1:9100: {e}"
+                "auth.metrics_addr {addr:?} is neither an address such as 127.0.0.1:9310 nor \"off\": {e}"
             ))
         }),
     }
@@ -840,6 +845,31 @@ mod tests {
         assert_eq!(s.auth.session.refresh_margin_secs, 30);
         assert_eq!(s.auth.keycloak.algorithms, vec!["RS256"]);
         assert_eq!(s.auth.public_origin(), "http://localhost:3000");
+    }
+
+    #[test]
+    fn metrics_are_on_loopback_unless_the_operator_names_an_address_or_turns_them_off() {
+        let s = parse(FILE, &env(&[("APP_KEYCLOAK_CLIENT_SECRET", "x")]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = s.auth.metrics_addr.unwrap_or_else(|| panic!("served"));
+        assert!(addr.ip().is_loopback(), "{addr}");
+        let s = parse(
+            FILE,
+            &env(&[
+                ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+                ("APP_AUTH_METRICS_ADDR", "off"),
+            ]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.auth.metrics_addr, None);
+        let e = err(
+            FILE,
+            &[
+                ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+                ("APP_AUTH_METRICS_ADDR", "metrics.example"),
+            ],
+        );
+        assert!(e.contains("auth.metrics_addr"), "{e}");
     }
 
     #[test]

@@ -21,9 +21,9 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 impl KeycloakAuth {
     /// The auth routes under the configured prefix (`login`, `callback`, `logout`, `refresh`,
     /// `extend`, `backchannel-logout`, with `session.frontchannel_logout` also
-    /// `frontchannel-logout`, their latency measured, and the session event stream `events`), and `/health/live`, `/health/ready` and
-    /// (unless `auth.metrics_addr` serves it elsewhere) `/metrics`. Merge them into the app's
-    /// router (any state).
+    /// `frontchannel-logout`, their latency measured, and the session event stream `events`), and
+    /// the public probes `/health/live` and `/health/ready` (a word each; the detail and
+    /// `/metrics` are on `auth.metrics_addr` only). Merge them into the app's router (any state).
     pub fn routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
         let ui = self.ui_config();
         let mut auth_routes = Router::new()
@@ -40,12 +40,9 @@ impl KeycloakAuth {
             auth_routes =
                 auth_routes.route(&ui.route("/frontchannel-logout"), get(frontchannel_logout));
         }
-        let mut probes = Router::new()
+        let probes = Router::new()
             .route("/health/live", get(health::live))
             .route("/health/ready", get(health::ready));
-        if self.settings().metrics_addr.is_none() {
-            probes = probes.route("/metrics", get(health::metrics));
-        }
         auth_routes.merge(probes).with_state(self.clone())
     }
 

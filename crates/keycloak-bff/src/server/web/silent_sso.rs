@@ -52,7 +52,6 @@ fn is_page_navigation(
         && !path.starts_with(auth.pkg_prefix())
         && !path.starts_with("/api/")
         && !path.starts_with("/health/")
-        && path != "/metrics"
 }
 
 /// The middleware (inside the session layer): see the module's documentation.

@@ -58,6 +58,8 @@ struct Inner {
     frontchannel_limiter: RateLimit,
     /// Set once the app shuts down: open event streams end, so the server can stop.
     closing: tokio::sync::watch::Sender<bool>,
+    /// Where `/metrics` and the detailed readiness are served, once bound.
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl KeycloakAuth {
@@ -92,6 +94,14 @@ impl KeycloakAuth {
             settings.keycloak.clone(),
             metrics.key_set_fetches.clone(),
         )?);
+        let metrics_listener = match settings.metrics_addr {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartupError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let refresher = Refresher::new(
             settings.session.refresh_margin_secs,
             oidc.clone(),
@@ -108,6 +118,7 @@ impl KeycloakAuth {
                 format!("ws://localhost:{port} ws://127.0.0.1:{port}")
             }),
             closing: tokio::sync::watch::channel(false).0,
+            metrics_addr: metrics_listener.as_ref().and_then(|l| l.local_addr().ok()),
             frontchannel_limiter: RateLimit::new(FRONTCHANNEL_LOGOUTS_PER_SECOND),
             directory: settings
                 .keycloak
@@ -121,32 +132,30 @@ impl KeycloakAuth {
             refresher,
             metrics,
         }));
-        if let Some(addr) = auth.settings().metrics_addr {
-            auth.serve_metrics(addr).await?;
+        if let Some(listener) = metrics_listener {
+            auth.serve_metrics(listener);
         }
         Ok(auth)
     }
 
-    /// Serves `/metrics` alone on `addr` (`auth.metrics_addr`), out of the app's router.
-    async fn serve_metrics(&self, addr: std::net::SocketAddr) -> Result<(), StartupError> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartupError::Bind { addr, source })?;
-        let auth = self.clone();
-        let router = axum::Router::new().route(
-            "/metrics",
-            axum::routing::get(move || {
-                let auth = auth.clone();
-                async move { auth.metrics().response() }
-            }),
-        );
+    /// Serves `/metrics` and the detailed `/health/ready` on their own listener
+    /// (`auth.metrics_addr`), never on the app's router.
+    fn serve_metrics(&self, listener: tokio::net::TcpListener) {
+        let router = crate::server::web::health::operator_routes().with_state(self.clone());
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {
                 tracing::error!(error = %e, "the metrics listener stopped");
             }
         });
-        tracing::info!(%addr, "metrics served");
-        Ok(())
+        if let Some(addr) = self.metrics_addr() {
+            tracing::info!(%addr, "metrics and detailed readiness served");
+        }
+    }
+
+    /// The address `/metrics` is served on (with the port chosen when `auth.metrics_addr` asks
+    /// for port 0); `None` when `auth.metrics_addr` is `"off"`.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.0.metrics_addr
     }
 
     /// Ends every open event stream (`<prefix>/events`) and refuses none: call it when the
