@@ -122,6 +122,84 @@ async fn with_redis_down_pages_answer_503_nobody_is_signed_out_and_it_heals_by_i
     assert_eq!(user["username"], "paul", "healed, still signed in");
 }
 
+/// Waits until the app answers readiness again (Redis restarted and reconnected).
+async fn until_ready(app: &TestApp) {
+    for _ in 0..50 {
+        if ready(app).await.0 == StatusCode::OK {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the app did not become ready again");
+}
+
+#[tokio::test]
+async fn a_sign_in_that_returns_while_redis_is_down_gets_a_503_page_and_completes_once_it_is_back()
+{
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut redis = TestRedis::start_persistent(dir.path()).expect("redis-server");
+    let (a, _b) = two_replicas(&redis.url()).await;
+    let authorize = a.start_login("/profile").await;
+    let callback = a.keycloak_login(&authorize, "paul", "paul-dev-pw").await;
+    redis.stop();
+    let r = a.client.get(&callback).send().await.expect("callback");
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "not a 500");
+    let html = r.text().await.expect("html");
+    assert!(
+        html.contains("Sessions are unavailable right now"),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"href="/auth/login?return_to=%2Fprofile""#),
+        "offers to try again, to the same page: {html}"
+    );
+    redis.restart().expect("redis back");
+    until_ready(&a).await;
+    // Trying again: Keycloak's session signs the browser in without the password.
+    let authorize = a.start_login("/profile").await;
+    let r = a.client.get(&authorize).send().await.expect("authorize");
+    assert_eq!(r.status(), StatusCode::FOUND, "no password asked");
+    let back = location(&r);
+    let rest = back.strip_prefix(PUBLIC_ORIGIN).expect("the callback");
+    let r = a.client.get(a.url(rest)).send().await.expect("callback");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/profile");
+    assert_eq!(a.current_user().await["username"], "paul");
+}
+
+#[tokio::test]
+async fn signing_out_while_redis_is_down_drops_the_cookie_and_offers_to_end_keycloaks_session() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut redis = TestRedis::start_persistent(dir.path()).expect("redis-server");
+    let (a, _b) = two_replicas(&redis.url()).await;
+    a.sign_in("paul").await;
+    redis.stop();
+    let r = a.post("/auth/logout", Some(PUBLIC_ORIGIN)).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "not a 500");
+    let cookies = set_cookies(&r);
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("kc_leptos_session=;") && c.contains("Max-Age=0")),
+        "the browser drops its session cookie: {cookies:?}"
+    );
+    let html = r.text().await.expect("html");
+    assert!(html.contains("Signed out of this browser only"), "{html}");
+    assert!(
+        html.contains(&format!(
+            "{KEYCLOAK}/realms/demo-short/protocol/openid-connect/logout?"
+        )),
+        "offers Keycloak's own sign-out: {html}"
+    );
+    redis.restart().expect("redis back");
+    until_ready(&a).await;
+    assert_eq!(
+        a.current_user().await,
+        Value::Null,
+        "this browser stays signed out once the store is back"
+    );
+}
+
 async fn ready(app: &TestApp) -> (StatusCode, Value) {
     let r = app.get("/health/ready").await;
     (r.status(), r.json().await.expect("JSON"))

@@ -10,7 +10,6 @@ pub struct CookiePolicy {
     pub name: String,
     pub secure: bool,
     pub http_only: bool,
-    pub same_site_lax: bool,
     pub path: &'static str,
 }
 
@@ -26,8 +25,19 @@ pub fn policy(public_url_is_https: bool, base_name: &str) -> CookiePolicy {
         },
         secure: public_url_is_https,
         http_only: true,
-        same_site_lax: true,
         path: "/",
+    }
+}
+
+impl CookiePolicy {
+    /// The `Set-Cookie` value that makes the browser drop the session cookie now, with the
+    /// attributes it was set with (a `__Host-` cookie is only removed by a `Secure`, `Path=/` one).
+    pub fn removal(&self) -> String {
+        let secure = if self.secure { "; Secure" } else { "" };
+        format!(
+            "{}=; Path={}; Max-Age=0; HttpOnly; SameSite=Lax{secure}",
+            self.name, self.path
+        )
     }
 }
 
@@ -92,7 +102,7 @@ mod tests {
     fn https_public_url_gives_a_secure_host_prefixed_cookie() {
         let p = policy(true, "app_session");
         assert_eq!(p.name, "__Host-app_session");
-        assert!(p.secure && p.http_only && p.same_site_lax);
+        assert!(p.secure && p.http_only);
         assert_eq!(p.path, "/");
     }
 
@@ -101,7 +111,19 @@ mod tests {
         let p = policy(false, "app_session");
         assert_eq!(p.name, "app_session");
         assert!(!p.secure);
-        assert!(p.http_only && p.same_site_lax);
+        assert!(p.http_only);
+    }
+
+    #[test]
+    fn the_removal_of_the_session_cookie_has_the_attributes_it_was_set_with() {
+        assert_eq!(
+            policy(true, "app_session").removal(),
+            "__Host-app_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax; Secure"
+        );
+        assert_eq!(
+            policy(false, "app_session").removal(),
+            "app_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"
+        );
     }
 
     #[test]

@@ -59,11 +59,7 @@ impl KeycloakAuth {
             .with_name(policy.name)
             .with_secure(policy.secure)
             .with_http_only(policy.http_only)
-            .with_same_site(if policy.same_site_lax {
-                SameSite::Lax
-            } else {
-                SameSite::Strict
-            })
+            .with_same_site(SameSite::Lax)
             .with_path(policy.path)
             .with_expiry(Expiry::OnInactivity(
                 tower_sessions::cookie::time::Duration::minutes(

@@ -84,6 +84,20 @@ fn internal_error(auth: &KeycloakAuth) -> Response {
     )
 }
 
+/// Keycloak signed the user in, but the session store does not answer: 503, and the way to try
+/// again (Keycloak's session signs the browser in without the password).
+fn store_unavailable_at_sign_in(auth: &KeycloakAuth, return_to: &ReturnTo) -> Response {
+    let again = auth.ui_config().login_href(return_to.as_str());
+    message_page(
+        auth,
+        &AppError::StoreUnavailable,
+        "Sessions are unavailable right now",
+        "Keycloak signed you in, but this app cannot keep your session at the moment. Nothing is \
+         lost: try again in a moment.",
+        &[(&again, "Try again"), ("/", "Home")],
+    )
+}
+
 fn sign_in_failed(auth: &KeycloakAuth, message: &str, return_to: &ReturnTo) -> Response {
     let again = auth.ui_config().login_href(return_to.as_str());
     message_page(
@@ -201,6 +215,8 @@ enum SignIn {
     /// A silent attempt (`prompt=none`) that Keycloak declined: back, signed out, no error.
     SilentDeclined,
     Unavailable,
+    /// The session store did not answer when the session was to be stored.
+    StoreUnavailable,
     Error,
     Refused,
 }
@@ -211,6 +227,7 @@ impl SignIn {
             SignIn::Completed => "completed",
             SignIn::SilentDeclined => "silent_declined",
             SignIn::Unavailable => "failed_unavailable",
+            SignIn::StoreUnavailable => "failed_store_unavailable",
             SignIn::Error => "failed_error",
             SignIn::Refused => "failed_refused",
         }
@@ -266,7 +283,11 @@ async fn finish_login(
             SignIn::Completed,
             Redirect::to(login.return_to.as_str()).into_response(),
         ),
-        Err(()) => (SignIn::Error, internal_error(auth)),
+        Err(NotStarted::StoreUnavailable) => (
+            SignIn::StoreUnavailable,
+            store_unavailable_at_sign_in(auth, &login.return_to),
+        ),
+        Err(NotStarted::Internal) => (SignIn::Error, internal_error(auth)),
     }
 }
 
@@ -363,22 +384,42 @@ async fn redeem(
     })
 }
 
+/// Why a signed-in session could not be stored.
+#[derive(Debug, PartialEq, Eq)]
+enum NotStarted {
+    /// The store did not answer (catalogue G: 503, never 500).
+    StoreUnavailable,
+    Internal,
+}
+
+impl From<tower_sessions::session::Error> for NotStarted {
+    fn from(e: tower_sessions::session::Error) -> Self {
+        match e {
+            tower_sessions::session::Error::Store(e) => {
+                tracing::warn!(error = %e, "the session store does not answer at sign-in");
+                NotStarted::StoreUnavailable
+            }
+            other => {
+                tracing::error!(error = %other, "cannot store the signed-in session");
+                NotStarted::Internal
+            }
+        }
+    }
+}
+
 /// Stores the signed-in session under a new id (session fixation: whatever id the browser came
-/// with, the signed-in session gets a new one), to end when Keycloak's session does.
-async fn start_session(session: &Session, signed_in: &AuthSession) -> Result<(), ()> {
+/// with, the signed-in session gets a new one), to end when Keycloak's session does. It is saved
+/// here, not after the response: a store that does not answer gets its own page (503), not the
+/// session layer's empty 500.
+async fn start_session(session: &Session, signed_in: &AuthSession) -> Result<(), NotStarted> {
     // Nothing of the session before sign-in carries over: whatever a browser (or an attacker who
     // planted the id) had in it is gone, and the signed-in session starts empty under a new id.
     session.clear().await;
-    if let Err(e) = session.cycle_id().await {
-        tracing::error!(error = %e, "cannot rotate the session id");
-        return Err(());
-    }
-    tracing::info!(subject = %signed_in.user.subject, "signed in");
-    if let Err(e) = session.insert(AUTH_KEY, signed_in).await {
-        tracing::error!(error = %e, "cannot store the signed-in session");
-        return Err(());
-    }
+    session.cycle_id().await?;
+    session.insert(AUTH_KEY, signed_in).await?;
     keep_session_end(session, signed_in);
+    session.save().await?;
+    tracing::info!(subject = %signed_in.user.subject, "signed in");
     Ok(())
 }
 
@@ -388,11 +429,18 @@ async fn start_session(session: &Session, signed_in: &AuthSession) -> Result<(),
 /// says that its session may remain and offers to end it from the browser. POST only, behind
 /// the origin check.
 pub async fn logout(State(auth): State<KeycloakAuth>, session: Session) -> Response {
-    // An unreadable record is simply signed out.
-    let signed_in = session.get::<AuthSession>(AUTH_KEY).await.ok().flatten();
+    let signed_in = match session.get::<AuthSession>(AUTH_KEY).await {
+        Ok(signed_in) => signed_in,
+        Err(tower_sessions::session::Error::Store(e)) => {
+            tracing::warn!(error = %e, "the session store does not answer at sign-out");
+            return sign_out_without_store(&auth);
+        }
+        // An unreadable record is simply signed out.
+        Err(_) => None,
+    };
     if let Err(e) = session.flush().await {
-        tracing::error!(error = %e, "cannot delete the session");
-        return internal_error(&auth);
+        tracing::warn!(error = %e, "cannot delete the session at sign-out");
+        return sign_out_without_store(&auth);
     }
     let Some(signed_in) = signed_in else {
         return Redirect::to("/").into_response();
@@ -440,6 +488,39 @@ fn keycloak_session_may_remain(auth: &KeycloakAuth) -> Response {
             ("/", "Home"),
         ],
     )
+}
+
+/// The answer to a sign-out while the session store does not answer: the session cannot be read
+/// (so neither can the refresh token that ends Keycloak's session) nor deleted. The browser drops
+/// its session cookie (what the user asked for: this browser is signed out of the app), and the
+/// page says so, with the way to end Keycloak's session from the browser. 503, not 500.
+fn sign_out_without_store(auth: &KeycloakAuth) -> Response {
+    let end_there = auth
+        .oidc()
+        .browser_logout_url(&auth.settings().absolute("/"));
+    let mut page = message_page(
+        auth,
+        &AppError::StoreUnavailable,
+        "Signed out of this browser only",
+        "Sessions are unavailable right now: this browser no longer holds your session, but the \
+         app could not end it on the server or end your Keycloak session. Until Keycloak's \
+         session ends, signing in again may not ask for your password. On a shared computer, \
+         end it now (Keycloak asks you to confirm) or close the browser.",
+        &[
+            (end_there.as_str(), "End the Keycloak session"),
+            ("/", "Home"),
+        ],
+    );
+    let settings = auth.settings();
+    let removal = keycloak_bff_core::cookie::policy(
+        settings.public_url_is_https(),
+        &settings.session.cookie_name,
+    )
+    .removal();
+    if let Ok(value) = header::HeaderValue::from_str(&removal) {
+        page.headers_mut().append(header::SET_COOKIE, value);
+    }
+    page
 }
 
 /// The silent refresh: refreshes the session's tokens if they expire within the margin and
