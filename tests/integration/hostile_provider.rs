@@ -20,7 +20,12 @@ async fn app_against(op: &HostileOp, extra: &[(&str, &str)]) -> TestApp {
 
 /// Starts a login, lets the provider answer, and returns the app's answer to the callback.
 async fn login(app: &TestApp) -> reqwest::Response {
-    let r = app.get("/auth/login?return_to=/profile").await;
+    login_from(app, "/auth/login?return_to=/profile").await
+}
+
+/// The same, from the app's login URL `start` (a step-up: `&prompt=login`).
+async fn login_from(app: &TestApp, start: &str) -> reqwest::Response {
+    let r = app.get(start).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let authorize = location(&r);
     let r = app.client.get(&authorize).send().await.expect("authorize");
@@ -149,6 +154,32 @@ async fn b12_a_token_without_kid_is_accepted_with_one_key_and_refused_with_sever
         "several keys",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_step_up_answered_with_an_old_sign_in_is_refused_and_starts_no_session() {
+    let op = HostileOp::start().await;
+    let step_up = "/auth/login?return_to=/profile&prompt=login";
+    // The provider ignores `prompt=login` and answers from a sign-in an hour old.
+    op.set(id(
+        json!({"auth_time": keycloak_bff::server::unix_now() - 3600}),
+    ));
+    let app = app_against(&op, &[]).await;
+    let r = login_from(&app, step_up).await;
+    assert_eq!(op.prompts(), vec![Some("login".to_owned())], "asked for");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let html = r.text().await.expect("html");
+    assert!(
+        html.contains("Keycloak did not ask for your password again"),
+        "{html}"
+    );
+    assert_eq!(app.current_user().await, Value::Null, "no session");
+    // The same provider with a sign-in made for this request: accepted.
+    op.set(id(json!({"auth_time": keycloak_bff::server::unix_now()})));
+    let r = login_from(&app, step_up).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/profile");
+    assert_eq!(app.current_user().await["display_name"], "Hostile User");
 }
 
 #[tokio::test]

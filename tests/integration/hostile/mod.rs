@@ -102,6 +102,8 @@ struct Inner {
     userinfo_calls: u32,
     /// (Authorization header, form) of every back-channel call to the end-session endpoint.
     logout_calls: Vec<(Option<String>, HashMap<String, String>)>,
+    /// The `prompt` of every authorization request (`None`: none sent).
+    prompts: Vec<Option<String>>,
     counter: u64,
 }
 
@@ -200,6 +202,11 @@ impl HostileOp {
     /// The refresh token the provider accepts now (the latest it issued).
     pub fn valid_refresh_token(&self) -> Option<String> {
         self.inner.lock().unwrap().valid_refresh.clone()
+    }
+
+    /// The `prompt` parameter of each authorization request so far.
+    pub fn prompts(&self) -> Vec<Option<String>> {
+        self.inner.lock().unwrap().prompts.clone()
     }
 
     pub fn userinfo_calls(&self) -> u32 {
@@ -368,6 +375,7 @@ async fn authorize(
 ) -> Response {
     let mut inner = op.inner.lock().unwrap();
     inner.counter += 1;
+    inner.prompts.push(q.get("prompt").cloned());
     let code = format!("code-{}", inner.counter);
     inner.codes.insert(
         code.clone(),
