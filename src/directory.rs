@@ -3,7 +3,7 @@
 //! (`keycloak_bff::server::search_directory`). For admins, with a recent sign-in (step-up).
 
 use crate::policy;
-use keycloak_bff::core::account::DirectoryPage;
+use keycloak_bff::core::directory::DirectoryPage;
 use keycloak_bff::{AppError, ErrorNotice, Protected};
 use leptos::prelude::*;
 use leptos_meta::Title;

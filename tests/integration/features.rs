@@ -349,7 +349,7 @@ async fn ended_sids(db: &std::path::Path) -> i64 {
 
 #[tokio::test]
 async fn my_sessions_lists_the_users_browsers_and_ends_another_one_but_not_the_current() {
-    let (_admin, user, a) = signed_in_short_user("sessions", &["viewer"]).await;
+    let (admin, user, a) = signed_in_short_user("sessions", &["viewer"]).await;
     let b = TestApp::sharing(&a, browser());
     let r = b.login_as(&user.username, "/").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
@@ -366,12 +366,31 @@ async fn my_sessions_lists_the_users_browsers_and_ends_another_one_but_not_the_c
             .contains("kc-leptos demo app"),
         "{body}"
     );
+    // Keycloak's session ids (front-channel logout credentials) stay on the server.
+    let sids: Vec<String> = admin
+        .get(&format!("/users/{}/sessions", user.id))
+        .await
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter_map(|s| s["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(sids.len(), 2);
+    for sid in &sids {
+        assert!(
+            !body.contains(sid.as_str()),
+            "{sid} reached the browser: {body}"
+        );
+    }
     let mine = sessions[0]["id"].as_str().expect("id").to_owned();
     let other = sessions[1]["id"].as_str().expect("id").to_owned();
 
     for (id, why) in [
         (mine.as_str(), "the current one"),
         ("../../admin", "a path"),
+        (sids[0].as_str(), "a sid instead of a handle"),
+        (sids[1].as_str(), "the other sid instead of a handle"),
+        ("AAAAAAAAAAAAAAAAAAAAAA", "a made-up handle"),
     ] {
         let (status, body) = call(&a, "end_my_session", &[("id", id)]).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{why}: {body}");

@@ -26,6 +26,7 @@ pub mod callback;
 pub mod claims;
 pub mod cookie;
 pub mod csp;
+pub mod directory;
 pub mod expiry;
 pub mod jwt;
 pub mod pending;

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 /// server); the body says the details.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionStatus {
+    /// Known to be signed in, with the user and expiries below (200 only). `false` says nothing
+    /// more: the HTTP status tells a sign-out (401) from a session kept while Keycloak cannot be
+    /// reached (503).
     pub signed_in: bool,
     /// When the access token expires (Unix seconds); signed in only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,11 +64,11 @@ impl SessionStatus {
         }
     }
 
-    /// Keycloak cannot be reached: the session is kept, nothing is known about its user now.
+    /// Keycloak cannot be reached: the session is kept (the answer is a 503, not a 401), but
+    /// nothing about it is known now, so nothing is claimed.
     pub fn unavailable() -> Self {
         SessionStatus {
-            signed_in: true,
-            error: Some("identity provider unavailable".to_owned()),
+            error: Some("identity provider unavailable; the session is kept".to_owned()),
             ..SessionStatus::signed_out()
         }
     }
@@ -87,6 +90,18 @@ mod tests {
     fn a_signed_out_answer_says_only_that() {
         let json = serde_json::to_value(SessionStatus::signed_out()).expect("json");
         assert_eq!(json, serde_json::json!({"signed_in": false}));
+    }
+
+    #[test]
+    fn an_unavailable_answer_claims_nothing_about_the_session_it_keeps() {
+        let json = serde_json::to_value(SessionStatus::unavailable()).expect("json");
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "signed_in": false,
+                "error": "identity provider unavailable; the session is kept"
+            })
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::error::AppError;
 use crate::server::base::http_client::read_limited;
 use crate::server::base::settings::ServiceAccountSettings;
 use crate::server::oidc::client::{Oidc, OidcError};
-use keycloak_bff_core::account::{
+use keycloak_bff_core::directory::{
     clean_search, directory_user, group_paths, role_names, DirectoryPage, DirectoryUser, MAX_PAGE,
     MAX_PER_PAGE, PER_PAGE,
 };

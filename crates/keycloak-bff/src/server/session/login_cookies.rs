@@ -42,6 +42,21 @@ impl LoginCookies {
         })
     }
 
+    /// An opaque handle for `value` that only a process with this key can make (HMAC-SHA256 with
+    /// the key's signing half, under `purpose`, 16 bytes in base64url): what the browser is given
+    /// instead of a value it must not see, resolved on the server by making the handles again.
+    /// The same on every replica that shares `session.secret`.
+    pub fn handle(&self, purpose: &str, value: &str) -> String {
+        use base64::Engine;
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, self.key.signing());
+        let mut context = aws_lc_rs::hmac::Context::with_key(&key);
+        context.update(purpose.as_bytes());
+        context.update(&[0]);
+        context.update(value.as_bytes());
+        let tag = context.sign();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&tag.as_ref()[..16])
+    }
+
     /// The request's login cookies, as sent (still sealed).
     fn sent<'h>(&self, headers: &'h HeaderMap) -> Vec<Cookie<'h>> {
         request_cookies(headers)
@@ -184,6 +199,39 @@ mod tests {
     fn sealed(c: &LoginCookies) -> Vec<HeaderValue> {
         c.start(&HeaderMap::new(), &login(STATE, 100), 100)
             .expect("sealed")
+    }
+
+    #[test]
+    fn handles_are_opaque_stable_per_key_and_purpose_and_differ_between_keys() {
+        let settings = |secret: &str| {
+            let env = BTreeMap::from([
+                ("APP_KEYCLOAK_CLIENT_SECRET".to_owned(), "x".to_owned()),
+                ("APP_SESSION_SECRET".to_owned(), secret.to_owned()),
+            ]);
+            let file = "[keycloak]\nissuer_url = \"http://localhost:8080/realms/demo\"\nclient_id = \"a\"\n";
+            Settings::<NoAppSettings>::from_parts(file, &env)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .auth
+        };
+        let one = LoginCookies::new(&settings(&"a".repeat(48))).unwrap_or_else(|e| panic!("{e}"));
+        let replica =
+            LoginCookies::new(&settings(&"a".repeat(48))).unwrap_or_else(|e| panic!("{e}"));
+        let other = LoginCookies::new(&settings(&"b".repeat(48))).unwrap_or_else(|e| panic!("{e}"));
+        let sid = "5f0c1a2b-0000-4000-8000-000000000001";
+        let h = one.handle("account-session", sid);
+        assert_eq!(h.len(), 22);
+        assert!(!h.contains(sid) && !h.contains("5f0c"));
+        assert_eq!(
+            h,
+            replica.handle("account-session", sid),
+            "same on every replica"
+        );
+        assert_ne!(h, other.handle("account-session", sid), "another key");
+        assert_ne!(h, one.handle("something-else", sid), "another purpose");
+        assert_ne!(
+            h,
+            one.handle("account-session", "5f0c1a2b-0000-4000-8000-000000000002")
+        );
     }
 
     #[test]

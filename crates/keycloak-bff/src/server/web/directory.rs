@@ -6,7 +6,7 @@
 use crate::error::AppError;
 use crate::server::base::clock::unix_now;
 use crate::server::web::guard::{fail, require_recent, use_keycloak_auth};
-use keycloak_bff_core::account::DirectoryPage;
+use keycloak_bff_core::directory::DirectoryPage;
 use keycloak_bff_core::Rule;
 
 /// One page of the realm's users (see the directory's `search`), for a caller who satisfies

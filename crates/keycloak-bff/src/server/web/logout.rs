@@ -83,7 +83,7 @@ async fn handle(auth: &KeycloakAuth, body: Body) -> Response {
     }
     match auth
         .store()
-        .end_keycloak_session(target.sid.as_deref(), target.sub.as_deref(), now)
+        .end_app_sessions_of(target.sid.as_deref(), target.sub.as_deref(), now)
         .await
     {
         Ok(deleted) => {
@@ -151,7 +151,7 @@ pub async fn frontchannel_logout(
     // to is looked up and forgotten, never stored.
     match auth
         .store()
-        .end_bound_keycloak_session(sid, unix_now())
+        .end_app_sessions_of_bound_sid(sid, unix_now())
         .await
     {
         Ok(deleted) => {

@@ -331,7 +331,7 @@ impl AuthStore {
     /// Deletes every app session of the Keycloak session `sid`, or, without a `sid`, of the user
     /// `sub`; remembers the `sid` as ended (a request in flight cannot bring its sessions back).
     /// Returns how many sessions were deleted. For a logout Keycloak signed (back-channel).
-    pub async fn end_keycloak_session(
+    pub async fn end_app_sessions_of(
         &self,
         sid: Option<&str>,
         sub: Option<&str>,
@@ -344,10 +344,10 @@ impl AuthStore {
         self.delete_all(ids).await
     }
 
-    /// Like [`AuthStore::end_keycloak_session`] for an unauthenticated request (front-channel
+    /// Like [`AuthStore::end_app_sessions_of`] for an unauthenticated request (front-channel
     /// logout): a `sid` that no app session is bound to is not remembered, so that anyone's
     /// made-up `sid`s cost a look-up and store nothing.
-    pub async fn end_bound_keycloak_session(
+    pub async fn end_app_sessions_of_bound_sid(
         &self,
         sid: &str,
         now: i64,
@@ -602,7 +602,7 @@ mod tests {
         store.create(&mut other).await.expect("create");
         assert!(store.load(&other.id).await.expect("load").is_some());
         store
-            .end_keycloak_session(Some("sid-d"), None, 0)
+            .end_app_sessions_of(Some("sid-d"), None, 0)
             .await
             .expect("end");
         assert!(store.load(&other.id).await.expect("load").is_none());
@@ -620,7 +620,7 @@ mod tests {
         let store = AuthStore::sqlite_file(&path).await.expect("reopened");
         assert!(store.load(&r.id).await.expect("load").is_some());
         let deleted = store
-            .end_keycloak_session(Some("sid-f"), None, 0)
+            .end_app_sessions_of(Some("sid-f"), None, 0)
             .await
             .expect("logout");
         assert_eq!(deleted, 1, "the index survived the restart too");
@@ -662,7 +662,7 @@ mod tests {
                 store.create(r).await.expect("create");
             }
             let deleted = store
-                .end_keycloak_session(Some("sid-a"), Some("alice"), 0)
+                .end_app_sessions_of(Some("sid-a"), Some("alice"), 0)
                 .await
                 .expect("logout");
             assert_eq!(deleted, 2);
@@ -683,7 +683,7 @@ mod tests {
                 store.create(r).await.expect("create");
             }
             let deleted = store
-                .end_keycloak_session(None, Some("alice"), 0)
+                .end_app_sessions_of(None, Some("alice"), 0)
                 .await
                 .expect("logout");
             assert_eq!(deleted, 2);
@@ -698,7 +698,7 @@ mod tests {
             let mut r = signed_in("sid-x", "alice", 600);
             store.create(&mut r).await.expect("create");
             store
-                .end_keycloak_session(Some("sid-x"), None, 0)
+                .end_app_sessions_of(Some("sid-x"), None, 0)
                 .await
                 .expect("logout");
             // A request that loaded the session before the logout saves it afterwards.
@@ -769,7 +769,7 @@ mod tests {
             store.save(&r).await.expect("late write");
             assert!(store.load(&r.id).await.expect("load").is_none());
             let gone = store
-                .end_keycloak_session(None, Some("alice"), 0)
+                .end_app_sessions_of(None, Some("alice"), 0)
                 .await
                 .expect("index");
             assert_eq!(gone, 0, "nor its index row");
@@ -794,7 +794,7 @@ mod tests {
                 .await
                 .expect("guard"));
             store
-                .end_keycloak_session(Some("sid-r"), None, now)
+                .end_app_sessions_of(Some("sid-r"), None, now)
                 .await
                 .expect("logout");
         }
@@ -859,7 +859,7 @@ mod tests {
         b.create(&mut r).await.expect("create on b");
         assert!(a.first_use_of_logout_token(&target, now).await.expect("a"));
         assert_eq!(
-            a.end_keycloak_session(Some("sid-r"), None, now)
+            a.end_app_sessions_of(Some("sid-r"), None, now)
                 .await
                 .expect("end"),
             1
