@@ -295,6 +295,54 @@ async fn the_api_accepts_the_browser_session_behind_the_origin_check() {
     );
 }
 
+#[tokio::test]
+async fn an_impersonated_session_cannot_do_step_up_actions_unless_the_settings_allow_it() {
+    let admin = KeycloakAdmin::new("demo");
+    let alice = admin.user_id("alice").await;
+    // Allowed, the impersonated session meets the ordinary step-up rule, which Keycloak 26's
+    // impersonation does not satisfy either: its tokens carry no `auth_time` (a provider whose
+    // do is covered by the core's unit test). Refused, it gets its own 403 at once.
+    for (allowed, expected, reason) in [
+        ("false", StatusCode::FORBIDDEN, "NotWhileImpersonating"),
+        ("true", StatusCode::UNAUTHORIZED, "StepUpRequired"),
+    ] {
+        let app = spawn_app_in(
+            tempfile::tempdir().expect("tmp"),
+            browser(),
+            &[("APP_AUTH_STEP_UP_ALLOWS_IMPERSONATION", allowed)],
+        )
+        .await;
+        // Keycloak's real impersonation: the realm administrator opens a session as alice.
+        admin.impersonate(&app.client, &alice).await;
+        let authorize = app.start_login("/admin/users").await;
+        let r = app.client.get(&authorize).send().await.expect("authorize");
+        assert_eq!(r.status(), StatusCode::FOUND, "no password asked");
+        let back = location(&r);
+        let rest = back.strip_prefix(PUBLIC_ORIGIN).expect("the callback");
+        let r = app
+            .client
+            .get(app.url(rest))
+            .send()
+            .await
+            .expect("callback");
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let me = app.current_user().await;
+        assert_eq!(me["username"], "alice");
+        assert_eq!(me["impersonator"], "admin", "{me}");
+        let (status, body) = call(&app, "user_directory", &[("search", ""), ("page", "0")]).await;
+        assert_eq!(status, expected, "allowed: {allowed}: {body}");
+        assert!(body.contains(reason), "{body}");
+        if expected == StatusCode::FORBIDDEN {
+            let page = app.get("/admin/users").await;
+            let html = page.text().await.expect("html");
+            assert!(
+                html.contains("Not while an administrator acts as this user"),
+                "the page says why, and does not send the browser to Keycloak for a password"
+            );
+        }
+    }
+}
+
 /// Calls a server function as a script would, bypassing the UI.
 pub(crate) async fn call(
     app: &TestApp,

@@ -53,6 +53,35 @@ pub fn signed_in_recently(
         .is_some_and(|t| t <= now + leeway_secs && now - t <= max_age_secs)
 }
 
+/// What a dangerous action (step-up) decides about the user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepUp {
+    Allowed,
+    /// No sign-in with the password within the window: Keycloak asks for it again.
+    NeedsRecentSignIn,
+    /// An administrator acts as the user (Keycloak's impersonation): their fresh `auth_time` is
+    /// the administrator's sign-in, not the user's password. Refused unless allowed.
+    NotWhileImpersonating,
+}
+
+/// The step-up decision: an impersonated session is refused first (unless
+/// `allow_impersonation`), whatever its `auth_time`; otherwise [`signed_in_recently`].
+pub fn step_up(
+    user: &KeycloakUser,
+    now: i64,
+    max_age_secs: i64,
+    leeway_secs: i64,
+    allow_impersonation: bool,
+) -> StepUp {
+    if user.impersonator.is_some() && !allow_impersonation {
+        StepUp::NotWhileImpersonating
+    } else if signed_in_recently(user, now, max_age_secs, leeway_secs) {
+        StepUp::Allowed
+    } else {
+        StepUp::NeedsRecentSignIn
+    }
+}
+
 /// After a step-up sign-in, the new tokens must show a sign-in made for it: an `auth_time` no
 /// older than the start of that sign-in (less the clock leeway). Keycloak that ignored
 /// `prompt=login` and answered from its session would fail this.
@@ -70,6 +99,37 @@ mod tests {
             auth_time: t,
             ..KeycloakUser::default()
         }
+    }
+
+    #[test]
+    fn an_impersonated_session_is_refused_step_up_whatever_its_sign_in_unless_allowed() {
+        let now = 10_000;
+        let acting = KeycloakUser {
+            auth_time: Some(now),
+            impersonator: Some("alice".into()),
+            ..KeycloakUser::default()
+        };
+        assert_eq!(
+            step_up(&acting, now, 300, 30, false),
+            StepUp::NotWhileImpersonating
+        );
+        assert_eq!(step_up(&acting, now, 300, 30, true), StepUp::Allowed);
+        let stale_acting = KeycloakUser {
+            auth_time: Some(now - 3_600),
+            ..acting
+        };
+        assert_eq!(
+            step_up(&stale_acting, now, 300, 30, true),
+            StepUp::NeedsRecentSignIn
+        );
+        assert_eq!(
+            step_up(&signed_in_at(Some(now - 10)), now, 300, 30, false),
+            StepUp::Allowed
+        );
+        assert_eq!(
+            step_up(&signed_in_at(Some(now - 3_600)), now, 300, 30, false),
+            StepUp::NeedsRecentSignIn
+        );
     }
 
     #[test]

@@ -28,6 +28,11 @@ pub struct UiConfig {
     /// decides for the data either way. Default 30.
     #[serde(default = "default_clock_leeway")]
     pub clock_leeway_secs: i64,
+    /// Whether a session an administrator opened as the user (Keycloak's impersonation) may do
+    /// step-up actions (`auth.step_up_allows_impersonation`). Default `false`: it weakens
+    /// step-up, since the fresh sign-in is the administrator's.
+    #[serde(default)]
+    pub step_up_allows_impersonation: bool,
 }
 
 fn default_clock_leeway() -> i64 {
@@ -50,6 +55,7 @@ impl Default for UiConfig {
             expiry_warning_secs: default_expiry_warning(),
             step_up_max_age_secs: default_step_up_max_age(),
             clock_leeway_secs: default_clock_leeway(),
+            step_up_allows_impersonation: false,
         }
     }
 }

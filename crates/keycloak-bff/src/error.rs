@@ -18,6 +18,12 @@ pub enum AppError {
     /// RFC 9470's `insufficient_user_authentication`.
     #[error("This action needs you to confirm it is you: sign in again.")]
     StepUpRequired,
+    /// A step-up action in a session an administrator opened as the user (Keycloak's
+    /// impersonation): 403, unless `auth.step_up_allows_impersonation`.
+    #[error(
+        "Not while an administrator acts as this user: this action needs the user themselves."
+    )]
+    NotWhileImpersonating,
     #[error("The identity provider is unavailable. Please try again in a moment.")]
     IdpUnavailable,
     /// The session store (Redis, say) does not answer: nobody is signed out, try again (503).
@@ -66,7 +72,7 @@ impl AppError {
     pub fn status_code(&self) -> u16 {
         match self {
             AppError::NotSignedIn | AppError::InvalidToken(_) | AppError::StepUpRequired => 401,
-            AppError::Forbidden => 403,
+            AppError::Forbidden | AppError::NotWhileImpersonating => 403,
             AppError::IdpUnavailable | AppError::StoreUnavailable => 503,
             AppError::BadRequest(_) | AppError::ServerFn(_) => 400,
             AppError::NotFound => 404,
@@ -89,6 +95,7 @@ impl AppError {
             AppError::NotSignedIn => "unauthorized",
             AppError::InvalidToken(_) => "invalid_token",
             AppError::Forbidden => "insufficient_scope",
+            AppError::NotWhileImpersonating => "access_denied",
             AppError::StepUpRequired => "insufficient_user_authentication",
             AppError::IdpUnavailable | AppError::StoreUnavailable => "temporarily_unavailable",
             AppError::BadRequest(_) | AppError::ServerFn(_) => "invalid_request",
@@ -110,6 +117,7 @@ impl axum::response::IntoResponse for AppError {
             AppError::NotSignedIn => "a bearer token or a session is required".to_owned(),
             AppError::InvalidToken(reason) => reason.clone(),
             AppError::Forbidden => "a role this request needs is missing".to_owned(),
+            AppError::NotWhileImpersonating => "not while impersonating".to_owned(),
             AppError::StepUpRequired => "a recent sign-in is required".to_owned(),
             AppError::IdpUnavailable => "identity provider unavailable".to_owned(),
             AppError::StoreUnavailable => "session store unavailable".to_owned(),

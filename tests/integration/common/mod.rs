@@ -514,6 +514,27 @@ impl KeycloakAdmin {
         request.send().await.expect("admin request").status()
     }
 
+    /// Opens a Keycloak session as the user `id` in `browser` (its cookies), as the admin console's
+    /// "Impersonate" does: the tokens then name the realm administrator as `impersonator`.
+    pub async fn impersonate(&self, browser: &Client, id: &str) {
+        let r = browser
+            .post(self.url(&format!("/users/{id}/impersonation")))
+            .bearer_auth(self.token().await)
+            .send()
+            .await
+            .expect("impersonation");
+        assert_eq!(r.status(), StatusCode::OK, "impersonation");
+    }
+
+    /// The id of the user `username`.
+    pub async fn user_id(&self, username: &str) -> String {
+        self.get(&format!("/users?username={username}&exact=true"))
+            .await[0]["id"]
+            .as_str()
+            .expect("user id")
+            .to_owned()
+    }
+
     /// Creates a user (all profile fields set, so Keycloak asks nothing at login) with the
     /// realm role `user` and the given roles of `demo-app`.
     pub async fn create_user(&self, prefix: &str, client_roles: &[&str]) -> TestUser {

@@ -5,7 +5,8 @@ use crate::error::AppError;
 use crate::ui::context::{
     current_path, login_href, now_secs, step_up_href, use_session_state, use_ui_config, WithUser,
 };
-use keycloak_bff_core::step_up::signed_in_recently;
+use keycloak_bff_core::step_up::{step_up as check_step_up, StepUp};
+use keycloak_bff_core::KeycloakUser;
 use keycloak_bff_core::{Access, Rule};
 use leptos::prelude::*;
 
@@ -94,25 +95,36 @@ pub fn Protected(
     children: ChildrenFn,
 ) -> impl IntoView {
     let config = use_ui_config();
-    let (max_age, leeway) = (config.step_up_max_age_secs, config.clock_leeway_secs);
+    let (max_age, leeway, impersonation) = (
+        config.step_up_max_age_secs,
+        config.clock_leeway_secs,
+        config.step_up_allows_impersonation,
+    );
+    // The browser's clock may differ a little: the server's own leeway. The server decides for
+    // the data either way.
+    let step_up_check = move |u: Option<&KeycloakUser>| {
+        u.map_or(StepUp::NeedsRecentSignIn, |u| {
+            check_step_up(u, now_secs(), max_age, leeway, impersonation)
+        })
+    };
     view! {
         <WithUser
             fallback=|| view! { <p class="muted">"Checking your access…"</p> }
             render=move |user| match user {
                 Err(error) => view! { <ErrorNotice error/> }.into_any(),
                 Ok(u) => match rule.check(u.as_ref()) {
-                    Access::Allowed
-                        if step_up
-                            && !u.as_ref().is_some_and(|u| {
-                                // The browser's clock may differ a little: the server's own
-                                // leeway. The server decides for the data.
-                                signed_in_recently(u, now_secs(), max_age, leeway)
-                            }) =>
-                    {
-                        let here = current_path();
-                        redirect_to(&step_up_href(&here));
-                        view! { <StepUpNeeded return_to=here/> }.into_any()
-                    }
+                    Access::Allowed if step_up => match step_up_check(u.as_ref()) {
+                        StepUp::Allowed => children().into_any(),
+                        StepUp::NeedsRecentSignIn => {
+                            let here = current_path();
+                            redirect_to(&step_up_href(&here));
+                            view! { <StepUpNeeded return_to=here/> }.into_any()
+                        }
+                        StepUp::NotWhileImpersonating => {
+                            let error = AppError::NotWhileImpersonating;
+                            view! { <ErrorNotice error/> }.into_any()
+                        }
+                    },
                     Access::Allowed => children().into_any(),
                     Access::NotSignedIn => {
                         let here = current_path();

@@ -80,6 +80,7 @@ struct AuthSection {
     metrics_addr: String,
     silent_sso: bool,
     step_up_max_age_secs: u64,
+    step_up_allows_impersonation: bool,
 }
 
 impl Default for AuthSection {
@@ -93,6 +94,7 @@ impl Default for AuthSection {
             metrics_addr: DEFAULT_METRICS_ADDR.into(),
             silent_sso: true,
             step_up_max_age_secs: 300,
+            step_up_allows_impersonation: false,
         }
     }
 }
@@ -491,6 +493,7 @@ fn ui_config(
         expiry_warning_secs: s.expiry_warning_secs.min(86_400) as i64,
         step_up_max_age_secs: a.step_up_max_age_secs.clamp(10, 86_400) as i64,
         clock_leeway_secs,
+        step_up_allows_impersonation: a.step_up_allows_impersonation,
     })
 }
 

@@ -115,28 +115,47 @@ pub async fn require(rule: &Rule) -> Result<KeycloakUser, AppError> {
     match rule.check(user.as_ref()) {
         Access::Allowed => user.ok_or(AppError::Internal),
         Access::NotSignedIn => Err(fail(AppError::NotSignedIn)),
-        Access::Forbidden => Err(fail(AppError::Forbidden)),
+        Access::Forbidden => {
+            if let Some(u) = &user {
+                tracing::info!(subject = %u.subject, impersonator = ?u.impersonator, "refused: the rule is not met");
+            }
+            Err(fail(AppError::Forbidden))
+        }
     }
 }
 
 /// Like [`require`], and the user signed in with the password within the last
 /// `auth.step_up_max_age_secs` (their `auth_time`): for dangerous actions. Otherwise
 /// [`AppError::StepUpRequired`] (401): the page sends the browser through Keycloak again
-/// (`prompt=login`) and back to the action.
+/// (`prompt=login`) and back to the action. A session an administrator opened as the user
+/// (Keycloak's impersonation) is refused with [`AppError::NotWhileImpersonating`] (403), unless
+/// `auth.step_up_allows_impersonation`.
 pub async fn require_recent(rule: &Rule) -> Result<KeycloakUser, AppError> {
+    use keycloak_bff_core::step_up::{step_up, StepUp};
     let user = require(rule).await?;
     let auth = use_keycloak_auth()?;
-    let max_age = auth.ui_config().step_up_max_age_secs;
-    if keycloak_bff_core::step_up::signed_in_recently(
+    let ui = auth.ui_config();
+    match step_up(
         &user,
         unix_now(),
-        max_age,
+        ui.step_up_max_age_secs,
         auth.oidc().leeway_secs(),
+        ui.step_up_allows_impersonation,
     ) {
-        Ok(user)
-    } else {
-        tracing::info!(subject = %user.subject, "a step-up action needs a recent sign-in");
-        Err(fail(AppError::StepUpRequired))
+        StepUp::Allowed => {
+            if let Some(by) = &user.impersonator {
+                tracing::info!(subject = %user.subject, impersonator = %by, "a step-up action by an impersonator (allowed by the settings)");
+            }
+            Ok(user)
+        }
+        StepUp::NeedsRecentSignIn => {
+            tracing::info!(subject = %user.subject, impersonator = ?user.impersonator, "a step-up action needs a recent sign-in");
+            Err(fail(AppError::StepUpRequired))
+        }
+        StepUp::NotWhileImpersonating => {
+            tracing::info!(subject = %user.subject, impersonator = ?user.impersonator, "a step-up action refused to an impersonator");
+            Err(fail(AppError::NotWhileImpersonating))
+        }
     }
 }
 

@@ -419,7 +419,7 @@ async fn start_session(session: &Session, signed_in: &AuthSession) -> Result<(),
     session.insert(AUTH_KEY, signed_in).await?;
     keep_session_end(session, signed_in);
     session.save().await?;
-    tracing::info!(subject = %signed_in.user.subject, "signed in");
+    tracing::info!(subject = %signed_in.user.subject, impersonator = ?signed_in.user.impersonator, "signed in");
     Ok(())
 }
 
