@@ -832,11 +832,27 @@ async fn an_accepted_bearer_token_kept_for_speed_still_expires_and_a_changed_one
     let now = keycloak_bff::server::unix_now();
     let user = oidc.validate_bearer(&token, now).await.expect("accepted");
     assert_eq!(user.username, "service-account-notes-reader");
-    // Kept: the same answer again, without Keycloak's keys being fetched again.
-    assert!(oidc.validate_bearer(&token, now).await.is_ok());
-    // Past its expiry (and the leeway), the kept token is refused like any other.
-    let expired = user.session_expires_at + 31;
-    assert!(oidc.validate_bearer(&token, expired).await.is_err());
+    assert_eq!(oidc.bearer_checks(), 1);
+    // Kept: the same answer again, without checking the signature again.
+    assert!(oidc.validate_bearer(&token, now + 5).await.is_ok());
+    assert_eq!(oidc.bearer_checks(), 1, "answered from the cache");
+    // A token that expires within the minute it is kept: refused past its expiry (and the
+    // leeway), although it was checked less than a minute before.
+    let token = service_token("demo").await;
+    let expires = oidc
+        .check_bearer(&token, now)
+        .await
+        .expect("valid")
+        .session_expires_at;
+    assert!(oidc.validate_bearer(&token, expires - 10).await.is_ok());
+    let checks = oidc.bearer_checks();
+    assert!(oidc.validate_bearer(&token, expires + 31).await.is_err());
+    assert!(oidc.validate_bearer(&token, expires + 31).await.is_err());
+    assert_eq!(
+        oidc.bearer_checks(),
+        checks + 2,
+        "an expired token is never answered from the cache"
+    );
     // One byte changed in the signature: checked afresh, refused.
     let mut forged = token.clone();
     let last = forged.pop().expect("non-empty");

@@ -183,6 +183,38 @@ async fn a_step_up_answered_with_an_old_sign_in_is_refused_and_starts_no_session
 }
 
 #[tokio::test]
+async fn a_kept_bearer_token_is_checked_again_after_a_minute_and_refused_once_its_key_is_withdrawn()
+{
+    let op = HostileOp::start().await;
+    let app = app_against(&op, &[]).await;
+    let oidc = app.state.auth.oidc();
+    let now = keycloak_bff::server::unix_now();
+    let old = op.access_token();
+    assert!(oidc.validate_bearer(&old, now).await.is_ok());
+    assert_eq!(oidc.bearer_checks(), 1);
+    // The provider withdraws that key and signs with a new one.
+    op.set(Behaviour {
+        rotate_key: true,
+        withdraw_first_key: true,
+        ..Behaviour::default()
+    });
+    let new = op.access_token();
+    // An unknown `kid` from anyone refetches the key set at most once in 10 s.
+    tokio::time::sleep(std::time::Duration::from_millis(10_500)).await;
+    let now = keycloak_bff::server::unix_now();
+    assert!(oidc.validate_bearer(&new, now).await.is_ok(), "the new key");
+    assert_eq!(oidc.bearer_checks(), 2);
+    // Within the minute, the kept token still counts (the documented window)...
+    assert!(oidc.validate_bearer(&old, now).await.is_ok());
+    assert_eq!(oidc.bearer_checks(), 2, "kept");
+    // ...and a minute after its check it is checked again, and its key is gone.
+    let later = now + 61;
+    assert!(oidc.validate_bearer(&old, later).await.is_err());
+    assert_eq!(oidc.bearer_checks(), 3, "checked again");
+    assert!(oidc.validate_bearer(&new, later).await.is_ok());
+}
+
+#[tokio::test]
 async fn a06_a_callback_from_another_issuer_is_refused_before_any_token_call() {
     let op = HostileOp::start().await;
     op.set(Behaviour {

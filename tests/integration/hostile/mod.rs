@@ -78,6 +78,8 @@ pub struct Behaviour {
     pub jwks_lags_rotation: bool,
     /// Answer the key set with `{"keys": []}`.
     pub jwks_empty: bool,
+    /// The key set no longer lists the first key (withdrawn), only the second.
+    pub withdraw_first_key: bool,
     /// Publish the keys without their `alg`.
     pub jwks_without_alg: bool,
     /// Answer the end-session endpoint with this status.
@@ -211,6 +213,16 @@ impl HostileOp {
 
     pub fn userinfo_calls(&self) -> u32 {
         self.inner.lock().unwrap().userinfo_calls
+    }
+
+    /// An access token for this app, as the token endpoint would answer it now (signed as the
+    /// behaviour says).
+    pub fn access_token(&self) -> String {
+        let tokens = self.tokens(None).expect("tokens");
+        tokens["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
     }
 
     /// The token response, or the failing status the test asked for.
@@ -355,6 +367,9 @@ async fn jwks(State(op): State<HostileOp>) -> Response {
             serde_json::from_str::<Value>(include_str!("../fixtures/hostile-signer.jwk.json"))
                 .unwrap(),
         ];
+    if b.withdraw_first_key {
+        keys.clear();
+    }
     if b.two_keys || (b.rotate_key && !b.jwks_lags_rotation) {
         keys.push(
             serde_json::from_str::<Value>(include_str!("../fixtures/other-signer.jwk.json"))

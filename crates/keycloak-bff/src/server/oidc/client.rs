@@ -144,8 +144,9 @@ fn oauth_error(body: &[u8]) -> Option<String> {
 /// the same token again (every call, until it expires) costs a look-up instead of a signature
 /// check. Keyed by the whole token (a token that differs in any byte is checked afresh); an entry
 /// serves until the token expires (with the leeway, as the check itself) and at most
-/// [`BEARER_RECHECK`] after its check, so a key Keycloak withdraws stops counting within that time.
-/// Refusals are never kept.
+/// [`BEARER_RECHECK`] after its check: then the signature is checked again, with the keys as the
+/// app last fetched them (a key Keycloak withdrew is gone once the key set was fetched without it,
+/// which a token signed by the new key causes). Refusals are never kept.
 struct BearerCache(std::sync::Mutex<HashMap<String, (KeycloakUser, i64, i64)>>);
 
 /// How long an accepted bearer token is trusted before its signature is checked again.
@@ -178,6 +179,8 @@ impl BearerCache {
 
 pub struct Oidc {
     bearer_cache: BearerCache,
+    /// Bearer tokens checked in full (signature and claims): those the cache did not answer.
+    bearer_checks: std::sync::atomic::AtomicU64,
     settings: KeycloakSettings,
     issuer: String,
     http: reqwest::Client,
@@ -201,6 +204,7 @@ impl Oidc {
             .to_owned();
         Ok(Self {
             bearer_cache: BearerCache(std::sync::Mutex::new(HashMap::new())),
+            bearer_checks: std::sync::atomic::AtomicU64::new(0),
             keys: KeyCache::new(http.clone(), key_set_fetches),
             settings,
             issuer,
@@ -667,10 +671,18 @@ impl Oidc {
         if let Some(user) = self.bearer_cache.get(token, now, self.settings.leeway_secs) {
             return Ok(user);
         }
+        self.bearer_checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let user = self.check_bearer(token, now).await?;
         self.bearer_cache
             .keep(token, &user, user.session_expires_at, now);
         Ok(user)
+    }
+
+    /// How many bearer tokens [`Oidc::validate_bearer`] checked in full (the cache did not answer).
+    pub fn bearer_checks(&self) -> u64 {
+        self.bearer_checks
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// [`Oidc::validate_bearer`] without its cache: the signature and every claim, each time.
