@@ -3,7 +3,8 @@ import { defineConfig } from '@playwright/test';
 // The app (http://localhost:3000) and Keycloak (http://localhost:8080) are started by
 // scripts/test.sh. The browser is Debian's Chromium; Playwright never downloads one of its own.
 //
-// Two projects, which scripts/test.sh runs at the same time as separate processes: `brief` (the
+// `pictures` renders the README's pictures (documentation, asserting nothing: not counted as a
+// test). Two projects of tests, which scripts/test.sh runs at the same time as separate processes: `brief` (the
 // app on :3004 against the realm demo-brief, whose tests mostly wait on Keycloak's short session
 // clocks) and `main` (everything else), the latter twice: against the single process (:3000,
 // realm demo-short) and against the cluster (APP_URL=http://localhost:3100, APP_REALM
@@ -20,8 +21,10 @@ export default defineConfig({
   reporter: [['list']],
   projects: [
     // PW_OUTPUT_DIR: the cluster's run of `main` beside the single process's keeps its own.
-    { name: 'main', testIgnore: /brief\.spec\.ts/, outputDir: process.env.PW_OUTPUT_DIR ?? './test-results/main' },
+    { name: 'main', testIgnore: /(brief|screenshots)\.spec\.ts/, outputDir: process.env.PW_OUTPUT_DIR ?? './test-results/main' },
     { name: 'brief', testMatch: /brief\.spec\.ts/, outputDir: './test-results/brief' },
+    // Not tests: the README's pictures, taken from the running single process after `main`.
+    { name: 'pictures', testMatch: /screenshots\.spec\.ts/, outputDir: './test-results/pictures' },
   ],
   use: {
     baseURL: process.env.APP_URL ?? 'http://localhost:3000',

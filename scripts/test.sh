@@ -162,6 +162,12 @@ browser_tests() {
   ) &
   local beside=$! main_rc=0 beside_rc=0
   (cd end2end && npx playwright test --project=main) || main_rc=$?
+  # Documentation, not tests (they assert nothing): the README's pictures, from the same app.
+  (cd end2end && npx playwright test --project=pictures --reporter=dot) >"$LOG_DIR/pictures.log" 2>&1 || {
+    cat "$LOG_DIR/pictures.log"
+    echo "the README's pictures could not be taken (above)" >&2
+    main_rc=1
+  }
   wait "$beside" || beside_rc=$?
   say "browser tests of the realm demo-brief (project brief, run beside the others)"
   cat "$LOG_DIR/playwright-brief.log"

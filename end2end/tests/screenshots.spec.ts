@@ -4,7 +4,8 @@ import { DevUser, SHOTS, signIn } from './helpers';
 // Renders the pictures of docs/screenshots/ (shown in the README) from the running app into
 // SHOTS (target/screenshots/), so that they stay true: each development user's home page, the 403
 // page, "My sessions" and the user directory. scripts/screenshots.sh updates the committed ones.
-// The session-ending banner's picture is taken by brief.spec.ts. One process only.
+// The session-ending banner's picture is taken by brief.spec.ts. One process only. Documentation,
+// not a test: the project `pictures`, run after the tests and outside their count.
 test.use({ viewport: { width: 1100, height: 720 } });
 
 async function shoot(page: Page, name: string) {
@@ -13,7 +14,7 @@ async function shoot(page: Page, name: string) {
   await page.screenshot({ path: `${SHOTS}/${name}.png` });
 }
 
-test('@single screenshots of what each development user sees', async ({ browser }) => {
+test('@docs pictures of what each development user sees', async ({ browser }) => {
   test.setTimeout(120_000);
   for (const user of [null, 'alice', 'erin', 'paul', 'nora'] as (DevUser | null)[]) {
     const context = await browser.newContext();

@@ -22,11 +22,23 @@ async fn navigate(app: &TestApp, path: &str) -> reqwest::Response {
 #[tokio::test]
 async fn a_first_page_load_tries_a_silent_sign_in_once_and_comes_back_signed_out() {
     let app = spawn_app().await;
+    // First, one round trip that shows the browser keeps cookies.
     let r = navigate(&app, "/notes?x=1").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/notes?x=1&kc_sso_probe=1");
+    let marker = set_cookies(&r);
+    assert!(
+        marker
+            .iter()
+            .any(|c| c.starts_with("kc_leptos_session_sso=0;") && !c.contains("Max-Age")),
+        "{marker:?}"
+    );
+    let r = navigate(&app, &location(&r)).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(
         location(&r),
-        "/auth/login?return_to=%2Fnotes%3Fx%3D1&prompt=none"
+        "/auth/login?return_to=%2Fnotes%3Fx%3D1&prompt=none",
+        "the probe parameter is not kept"
     );
     let marker = set_cookies(&r);
     assert!(
@@ -48,23 +60,77 @@ async fn a_first_page_load_tries_a_silent_sign_in_once_and_comes_back_signed_out
         .await;
     assert_eq!(back.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&back), "/notes?x=1");
-    // Not again in this browser session; never for scripts, server functions or non-browsers.
+    // Not again in this browser session.
     assert_eq!(navigate(&app, "/").await.status(), StatusCode::OK);
+    // Never for what is not a top-level page load, although the same browser's first page load
+    // would be redirected (the control at the end).
     let other = TestApp::sharing(&app, browser());
-    assert_eq!(other.get("/").await.status(), StatusCode::OK);
-    let api = other
+    let headers = |mode: &'static str, dest: &'static str| {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(
+            "sec-fetch-mode",
+            reqwest::header::HeaderValue::from_static(mode),
+        );
+        h.insert(
+            "sec-fetch-dest",
+            reqwest::header::HeaderValue::from_static(dest),
+        );
+        h
+    };
+    for (path, mode, dest, why) in [
+        ("/", "cors", "empty", "a script's fetch"),
+        ("/", "navigate", "iframe", "a frame"),
+        ("/api/v1/me", "navigate", "document", "the JSON API"),
+        ("/health/live", "navigate", "document", "a probe"),
+        ("/auth/refresh", "navigate", "document", "an auth route"),
+    ] {
+        let r = other
+            .client
+            .get(other.url(path))
+            .headers(headers(mode, dest))
+            .send()
+            .await
+            .expect("GET");
+        assert_ne!(r.status(), StatusCode::SEE_OTHER, "{why}");
+    }
+    let prefetch = other
         .client
-        .get(other.url("/api/v1/me"))
-        .header("sec-fetch-mode", "navigate")
-        .header("sec-fetch-dest", "document")
+        .get(other.url("/"))
+        .headers(headers("navigate", "document"))
+        .header("sec-purpose", "prefetch")
         .send()
         .await
         .expect("GET");
-    assert_ne!(api.status(), StatusCode::SEE_OTHER);
+    assert_eq!(prefetch.status(), StatusCode::OK, "a prefetch");
+    assert_eq!(other.get("/").await.status(), StatusCode::OK, "no browser");
+    assert_eq!(
+        navigate(&other, "/").await.status(),
+        StatusCode::SEE_OTHER,
+        "the same browser's page load"
+    );
     // A signed-in browser is left alone.
     let signed_in = TestApp::sharing(&app, browser());
     signed_in.sign_in("paul").await;
     assert_eq!(navigate(&signed_in, "/").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_browser_that_keeps_no_cookies_gets_its_page_and_never_goes_to_keycloak() {
+    let app = spawn_app().await;
+    let no_cookies = TestApp::sharing(
+        &app,
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+    );
+    let r = navigate(&no_cookies, "/?x=1").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/?x=1&kc_sso_probe=1");
+    // The marker did not come back: the page, with no error and no loop.
+    let r = navigate(&no_cookies, &location(&r)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.expect("html").contains("Sign in"));
 }
 
 #[tokio::test]

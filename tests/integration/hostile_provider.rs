@@ -156,6 +156,93 @@ async fn b12_a_token_without_kid_is_accepted_with_one_key_and_refused_with_sever
     .await;
 }
 
+/// A browser's page load (navigation headers).
+async fn navigate(app: &TestApp, path: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(path))
+        .header("sec-fetch-mode", "navigate")
+        .header("sec-fetch-dest", "document")
+        .send()
+        .await
+        .expect("GET")
+}
+
+/// A first page load of `path` followed through the silent sign-in's redirects: the app's last
+/// answer (the provider's redirects are followed; the app's are, up to the callback's).
+async fn silent_attempt(app: &TestApp, path: &str) -> reqwest::Response {
+    let probe = navigate(app, path).await;
+    assert_eq!(probe.status(), StatusCode::SEE_OTHER, "the cookie probe");
+    let r = navigate(app, &location(&probe)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let login = location(&r);
+    assert!(login.contains("prompt=none"), "{login}");
+    let r = app.get(&login).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let to = location(&r);
+    if !to.starts_with("http") {
+        return r; // the login route answered without the provider
+    }
+    let at_provider = app.client.get(&to).send().await.expect("authorize");
+    let callback = location(&at_provider);
+    let rest = callback.strip_prefix(PUBLIC_ORIGIN).expect("our callback");
+    app.client
+        .get(app.url(rest))
+        .send()
+        .await
+        .expect("callback")
+}
+
+#[tokio::test]
+async fn a_silent_sign_in_that_fails_lands_on_the_page_signed_out_and_is_not_tried_again() {
+    let token_fails = Behaviour {
+        token_status: Some(502),
+        ..Behaviour::default()
+    };
+    let wrong_iss = Behaviour {
+        callback_iss: Some("http://evil.example/realms/demo".into()),
+        ..Behaviour::default()
+    };
+    for (behaviour, case) in [
+        (token_fails, "token endpoint 502"),
+        (wrong_iss, "wrong iss"),
+    ] {
+        let op = HostileOp::start().await;
+        op.set(behaviour);
+        let app = app_against(&op, &[]).await;
+        let r = silent_attempt(&app, "/?x=1").await;
+        assert_eq!(
+            r.status(),
+            StatusCode::SEE_OTHER,
+            "{case}: not an error page"
+        );
+        assert_eq!(location(&r), "/?x=1", "{case}: the page asked for");
+        assert_eq!(app.current_user().await, Value::Null, "{case}: signed out");
+        assert_eq!(
+            navigate(&app, "/").await.status(),
+            StatusCode::OK,
+            "{case}: once"
+        );
+    }
+}
+
+#[tokio::test]
+async fn no_silent_sign_in_is_tried_while_keycloak_is_known_to_be_down() {
+    let op = HostileOp::start().await;
+    op.set(Behaviour {
+        discovery_status: Some(503),
+        ..Behaviour::default()
+    });
+    let app = app_against(&op, &[]).await;
+    // Nobody knew yet: the attempt comes straight back to the page, signed out.
+    let r = silent_attempt(&app, "/?x=1").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/?x=1");
+    // Now it is known: another browser is not even sent to try.
+    let other = TestApp::sharing(&app, browser());
+    let probe = navigate(&other, "/").await;
+    assert_eq!(probe.status(), StatusCode::OK, "not redirected at all");
+}
+
 #[tokio::test]
 async fn a_step_up_answered_with_an_old_sign_in_is_refused_and_starts_no_session() {
     let op = HostileOp::start().await;

@@ -67,12 +67,22 @@ impl Events {
         }
     }
 
-    /// Whether the server closed the stream within `within`.
+    /// Whether the server ended the stream within `within`: the response's body ends (HTTP's own
+    /// end of a chunked body). Data may come first (a last event, a keep-alive); a connection cut
+    /// or reset is not an end and fails the test.
     async fn ends(&mut self, within: Duration) -> bool {
-        matches!(
-            tokio::time::timeout(within, self.response.chunk()).await,
-            Ok(Ok(None)) | Ok(Err(_))
-        )
+        let deadline = Instant::now() + within;
+        loop {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            match tokio::time::timeout(left, self.response.chunk()).await {
+                Ok(Ok(None)) => return true,
+                Ok(Ok(Some(chunk))) => self.raw.push_str(&String::from_utf8_lossy(&chunk)),
+                Ok(Err(e)) => panic!("the stream was cut, not ended: {e}"),
+                Err(_) => return false,
+            }
+        }
     }
 }
 

@@ -51,15 +51,19 @@ pub fn login_cookie_prefix(public_url_is_https: bool, base_name: &str) -> String
     format!("{secure}{base}_login_")
 }
 
-/// The cookie that marks a browser session in which a silent sign-in (`prompt=none`) was tried
-/// already, so it is tried once: `<base>_sso`, `__Host-` prefixed under https. It holds nothing
-/// but `1`, and lives until the browser closes (no `Max-Age`).
-pub fn silent_sso_cookie(public_url_is_https: bool, base_name: &str) -> (String, String) {
+/// The cookie that marks a browser session's silent sign-in (`prompt=none`): `<base>_sso`,
+/// `__Host-` prefixed under https, holding `value` (`crate::silent_sso::SEEN` or `TRIED`) and
+/// nothing else, until the browser closes (no `Max-Age`). Returns its name and `Set-Cookie` value.
+pub fn silent_sso_cookie(
+    public_url_is_https: bool,
+    base_name: &str,
+    value: &str,
+) -> (String, String) {
     let p = policy(public_url_is_https, base_name);
     let name = format!("{}_sso", p.name);
     let secure = if p.secure { "; Secure" } else { "" };
-    let value = format!("{name}=1; Path=/; HttpOnly; SameSite=Lax{secure}");
-    (name, value)
+    let set = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax{secure}");
+    (name, set)
 }
 
 /// A cookie name that browsers and servers accept: an RFC 6265 token, short, and not one of the
@@ -87,13 +91,13 @@ mod tests {
 
     #[test]
     fn the_silent_sign_in_marker_lives_for_the_browser_session_and_is_secure_under_https() {
-        let (name, set) = silent_sso_cookie(true, "kc_session");
+        let (name, set) = silent_sso_cookie(true, "kc_session", "1");
         assert_eq!(name, "__Host-kc_session_sso");
         assert_eq!(
             set,
             "__Host-kc_session_sso=1; Path=/; HttpOnly; SameSite=Lax; Secure"
         );
-        let (name, set) = silent_sso_cookie(false, "kc_session");
+        let (name, set) = silent_sso_cookie(false, "kc_session", "0");
         assert_eq!(name, "kc_session_sso");
         assert!(!set.contains("Max-Age") && !set.contains("Expires") && !set.contains("Secure"));
     }

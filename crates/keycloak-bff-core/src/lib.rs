@@ -5,7 +5,9 @@
 //! seconds). It compiles for the browser (`wasm32-unknown-unknown`) and the server alike.
 //!
 //! - [`user`]: `KeycloakUser`, and the authorization model (`Rule`, `Access`).
-//! - [`account`]: a user's sessions and the realm's user directory, read from Keycloak's APIs.
+//! - [`account`]: a user's sessions, read from Keycloak's Account API.
+//! - [`directory`]: the realm's users, read from Keycloak's Admin API.
+//! - [`silent_sso`]: when a page load may try a silent sign-in.
 //! - [`claims`]: Keycloak claims → `KeycloakUser`.
 //! - [`jwt`]: JOSE header checks, and the claim checks of ID, access and logout tokens; `at_hash`.
 //! - [`callback`]: the authorization response, parsed and capped.
@@ -32,6 +34,7 @@ pub mod jwt;
 pub mod pending;
 pub mod refresh;
 pub mod return_to;
+pub mod silent_sso;
 pub mod status;
 pub mod step_up;
 pub mod user;

@@ -21,6 +21,13 @@ pub fn has_cookie(headers: &HeaderMap, name: &str) -> bool {
     request_cookies(headers).any(|c| c.name() == name)
 }
 
+/// The value of the first cookie named `name` the request sent, if any.
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    request_cookies(headers)
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,5 +46,7 @@ mod tests {
         assert!(has_cookie(&h, "c"));
         assert!(!has_cookie(&h, "d"));
         assert!(!has_cookie(&h, ""), "a pair without a name names nothing");
+        assert_eq!(cookie_value(&h, "b").as_deref(), Some("2"));
+        assert_eq!(cookie_value(&h, "d"), None);
     }
 }

@@ -187,8 +187,13 @@ pub struct Oidc {
     provider: RwLock<Option<Arc<Provider>>>,
     discovering: tokio::sync::Mutex<()>,
     discovery_failed_at: RwLock<Option<std::time::Instant>>,
+    /// When the token endpoint last failed (5xx, timeout, refused connection), until it answers.
+    token_endpoint_failed_at: RwLock<Option<std::time::Instant>>,
     keys: KeyCache,
 }
+
+/// How long a failed token endpoint counts as down for what can wait (a silent sign-in).
+const KNOWN_DOWN_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Oidc {
     /// `key_set_fetches` counts the key-set fetches (a metric).
@@ -212,6 +217,7 @@ impl Oidc {
             provider: RwLock::new(None),
             discovering: tokio::sync::Mutex::new(()),
             discovery_failed_at: RwLock::new(None),
+            token_endpoint_failed_at: RwLock::new(None),
         })
     }
 
@@ -307,6 +313,21 @@ impl Oidc {
         } else {
             Ok(())
         }
+    }
+
+    /// Whether Keycloak is known to be down: its discovery failed moments ago, or its token
+    /// endpoint failed within the last 30 s and has not answered since. For what should not even
+    /// try (a silent sign-in); requests that need Keycloak try anyway.
+    pub fn known_unavailable(&self) -> bool {
+        let recent = |at: &RwLock<Option<std::time::Instant>>, window| {
+            at.read()
+                .ok()
+                .and_then(|t| *t)
+                .is_some_and(|t| t.elapsed() < window)
+        };
+        (self.cached_provider().is_none()
+            && recent(&self.discovery_failed_at, DISCOVERY_RETRY_AFTER))
+            || recent(&self.token_endpoint_failed_at, KNOWN_DOWN_FOR)
     }
 
     /// The realm's metadata, discovered once (single flight) and cached. A failure is remembered
@@ -487,6 +508,22 @@ impl Oidc {
     }
 
     async fn token_request_as(
+        &self,
+        provider: &Provider,
+        form: &[(&str, &str)],
+        credentials: (&str, &SecretString),
+    ) -> Result<TokenResponse, OidcError> {
+        let result = self.token_call(provider, form, credentials).await;
+        if let Ok(mut failed) = self.token_endpoint_failed_at.write() {
+            let down = matches!(result, Err(OidcError::Unavailable(_)));
+            if down || failed.is_some() {
+                *failed = down.then(std::time::Instant::now);
+            }
+        }
+        result
+    }
+
+    async fn token_call(
         &self,
         provider: &Provider,
         form: &[(&str, &str)],

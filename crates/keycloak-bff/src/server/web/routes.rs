@@ -132,13 +132,18 @@ pub async fn login(
     let provider = match oidc.provider().await {
         Ok(p) => p,
         // A silent sign-in never shows an error: the visitor simply stays signed out.
-        Err(_) if prompt == Prompt::Silent => {
-            return Redirect::to(return_to.as_str()).into_response()
+        Err(e) if prompt == Prompt::Silent => {
+            tracing::info!(error = %e, "no silent sign-in: Keycloak is unavailable");
+            return Redirect::to(return_to.as_str()).into_response();
         }
         Err(_) => return idp_unavailable(&auth, &return_to),
     };
     let request = match oidc.authorization_request(&provider, &auth.redirect_uri(), prompt) {
         Ok(r) => r,
+        Err(e) if prompt == Prompt::Silent => {
+            tracing::error!(error = %e, "cannot build the authorization request; no silent sign-in");
+            return Redirect::to(return_to.as_str()).into_response();
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot build the authorization request");
             return internal_error(&auth);
@@ -186,9 +191,20 @@ pub async fn callback(
     let (login, spent) = auth.login_cookies().take(&headers, &query.state, now);
     let mut response = match login {
         Some(login) => {
+            let (silent, back) = (login.prompt == Prompt::Silent, login.return_to.clone());
             let (outcome, response) = finish_login(&auth, &session, &query, login, now).await;
             auth.metrics().sign_in(outcome.label());
-            response
+            if silent && !matches!(outcome, SignIn::Completed | SignIn::SilentDeclined) {
+                // A silent attempt never shows an error: the visitor gets the page they asked
+                // for, signed out (the reason was logged where it happened).
+                tracing::info!(
+                    outcome = outcome.label(),
+                    "a silent sign-in failed; the visitor stays signed out"
+                );
+                Redirect::to(back.as_str()).into_response()
+            } else {
+                response
+            }
         }
         None => {
             auth.metrics().sign_in("failed_unknown_state");

@@ -4,16 +4,23 @@
 //! Once per browser session, the first top-level page a signed-out browser opens is answered
 //! with a redirect through `<prefix>/login?prompt=none`: Keycloak either signs the browser in
 //! without showing anything, or answers `login_required`, and the callback brings the browser
-//! back, signed out, to the page it asked for ([`crate::server::web::routes`]). A cookie that lasts
-//! until the browser closes ([`cookie::silent_sso_cookie`]) marks that it was tried, so it is
-//! never tried again in that browser session. `auth.silent_sso = false` turns it off.
+//! back, signed out, to the page it asked for ([`crate::server::web::routes`]). Any other failure
+//! of the attempt (Keycloak down, a token endpoint failing, a wrong `iss`) does the same, with the
+//! reason in the log: a public page never becomes an error page. A cookie that lasts until the
+//! browser closes ([`cookie::silent_sso_cookie`]) marks that it was tried, so it is never tried
+//! again in that browser session. `auth.silent_sso = false` turns it off.
+//!
+//! It is tried only once a cookie round trip was seen, and never while Keycloak is known to be
+//! down ([`keycloak_bff_core::silent_sso::decide`]): a browser's first page load without the
+//! marker is sent back to itself with the marker and a probe parameter. A browser that keeps no
+//! cookies then gets its page, and never loops through Keycloak.
 //!
 //! Only navigations count (`Sec-Fetch-Mode: navigate`, `Sec-Fetch-Dest: document`, GET, not a
 //! prefetch): scripts, server functions, the JSON API, static files and the auth routes are
 //! never redirected, and neither are clients that are not browsers.
 
 use crate::server::base::clock::unix_now;
-use crate::server::base::cookies::has_cookie;
+use crate::server::base::cookies::cookie_value;
 use crate::server::session::store::auth_session;
 use crate::server::web::state::KeycloakAuth;
 use axum::extract::{Request, State};
@@ -21,6 +28,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use keycloak_bff_core::cookie;
+use keycloak_bff_core::silent_sso::{self as silent, Silent, SEEN, TRIED};
 use keycloak_bff_core::step_up::Prompt;
 use keycloak_bff_core::ReturnTo;
 use tower_sessions::Session;
@@ -71,11 +79,10 @@ pub async fn silent_sso(
     {
         return next.run(request).await;
     }
-    let (marker, set_marker) = cookie::silent_sso_cookie(
-        settings.public_url_is_https(),
-        &settings.session.cookie_name,
-    );
-    if has_cookie(request.headers(), &marker) {
+    let https = settings.public_url_is_https();
+    let (marker, _) = cookie::silent_sso_cookie(https, &settings.session.cookie_name, TRIED);
+    let sent = cookie_value(request.headers(), &marker);
+    if sent.as_deref() == Some(TRIED) {
         return next.run(request).await;
     }
     let Some(session) = request.extensions().get::<Session>().cloned() else {
@@ -85,11 +92,29 @@ pub async fn silent_sso(
     if !matches!(auth_session(&session, unix_now()).await, Ok(None)) {
         return next.run(request).await;
     }
+    let probing = silent::is_probing(request.uri().query());
     let here = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let href = ReturnTo::new(Some(here))
-        .login_href_with(&auth.ui_config().route("/login"), Prompt::Silent);
-    auth.metrics().sign_in("silent_started");
-    let mut response = Redirect::to(&href).into_response();
+    let (to, value) =
+        match silent::decide(sent.as_deref(), probing, auth.oidc().known_unavailable()) {
+            Silent::Skip => {
+                tracing::debug!("no silent sign-in: Keycloak is known to be down");
+                return next.run(request).await;
+            }
+            Silent::NoCookies => {
+                tracing::info!("no silent sign-in: the browser returned no cookie");
+                return next.run(request).await;
+            }
+            Silent::Probe => (silent::with_probe(here), SEEN),
+            Silent::Try => {
+                auth.metrics().sign_in("silent_started");
+                let back = silent::without_probe(here);
+                let href = ReturnTo::new(Some(&back))
+                    .login_href_with(&auth.ui_config().route("/login"), Prompt::Silent);
+                (href, TRIED)
+            }
+        };
+    let (_, set_marker) = cookie::silent_sso_cookie(https, &settings.session.cookie_name, value);
+    let mut response = Redirect::to(&to).into_response();
     if let Ok(value) = HeaderValue::from_str(&set_marker) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
@@ -99,6 +124,7 @@ pub async fn silent_sso(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::base::cookies::has_cookie;
 
     #[test]
     fn a_cookie_counts_only_under_its_exact_name() {
