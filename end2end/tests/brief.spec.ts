@@ -80,6 +80,46 @@ test('@single the session-ending banner extends the session up to the maximum, t
   await page.screenshot({ path: `${SHOTS}/session-at-maximum.png` });
 });
 
+test('@single an unattended tab is signed out at Keycloak\'s idle limit, and a tab in use stays signed in past it', async ({ browser }) => {
+  test.setTimeout(240_000);
+  const [idleContext, usedContext] = [
+    await browser.newContext({ baseURL: BRIEF }),
+    await browser.newContext({ baseURL: BRIEF }),
+  ];
+  const [idle, used] = [await idleContext.newPage(), await usedContext.newPage()];
+  await signIn(idle, 'paul', '/profile');
+  await signIn(used, 'nora', '/profile');
+  // Where each session stands, asked without keeping it alive.
+  const ends = async (page: Page) => (await (await page.request.post('/auth/refresh?idle=1')).json()).session_expires_at as number;
+  const idleEnd = await ends(idle);
+  const usedEnd = await ends(used);
+  // Someone works in one tab (a key every 8 s); nobody touches the other.
+  let typing = true;
+  const typist = (async () => {
+    while (typing) {
+      await used.keyboard.press('Shift');
+      await used.waitForTimeout(8_000);
+    }
+  })();
+  // The unattended tab warns, then ends at Keycloak's idle limit (130 s), before its maximum.
+  await expect(idle.getByTestId('session-expiring')).toBeVisible({ timeout: untilWarning(idleEnd) });
+  await expect(idle.getByTestId('session-ended')).toBeVisible({
+    timeout: Math.max(0, idleEnd * 1000 - Date.now()) + 15_000,
+  });
+  expect(Date.now() / 1000, 'ended at the idle limit, not at the maximum').toBeLessThan(idleEnd + 20);
+  // The tab in use is past its own idle limit, and still signed in (its maximum is 160 s).
+  await used.waitForTimeout(Math.max(0, (usedEnd + 3) * 1000 - Date.now()));
+  typing = false;
+  await typist;
+  expect(Date.now() / 1000).toBeGreaterThan(usedEnd);
+  await expect(used.getByTestId('session-ended')).toHaveCount(0);
+  const still = await used.request.post('/api/current_user');
+  expect(still.status()).toBe(200);
+  expect((await still.json()).username).toBe('nora');
+  await idleContext.close();
+  await usedContext.close();
+});
+
 test('@single signing out at Keycloak ends the app session through front-channel logout', async ({ context }) => {
   const app = await context.newPage();
   await signIn(app, 'nora', '/profile');

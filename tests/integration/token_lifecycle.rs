@@ -98,6 +98,47 @@ async fn a_session_survives_an_app_restart_and_is_refreshed_by_the_new_process()
 }
 
 #[tokio::test]
+async fn a_session_in_use_is_kept_alive_near_its_idle_end_and_an_idle_check_refreshes_nothing() {
+    // The realm demo: 5-minute tokens, Keycloak's idle end 30 minutes away. A warning of
+    // 1,790 s puts that end within the keep-alive's reach (warning + 10 s) at once; the default
+    // warning (2 minutes) leaves it far.
+    let app = spawn_app_in(
+        tempfile::tempdir().expect("tmp"),
+        browser(),
+        &[("APP_SESSION_EXPIRY_WARNING_SECS", "1790")],
+    )
+    .await;
+    let far = spawn_app().await;
+    app.sign_in("paul").await;
+    far.sign_in("paul").await;
+    let refreshes = |app: &TestApp| metric(&app.state.auth.metrics().token_refreshes);
+    // Moments after the sign-in: nothing to keep alive yet.
+    check(&app, "/auth/refresh").await;
+    assert_eq!(refreshes(&app), 0, "refreshed moments ago");
+    tokio::time::sleep(Duration::from_secs(
+        keycloak_bff::core::refresh::KEEP_ALIVE_MIN_INTERVAL_SECS as u64 + 1,
+    ))
+    .await;
+    // An idle check never refreshes, and asks the page back at the session's end.
+    let idle = check(&app, "/auth/refresh?idle=1").await;
+    assert_eq!(refreshes(&app), 0, "an idle check refreshes nothing");
+    let until_end =
+        idle["session_expires_at"].as_i64().expect("end") - keycloak_bff::server::unix_now();
+    let check_in = idle["check_in_secs"].as_i64().expect("check_in");
+    assert!(
+        (until_end - 2..=until_end + 2).contains(&check_in),
+        "{idle}"
+    );
+    // A request of the session near its idle end keeps it alive, although the token is fresh.
+    let kept = check(&app, "/auth/refresh").await;
+    assert_eq!(refreshes(&app), 1, "kept alive");
+    assert!(kept["access_expires_at"].as_i64() > idle["access_expires_at"].as_i64());
+    // Far from the end, a fresh token is left alone.
+    check(&far, "/auth/refresh").await;
+    assert_eq!(refreshes(&far), 0);
+}
+
+#[tokio::test]
 async fn the_silent_refresh_route_answers_the_user_and_the_new_expiry_never_a_token() {
     let admin = KeycloakAdmin::new("demo-short");
     let user = admin.create_user("silent", &["viewer"]).await;
@@ -131,4 +172,11 @@ async fn the_silent_refresh_route_answers_the_user_and_the_new_expiry_never_a_to
     let cross = app.post("/auth/refresh", Some("http://evil.example")).await;
     assert_eq!(cross.status(), StatusCode::FORBIDDEN, "same-origin only");
     admin.delete_user(&user).await;
+}
+
+/// The page's check (`path`: `/auth/refresh`, with `?idle=1` or not), answered 200.
+async fn check(app: &TestApp, path: &str) -> Value {
+    let r = app.post(path, Some(PUBLIC_ORIGIN)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json::<Value>().await.expect("json")
 }

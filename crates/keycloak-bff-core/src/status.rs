@@ -35,8 +35,14 @@ pub struct SessionStatus {
 }
 
 impl SessionStatus {
-    /// Signed in as `user` at `now`, the access token expiring at `access_expires_at`.
-    pub fn signed_in(user: KeycloakUser, access_expires_at: i64, now: i64) -> Self {
+    /// Signed in as `user` at `now`, the access token expiring at `access_expires_at`; the page
+    /// asks again as [`crate::refresh::next_check_in`] says for a warning `warning_secs` ahead.
+    pub fn signed_in(
+        user: KeycloakUser,
+        access_expires_at: i64,
+        now: i64,
+        warning_secs: i64,
+    ) -> Self {
         SessionStatus {
             signed_in: true,
             access_expires_at: Some(access_expires_at),
@@ -45,6 +51,7 @@ impl SessionStatus {
                 now,
                 access_expires_at,
                 user.session_expires_at,
+                warning_secs,
             )),
             user: Some(user),
             at_maximum: false,
@@ -117,7 +124,7 @@ mod tests {
             session_expires_at: 2_000,
             ..KeycloakUser::default()
         };
-        let status = SessionStatus::signed_in(user, 1_000, 700);
+        let status = SessionStatus::signed_in(user, 1_000, 700, 120);
         let text = serde_json::to_string(&status).expect("json");
         assert!(text.contains(r#""check_in_secs":300"#), "{text}");
         assert!(text.contains(r#""access_expires_at":1000"#), "{text}");

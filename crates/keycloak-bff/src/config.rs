@@ -2,6 +2,7 @@
 //! its settings (`[auth]`); the page shares it with the browser during hydration, so both sides
 //! always agree and nothing is written twice.
 
+use keycloak_bff_core::refresh::KeepAlive;
 use keycloak_bff_core::step_up::Prompt;
 use keycloak_bff_core::ReturnTo;
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,10 @@ pub struct UiConfig {
     /// step-up, since the fresh sign-in is the administrator's.
     #[serde(default)]
     pub step_up_allows_impersonation: bool,
+    /// Whether an open page keeps Keycloak's session alive only after activity (the default) or
+    /// always (`session.keep_alive`).
+    #[serde(default)]
+    pub keep_alive: KeepAlive,
 }
 
 fn default_clock_leeway() -> i64 {
@@ -56,6 +61,7 @@ impl Default for UiConfig {
             step_up_max_age_secs: default_step_up_max_age(),
             clock_leeway_secs: default_clock_leeway(),
             step_up_allows_impersonation: false,
+            keep_alive: KeepAlive::Activity,
         }
     }
 }

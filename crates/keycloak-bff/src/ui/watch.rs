@@ -5,9 +5,14 @@
 //! - holds the session's event stream (`GET <prefix>/events`, [`crate::server::web::push`]): the server
 //!   pushes a [`SessionStatus`] (never a token) whenever the session changes on any replica
 //!   (refreshed, signed out, ended by back-channel logout or by an admin);
-//! - calls `POST <prefix>/refresh` once, just before the access token expires (the status says
-//!   when), so that Keycloak's session stays alive and role changes are learnt; an idle tab sends
-//!   nothing else;
+//! - calls `POST <prefix>/refresh` once, just before the access token expires or Keycloak's idle
+//!   end nears (the status says when), so that Keycloak's session stays alive and role changes
+//!   are learnt; an idle tab sends nothing else. With `session.keep_alive = "activity"` (the
+//!   default) it keeps the session alive only when someone did something in one of the tabs
+//!   since the last refresh (a key, a click, a touch, a wheel; page loads and server functions
+//!   keep it alive on the server themselves); otherwise it asks with `?idle=1`, which refreshes
+//!   nothing, so Keycloak's idle limit ends an unattended session (after the warning). The first
+//!   activity after that wakes it up;
 //! - passes everything it hears to the other tabs through the channel.
 //!
 //! Every tab then updates the user in context (the navigation and every gated component follow),
@@ -115,6 +120,7 @@ mod browser {
     use crate::error::AppError;
     use crate::ui::context::{now_secs, SessionState};
     use keycloak_bff_core::expiry::{session_notice, warning_due_in, SessionNotice};
+    use keycloak_bff_core::refresh::timer_refreshes;
     use keycloak_bff_core::status::SessionStatus;
     use keycloak_bff_core::KeycloakUser;
     use leptos::prelude::*;
@@ -140,6 +146,20 @@ mod browser {
     /// The message of a page that just loaded.
     const HELLO: &str = "hello";
 
+    /// The message of a tab in which the user did something (at most every
+    /// [`ANNOUNCE_EVERY_MS`]).
+    const ACTIVE: &str = "active";
+
+    /// How often a tab tells the others that the user is active, at most.
+    const ANNOUNCE_EVERY_MS: f64 = 5_000.0;
+
+    /// The input that counts as activity.
+    const ACTIVITY_EVENTS: [&str; 4] = ["pointerdown", "keydown", "wheel", "touchstart"];
+
+    fn now_ms() -> f64 {
+        js_sys::Date::now()
+    }
+
     /// How long the elected tab waits before asking again after a failure.
     const RETRY: Duration = Duration::from_secs(5);
 
@@ -153,6 +173,16 @@ mod browser {
         timer: RefCell<Option<TimeoutHandle>>,
         /// The expiry warning's clock.
         tick: RefCell<Option<TimeoutHandle>>,
+        /// When the user last did something in any tab (milliseconds, this browser's clock).
+        last_activity: Cell<f64>,
+        /// When a refresh was last heard of (the access token's expiry moved).
+        last_refresh: Cell<f64>,
+        /// The access token's expiry last heard.
+        access_expires_at: Cell<Option<i64>>,
+        /// The last check was idle: the first activity asks again at once.
+        dormant: Cell<bool>,
+        /// When this tab last told the others of activity.
+        announced: Cell<f64>,
     }
 
     thread_local! {
@@ -221,6 +251,7 @@ mod browser {
             match heard.code {
                 200 => {
                     self.state.idp_unavailable.set(false);
+                    self.heard_expiry(heard.status.as_ref().and_then(|s| s.access_expires_at));
                     let current = heard.status.as_ref().and_then(|s| s.user.clone());
                     if current.is_some() {
                         self.state.ended.set(false);
@@ -242,6 +273,42 @@ mod browser {
                 }
                 503 => self.state.idp_unavailable.set(true),
                 _ => {}
+            }
+        }
+
+        /// Notes a refresh when the access token's expiry moved (the first one heard is not one).
+        fn heard_expiry(&self, expires_at: Option<i64>) {
+            let Some(expires_at) = expires_at else {
+                return;
+            };
+            match self.access_expires_at.get() {
+                Some(known) if expires_at > known => self.last_refresh.set(now_ms()),
+                Some(known) if expires_at <= known => return,
+                _ => {}
+            }
+            self.access_expires_at.set(Some(expires_at));
+        }
+
+        /// The user did something in this tab: noted, told to the other tabs now and then, and
+        /// an idle elected tab asks again.
+        fn active(self: &Rc<Self>) {
+            let now = now_ms();
+            self.last_activity.set(now);
+            if now - self.announced.get() >= ANNOUNCE_EVERY_MS {
+                self.announced.set(now);
+                if let Some(channel) = &self.channel {
+                    let _ = channel.post_message(&JsValue::from_str(ACTIVE));
+                }
+            }
+            self.wake();
+        }
+
+        /// After an idle check, the first activity (here or in another tab) makes the elected tab
+        /// ask again soon, which keeps the session alive.
+        fn wake(self: &Rc<Self>) {
+            if self.leader.get() && self.dormant.get() && self.signed_in() {
+                self.dormant.set(false);
+                self.check_after(Duration::from_millis(500));
             }
         }
 
@@ -285,11 +352,24 @@ mod browser {
             }
         }
 
-        /// Asks the server (`POST <prefix>/refresh`, which refreshes the tokens when due).
+        /// Asks the server (`POST <prefix>/refresh`, which refreshes the tokens when due and
+        /// keeps the session alive), or, when nobody did anything since the last refresh and
+        /// `session.keep_alive` is `activity`, only how the session stands (`?idle=1`).
         fn check(self: &Rc<Self>) {
+            let refresh = timer_refreshes(
+                self.config.keep_alive,
+                self.last_activity.get(),
+                self.last_refresh.get(),
+            );
+            self.dormant.set(!refresh);
+            let url = if refresh {
+                self.config.route("/refresh")
+            } else {
+                self.config.route("/refresh?idle=1")
+            };
             let this = Rc::clone(self);
             leptos::task::spawn_local(async move {
-                match call_refresh(&this.config.route("/refresh")).await {
+                match call_refresh(&url).await {
                     Some((code, status)) => this.heard(Heard { code, status }),
                     // The app itself cannot be reached: nothing to conclude; ask again later.
                     None if this.leader.get() => this.check_after(RETRY),
@@ -369,9 +449,15 @@ mod browser {
                 return;
             };
             if text == HELLO {
+                // A page load reached the server, which kept the session alive if that was due.
                 if self.leader.get() {
                     self.check();
                 }
+                return;
+            }
+            if text == ACTIVE {
+                self.last_activity.set(now_ms());
+                self.wake();
                 return;
             }
             if let Ok(heard) = serde_json::from_str::<Heard>(&text) {
@@ -397,6 +483,26 @@ mod browser {
             .ok()?
             .as_string()?;
         Some((response.status(), serde_json::from_str(&text).ok()))
+    }
+
+    /// Notes the user's input in this tab ([`ACTIVITY_EVENTS`], passive listeners on the window).
+    fn listen_for_activity(watcher: &Rc<Watcher>) {
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        let this = Rc::clone(watcher);
+        let on_input = Closure::<dyn Fn()>::new(move || this.active());
+        let options = web_sys::AddEventListenerOptions::new();
+        options.set_passive(true);
+        options.set_capture(true);
+        for name in ACTIVITY_EVENTS {
+            let _ = window.add_event_listener_with_callback_and_add_event_listener_options(
+                name,
+                on_input.as_ref().unchecked_ref(),
+                &options,
+            );
+        }
+        on_input.forget();
     }
 
     /// Calls `elected` when this tab holds the Web Lock `name` (held until the tab closes). Without
@@ -445,6 +551,13 @@ mod browser {
             stream: RefCell::new(None),
             timer: RefCell::new(None),
             tick: RefCell::new(None),
+            // Loading the page reached the server, which kept the session alive if that was
+            // due: only what the user does from now on counts.
+            last_activity: Cell::new(0.0),
+            last_refresh: Cell::new(0.0),
+            access_expires_at: Cell::new(None),
+            dormant: Cell::new(false),
+            announced: Cell::new(0.0),
         });
         WATCHER.with(|w| *w.borrow_mut() = Some(Rc::clone(&watcher)));
         let ends_at = watcher
@@ -464,6 +577,7 @@ mod browser {
             // A page that just loaded (after signing in or out) tells the other tabs.
             let _ = channel.post_message(&JsValue::from_str(HELLO));
         }
+        listen_for_activity(&watcher);
         let this = Rc::clone(&watcher);
         elect(&lock, move || this.lead());
         // The page is hydrated and watches its session (the benchmark's time to interactive, and

@@ -152,6 +152,7 @@ struct SessionSection {
     expiry_warning_secs: u64,
     frontchannel_logout: bool,
     persistent_cookie: bool,
+    keep_alive: keycloak_bff_core::refresh::KeepAlive,
     #[serde(skip_serializing)]
     secret: Option<SecretString>,
 }
@@ -169,6 +170,7 @@ impl Default for SessionSection {
             expiry_warning_secs: 120,
             frontchannel_logout: false,
             persistent_cookie: false,
+            keep_alive: keycloak_bff_core::refresh::KeepAlive::Activity,
             secret: None,
         }
     }
@@ -494,6 +496,7 @@ fn ui_config(
         step_up_max_age_secs: a.step_up_max_age_secs.clamp(10, 86_400) as i64,
         clock_leeway_secs,
         step_up_allows_impersonation: a.step_up_allows_impersonation,
+        keep_alive: s.keep_alive,
     })
 }
 
@@ -848,6 +851,31 @@ mod tests {
         assert_eq!(s.auth.session.refresh_margin_secs, 30);
         assert_eq!(s.auth.keycloak.algorithms, vec!["RS256"]);
         assert_eq!(s.auth.public_origin(), "http://localhost:3000");
+    }
+
+    #[test]
+    fn an_open_page_keeps_the_session_alive_only_after_activity_unless_always_is_asked_for() {
+        use keycloak_bff_core::refresh::KeepAlive;
+        let s = parse(FILE, &env(&[("APP_KEYCLOAK_CLIENT_SECRET", "x")]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.auth.ui.keep_alive, KeepAlive::Activity);
+        let s = parse(
+            FILE,
+            &env(&[
+                ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+                ("APP_SESSION_KEEP_ALIVE", "always"),
+            ]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.auth.ui.keep_alive, KeepAlive::Always);
+        let e = err(
+            FILE,
+            &[
+                ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+                ("APP_SESSION_KEEP_ALIVE", "sometimes"),
+            ],
+        );
+        assert!(e.contains("keep_alive") || e.contains("sometimes"), "{e}");
     }
 
     #[test]

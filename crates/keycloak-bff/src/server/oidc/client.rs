@@ -903,6 +903,7 @@ impl Oidc {
             refresh_token,
             id_token: set.id_token,
             generation,
+            refreshed_at: now,
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::server::oidc::client::{Oidc, OidcError};
 use crate::server::session::store::{
     auth_session, keep_session_end, AuthSession, AuthStore, AUTH_KEY,
 };
-use keycloak_bff_core::refresh::{decide, Backoff, Decision};
+use keycloak_bff_core::refresh::{decide, keep_alive_due, Backoff, Decision};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tower_sessions::Session;
@@ -26,6 +26,8 @@ const STALE_BACKOFF_SECS: i64 = 300;
 /// the counters and the session store.
 pub struct Refresher {
     margin_secs: i64,
+    /// The expiry warning's lead: a session in use is kept alive before it shows.
+    warning_secs: i64,
     oidc: Arc<Oidc>,
     metrics: Arc<Metrics>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -110,9 +112,17 @@ impl Backoffs {
 }
 
 impl Refresher {
-    pub fn new(margin_secs: i64, oidc: Arc<Oidc>, metrics: Arc<Metrics>, store: AuthStore) -> Self {
+    /// `warning_secs`: the expiry warning's lead, which a session in use is kept alive ahead of.
+    pub fn new(
+        margin_secs: i64,
+        warning_secs: i64,
+        oidc: Arc<Oidc>,
+        metrics: Arc<Metrics>,
+        store: AuthStore,
+    ) -> Self {
         Self {
             margin_secs,
+            warning_secs,
             oidc,
             metrics,
             locks: Mutex::default(),
@@ -136,9 +146,10 @@ impl Refresher {
     }
 
     /// The signed-in session with an access token that is usable now, refreshing it first when
-    /// it expires within the margin. `Ok(None)`: signed out (or the session just ended).
-    /// `Err(IdpUnavailable)`: the token has expired and Keycloak cannot be reached; nothing is
-    /// lost.
+    /// it expires within the margin, or, however fresh, when Keycloak's idle end nears (the
+    /// session is in use: [`keep_alive_due`]). `Ok(None)`: signed out (or the session just
+    /// ended). `Err(IdpUnavailable)`: the token has expired and Keycloak cannot be reached;
+    /// nothing is lost.
     pub async fn fresh_auth(
         &self,
         session: &Session,
@@ -147,6 +158,17 @@ impl Refresher {
         let Some(auth) = auth_session(session, now).await? else {
             return Ok(None);
         };
+        if keep_alive_due(
+            now,
+            auth.user.session_expires_at,
+            auth.refreshed_at,
+            self.warning_secs,
+        ) {
+            let goal = Goal::Extend {
+                generation: auth.generation,
+            };
+            return self.single_flight(session, now, goal, auth).await;
+        }
         // Still fresh whatever the back-off: no store round trip on the common path.
         if decide(
             &auth.tokens_view(),
@@ -276,6 +298,7 @@ impl Refresher {
                         let kept = AuthSession {
                             refresh_token: Some(rotated),
                             generation: auth.generation.saturating_add(1),
+                            refreshed_at: now,
                             ..auth
                         };
                         save(session, &kept).await?;

@@ -35,11 +35,12 @@ pub const MAX_STREAMS_PER_SESSION: usize = 4;
 /// How long a browser waits before reconnecting a stream that broke (the `retry` field).
 const RECONNECT: Duration = Duration::from_secs(2);
 
-/// A session's status now, from its stored record (`None`: the session is gone or over).
-fn status(signed_in: Option<AuthSession>, now: i64) -> SessionStatus {
+/// A session's status now, from its stored record (`None`: the session is gone or over), for
+/// a page that warns `warning_secs` before the end.
+fn status(signed_in: Option<AuthSession>, now: i64, warning_secs: i64) -> SessionStatus {
     match signed_in {
         Some(s) if now < s.user.session_expires_at => {
-            SessionStatus::signed_in(s.user, s.access_expires_at, now)
+            SessionStatus::signed_in(s.user, s.access_expires_at, now, warning_secs)
         }
         _ => SessionStatus::signed_out(),
     }
@@ -105,7 +106,7 @@ impl Stream {
             // The store does not answer: say nothing; the page's own timer asks again.
             Err(_) => return Some(Event::default().comment("store unavailable")),
         };
-        let status = status(signed_in, now);
+        let status = status(signed_in, now, self.auth.ui_config().expiry_warning_secs);
         if let Some(end) = status.session_expires_at {
             self.session_end = end;
         }
@@ -149,7 +150,7 @@ pub async fn events(State(auth): State<KeycloakAuth>, session: Session) -> Respo
         )
             .into_response();
     };
-    let first = status(Some(signed_in), now);
+    let first = status(Some(signed_in), now, auth.ui_config().expiry_warning_secs);
     auth.metrics().event_streams.inc();
     let state = Stream {
         _open: Open(auth.clone()),

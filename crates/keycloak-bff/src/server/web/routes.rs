@@ -8,7 +8,7 @@
 use crate::error::AppError;
 use crate::server::base::clock::{unix_nanos, unix_now};
 use crate::server::oidc::client::{OidcError, Provider};
-use crate::server::session::store::{keep_session_end, AuthSession, AUTH_KEY};
+use crate::server::session::store::{auth_session, keep_session_end, AuthSession, AUTH_KEY};
 use crate::server::web::state::KeycloakAuth;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, RawQuery, State};
@@ -17,6 +17,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use keycloak_bff_core::callback;
 use keycloak_bff_core::expiry;
 use keycloak_bff_core::pending::PendingLogin;
+use keycloak_bff_core::refresh::next_check_in_idle;
 use keycloak_bff_core::status::SessionStatus;
 use keycloak_bff_core::step_up::{self, Prompt};
 use keycloak_bff_core::ReturnTo;
@@ -539,13 +540,38 @@ fn sign_out_without_store(auth: &KeycloakAuth) -> Response {
     page
 }
 
-/// The silent refresh: refreshes the session's tokens if they expire within the margin and
-/// answers a [`SessionStatus`]. Same-origin only; never returns a token. 200 signed in, 401
-/// signed out (or the session just ended), 503 Keycloak unavailable.
-pub async fn refresh(State(auth): State<KeycloakAuth>, session: Session) -> Response {
+#[derive(Deserialize)]
+pub struct RefreshQuery {
+    /// `1`: the page saw no activity since the last refresh (`session.keep_alive = "activity"`).
+    idle: Option<String>,
+}
+
+/// The open page's check (`POST <prefix>/refresh`), answering a [`SessionStatus`]. It refreshes
+/// the session's tokens when they expire within the margin, or, however fresh they are, when
+/// Keycloak's idle end is near enough that the page came to keep the session alive
+/// (`keep_alive_due`, as every request of the session does). With `?idle=1` (nobody did anything in the browser since the last
+/// refresh) it refreshes nothing: it says how the session stands and asks the page to come back
+/// at its end, so that Keycloak's idle limit ends an unattended session after the warning.
+/// Same-origin only; never returns a token. 200 signed in, 401 signed out (or the session just
+/// ended), 503 Keycloak or the store unavailable.
+pub async fn refresh(
+    State(auth): State<KeycloakAuth>,
+    session: Session,
+    query: Result<Query<RefreshQuery>, QueryRejection>,
+) -> Response {
     let now = unix_now();
+    let warning = auth.ui_config().expiry_warning_secs;
+    let idle = query
+        .ok()
+        .and_then(|q| q.0.idle)
+        .is_some_and(|v| v == "1" || v == "true");
+    if idle {
+        let result = auth_session(&session, now).await;
+        return status_response(result, now, Answer::Idle, warning);
+    }
+    // Refreshed when due, and kept alive when Keycloak's idle end nears (Refresher::fresh_auth).
     let result = auth.fresh_auth(&session, now).await;
-    status_response(result, now, None)
+    status_response(result, now, Answer::Checked, warning)
 }
 
 /// "Stay signed in": refreshes now, however fresh the tokens, so that Keycloak's idle limit
@@ -554,22 +580,43 @@ pub async fn refresh(State(auth): State<KeycloakAuth>, session: Session) -> Resp
 pub async fn extend(State(auth): State<KeycloakAuth>, session: Session) -> Response {
     let now = unix_now();
     let result = auth.extend_session(&session, now).await;
-    status_response(result, now, Some(auth.ui_config().expiry_warning_secs))
+    let warning = auth.ui_config().expiry_warning_secs;
+    status_response(result, now, Answer::Extended, warning)
+}
+
+/// What a status answers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// Refreshed when due.
+    Checked,
+    /// Refreshed whatever the tokens: it tells whether Keycloak's maximum is reached.
+    Extended,
+    /// Nothing refreshed: the page asks again at the session's end.
+    Idle,
 }
 
 fn status_response(
     result: Result<Option<AuthSession>, AppError>,
     now: i64,
-    extended_with_warning: Option<i64>,
+    answer: Answer,
+    warning_secs: i64,
 ) -> Response {
     let (error, status) = match result {
         Ok(Some(signed_in)) => {
-            let at_maximum = extended_with_warning.is_some_and(|warn| {
-                expiry::reached_maximum(now, signed_in.user.session_expires_at, warn)
-            });
-            let mut status =
-                SessionStatus::signed_in(signed_in.user, signed_in.access_expires_at, now);
-            status.at_maximum = at_maximum;
+            let end = signed_in.user.session_expires_at;
+            let mut status = SessionStatus::signed_in(
+                signed_in.user,
+                signed_in.access_expires_at,
+                now,
+                warning_secs,
+            );
+            match answer {
+                Answer::Extended => {
+                    status.at_maximum = expiry::reached_maximum(now, end, warning_secs);
+                }
+                Answer::Idle => status.check_in_secs = Some(next_check_in_idle(now, end)),
+                Answer::Checked => {}
+            }
             (None, status)
         }
         Ok(None) => (Some(AppError::NotSignedIn), SessionStatus::signed_out()),
@@ -614,6 +661,7 @@ mod tests {
             id_token: "i".into(),
             sid: None,
             generation: 0,
+            refreshed_at: 0,
         };
         start_session(&session, &signed_in).await.expect("started");
         session.save().await.expect("save");

@@ -104,6 +104,7 @@ impl KeycloakAuth {
         };
         let refresher = Refresher::new(
             settings.session.refresh_margin_secs,
+            settings.ui.expiry_warning_secs,
             oidc.clone(),
             metrics.clone(),
             store.clone(),

@@ -507,6 +507,10 @@ pub struct AuthSession {
     /// a newer one (see [`AuthStore`]'s `save`).
     #[serde(default)]
     pub generation: u64,
+    /// When Keycloak last issued tokens for this session (Unix seconds): what its idle limit
+    /// counts from.
+    #[serde(default)]
+    pub refreshed_at: i64,
 }
 
 impl std::fmt::Debug for AuthSession {
