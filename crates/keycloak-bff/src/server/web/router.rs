@@ -43,7 +43,33 @@ impl KeycloakAuth {
         let probes = Router::new()
             .route("/health/live", get(health::live))
             .route("/health/ready", get(health::ready));
+        self.serve_operator_routes();
         auth_routes.merge(probes).with_state(self.clone())
+    }
+
+    /// Serves `/metrics` and the detailed `/health/ready` on their own listener
+    /// (`auth.metrics_addr`, bound by [`KeycloakAuth::new`]), never on the app's router; the first
+    /// call of [`KeycloakAuth::routes`] starts it.
+    fn serve_operator_routes(&self) {
+        let Some(listener) = self.take_metrics_listener() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!(
+                "metrics not served: KeycloakAuth::routes was called outside a runtime"
+            );
+            return;
+        };
+        let addr = listener.local_addr().ok();
+        let router = health::operator_routes().with_state(self.clone());
+        runtime.spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+        if let Some(addr) = addr {
+            tracing::info!(%addr, "metrics and detailed readiness served");
+        }
     }
 
     /// Wraps the whole app (call it last, on the router with every route): the session layer

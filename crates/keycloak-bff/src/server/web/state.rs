@@ -60,6 +60,9 @@ struct Inner {
     closing: tokio::sync::watch::Sender<bool>,
     /// Where `/metrics` and the detailed readiness are served, once bound.
     metrics_addr: Option<std::net::SocketAddr>,
+    /// The operators' listener, bound at start-up (a taken address stops the app there), served
+    /// from the first [`KeycloakAuth::routes`] on.
+    metrics_listener: std::sync::Mutex<Option<tokio::net::TcpListener>>,
 }
 
 impl KeycloakAuth {
@@ -120,6 +123,7 @@ impl KeycloakAuth {
             }),
             closing: tokio::sync::watch::channel(false).0,
             metrics_addr: metrics_listener.as_ref().and_then(|l| l.local_addr().ok()),
+            metrics_listener: std::sync::Mutex::new(metrics_listener),
             frontchannel_limiter: RateLimit::new(FRONTCHANNEL_LOGOUTS_PER_SECOND),
             directory: settings
                 .keycloak
@@ -133,24 +137,12 @@ impl KeycloakAuth {
             refresher,
             metrics,
         }));
-        if let Some(listener) = metrics_listener {
-            auth.serve_metrics(listener);
-        }
         Ok(auth)
     }
 
-    /// Serves `/metrics` and the detailed `/health/ready` on their own listener
-    /// (`auth.metrics_addr`), never on the app's router.
-    fn serve_metrics(&self, listener: tokio::net::TcpListener) {
-        let router = crate::server::web::health::operator_routes().with_state(self.clone());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                tracing::error!(error = %e, "the metrics listener stopped");
-            }
-        });
-        if let Some(addr) = self.metrics_addr() {
-            tracing::info!(%addr, "metrics and detailed readiness served");
-        }
+    /// The operators' listener, once: [`KeycloakAuth::routes`] serves it.
+    pub(crate) fn take_metrics_listener(&self) -> Option<tokio::net::TcpListener> {
+        self.0.metrics_listener.lock().ok()?.take()
     }
 
     /// The address `/metrics` is served on (with the port chosen when `auth.metrics_addr` asks
