@@ -148,16 +148,19 @@ CLUSTER_BUILD=0 CLUSTER_PORT=3100 APP_KEYCLOAK_ISSUER_URL=http://localhost:8080/
 
 # Three browser suites at once, each against its own app and realm, so that no run's sign-outs
 # touch another's users: the single process (project main, :3000, realm demo-short) in the
-# foreground; beside it, one after the other, the realm demo-brief's tests (project brief,
-# :3004; they mostly wait on Keycloak's clocks) and the same tests as main against the cluster
-# (:3100, realm demo-cluster; the single-process-only ones, @single, left out).
+# foreground; beside it, at the same time, the realm demo-brief's tests (project brief, :3004;
+# they mostly wait on Keycloak's clocks) and the same tests as main against the cluster (:3100,
+# realm demo-cluster; the single-process-only ones, @single, left out).
 browser_tests() {
   (
+    # Both at once: the brief suite mostly waits on Keycloak's session clocks.
+    (cd end2end && npx playwright test --project=brief) >"$LOG_DIR/playwright-brief.log" 2>&1 &
+    brief=$!
     rc=0
-    (cd end2end && npx playwright test --project=brief) >"$LOG_DIR/playwright-brief.log" 2>&1 || rc=1
     (cd end2end && APP_URL=http://localhost:3100 APP_REALM=demo-cluster PW_OUTPUT_DIR=./test-results/cluster \
       npx playwright test --project=main --grep-invert "examples/minimal|@single") \
       >"$LOG_DIR/playwright-cluster.log" 2>&1 || rc=1
+    wait "$brief" || rc=1
     exit "$rc"
   ) &
   local beside=$! main_rc=0 beside_rc=0

@@ -122,6 +122,152 @@ async fn with_redis_down_pages_answer_503_nobody_is_signed_out_and_it_heals_by_i
     assert_eq!(user["username"], "paul", "healed, still signed in");
 }
 
+/// Everything Redis publishes on any channel for `within`, read as a subscriber would (RESP).
+async fn published(port: u16, within: Duration) -> tokio::task::JoinHandle<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("redis");
+    stream
+        .write_all(b"*2\r\n$10\r\nPSUBSCRIBE\r\n$1\r\n*\r\n")
+        .await
+        .expect("psubscribe");
+    let handle = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        let deadline = tokio::time::Instant::now() + within;
+        while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        seen
+    });
+    // The subscription is in place before anything is published.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    handle
+}
+
+/// Every key Redis holds.
+fn redis_keys(port: u16) -> Vec<String> {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "--scan"])
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn nothing_in_redis_names_a_session_or_a_keycloak_session_in_clear() {
+    let redis = TestRedis::start().expect("redis-server");
+    let admin = KeycloakAdmin::new("demo-short");
+    let user = admin.create_user("hashed", &["viewer"]).await;
+    let (a, b) = two_replicas(&redis.url()).await;
+    let listener = published(redis.port(), Duration::from_secs(15)).await;
+    let r = a.login_as(&user.username, "/").await;
+    let cookie = session_cookie_value(&set_cookies(&r)).expect("a session cookie");
+    assert_eq!(b.current_user().await["username"], user.username.as_str());
+    let sessions = admin.get(&format!("/users/{}/sessions", user.id)).await;
+    let sid = sessions[0]["id"].as_str().expect("sid").to_owned();
+    let keys = redis_keys(redis.port());
+    assert!(keys.len() >= 4, "{keys:?}");
+    for key in &keys {
+        assert!(
+            key.starts_with("kcbff:demo-app:"),
+            "{key}: the app's namespace"
+        );
+        for (secret, what) in [(&cookie, "session id"), (&sid, "sid"), (&user.id, "sub")] {
+            assert!(!key.contains(secret.as_str()), "{key} names the {what}");
+        }
+    }
+    // A refresh and a sign-out announce the session to every replica, by its hash.
+    wait_for_expiry_of_short_token().await;
+    assert_eq!(a.current_user().await["username"], user.username.as_str());
+    assert_eq!(
+        b.post("/auth/logout", Some(PUBLIC_ORIGIN)).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let seen = String::from_utf8_lossy(&listener.await.expect("listener")).into_owned();
+    assert!(seen.contains("kcbff:demo-app:events:0"), "{seen}");
+    assert!(
+        !seen.contains(cookie.as_str()),
+        "the cookie value was published: {seen}"
+    );
+    assert!(!seen.contains(sid.as_str()));
+    admin.delete_user(&user).await;
+}
+
+async fn wait_for_expiry_of_short_token() {
+    tokio::time::sleep(Duration::from_secs(SHORT_TOKEN_SECS - 2)).await;
+}
+
+#[tokio::test]
+async fn two_apps_on_one_redis_share_no_session() {
+    let redis = TestRedis::start().expect("redis-server");
+    let url = redis.url();
+    let (a, _b) = two_replicas(&url).await;
+    let r = a.login_as("paul", "/").await;
+    let cookie = session_cookie_value(&set_cookies(&r)).expect("a session cookie");
+    let minimal_secret = realm_secret_of("minimal-app");
+    let mut overrides = SHORT_REALM.to_vec();
+    overrides.extend_from_slice(&[
+        ("APP_SESSION_STORE", "redis"),
+        ("APP_SESSION_REDIS_URL", url.as_str()),
+        ("APP_KEYCLOAK_CLIENT_ID", "minimal-app"),
+        ("APP_KEYCLOAK_CLIENT_SECRET", minimal_secret.as_str()),
+    ]);
+    let other = spawn_app_in(tempfile::tempdir().expect("tmp"), browser(), &overrides).await;
+    let mine = a.current_user_with_cookie(&cookie).await;
+    assert_eq!(
+        mine.json::<Value>().await.expect("json")["username"],
+        "paul"
+    );
+    let theirs = other.current_user_with_cookie(&cookie).await;
+    assert_eq!(theirs.status(), StatusCode::OK);
+    assert_eq!(
+        theirs.json::<Value>().await.expect("json"),
+        Value::Null,
+        "another app on the same Redis does not know this session"
+    );
+}
+
+#[tokio::test]
+async fn a_stuck_redis_answers_503_within_the_redis_timeout_not_keycloaks() {
+    let redis = TestRedis::start().expect("redis-server");
+    let url = redis.url();
+    let mut overrides = SHORT_REALM.to_vec();
+    overrides.extend_from_slice(&[
+        ("APP_SESSION_STORE", "redis"),
+        ("APP_SESSION_REDIS_URL", url.as_str()),
+        ("APP_SESSION_REDIS_TIMEOUT_MS", "300"),
+        ("APP_KEYCLOAK_HTTP_TIMEOUT_SECS", "20"),
+    ]);
+    let app = spawn_app_in(tempfile::tempdir().expect("tmp"), browser(), &overrides).await;
+    app.sign_in("paul").await;
+    redis.pause();
+    // Keycloak's timeout is 20 s; the answer must come long before (the client gives up at 3).
+    let r = app
+        .client
+        .post(app.url("/api/current_user"))
+        .header("origin", PUBLIC_ORIGIN)
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await;
+    redis.resume();
+    let r = r.expect("an answer while Redis is stuck");
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    until_ready(&app).await;
+    assert_eq!(
+        app.current_user().await["username"],
+        "paul",
+        "nobody signed out"
+    );
+}
+
 /// Waits until the app answers readiness again (Redis restarted and reconnected).
 async fn until_ready(app: &TestApp) {
     for _ in 0..50 {
@@ -440,6 +586,8 @@ async fn a_replica_killed_mid_refresh_loses_no_session_and_the_other_replica_fin
             ("APP_KEYCLOAK_CLIENT_SECRET", &realm_client_secret()),
             ("APP_KEYCLOAK_INTERNAL_URL", &proxy),
             ("APP_KEYCLOAK_HTTP_TIMEOUT_SECS", "60"),
+            ("APP_SESSION_SECRET", TEST_SESSION_SECRET),
+            ("APP_AUTH_METRICS_ADDR", "127.0.0.1:0"),
             ("RUST_LOG", "warn"),
         ])
         .envs(overrides.iter().map(|(k, v)| (*k, *v)))

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use tokio::sync::oneshot;
 
 pub const PUBLIC_ORIGIN: &str = "http://localhost:3000";
+/// The `session.secret` of every app the tests start (replicas must share one).
+pub const TEST_SESSION_SECRET: &str = "the tests' session secret, 32 bytes or more";
 pub const KEYCLOAK: &str = "http://localhost:8080";
 
 pub fn repo() -> PathBuf {
@@ -52,6 +54,11 @@ pub fn settings(data_dir: &Path, overrides: &[(&str, &str)]) -> Settings {
     );
     // Many apps run at once in a test process: each gets a free port for its metrics.
     env.insert("APP_AUTH_METRICS_ADDR".to_owned(), "127.0.0.1:0".to_owned());
+    // Replicas share it (the Redis store needs one).
+    env.insert(
+        "APP_SESSION_SECRET".to_owned(),
+        TEST_SESSION_SECRET.to_owned(),
+    );
     env.insert(
         "APP_APP_DATA_DIR".to_owned(),
         data_dir.display().to_string(),

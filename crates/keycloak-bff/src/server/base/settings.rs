@@ -145,6 +145,8 @@ struct SessionSection {
     store: StoreKind,
     sqlite_file: PathBuf,
     redis_url: String,
+    redis_prefix: String,
+    redis_timeout_ms: u64,
     cookie_name: String,
     pending_login_ttl_secs: u64,
     max_pending_logins: u64,
@@ -163,6 +165,8 @@ impl Default for SessionSection {
             store: StoreKind::Sqlite,
             sqlite_file: "data/sessions.sqlite3".into(),
             redis_url: "redis://127.0.0.1:6379".into(),
+            redis_prefix: String::new(),
+            redis_timeout_ms: 500,
             cookie_name: "kc_session".into(),
             pending_login_ttl_secs: 600,
             max_pending_logins: 5,
@@ -309,6 +313,12 @@ pub struct SessionSettings {
     pub sqlite_file: PathBuf,
     /// `redis://host:port/db`, for `store = "redis"`.
     pub redis_url: String,
+    /// The start of every Redis key and of the events channel (`session.redis_prefix`; by
+    /// default `kcbff:<client id>:`): two apps on one Redis never share sessions.
+    pub redis_prefix: String,
+    /// Each Redis command's time limit (`session.redis_timeout_ms`, default 500 ms): during an
+    /// outage a request gets its 503 within it, whatever Keycloak's timeout.
+    pub redis_timeout: std::time::Duration,
     pub cookie_name: String,
     pub pending_login_ttl_secs: i64,
     pub max_pending_logins: usize,
@@ -336,6 +346,8 @@ impl std::fmt::Debug for SessionSettings {
             .field("store", &self.store)
             .field("sqlite_file", &self.sqlite_file)
             .field("redis_url", &without_credentials(&self.redis_url))
+            .field("redis_prefix", &self.redis_prefix)
+            .field("redis_timeout", &self.redis_timeout)
             .field("cookie_name", &self.cookie_name)
             .field("pending_login_ttl_secs", &self.pending_login_ttl_secs)
             .field("max_pending_logins", &self.max_pending_logins)
@@ -426,6 +438,7 @@ fn validate(
             "auth.public_url must not have a path (serve the app at the root)",
         ));
     }
+    let client_id = k.client_id.clone();
     let settings = AuthSettings {
         public_url,
         brand: a.brand.clone(),
@@ -433,7 +446,7 @@ fn validate(
         ui: ui_config(&a, &s, k.leeway_secs.min(300) as i64)?,
         silent_sso: a.silent_sso,
         keycloak: keycloak_settings(k)?,
-        session: session_settings(s)?,
+        session: session_settings(s, &client_id)?,
     };
     settings
         .keycloak
@@ -625,8 +638,38 @@ fn directory_account(
     }
 }
 
+/// `session.redis_prefix`, or `kcbff:<client id>:` (characters other than letters, digits, `.`,
+/// `_` and `-` of the client id as `_`): no glob character, no space, at most 100 bytes.
+fn redis_prefix(set: &str, client_id: &str) -> Result<String, SettingsError> {
+    if set.is_empty() {
+        let id: String = client_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(64)
+            .collect();
+        return Ok(format!("kcbff:{id}:"));
+    }
+    let fine = set.len() <= 100
+        && set
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !"*?[]\\".contains(c));
+    if fine {
+        Ok(set.to_owned())
+    } else {
+        Err(invalid(format!(
+            "session.redis_prefix {set:?} must be at most 100 visible characters, none of * ? [ ] \\"
+        )))
+    }
+}
+
 /// `[session]`: the store, the cookie, the timing of sign-ins and refreshes, the secret.
-fn session_settings(s: SessionSection) -> Result<SessionSettings, SettingsError> {
+fn session_settings(s: SessionSection, client_id: &str) -> Result<SessionSettings, SettingsError> {
     if !cookie::is_valid_name(&s.cookie_name) {
         return Err(invalid(format!(
             "session.cookie_name {:?} is not a valid cookie name",
@@ -642,9 +685,18 @@ fn session_settings(s: SessionSection) -> Result<SessionSettings, SettingsError>
         }
         secret => secret,
     };
+    if s.store == StoreKind::Redis && secret.is_none() {
+        return Err(invalid(
+            "session.store = \"redis\" needs APP_SESSION_SECRET (at least 32 bytes), the same on \
+             every replica: without it each replica seals sign-ins with a key of its own, and \
+             callbacks that reach another replica fail",
+        ));
+    }
     Ok(SessionSettings {
         store: s.store,
         sqlite_file: s.sqlite_file,
+        redis_prefix: redis_prefix(&s.redis_prefix, client_id)?,
+        redis_timeout: std::time::Duration::from_millis(s.redis_timeout_ms.clamp(50, 10_000)),
         redis_url: s.redis_url,
         cookie_name: s.cookie_name,
         pending_login_ttl_secs: s.pending_login_ttl_secs.clamp(30, 3600) as i64,
@@ -851,6 +903,36 @@ mod tests {
         assert_eq!(s.auth.session.refresh_margin_secs, 30);
         assert_eq!(s.auth.keycloak.algorithms, vec!["RS256"]);
         assert_eq!(s.auth.public_origin(), "http://localhost:3000");
+    }
+
+    #[test]
+    fn the_redis_store_needs_the_session_secret_and_gets_a_namespace_of_the_client_id() {
+        let redis = [
+            ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+            ("APP_SESSION_STORE", "redis"),
+        ];
+        let e = err(FILE, &redis);
+        assert!(e.contains("APP_SESSION_SECRET"), "{e}");
+        let secret = "s".repeat(MIN_SESSION_SECRET_LEN);
+        let mut vars = redis.to_vec();
+        vars.push(("APP_SESSION_SECRET", &secret));
+        let s = parse(FILE, &env(&vars)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.auth.session.redis_prefix, "kcbff:demo-app:");
+        assert_eq!(
+            s.auth.session.redis_timeout,
+            std::time::Duration::from_millis(500)
+        );
+        vars.push(("APP_KEYCLOAK_CLIENT_ID", "my app/v2"));
+        vars.push(("APP_SESSION_REDIS_TIMEOUT_MS", "999999"));
+        let s = parse(FILE, &env(&vars)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.auth.session.redis_prefix, "kcbff:my_app_v2:");
+        assert_eq!(
+            s.auth.session.redis_timeout,
+            std::time::Duration::from_secs(10)
+        );
+        vars.push(("APP_SESSION_REDIS_PREFIX", "prod:*"));
+        let e = err(FILE, &vars);
+        assert!(e.contains("session.redis_prefix"), "{e}");
     }
 
     #[test]

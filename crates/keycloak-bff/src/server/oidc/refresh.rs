@@ -412,12 +412,16 @@ mod tests {
         let redis = crate::server::session::store::redis::TestRedis::start()
             .unwrap_or_else(|e| panic!("{e}"));
         let timeout = std::time::Duration::from_secs(2);
-        let a = AuthStore::redis(&redis.url(), timeout)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let b = AuthStore::redis(&redis.url(), timeout)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let a = AuthStore::redis(
+            crate::server::session::store::redis::RedisOptions::for_tests(&redis.url(), timeout),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let b = AuthStore::redis(
+            crate::server::session::store::redis::RedisOptions::for_tests(&redis.url(), timeout),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
         let (ra, rb) = (Backoffs::new(a), Backoffs::new(b));
         let now = crate::server::base::clock::unix_now();
         let failed = Backoff::default().failed(now);

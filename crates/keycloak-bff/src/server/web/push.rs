@@ -140,7 +140,7 @@ pub async fn events(State(auth): State<KeycloakAuth>, session: Session) -> Respo
         return refused(&AppError::NotSignedIn, SessionStatus::signed_out());
     };
     let events = auth.store().events();
-    let key = id.to_string();
+    let key = auth.store().event_key(&id);
     // Counted and taken in one step: streams opened at once cannot all pass the check.
     let Some(subscription) = events.subscribe_within(&key, MAX_STREAMS_PER_SESSION) else {
         return (

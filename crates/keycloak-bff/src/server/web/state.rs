@@ -10,6 +10,7 @@ use crate::server::base::settings::{AuthSettings, StoreKind};
 use crate::server::oidc::client::Oidc;
 use crate::server::oidc::refresh::Refresher;
 use crate::server::session::login_cookies::LoginCookies;
+use crate::server::session::store::redis::RedisOptions;
 use crate::server::session::store::{AuthSession, AuthStore};
 use leptos::config::LeptosOptions;
 use std::sync::Arc;
@@ -79,9 +80,19 @@ impl KeycloakAuth {
                 .await
                 .map_err(StartupError::Store)?,
             StoreKind::Redis => {
-                AuthStore::redis(&settings.session.redis_url, settings.keycloak.http_timeout)
-                    .await
-                    .map_err(StartupError::Store)?
+                use secrecy::ExposeSecret;
+                let session = &settings.session;
+                let secret = session.secret.as_ref().ok_or_else(|| {
+                    StartupError::Store("the Redis store needs session.secret".into())
+                })?;
+                AuthStore::redis(RedisOptions {
+                    url: &session.redis_url,
+                    timeout: session.redis_timeout,
+                    prefix: &session.redis_prefix,
+                    secret: secret.expose_secret().as_bytes(),
+                })
+                .await
+                .map_err(StartupError::Store)?
             }
         };
         store.spawn_expiry_sweeper(SWEEP_PERIOD);

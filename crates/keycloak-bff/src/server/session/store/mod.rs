@@ -97,6 +97,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn is_shared(&self) -> bool {
         false
     }
+    /// What announcements of session `id` are keyed by (the id itself, unless the backend
+    /// names sessions otherwise).
+    fn event_key(&self, id: &str) -> String {
+        id.to_owned()
+    }
     /// Takes session `id`'s refresh lock with `token`; false while another holder has it.
     async fn try_lock(&self, _id: &str, _token: &str) -> session_store::Result<bool> {
         Ok(true)
@@ -202,8 +207,8 @@ impl AuthStore {
 
     /// Sessions in Redis at `url`, shared with every replica; each command gives up after
     /// `timeout` (Redis down: "unavailable", never a hang).
-    pub async fn redis(url: &str, timeout: std::time::Duration) -> Result<Self, String> {
-        let backend = redis::RedisBackend::connect(url, timeout).await?;
+    pub async fn redis(options: redis::RedisOptions<'_>) -> Result<Self, String> {
+        let backend = redis::RedisBackend::connect(options).await?;
         let events = SessionEvents::default();
         backend.forward_events(events.clone()).await?;
         Ok(Self::with(backend, events))
@@ -225,9 +230,15 @@ impl AuthStore {
         }))
     }
 
-    /// Where the saves and deletes of sessions are announced, by session id.
+    /// Where the saves and deletes of sessions are announced, by [`AuthStore::event_key`].
     pub fn events(&self) -> &SessionEvents {
         &self.events
+    }
+
+    /// What the announcements of session `id` are keyed by: subscribe to [`AuthStore::events`]
+    /// with it.
+    pub fn event_key(&self, id: &tower_sessions::session::Id) -> String {
+        self.backend.event_key(&id.to_string())
     }
 
     /// Whether the store answers now (the readiness probe).
@@ -646,9 +657,14 @@ mod tests {
     /// The three backends, the Redis one on a throw-away server that lives as long as the guard.
     async fn all_stores() -> (Vec<AuthStore>, TestRedis) {
         let redis = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
-        let store = AuthStore::redis(&redis.url(), std::time::Duration::from_secs(2))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let store = AuthStore::redis(
+            crate::server::session::store::redis::RedisOptions::for_tests(
+                &redis.url(),
+                std::time::Duration::from_secs(2),
+            ),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
         (
             vec![sqlite_store().await, AuthStore::memory(), store],
             redis,
@@ -850,7 +866,14 @@ mod tests {
     async fn redis_keeps_used_logout_tokens_and_ended_sessions_for_every_replica_and_restart() {
         let redis = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
         let url = redis.url();
-        let connect = || AuthStore::redis(&url, std::time::Duration::from_secs(2));
+        let connect = || {
+            AuthStore::redis(
+                crate::server::session::store::redis::RedisOptions::for_tests(
+                    &url,
+                    std::time::Duration::from_secs(2),
+                ),
+            )
+        };
         let (a, b) = (connect().await.expect("a"), connect().await.expect("b"));
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let target = LogoutTarget {
@@ -886,7 +909,14 @@ mod tests {
     async fn one_replica_at_a_time_holds_a_sessions_refresh_lock() {
         let redis = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
         let url = redis.url();
-        let connect = || AuthStore::redis(&url, std::time::Duration::from_secs(2));
+        let connect = || {
+            AuthStore::redis(
+                crate::server::session::store::redis::RedisOptions::for_tests(
+                    &url,
+                    std::time::Duration::from_secs(2),
+                ),
+            )
+        };
         let (a, b) = (connect().await.expect("a"), connect().await.expect("b"));
         let held = a
             .lock_refresh("s1")
@@ -921,7 +951,14 @@ mod tests {
     async fn a_refresh_lock_whose_holder_died_is_taken_over_at_its_expiry() {
         let redis = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
         let url = redis.url();
-        let connect = || AuthStore::redis(&url, std::time::Duration::from_secs(2));
+        let connect = || {
+            AuthStore::redis(
+                crate::server::session::store::redis::RedisOptions::for_tests(
+                    &url,
+                    std::time::Duration::from_secs(2),
+                ),
+            )
+        };
         let (a, b) = (connect().await.expect("a"), connect().await.expect("b"));
         // Replica a takes the lock and dies without releasing it.
         let held = a.lock_refresh("s1").await.expect("lock");
@@ -950,7 +987,12 @@ mod tests {
             .map(|a| a.port())
             .expect("free port");
         let url = format!("redis://:s3cret-pw@127.0.0.1:{port}");
-        let connect = AuthStore::redis(&url, std::time::Duration::from_millis(500));
+        let connect = AuthStore::redis(
+            crate::server::session::store::redis::RedisOptions::for_tests(
+                &url,
+                std::time::Duration::from_millis(500),
+            ),
+        );
         let result = tokio::time::timeout(std::time::Duration::from_secs(10), connect)
             .await
             .expect("start-up gives up instead of hanging");
@@ -964,9 +1006,14 @@ mod tests {
     #[tokio::test]
     async fn a_redis_outage_is_an_error_not_a_missing_session_and_heals() {
         let mut redis = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
-        let store = AuthStore::redis(&redis.url(), std::time::Duration::from_millis(500))
-            .await
-            .expect("store");
+        let store = AuthStore::redis(
+            crate::server::session::store::redis::RedisOptions::for_tests(
+                &redis.url(),
+                std::time::Duration::from_millis(500),
+            ),
+        )
+        .await
+        .expect("store");
         let mut r = signed_in("sid-o", "alice", 600);
         store.create(&mut r).await.expect("create");
         redis.stop();

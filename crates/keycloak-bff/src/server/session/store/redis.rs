@@ -3,18 +3,27 @@
 //! replicas share it. Catalogue: D02–D04 across replicas (the save is one Lua script), F05 (the
 //! logout guard survives a replica's restart), E03 (an outage is an error, never a sign-out).
 //!
-//! | key | holds | expires |
-//! |---|---|---|
-//! | `kcbff:s:<id>` | the session record (JSON) | with the record |
-//! | `kcbff:g:<id>` | the rank of its token set (0 none, 1 + rotations) | with the record |
-//! | `kcbff:sid:<sid>`, `kcbff:sub:<sub>` | the ids of the sessions of a Keycloak session, of a user | with their last record |
-//! | `kcbff:ended:<sid>` | a Keycloak session ended by back-channel logout | 48 h |
-//! | `kcbff:jti:<jti>` | a logout token already used | when it would be refused anyway |
-//! | `kcbff:lock:<id>` | the refresh lock of a session (its holder's random token) | [`LOCK_TTL_MS`] |
-//! | `kcbff:backoff:<id>` | the refresh back-off of a session (JSON) | a while after its retry time |
+//! Nothing in Redis names a session by its id (the cookie value) or a Keycloak session by its
+//! `sid` (a front-channel logout credential): keys, index members and announcements use a keyed
+//! hash, `h(x)` (HMAC-SHA256 with a key derived from `session.secret`, 16 bytes in base64url),
+//! so that whoever can list keys, `MONITOR` or `SUBSCRIBE` (a dashboard, a read-only user, a log
+//! shipper) collects no live session. Every key starts with `session.redis_prefix` (by default
+//! `kcbff:<client id>:`), so that two apps on one database never share sessions, and the
+//! announcements go on `<prefix>events:<database>`, since pub/sub ignores the database number.
 //!
-//! Every save and delete of a session publishes its id on the channel `kcbff:events`; each
-//! replica subscribes and wakes its own open pages' event streams ([`SessionEvents`]).
+//! | key (after the prefix) | holds | expires |
+//! |---|---|---|
+//! | `s:h(id)` | the session record (JSON, its `id` left out) | with the record |
+//! | `g:h(id)` | the rank of its token set (0 none, 1 + rotations) | with the record |
+//! | `sid:h(sid)`, `sub:h(sub)` | the `h(id)` of the sessions of a Keycloak session, of a user | with their last record |
+//! | `ended:h(sid)` | a Keycloak session ended by back-channel logout | 48 h |
+//! | `jti:h(jti)` | a logout token already used | when it would be refused anyway |
+//! | `lock:h(id)` | the refresh lock of a session (its holder's random token) | [`LOCK_TTL_MS`] |
+//! | `backoff:h(id)` | the refresh back-off of a session (JSON) | a while after its retry time |
+//!
+//! Every save and delete of a session publishes its `h(id)` on the events channel; each replica
+//! subscribes and wakes its own open pages' event streams ([`SessionEvents`], keyed by the same
+//! `h(id)`: [`Backend::event_key`]).
 //!
 //! Writes that must not race are Lua scripts: a record is saved only if it still exists and its
 //! token set is not older than the stored one; a lock is released only by its holder.
@@ -30,13 +39,81 @@ use fred::types::{Expiration, SetOptions};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store;
 
-const PREFIX: &str = "kcbff:";
+/// How to reach Redis and name things in it.
+pub struct RedisOptions<'a> {
+    /// `redis://host:port/db`.
+    pub url: &'a str,
+    /// Each command's time limit (`session.redis_timeout_ms`), apart from Keycloak's.
+    pub timeout: std::time::Duration,
+    /// The start of every key, and of the events channel's name (`session.redis_prefix`).
+    pub prefix: &'a str,
+    /// The key material of the hashes that name sessions (`session.secret`): the same on every
+    /// replica.
+    pub secret: &'a [u8],
+}
 
-/// The channel on which saves and deletes of sessions are announced (the session id).
-const EVENTS_CHANNEL: &str = "kcbff:events";
+impl<'a> RedisOptions<'a> {
+    /// For tests: `url` with a fixed test secret and the prefix `kcbff:test:`.
+    pub fn for_tests(url: &'a str, timeout: std::time::Duration) -> Self {
+        Self {
+            url,
+            timeout,
+            prefix: "kcbff:test:",
+            secret: b"a test secret, never one of a real deployment",
+        }
+    }
+}
 
-fn key(kind: &str, name: &str) -> String {
-    format!("{PREFIX}{kind}:{name}")
+/// What things are called in Redis: see the module's documentation.
+struct Names {
+    prefix: String,
+    channel: String,
+    key: aws_lc_rs::hmac::Key,
+}
+
+/// Marks a name [`RedisBackend::sessions_of`] answers (an `h(id)`), which
+/// [`RedisBackend::delete`] takes as it is.
+const HASHED: char = '#';
+
+impl Names {
+    fn new(prefix: &str, database: u8, secret: &[u8]) -> Self {
+        use aws_lc_rs::hmac;
+        // A key of its own for naming, derived from the session secret.
+        let derive = hmac::Key::new(hmac::HMAC_SHA256, secret);
+        let derived = hmac::sign(&derive, b"keycloak-bff: names in redis, v1");
+        Self {
+            prefix: prefix.to_owned(),
+            channel: format!("{prefix}events:{database}"),
+            key: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
+        }
+    }
+
+    /// `h(value)` for values of `kind`.
+    fn hash(&self, kind: &str, value: &str) -> String {
+        use base64::Engine;
+        let mut context = aws_lc_rs::hmac::Context::with_key(&self.key);
+        context.update(kind.as_bytes());
+        context.update(&[0]);
+        context.update(value.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&context.sign().as_ref()[..16])
+    }
+
+    /// The name of session `id` (a session id, or a name `sessions_of` answered).
+    fn session(&self, id: &str) -> String {
+        match id.strip_prefix(HASHED) {
+            Some(name) => name.to_owned(),
+            None => self.hash("session", id),
+        }
+    }
+
+    fn key(&self, kind: &str, name: &str) -> String {
+        format!("{}{kind}:{name}", self.prefix)
+    }
+
+    /// The key of `kind` for session `id`.
+    fn of_session(&self, kind: &str, id: &str) -> String {
+        self.key(kind, &self.session(id))
+    }
 }
 
 fn backend_error(e: impl std::fmt::Display) -> session_store::Error {
@@ -85,6 +162,7 @@ return 0
 pub struct RedisBackend {
     pool: Pool,
     subscriber: SubscriberClient,
+    names: std::sync::Arc<Names>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -93,19 +171,35 @@ impl std::fmt::Debug for RedisBackend {
     }
 }
 
+/// The record as stored: its id left out (written as 0; the key names the session, by its
+/// hash, and a load puts back the id it was asked for).
+fn stored_json(record: &Record) -> session_store::Result<String> {
+    let anonymous = Record {
+        id: Id(0),
+        ..record.clone()
+    };
+    serde_json::to_string(&anonymous).map_err(backend_error)
+}
+
 fn expiry_secs(record: &Record, now: i64) -> i64 {
     expires_at(record).max(now + 1)
 }
 
 impl RedisBackend {
-    /// Connects to `url` (`redis://host:port/db`), a few connections, reconnecting for ever with
-    /// a capped back-off; every command times out after `timeout`, so that a Redis that is down
-    /// answers "unavailable" instead of hanging requests.
-    pub async fn connect(url: &str, timeout: std::time::Duration) -> Result<Self, String> {
+    /// Connects to `options.url` (`redis://host:port/db`), a few connections, reconnecting for
+    /// ever with a capped back-off; every command times out after `options.timeout`, so that a
+    /// Redis that is down or stuck answers "unavailable" instead of hanging requests.
+    pub async fn connect(options: RedisOptions<'_>) -> Result<Self, String> {
+        let timeout = options.timeout;
         // The URL may hold a password: no message here repeats it.
-        let config = Config::from_url(url).map_err(|_| {
+        let config = Config::from_url(options.url).map_err(|_| {
             "session.redis_url is not a Redis URL (redis://host:port/db)".to_owned()
         })?;
+        let names = std::sync::Arc::new(Names::new(
+            options.prefix,
+            config.database.unwrap_or(0),
+            options.secret,
+        ));
         let perf = fred::types::config::PerformanceConfig {
             default_command_timeout: timeout,
             ..Default::default()
@@ -137,7 +231,11 @@ impl RedisBackend {
             .init()
             .await
             .map_err(|e| format!("session.redis_url: cannot connect: {e}"))?;
-        Ok(Self { pool, subscriber })
+        Ok(Self {
+            pool,
+            subscriber,
+            names,
+        })
     }
 
     /// Subscribes to the announcements of every replica and wakes `events`' subscribers with
@@ -147,10 +245,11 @@ impl RedisBackend {
         let mut messages = self.subscriber.message_rx();
         let mut reconnections = self.subscriber.reconnect_rx();
         let _resubscribe = self.subscriber.manage_subscriptions();
+        let channel = self.names.channel.clone();
         self.subscriber
-            .subscribe(EVENTS_CHANNEL)
+            .subscribe(channel.as_str())
             .await
-            .map_err(|e| format!("redis: cannot subscribe to {EVENTS_CHANNEL}: {e}"))?;
+            .map_err(|e| format!("redis: cannot subscribe to {channel}: {e}"))?;
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -184,11 +283,12 @@ impl RedisBackend {
         let Some((sid, sub)) = identity(record) else {
             return Ok(());
         };
-        let id = record.id.to_string();
+        let n = &self.names;
+        let id = n.session(&record.id.to_string());
         let ttl = (expires_at(record) - now).max(1).to_string();
-        let mut sets = vec![key("sub", &sub)];
+        let mut sets = vec![n.key("sub", &n.hash("sub", &sub))];
         if let Some(sid) = sid {
-            sets.push(key("sid", &sid));
+            sets.push(n.key("sid", &n.hash("sid", &sid)));
         }
         for set in sets {
             self.pool
@@ -205,16 +305,18 @@ impl Backend for RedisBackend {
     async fn create(&self, record: &mut Record, now: i64) -> session_store::Result<()> {
         let rank = token_rank(record);
         let exat = expiry_secs(record, now);
+        let json = stored_json(record)?;
         loop {
             let id = record.id.to_string();
-            // Written after each new id: the stored record names the id it is stored under.
-            let json = serde_json::to_string(&*record).map_err(backend_error)?;
             let created: i64 = self
                 .pool
                 .eval(
                     CREATE_SCRIPT,
-                    vec![key("s", &id), key("g", &id)],
-                    vec![json, rank.to_string(), exat.to_string()],
+                    vec![
+                        self.names.of_session("s", &id),
+                        self.names.of_session("g", &id),
+                    ],
+                    vec![json.clone(), rank.to_string(), exat.to_string()],
                 )
                 .await
                 .map_err(backend_error)?;
@@ -228,19 +330,19 @@ impl Backend for RedisBackend {
     /// Atomic: written only over a record that exists and whose token set is not newer.
     async fn save(&self, record: &Record, now: i64) -> session_store::Result<Saved> {
         let rank = token_rank(record);
-        let id = record.id.to_string();
-        let json = serde_json::to_string(record).map_err(backend_error)?;
+        let name = self.names.session(&record.id.to_string());
+        let json = stored_json(record)?;
         let answer: i64 = self
             .pool
             .eval(
                 SAVE_SCRIPT,
-                vec![key("s", &id), key("g", &id)],
+                vec![self.names.key("s", &name), self.names.key("g", &name)],
                 vec![
                     json,
                     rank.to_string(),
                     expiry_secs(record, now).to_string(),
-                    EVENTS_CHANNEL.to_owned(),
-                    id.clone(),
+                    self.names.channel.clone(),
+                    name,
                 ],
             )
             .await
@@ -258,12 +360,13 @@ impl Backend for RedisBackend {
     async fn load(&self, id: &Id, now: i64) -> session_store::Result<Option<Record>> {
         let json: Option<String> = self
             .pool
-            .get(key("s", &id.to_string()))
+            .get(self.names.of_session("s", &id.to_string()))
             .await
             .map_err(backend_error)?;
         match json {
             Some(json) => serde_json::from_str::<Record>(&json)
-                .map(|r| Some(r).filter(|r| expires_at(r) > now))
+                // Stored without its id: it is the id it was asked for.
+                .map(|r| Some(Record { id: *id, ..r }).filter(|r| expires_at(r) > now))
                 .map_err(|e| session_store::Error::Decode(e.to_string())),
             None => Ok(None),
         }
@@ -271,15 +374,21 @@ impl Backend for RedisBackend {
 
     /// Deletes a session; whether it existed.
     async fn delete(&self, id: &str) -> session_store::Result<bool> {
-        let existed: i64 = self.pool.del(key("s", id)).await.map_err(backend_error)?;
+        let name = self.names.session(id);
+        let n = &self.names;
+        let existed: i64 = self
+            .pool
+            .del(n.key("s", &name))
+            .await
+            .map_err(backend_error)?;
         self.pool
-            .del::<i64, _>(vec![key("g", id), key("backoff", id)])
+            .del::<i64, _>(vec![n.key("g", &name), n.key("backoff", &name)])
             .await
             .map_err(backend_error)?;
         if existed > 0 {
             self.pool
                 .next()
-                .publish::<i64, _, _>(EVENTS_CHANNEL, id)
+                .publish::<i64, _, _>(n.channel.as_str(), name)
                 .await
                 .map_err(backend_error)?;
         }
@@ -292,26 +401,27 @@ impl Backend for RedisBackend {
         sid: Option<&str>,
         sub: Option<&str>,
     ) -> session_store::Result<Vec<String>> {
+        let n = &self.names;
         let set = match (sid, sub) {
-            (Some(sid), _) => key("sid", sid),
-            (None, Some(sub)) => key("sub", sub),
+            (Some(sid), _) => n.key("sid", &n.hash("sid", sid)),
+            (None, Some(sub)) => n.key("sub", &n.hash("sub", sub)),
             (None, None) => return Ok(Vec::new()),
         };
-        let ids: Vec<String> = self.pool.smembers(&set).await.map_err(backend_error)?;
-        if !ids.is_empty() {
+        let names: Vec<String> = self.pool.smembers(&set).await.map_err(backend_error)?;
+        if !names.is_empty() {
             self.pool
-                .srem::<i64, _, _>(&set, ids.clone())
+                .srem::<i64, _, _>(&set, names.clone())
                 .await
                 .map_err(backend_error)?;
         }
-        Ok(ids)
+        Ok(names.into_iter().map(|h| format!("{HASHED}{h}")).collect())
     }
 
     async fn remember_ended(&self, sid: &str, until: i64, now: i64) -> session_store::Result<()> {
         let ttl_secs = until.saturating_sub(now);
         self.pool
             .set::<(), _, _>(
-                key("ended", sid),
+                self.names.key("ended", &self.names.hash("sid", sid)),
                 "1",
                 Some(Expiration::EX(ttl_secs.max(1))),
                 None,
@@ -324,7 +434,7 @@ impl Backend for RedisBackend {
     async fn is_ended(&self, sid: &str) -> session_store::Result<bool> {
         let n: i64 = self
             .pool
-            .exists(key("ended", sid))
+            .exists(self.names.key("ended", &self.names.hash("sid", sid)))
             .await
             .map_err(backend_error)?;
         Ok(n > 0)
@@ -340,7 +450,7 @@ impl Backend for RedisBackend {
         let set: Option<String> = self
             .pool
             .set(
-                key("jti", jti),
+                self.names.key("jti", &self.names.hash("jti", jti)),
                 "1",
                 Some(Expiration::EXAT(until.max(now + 1))),
                 Some(SetOptions::NX),
@@ -356,7 +466,7 @@ impl Backend for RedisBackend {
         let set: Option<String> = self
             .pool
             .set(
-                key("lock", id),
+                self.names.of_session("lock", id),
                 token,
                 Some(Expiration::PX(LOCK_TTL_MS)),
                 Some(SetOptions::NX),
@@ -369,7 +479,11 @@ impl Backend for RedisBackend {
 
     async fn unlock(&self, id: &str, token: &str) -> session_store::Result<()> {
         self.pool
-            .eval::<i64, _, _, _>(UNLOCK_SCRIPT, vec![key("lock", id)], vec![token.to_owned()])
+            .eval::<i64, _, _, _>(
+                UNLOCK_SCRIPT,
+                vec![self.names.of_session("lock", id)],
+                vec![token.to_owned()],
+            )
             .await
             .map_err(backend_error)?;
         Ok(())
@@ -377,7 +491,7 @@ impl Backend for RedisBackend {
 
     async fn backoff(&self, id: &str) -> session_store::Result<Option<String>> {
         self.pool
-            .get(key("backoff", id))
+            .get(self.names.of_session("backoff", id))
             .await
             .map_err(backend_error)
     }
@@ -388,7 +502,7 @@ impl Backend for RedisBackend {
         json: Option<&str>,
         ttl_secs: i64,
     ) -> session_store::Result<()> {
-        let k = key("backoff", id);
+        let k = self.names.of_session("backoff", id);
         match json {
             Some(json) => {
                 self.pool
@@ -407,7 +521,7 @@ impl Backend for RedisBackend {
             .eval(
                 "return #redis.call('KEYS', ARGV[1])",
                 Vec::<String>::new(),
-                vec![format!("{PREFIX}s:*")],
+                vec![self.names.key("s", "*")],
             )
             .await
             .map_err(backend_error)?;
@@ -426,6 +540,11 @@ impl Backend for RedisBackend {
     /// Shared: saves and deletes are announced on the events channel, by Redis.
     fn is_shared(&self) -> bool {
         true
+    }
+
+    /// Announcements name sessions by their `h(id)`: so do the streams that wait for them.
+    fn event_key(&self, id: &str) -> String {
+        self.names.session(id)
     }
 }
 
@@ -501,6 +620,22 @@ impl TestRedis {
         let _ = self.child.wait();
     }
 
+    /// Freezes it (`SIGSTOP`): connections stay open and nothing answers, a stuck Redis.
+    /// [`TestRedis::resume`] thaws it.
+    pub fn pause(&self) {
+        Self::signal(&self.child, "-STOP");
+    }
+
+    pub fn resume(&self) {
+        Self::signal(&self.child, "-CONT");
+    }
+
+    fn signal(child: &std::process::Child, signal: &str) {
+        let _ = std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status();
+    }
+
     /// Starts it again on the same port (empty, unless it persists).
     pub fn restart(&mut self) -> Result<(), String> {
         self.stop();
@@ -511,6 +646,53 @@ impl TestRedis {
 
 impl Drop for TestRedis {
     fn drop(&mut self) {
+        self.resume();
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_hide_what_they_name_and_differ_by_secret_kind_and_database() {
+        let names = Names::new("kcbff:demo-app:", 0, b"one secret of a deployment.......");
+        let id = "WfNDGkPnyyOoUGRCEeWtnw";
+        let name = names.session(id);
+        assert_eq!(name.len(), 22);
+        assert!(!name.contains(id));
+        assert_eq!(
+            names.of_session("s", id),
+            format!("kcbff:demo-app:s:{name}")
+        );
+        assert_eq!(
+            names.session(&format!("{HASHED}{name}")),
+            name,
+            "a name is taken as it is"
+        );
+        assert_ne!(
+            names.hash("sid", id),
+            names.hash("sub", id),
+            "each kind its own"
+        );
+        let other = Names::new("kcbff:demo-app:", 0, b"another secret of a deployment..");
+        assert_ne!(other.session(id), name);
+        assert_eq!(names.channel, "kcbff:demo-app:events:0");
+        let staging = Names::new("kcbff:demo-app:", 1, b"one secret of a deployment.......");
+        assert_eq!(staging.channel, "kcbff:demo-app:events:1");
+        assert_eq!(staging.session(id), name, "the same secret names alike");
+    }
+
+    #[test]
+    fn a_stored_record_holds_no_session_id() {
+        let record = Record {
+            id: Id(123_456_789_012_345_678),
+            data: Default::default(),
+            expiry_date: time::OffsetDateTime::UNIX_EPOCH,
+        };
+        let json = stored_json(&record).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!json.contains(&record.id.to_string()), "{json}");
+        assert!(!json.contains("123456789012345678"), "{json}");
     }
 }
