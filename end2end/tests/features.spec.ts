@@ -1,5 +1,5 @@
 import { expect, Page, test } from '@playwright/test';
-import { APP, KEYCLOAK, signIn } from './helpers';
+import { APP, hydrated, KEYCLOAK, signIn } from './helpers';
 import { adminLogout, userId, userToken } from './keycloak-admin';
 
 // Issue 12 against the app of scripts/test.sh (realm demo-short), alone and in the cluster.
@@ -90,6 +90,7 @@ test('my sessions lists both browsers and ends the other one, which then shows i
   await signIn(pageA, 'paul');
   await signIn(pageB, 'paul', '/profile');
   await pageA.goto('/sessions');
+  await hydrated(pageA);
   const items = pageA.getByTestId('account-session');
   await expect(items).toHaveCount(2);
   await expect(items.first()).toHaveAttribute('data-current', 'true');
@@ -103,6 +104,7 @@ test('my sessions lists both browsers and ends the other one, which then shows i
 
   await signIn(pageB, 'paul');
   await pageA.reload();
+  await hydrated(pageA);
   await expect(items).toHaveCount(2);
   await pageA.getByRole('button', { name: /Sign out all other sessions/ }).click();
   await expect(items).toHaveCount(1);

@@ -50,3 +50,9 @@ export async function seriousViolations(page: Page, where: string) {
     .filter((v) => v.impact === 'serious' || v.impact === 'critical')
     .map((v) => `${where}: ${v.id} (${v.impact}) ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
 }
+
+/** Waits until the page is hydrated (its session watcher runs), so that a click on an action
+ * form runs the action in the page instead of posting the form natively. */
+export async function hydrated(page: Page) {
+  await expect(page.locator('html[data-session-watch="ready"]')).toHaveCount(1);
+}

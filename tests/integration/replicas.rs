@@ -206,6 +206,55 @@ async fn wait_for_expiry_of_short_token() {
 }
 
 #[tokio::test]
+async fn replicas_share_sessions_over_tls_with_the_operators_ca_and_refuse_another_ca() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let redis = TestRedis::start_tls(dir.path()).expect("redis-server with TLS");
+    let url = redis.url();
+    assert!(url.starts_with("rediss://"), "{url}");
+    let ca = dir.path().join("ca.pem").display().to_string();
+    let mut overrides = SHORT_REALM.to_vec();
+    overrides.extend_from_slice(&[
+        ("APP_SESSION_STORE", "redis"),
+        ("APP_SESSION_REDIS_URL", url.as_str()),
+        ("APP_SESSION_REDIS_CA_FILE", ca.as_str()),
+    ]);
+    let one_browser = browser();
+    let a = spawn_app_in(
+        tempfile::tempdir().expect("tmp"),
+        one_browser.clone(),
+        &overrides,
+    )
+    .await;
+    let b = spawn_app_in(tempfile::tempdir().expect("tmp"), one_browser, &overrides).await;
+    a.sign_in("paul").await;
+    assert_eq!(
+        b.current_user().await["username"],
+        "paul",
+        "shared over TLS"
+    );
+    // A certificate that does not chain to the CA named: the app does not start.
+    let stranger = tempfile::tempdir().expect("tmp");
+    let other = TestRedis::start_tls(stranger.path()).expect("another redis-server with TLS");
+    let wrong_ca = stranger.path().join("ca.pem").display().to_string();
+    overrides.retain(|(k, _)| *k != "APP_SESSION_REDIS_CA_FILE");
+    overrides.push(("APP_SESSION_REDIS_CA_FILE", wrong_ca.as_str()));
+    let refused = tokio::time::timeout(
+        Duration::from_secs(20),
+        kc_leptos::server::startup::Application::build(
+            settings(tempfile::tempdir().expect("tmp").path(), &overrides),
+            leptos_options(),
+        ),
+    )
+    .await
+    .expect("an answer");
+    assert!(
+        refused.is_err(),
+        "a Redis whose certificate another CA signed"
+    );
+    drop(other);
+}
+
+#[tokio::test]
 async fn two_apps_on_one_redis_share_no_session() {
     let redis = TestRedis::start().expect("redis-server");
     let url = redis.url();
@@ -501,7 +550,23 @@ async fn sessions_survive_a_restart_of_a_persistent_redis() {
 
 /// The network between one replica and Keycloak: forwards every call to Keycloak except those to
 /// the token endpoint, which it holds for ever (counted in the returned counter).
+/// What a proxy in front of Keycloak does to the app's token calls.
+#[derive(Clone, Copy)]
+enum TokenCalls {
+    /// Holds every token call for ever, before Keycloak sees it.
+    Stall,
+    /// Forwards refresh calls at once and holds Keycloak's answer this long.
+    DelayAnswers(Duration),
+}
+
 async fn stalling_proxy() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    keycloak_proxy(TokenCalls::Stall).await
+}
+
+/// A proxy to Keycloak (the app's `keycloak.internal_url`) that counts the token calls it holds.
+async fn keycloak_proxy(
+    calls: TokenCalls,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let held = std::sync::Arc::new(AtomicUsize::new(0));
     let counter = held.clone();
@@ -514,13 +579,16 @@ async fn stalling_proxy() -> (String, std::sync::Arc<std::sync::atomic::AtomicUs
                 "{KEYCLOAK}{}",
                 parts.uri.path_and_query().map_or("/", |p| p.as_str())
             );
-            if parts.method == axum::http::Method::POST && target.ends_with("/token") {
+            let token_call = parts.method == axum::http::Method::POST && target.ends_with("/token");
+            if token_call && matches!(calls, TokenCalls::Stall) {
                 held.fetch_add(1, Ordering::SeqCst);
                 std::future::pending::<()>().await;
             }
             let body = axum::body::to_bytes(body, 1 << 20)
                 .await
                 .unwrap_or_default();
+            let refresh =
+                token_call && String::from_utf8_lossy(&body).contains("grant_type=refresh_token");
             let mut forward = http.request(parts.method.clone(), &target).body(body);
             for name in ["content-type", "authorization", "accept"] {
                 if let Some(v) = parts.headers.get(name) {
@@ -528,6 +596,11 @@ async fn stalling_proxy() -> (String, std::sync::Arc<std::sync::atomic::AtomicUs
                 }
             }
             let answer = forward.send().await.expect("Keycloak");
+            if let (true, TokenCalls::DelayAnswers(delay)) = (refresh, calls) {
+                // Keycloak has rotated the refresh token; the app hears of it late.
+                held.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(delay).await;
+            }
             let status = answer.status().as_u16();
             let kind = answer
                 .headers()
@@ -551,6 +624,92 @@ async fn stalling_proxy() -> (String, std::sync::Arc<std::sync::atomic::AtomicUs
         let _ = axum::serve(listener, router).await;
     });
     (format!("http://127.0.0.1:{port}"), held)
+}
+
+#[tokio::test]
+async fn a_refresh_slower_than_the_lock_lifetime_keeps_its_lock_and_nobody_is_signed_out() {
+    use std::sync::atomic::Ordering;
+    let redis = TestRedis::start().expect("redis-server");
+    let url = redis.url();
+    let ttl = Duration::from_millis(keycloak_bff::server::session::store::LOCK_TTL_MS as u64);
+    // Keycloak answers replica A's refresh this late: past the lock's lifetime.
+    let (proxy, delayed) =
+        keycloak_proxy(TokenCalls::DelayAnswers(ttl + Duration::from_secs(4))).await;
+    let admin = KeycloakAdmin::new("demo-short");
+    let user = admin.create_user("slow", &["viewer"]).await;
+    let mut overrides = SHORT_REALM.to_vec();
+    overrides.extend_from_slice(&[
+        ("APP_SESSION_STORE", "redis"),
+        ("APP_SESSION_REDIS_URL", url.as_str()),
+        ("APP_KEYCLOAK_HTTP_TIMEOUT_SECS", "60"),
+    ]);
+    let one_browser = browser();
+    let b = spawn_app_in(
+        tempfile::tempdir().expect("tmp"),
+        one_browser.clone(),
+        &overrides,
+    )
+    .await;
+    overrides.push(("APP_KEYCLOAK_INTERNAL_URL", proxy.as_str()));
+    let a = spawn_app_in(tempfile::tempdir().expect("tmp"), one_browser, &overrides).await;
+    assert_eq!(
+        a.login_as(&user.username, "/").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    tokio::time::sleep(Duration::from_secs(SHORT_TOKEN_SECS)).await;
+    // A refreshes (Keycloak rotates at once, A hears it late); B asks past the lock's lifetime.
+    let slow = tokio::spawn({
+        let (client, at) = (a.client.clone(), a.url("/api/current_user"));
+        async move { client.post(at).header("origin", PUBLIC_ORIGIN).send().await }
+    });
+    tokio::time::sleep(ttl + Duration::from_secs(1)).await;
+    assert_eq!(
+        delayed.load(Ordering::SeqCst),
+        1,
+        "A's refresh is in flight"
+    );
+    assert_eq!(
+        b.current_user().await["username"],
+        user.username.as_str(),
+        "B waited for A"
+    );
+    let from_a: Value = slow
+        .await
+        .expect("task")
+        .expect("A answers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        from_a["username"],
+        user.username.as_str(),
+        "A signed nobody out"
+    );
+    // A's tokens arrive already expired (10-second tokens, held 19 s): B refreshes once more,
+    // with the token A saved, never with the one A spent.
+    let made = refreshes(&[&a, &b]);
+    let events = admin
+        .get(&format!(
+            "/events?user={}&type=REFRESH_TOKEN&type=REFRESH_TOKEN_ERROR",
+            user.id
+        ))
+        .await;
+    let kinds: Vec<&str> = events
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert!(
+        kinds.iter().all(|k| *k == "REFRESH_TOKEN"),
+        "no refresh token was spent twice: {kinds:?}"
+    );
+    assert_eq!(
+        kinds.len() as u64,
+        made,
+        "Keycloak saw each refresh the replicas made"
+    );
+    admin.delete_user(&user).await;
 }
 
 #[tokio::test]

@@ -98,6 +98,56 @@ async fn a_session_survives_an_app_restart_and_is_refreshed_by_the_new_process()
 }
 
 #[tokio::test]
+async fn a_second_process_on_the_same_sqlite_file_stops_at_start_with_a_message_that_names_redis() {
+    let app = spawn_app().await;
+    let sessions = app.data_dir.path().join("sessions.sqlite3");
+    // A rolling deploy: the real server binary, started on the file the running app uses.
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_kc-leptos"))
+        .current_dir(repo())
+        .envs([
+            ("LEPTOS_OUTPUT_NAME", "kc-leptos"),
+            ("LEPTOS_SITE_ROOT", "target/site"),
+            ("LEPTOS_SITE_PKG_DIR", "pkg"),
+            ("LEPTOS_SITE_ADDR", "127.0.0.1:0"),
+            (
+                "APP_APP_DATA_DIR",
+                &app.data_dir.path().display().to_string(),
+            ),
+            ("APP_SESSION_SQLITE_FILE", &sessions.display().to_string()),
+            ("APP_KEYCLOAK_CLIENT_SECRET", &realm_client_secret()),
+            ("APP_AUTH_METRICS_ADDR", "127.0.0.1:0"),
+            ("RUST_LOG", "warn"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the second process");
+    let mut status = None;
+    for _ in 0..100 {
+        status = second.try_wait().expect("wait");
+        if status.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if status.is_none() {
+        let _ = second.kill();
+    }
+    let output = second.wait_with_output().expect("output");
+    let said = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(status.is_some_and(|s| !s.success()), "it stopped: {said}");
+    assert!(
+        said.contains("in use by another process") && said.contains("redis"),
+        "{said}"
+    );
+    // The first one serves on; once it stops, the file is free again.
+    assert_eq!(app.get("/health/ready").await.status(), StatusCode::OK);
+    let (data_dir, client) = app.stop().await;
+    let again = spawn_app_in(data_dir, client, &[]).await;
+    assert_eq!(again.get("/health/ready").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn a_session_in_use_is_kept_alive_near_its_idle_end_and_an_idle_check_refreshes_nothing() {
     // The realm demo: 5-minute tokens, Keycloak's idle end 30 minutes away. A warning of
     // 1,790 s puts that end within the keep-alive's reach (warning + 10 s) at once; the default

@@ -147,6 +147,7 @@ struct SessionSection {
     redis_url: String,
     redis_prefix: String,
     redis_timeout_ms: u64,
+    redis_ca_file: Option<PathBuf>,
     cookie_name: String,
     pending_login_ttl_secs: u64,
     max_pending_logins: u64,
@@ -167,6 +168,7 @@ impl Default for SessionSection {
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_prefix: String::new(),
             redis_timeout_ms: 500,
+            redis_ca_file: None,
             cookie_name: "kc_session".into(),
             pending_login_ttl_secs: 600,
             max_pending_logins: 5,
@@ -319,6 +321,9 @@ pub struct SessionSettings {
     /// Each Redis command's time limit (`session.redis_timeout_ms`, default 500 ms): during an
     /// outage a request gets its 503 within it, whatever Keycloak's timeout.
     pub redis_timeout: std::time::Duration,
+    /// With `rediss://`: the CA certificates (PEM) Redis's certificate must chain to, instead of
+    /// the system's (`session.redis_ca_file`).
+    pub redis_ca_file: Option<PathBuf>,
     pub cookie_name: String,
     pub pending_login_ttl_secs: i64,
     pub max_pending_logins: usize,
@@ -348,6 +353,7 @@ impl std::fmt::Debug for SessionSettings {
             .field("redis_url", &without_credentials(&self.redis_url))
             .field("redis_prefix", &self.redis_prefix)
             .field("redis_timeout", &self.redis_timeout)
+            .field("redis_ca_file", &self.redis_ca_file)
             .field("cookie_name", &self.cookie_name)
             .field("pending_login_ttl_secs", &self.pending_login_ttl_secs)
             .field("max_pending_logins", &self.max_pending_logins)
@@ -697,6 +703,7 @@ fn session_settings(s: SessionSection, client_id: &str) -> Result<SessionSetting
         sqlite_file: s.sqlite_file,
         redis_prefix: redis_prefix(&s.redis_prefix, client_id)?,
         redis_timeout: std::time::Duration::from_millis(s.redis_timeout_ms.clamp(50, 10_000)),
+        redis_ca_file: s.redis_ca_file,
         redis_url: s.redis_url,
         cookie_name: s.cookie_name,
         pending_login_ttl_secs: s.pending_login_ttl_secs.clamp(30, 3600) as i64,

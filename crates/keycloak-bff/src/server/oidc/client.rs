@@ -225,6 +225,11 @@ impl Oidc {
         &self.issuer
     }
 
+    /// The time limit of each call to Keycloak (`keycloak.http_timeout_secs`).
+    pub fn http_timeout(&self) -> std::time::Duration {
+        self.settings.http_timeout
+    }
+
     pub fn client_id(&self) -> &str {
         &self.settings.client_id
     }

@@ -134,6 +134,12 @@ impl Refresher {
         &self.backoffs.store
     }
 
+    /// How long a refresh may take at most: the token call and a refetch of the keys, each
+    /// within Keycloak's time limit, and the save. A request waits that long for another's.
+    fn longest_refresh(&self) -> std::time::Duration {
+        self.oidc.http_timeout() * 2 + std::time::Duration::from_secs(5)
+    }
+
     fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
         match self.locks.lock() {
             Ok(mut locks) => {
@@ -211,10 +217,14 @@ impl Refresher {
         };
         let lock = self.lock_for(&key);
         let _single_flight = lock.lock().await;
-        let shared = self.store().lock_refresh(&key).await.map_err(|e| {
-            tracing::warn!(error = %e, "the session store does not answer");
-            AppError::StoreUnavailable
-        })?;
+        let shared = self
+            .store()
+            .lock_refresh(&key, self.longest_refresh())
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "the session store does not answer");
+                AppError::StoreUnavailable
+            })?;
         let result = self.refresh_locked(session, &key, now, goal).await;
         if let Some(shared) = shared {
             self.store().unlock_refresh(shared).await;

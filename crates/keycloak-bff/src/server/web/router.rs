@@ -62,8 +62,17 @@ impl KeycloakAuth {
         };
         let addr = listener.local_addr().ok();
         let router = health::operator_routes().with_state(self.clone());
+        // It ends with the app (`close_event_streams`, at the shutdown of `serve_until`), and
+        // lets go of the state: a SQLite file is then free for the next process.
+        let mut closing = self.closing();
         runtime.spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
+            let stopped = async move {
+                let _ = closing.wait_for(|closing| *closing).await;
+            };
+            if let Err(e) = axum::serve(listener, router)
+                .with_graceful_shutdown(stopped)
+                .await
+            {
                 tracing::error!(error = %e, "the metrics listener stopped");
             }
         });

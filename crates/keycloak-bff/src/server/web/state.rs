@@ -90,6 +90,7 @@ impl KeycloakAuth {
                     timeout: session.redis_timeout,
                     prefix: &session.redis_prefix,
                     secret: secret.expose_secret().as_bytes(),
+                    ca_file: session.redis_ca_file.as_deref(),
                 })
                 .await
                 .map_err(StartupError::Store)?

@@ -42,6 +42,9 @@ const ENDED_SID_TTL: i64 = 48 * 3600;
 /// mid-refresh loses it then).
 pub const LOCK_TTL_MS: i64 = 15_000;
 
+/// How often a live holder renews its refresh lock (a third of its lifetime).
+pub const LOCK_RENEW_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What a conditional save came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Saved {
@@ -106,6 +109,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     async fn try_lock(&self, _id: &str, _token: &str) -> session_store::Result<bool> {
         Ok(true)
     }
+    /// Gives session `id`'s refresh lock [`LOCK_TTL_MS`] more if `token` still holds it; false
+    /// when it does not.
+    async fn renew_lock(&self, _id: &str, _token: &str) -> session_store::Result<bool> {
+        Ok(true)
+    }
     /// Releases session `id`'s refresh lock if `token` still holds it.
     async fn unlock(&self, _id: &str, _token: &str) -> session_store::Result<()> {
         Ok(())
@@ -137,6 +145,17 @@ pub struct AuthStore {
 pub struct RefreshLock {
     id: String,
     token: String,
+    /// Renews the lock while its holder lives (see [`AuthStore::lock_refresh`]); stopped when
+    /// the lock is released or dropped.
+    renewal: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for RefreshLock {
+    fn drop(&mut self) {
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
+        }
+    }
 }
 
 fn store_error(e: impl std::fmt::Display) -> session_store::Error {
@@ -194,7 +213,9 @@ impl AuthStore {
 
     /// Opens (or creates) the SQLite file at `path` and brings its schema up to date.
     pub async fn sqlite_file(path: &std::path::Path) -> Result<Self, String> {
-        Self::sqlite(open_sqlite(path).await?).await
+        let lock = sqlite::lock_for_this_process(path)?;
+        let backend = sqlite::SqliteBackend::open(open_sqlite(path).await?, unix_now()).await?;
+        Ok(Self::with(backend.holding(lock), SessionEvents::default()))
     }
 
     /// Uses `pool`, bringing its schema up to date (`migrations/` of this crate: the sessions
@@ -255,19 +276,26 @@ impl AuthStore {
     /// Waits for the refresh lock of session `id` across every replica (Redis: a key with an
     /// expiry, so that a holder that dies loses it after [`LOCK_TTL_MS`]). A store of one
     /// process needs none beyond the process's own lock: `None` at once.
-    pub async fn lock_refresh(&self, id: &str) -> session_store::Result<Option<RefreshLock>> {
+    pub async fn lock_refresh(
+        &self,
+        id: &str,
+        longest_wait: std::time::Duration,
+    ) -> session_store::Result<Option<RefreshLock>> {
         if !self.backend.is_shared() {
             return Ok(None);
         }
         let token = Id::default().to_string();
-        // Longer than the lock lives: a holder that died is outlived, and its lock taken over.
-        let wait = std::time::Duration::from_millis(LOCK_TTL_MS.unsigned_abs() + 5_000);
-        let deadline = std::time::Instant::now() + wait;
+        // Longer than a refresh may take (its holder renews the lock meanwhile), and than the
+        // lock of a holder that died lives.
+        let ttl = std::time::Duration::from_millis(LOCK_TTL_MS.unsigned_abs());
+        let deadline = std::time::Instant::now() + longest_wait.max(ttl) + LOCK_RENEW_EVERY;
         loop {
             if self.backend.try_lock(id, &token).await? {
+                let renewal = self.renew_while_held(id, &token);
                 return Ok(Some(RefreshLock {
                     id: id.to_owned(),
                     token,
+                    renewal: Some(renewal),
                 }));
             }
             if std::time::Instant::now() > deadline {
@@ -277,8 +305,29 @@ impl AuthStore {
         }
     }
 
+    /// Renews the lock `token` holds on session `id` every [`LOCK_RENEW_EVERY`], so that a
+    /// refresh slower than [`LOCK_TTL_MS`] (Keycloak answering late, a key refetch) keeps it: a
+    /// waiter never takes it over while its holder lives, and never spends the refresh token the
+    /// holder is rotating. A holder that dies stops renewing, and its lock ends after the TTL.
+    fn renew_while_held(&self, id: &str, token: &str) -> tokio::task::JoinHandle<()> {
+        let (backend, id, token) = (self.backend.clone(), id.to_owned(), token.to_owned());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LOCK_RENEW_EVERY).await;
+                match backend.renew_lock(&id, &token).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => tracing::warn!(error = %e, "could not renew a refresh lock"),
+                }
+            }
+        })
+    }
+
     /// Releases a lock taken by [`AuthStore::lock_refresh`] (if it is still this holder's).
-    pub async fn unlock_refresh(&self, lock: RefreshLock) {
+    pub async fn unlock_refresh(&self, mut lock: RefreshLock) {
+        if let Some(renewal) = lock.renewal.take() {
+            renewal.abort();
+        }
         if let Err(e) = self.backend.unlock(&lock.id, &lock.token).await {
             tracing::warn!(error = %e, "could not release a refresh lock; it expires by itself");
         }
@@ -403,11 +452,21 @@ impl AuthStore {
 
     /// Removes expired sessions every `period`.
     pub fn spawn_expiry_sweeper(&self, period: std::time::Duration) {
-        let store = self.clone();
+        // It does not keep the store alive: once the app is gone (its SQLite file unlocked), so
+        // is the sweep.
+        let backend = Arc::downgrade(&self.backend);
+        let events = self.events.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
             loop {
                 tick.tick().await;
+                let Some(backend) = backend.upgrade() else {
+                    return;
+                };
+                let store = AuthStore {
+                    backend,
+                    events: events.clone(),
+                };
                 if let Err(e) = store.sweep_once(unix_now()).await {
                     tracing::warn!(error = %e, "could not delete expired sessions");
                 }
@@ -919,14 +978,14 @@ mod tests {
         };
         let (a, b) = (connect().await.expect("a"), connect().await.expect("b"));
         let held = a
-            .lock_refresh("s1")
+            .lock_refresh("s1", std::time::Duration::from_secs(1))
             .await
             .expect("lock")
             .expect("redis lock");
         let waiting = tokio::spawn(async move {
             let started = std::time::Instant::now();
             let lock = b
-                .lock_refresh("s1")
+                .lock_refresh("s1", std::time::Duration::from_secs(1))
                 .await
                 .expect("lock")
                 .expect("redis lock");
@@ -940,11 +999,47 @@ mod tests {
         b.unlock_refresh(lock).await;
         // Another session's lock is independent.
         let other = a
-            .lock_refresh("s2")
+            .lock_refresh("s2", std::time::Duration::from_secs(1))
             .await
             .expect("lock")
             .expect("redis lock");
         a.unlock_refresh(other).await;
+    }
+
+    #[tokio::test]
+    async fn a_live_holder_keeps_its_refresh_lock_past_its_lifetime() {
+        let redis = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+        let url = redis.url();
+        let connect = || {
+            AuthStore::redis(
+                crate::server::session::store::redis::RedisOptions::for_tests(
+                    &url,
+                    std::time::Duration::from_secs(2),
+                ),
+            )
+        };
+        let (a, b) = (connect().await.expect("a"), connect().await.expect("b"));
+        let held = a
+            .lock_refresh("s1", std::time::Duration::from_secs(1))
+            .await
+            .expect("lock")
+            .expect("redis lock");
+        // A slow refresh: longer than the lock's lifetime, its holder alive all along.
+        let ttl = std::time::Duration::from_millis(LOCK_TTL_MS.unsigned_abs());
+        tokio::time::sleep(ttl + std::time::Duration::from_secs(2)).await;
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_millis(300),
+            b.lock_refresh("s1", std::time::Duration::from_secs(1)),
+        )
+        .await;
+        assert!(waited.is_err(), "b must not take a lock whose holder lives");
+        a.unlock_refresh(held).await;
+        let lock = b
+            .lock_refresh("s1", std::time::Duration::from_secs(1))
+            .await
+            .expect("lock")
+            .expect("redis lock");
+        b.unlock_refresh(lock).await;
     }
 
     #[tokio::test]
@@ -960,13 +1055,16 @@ mod tests {
             )
         };
         let (a, b) = (connect().await.expect("a"), connect().await.expect("b"));
-        // Replica a takes the lock and dies without releasing it.
-        let held = a.lock_refresh("s1").await.expect("lock");
-        std::mem::forget(held);
+        // Replica a takes the lock and dies without releasing it: its renewal stops with it.
+        let held = a
+            .lock_refresh("s1", std::time::Duration::from_secs(1))
+            .await
+            .expect("lock");
+        drop(held);
         drop(a);
         let started = std::time::Instant::now();
         let lock = b
-            .lock_refresh("s1")
+            .lock_refresh("s1", std::time::Duration::from_secs(1))
             .await
             .expect("taken over")
             .expect("redis lock");

@@ -50,6 +50,9 @@ pub struct RedisOptions<'a> {
     /// The key material of the hashes that name sessions (`session.secret`): the same on every
     /// replica.
     pub secret: &'a [u8],
+    /// With `rediss://`: the CA certificates (PEM) that Redis's certificate must chain to,
+    /// instead of the system's (`session.redis_ca_file`).
+    pub ca_file: Option<&'a std::path::Path>,
 }
 
 impl<'a> RedisOptions<'a> {
@@ -60,6 +63,7 @@ impl<'a> RedisOptions<'a> {
             timeout,
             prefix: "kcbff:test:",
             secret: b"a test secret, never one of a real deployment",
+            ca_file: None,
         }
     }
 }
@@ -143,12 +147,30 @@ end
 return 0
 "#;
 
-/// Adds a session id to an index set, which then lives at least until `ARGV[2]` seconds.
+/// Adds a session's name to an index set, which then lives at least until `ARGV[2]` seconds.
+/// Past [`INDEX_PRUNE_ABOVE`] members (a user who keeps signing in), the names of sessions that
+/// no longer exist (`ARGV[3]` is the record keys' start) are dropped, so a set holds about the
+/// sessions that are alive. (It reads record keys it is not given: a single Redis or Sentinel,
+/// not Redis Cluster.)
 const INDEX_SCRIPT: &str = r#"
 redis.call('SADD', KEYS[1], ARGV[1])
 local ttl = tonumber(ARGV[2])
 if redis.call('TTL', KEYS[1]) < ttl then redis.call('EXPIRE', KEYS[1], ttl) end
+if redis.call('SCARD', KEYS[1]) > tonumber(ARGV[4]) then
+  for _, name in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    if redis.call('EXISTS', ARGV[3] .. name) == 0 then redis.call('SREM', KEYS[1], name) end
+  end
+end
 return 1
+"#;
+
+/// An index set is pruned when it holds more names than this.
+const INDEX_PRUNE_ABOVE: usize = 32;
+
+/// Extends the lock by `ARGV[2]` ms only if `ARGV[1]` still holds it.
+const RENEW_SCRIPT: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
 "#;
 
 /// Deletes the lock only if `ARGV[1]` still holds it.
@@ -169,6 +191,27 @@ impl std::fmt::Debug for RedisBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisBackend").finish_non_exhaustive()
     }
+}
+
+/// TLS to Redis whose certificate chains to the CAs of `ca_file` (PEM), for the URL's host name.
+fn tls_with_ca(ca_file: &std::path::Path) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let shown = ca_file.display();
+    let bad = |e: &dyn std::fmt::Display| format!("session.redis_ca_file {shown}: {e}");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca_file).map_err(|e| bad(&e))? {
+        roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(bad(&"no certificate in it"));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS to Redis: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// The record as stored: its id left out (written as 0; the key names the session, by its
@@ -192,9 +235,20 @@ impl RedisBackend {
     pub async fn connect(options: RedisOptions<'_>) -> Result<Self, String> {
         let timeout = options.timeout;
         // The URL may hold a password: no message here repeats it.
-        let config = Config::from_url(options.url).map_err(|_| {
-            "session.redis_url is not a Redis URL (redis://host:port/db)".to_owned()
+        let mut config = Config::from_url(options.url).map_err(|_| {
+            "session.redis_url is not a Redis URL (redis://host:port/db, rediss:// with TLS)"
+                .to_owned()
         })?;
+        match (config.uses_tls(), options.ca_file) {
+            // rediss:// with the system's CAs: fred's own rustls set-up.
+            (true, None) | (false, None) => {}
+            (true, Some(ca_file)) => config.tls = Some(tls_with_ca(ca_file)?.into()),
+            (false, Some(_)) => {
+                return Err(
+                    "session.redis_ca_file is set, but session.redis_url is not rediss://".into(),
+                )
+            }
+        }
         let names = std::sync::Arc::new(Names::new(
             options.prefix,
             config.database.unwrap_or(0),
@@ -290,9 +344,19 @@ impl RedisBackend {
         if let Some(sid) = sid {
             sets.push(n.key("sid", &n.hash("sid", &sid)));
         }
+        let records = n.key("s", "");
         for set in sets {
             self.pool
-                .eval::<i64, _, _, _>(INDEX_SCRIPT, vec![set], vec![id.clone(), ttl.clone()])
+                .eval::<i64, _, _, _>(
+                    INDEX_SCRIPT,
+                    vec![set],
+                    vec![
+                        id.clone(),
+                        ttl.clone(),
+                        records.clone(),
+                        INDEX_PRUNE_ABOVE.to_string(),
+                    ],
+                )
                 .await
                 .map_err(backend_error)?;
         }
@@ -477,6 +541,19 @@ impl Backend for RedisBackend {
         Ok(set.is_some())
     }
 
+    async fn renew_lock(&self, id: &str, token: &str) -> session_store::Result<bool> {
+        let renewed: i64 = self
+            .pool
+            .eval(
+                RENEW_SCRIPT,
+                vec![self.names.of_session("lock", id)],
+                vec![token.to_owned(), LOCK_TTL_MS.to_string()],
+            )
+            .await
+            .map_err(backend_error)?;
+        Ok(renewed == 1)
+    }
+
     async fn unlock(&self, id: &str, token: &str) -> session_store::Result<()> {
         self.pool
             .eval::<i64, _, _, _>(
@@ -514,18 +591,19 @@ impl Backend for RedisBackend {
         .map_err(backend_error)
     }
 
-    /// How many session records Redis holds.
+    /// How many session records Redis holds: counted with `SCAN`, a page at a time, so that
+    /// Redis never blocks on it (`KEYS` would walk every key at once).
     async fn count(&self) -> session_store::Result<usize> {
-        let n: i64 = self
-            .pool
-            .eval(
-                "return #redis.call('KEYS', ARGV[1])",
-                Vec::<String>::new(),
-                vec![self.names.key("s", "*")],
-            )
-            .await
-            .map_err(backend_error)?;
-        Ok(usize::try_from(n).unwrap_or(0))
+        use fred::types::scan::Scanner;
+        use futures_util::StreamExt;
+        let client = self.pool.next();
+        let mut pages = std::pin::pin!(client.scan(self.names.key("s", "*"), Some(1000), None));
+        let mut n = 0;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(backend_error)?;
+            n += page.results().as_ref().map_or(0, Vec::len);
+        }
+        Ok(n)
     }
 
     /// Redis expires every key itself.
@@ -555,37 +633,66 @@ pub struct TestRedis {
     port: u16,
     /// With append-only persistence in this folder, if any.
     aof_dir: Option<std::path::PathBuf>,
+    /// TLS only, with the CA and certificate in this folder, if any.
+    tls_dir: Option<std::path::PathBuf>,
 }
 
 impl TestRedis {
     /// Starts one without persistence and waits until it answers.
     pub fn start() -> Result<Self, String> {
-        Self::start_in(None)
+        Self::start_in(None, None)
     }
 
     /// Starts one with append-only persistence in `dir` (a restart keeps its data).
     pub fn start_persistent(dir: &std::path::Path) -> Result<Self, String> {
-        Self::start_in(Some(dir.to_owned()))
+        Self::start_in(Some(dir.to_owned()), None)
     }
 
-    fn start_in(aof_dir: Option<std::path::PathBuf>) -> Result<Self, String> {
+    /// Starts one that speaks only TLS, with a CA and a certificate for `localhost` and
+    /// 127.0.0.1 made now with `openssl` in `dir` (`dir/ca.pem` is the CA): see
+    /// [`TestRedis::url`], `rediss://localhost:<port>`.
+    pub fn start_tls(dir: &std::path::Path) -> Result<Self, String> {
+        make_test_certificates(dir)?;
+        Self::start_in(None, Some(dir.to_owned()))
+    }
+
+    fn start_in(
+        aof_dir: Option<std::path::PathBuf>,
+        tls_dir: Option<std::path::PathBuf>,
+    ) -> Result<Self, String> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port: {e}"))?
             .port();
-        let child = Self::spawn(port, aof_dir.as_deref())?;
+        let child = Self::spawn(port, aof_dir.as_deref(), tls_dir.as_deref())?;
         Ok(Self {
             child,
             port,
             aof_dir,
+            tls_dir,
         })
     }
 
-    fn spawn(port: u16, aof_dir: Option<&std::path::Path>) -> Result<std::process::Child, String> {
+    fn spawn(
+        port: u16,
+        aof_dir: Option<&std::path::Path>,
+        tls_dir: Option<&std::path::Path>,
+    ) -> Result<std::process::Child, String> {
         let mut command = std::process::Command::new("redis-server");
-        command
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--loglevel", "warning"]);
+        command.args(["--bind", "127.0.0.1"]);
+        match tls_dir {
+            Some(dir) => command
+                .args(["--port", "0", "--tls-port", &port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(dir.join("redis.crt"))
+                .arg("--tls-key-file")
+                .arg(dir.join("redis.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(dir.join("ca.pem"))
+                .args(["--tls-auth-clients", "no"]),
+            None => command.args(["--port", &port.to_string()]),
+        };
+        command.args(["--save", "", "--loglevel", "warning"]);
         match aof_dir {
             Some(dir) => command
                 .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
@@ -607,7 +714,10 @@ impl TestRedis {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match self.tls_dir {
+            Some(_) => format!("rediss://localhost:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -639,9 +749,86 @@ impl TestRedis {
     /// Starts it again on the same port (empty, unless it persists).
     pub fn restart(&mut self) -> Result<(), String> {
         self.stop();
-        self.child = Self::spawn(self.port, self.aof_dir.as_deref())?;
+        self.child = Self::spawn(self.port, self.aof_dir.as_deref(), self.tls_dir.as_deref())?;
         Ok(())
     }
+}
+
+/// A CA (`ca.pem`) and a certificate signed by it for `localhost` and 127.0.0.1
+/// (`redis.crt`, `redis.key`) in `dir`, made with `openssl` (P-256 keys, two days).
+fn make_test_certificates(dir: &std::path::Path) -> Result<(), String> {
+    let run = |args: &[&str]| -> Result<(), String> {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .map_err(|e| format!("openssl: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    };
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    std::fs::write(
+        dir.join("san.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .map_err(|e| format!("{}: {e}", dir.display()))?;
+    run(&[
+        &["req", "-x509"][..],
+        &key[..],
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=keycloak-bff test CA",
+        ][..],
+    ]
+    .concat())?;
+    run(&[
+        &["req"][..],
+        &key[..],
+        &[
+            "-keyout",
+            "redis.key",
+            "-out",
+            "redis.csr",
+            "-subj",
+            "/CN=localhost",
+        ][..],
+    ]
+    .concat())?;
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "redis.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "redis.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.cnf",
+    ])
 }
 
 impl Drop for TestRedis {
@@ -682,6 +869,57 @@ mod tests {
         let staging = Names::new("kcbff:demo-app:", 1, b"one secret of a deployment.......");
         assert_eq!(staging.channel, "kcbff:demo-app:events:1");
         assert_eq!(staging.session(id), name, "the same secret names alike");
+    }
+
+    #[tokio::test]
+    async fn a_users_index_holds_about_the_sessions_that_still_exist_however_often_they_sign_in() {
+        use crate::server::session::store::tests::signed_in;
+        let redis = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+        let url = redis.url();
+        let backend = RedisBackend::connect(RedisOptions::for_tests(
+            &url,
+            std::time::Duration::from_secs(2),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let now = crate::server::base::clock::unix_now();
+        for i in 0..3 * INDEX_PRUNE_ABOVE {
+            let mut gone = signed_in(&format!("sid-{i}"), "alice", 600);
+            backend
+                .create(&mut gone, now)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            backend
+                .delete(&gone.id.to_string())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let mut alive = signed_in("sid-alive", "alice", 600);
+        backend
+            .create(&mut alive, now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let set = backend
+            .names
+            .key("sub", &backend.names.hash("sub", "alice"));
+        let names: i64 = backend
+            .pool
+            .scard(&set)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            names <= INDEX_PRUNE_ABOVE as i64 + 1,
+            "{names} names in the index"
+        );
+        assert_eq!(backend.count().await.unwrap_or_else(|e| panic!("{e}")), 1);
+        let of_alice = backend
+            .sessions_of(None, Some("alice"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(of_alice.contains(&format!(
+            "{HASHED}{}",
+            backend.names.session(&alive.id.to_string())
+        )));
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //!
 //! Reads of the sessions in use skip SQLite: a [`RecordCache`] of recently used records, written
 //! through on every save and delete. The ended `sid`s are cached in memory too (read on every
-//! load). This process is the only writer of the file, which is what makes both caches true.
+//! load). This process is the only writer of the file, which is what makes both caches true, so
+//! a file opened by path is locked for this process alone (`<file>.lock`): a second process (a
+//! rolling deploy, a second replica) stops at start-up with a message that names Redis, instead
+//! of serving sessions that another process has ended or refreshed.
 
 use super::{expires_at, identity, may_replace, store_error, Backend, Saved};
 use sqlx::SqlitePool;
@@ -68,6 +71,8 @@ pub struct SqliteBackend {
     cache: Mutex<RecordCache>,
     /// Ended `sid`s until when they matter: a cache of `kc_ended_sid`.
     ended_sids: Mutex<HashMap<String, i64>>,
+    /// This process's lock on the file (when opened by path), held as long as the backend lives.
+    _lock: Option<std::fs::File>,
 }
 
 impl SqliteBackend {
@@ -88,7 +93,16 @@ impl SqliteBackend {
             pool,
             cache: Mutex::default(),
             ended_sids: Mutex::new(ended.into_iter().collect()),
+            _lock: None,
         })
+    }
+
+    /// Keeps `lock` (see [`lock_for_this_process`]) as long as the backend lives.
+    pub fn holding(self, lock: std::fs::File) -> Self {
+        Self {
+            _lock: Some(lock),
+            ..self
+        }
     }
 
     fn cache(&self) -> session_store::Result<MutexGuard<'_, RecordCache>> {
@@ -290,6 +304,32 @@ impl Backend for SqliteBackend {
 
 /// Opens (or creates, with its folder) the SQLite file at `path`: WAL journal, a 5 s busy
 /// timeout, a few connections. For the session store, and for an app's own database.
+/// Locks `<path>.lock` for this process alone (an exclusive advisory lock, released when the
+/// returned file is closed, also by a crash); another process holding it is an error that says
+/// what to do.
+pub fn lock_for_this_process(path: &std::path::Path) -> Result<std::fs::File, String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let lock_path = std::path::PathBuf::from(format!("{}.lock", path.display()));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "session.sqlite_file {} is in use by another process: SQLite serves one process; \
+             several processes (replicas, a rolling deploy) share sessions through Redis \
+             (session.store = \"redis\")",
+            path.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("{}: {e}", lock_path.display())),
+    }
+}
+
 pub async fn open_sqlite(path: &std::path::Path) -> Result<SqlitePool, String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
