@@ -175,6 +175,16 @@ async fn nothing_in_redis_names_a_session_or_a_keycloak_session_in_clear() {
     let sid = sessions[0]["id"].as_str().expect("sid").to_owned();
     let keys = redis_keys(redis.port());
     assert!(keys.len() >= 4, "{keys:?}");
+    // The records hold no token in clear either.
+    for key in keys.iter().filter(|k| k.contains(":s:")) {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &redis.port().to_string(), "GET", key])
+            .output()
+            .expect("redis-cli");
+        let value = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(value.contains("sealed:v1:"), "{value}");
+        assert!(!contains_jwt(&value), "a token in clear in Redis: {value}");
+    }
     for key in &keys {
         assert!(
             key.starts_with("kcbff:demo-app:"),

@@ -97,6 +97,50 @@ async fn a_session_survives_an_app_restart_and_is_refreshed_by_the_new_process()
     admin.delete_user(&user).await;
 }
 
+/// Every session row of the app's SQLite store, as bytes.
+async fn raw_sqlite_rows(db: &std::path::Path) -> Vec<Vec<u8>> {
+    let pool = keycloak_bff::server::open_sqlite(db).await.expect("sqlite");
+    let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT data FROM tower_sessions")
+        .fetch_all(&pool)
+        .await
+        .expect("rows");
+    pool.close().await;
+    rows
+}
+
+#[tokio::test]
+async fn tokens_at_rest_are_sealed_and_a_process_without_a_secret_keeps_its_sessions_across_a_restart(
+) {
+    // No session.secret: the key is generated once beside the database.
+    let no_secret = [("APP_SESSION_SECRET", "")];
+    let app = spawn_app_in(tempfile::tempdir().expect("tmp"), browser(), &no_secret).await;
+    app.sign_in("paul").await;
+    let db = app.data_dir.path().join("sessions.sqlite3");
+    let rows = raw_sqlite_rows(&db).await;
+    assert!(!rows.is_empty());
+    for row in &rows {
+        let text = String::from_utf8_lossy(row);
+        assert!(!contains_jwt(&text), "a token in clear in SQLite: {text}");
+    }
+    let key = app.data_dir.path().join("sessions.sqlite3.key");
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(&key)
+            .expect("the key file")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode, 0o600, "the owner's alone");
+    let (data_dir, client) = app.stop().await;
+    let again = spawn_app_in(data_dir, client, &no_secret).await;
+    assert_eq!(
+        again.current_user().await["username"],
+        "paul",
+        "kept across the restart"
+    );
+}
+
 #[tokio::test]
 async fn a_second_process_on_the_same_sqlite_file_stops_at_start_with_a_message_that_names_redis() {
     let app = spawn_app().await;

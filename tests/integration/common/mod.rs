@@ -70,6 +70,8 @@ pub fn settings(data_dir: &Path, overrides: &[(&str, &str)]) -> Settings {
     for (k, v) in overrides {
         env.insert((*k).to_owned(), (*v).to_owned());
     }
+    // An empty override unsets the variable (say, the session secret).
+    env.retain(|_, v| !v.is_empty());
     Settings::from_parts(&text, &env).expect("settings")
 }
 

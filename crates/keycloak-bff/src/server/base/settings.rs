@@ -158,6 +158,8 @@ struct SessionSection {
     keep_alive: keycloak_bff_core::refresh::KeepAlive,
     #[serde(skip_serializing)]
     secret: Option<SecretString>,
+    #[serde(skip_serializing)]
+    previous_secret: Option<SecretString>,
 }
 
 impl Default for SessionSection {
@@ -178,6 +180,7 @@ impl Default for SessionSection {
             persistent_cookie: false,
             keep_alive: keycloak_bff_core::refresh::KeepAlive::Activity,
             secret: None,
+            previous_secret: None,
         }
     }
 }
@@ -341,6 +344,9 @@ pub struct SessionSettings {
     /// (`APP_SESSION_SECRET`, at least 32 bytes) when several replicas serve the app or pending
     /// sign-ins should survive a restart; without it each process makes its own.
     pub secret: Option<SecretString>,
+    /// The secret before the current one (`APP_SESSION_PREVIOUS_SECRET`), while it is rotated:
+    /// tokens it sealed are still read; new ones are sealed with the current one.
+    pub previous_secret: Option<SecretString>,
 }
 
 /// `Debug` without secrets: the Redis URL's user and password are shown as `***` (a URL such as
@@ -361,6 +367,7 @@ impl std::fmt::Debug for SessionSettings {
             .field("frontchannel_logout", &self.frontchannel_logout)
             .field("persistent_cookie", &self.persistent_cookie)
             .field("secret", &self.secret)
+            .field("previous_secret", &self.previous_secret)
             .finish()
     }
 }
@@ -412,9 +419,10 @@ impl<A: DeserializeOwned + Serialize + Default> Settings<A> {
             }
         }
         if let Some(toml::Value::Table(session)) = table.get("session") {
-            if session.contains_key("secret") {
+            if session.contains_key("secret") || session.contains_key("previous_secret") {
                 return Err(invalid(
-                    "session.secret must not be written in the settings file: set APP_SESSION_SECRET",
+                    "session.secret and session.previous_secret must not be written in the \
+                     settings file: set APP_SESSION_SECRET (APP_SESSION_PREVIOUS_SECRET)",
                 ));
             }
         }
@@ -712,6 +720,7 @@ fn session_settings(s: SessionSection, client_id: &str) -> Result<SessionSetting
         frontchannel_logout: s.frontchannel_logout,
         persistent_cookie: s.persistent_cookie,
         secret,
+        previous_secret: s.previous_secret,
     })
 }
 

@@ -405,7 +405,7 @@ mod tests {
 
     #[tokio::test]
     async fn back_offs_of_sessions_that_went_away_are_forgotten() {
-        let r = Backoffs::new(AuthStore::memory());
+        let r = Backoffs::new(AuthStore::memory().expect("memory"));
         for i in 0..1_000 {
             r.set(&format!("gone-{i}"), Some(Backoff::default().failed(0)), 0)
                 .await;

@@ -642,7 +642,7 @@ mod tests {
 
     #[tokio::test]
     async fn signing_in_keeps_nothing_of_the_session_before_it() {
-        let store = Arc::new(AuthStore::memory());
+        let store = Arc::new(AuthStore::memory().expect("memory"));
         let session = Session::new(None, store.clone(), None);
         session
             .insert("planted", "by whoever held the id before")

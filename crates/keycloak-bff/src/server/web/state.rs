@@ -11,6 +11,7 @@ use crate::server::oidc::client::Oidc;
 use crate::server::oidc::refresh::Refresher;
 use crate::server::session::login_cookies::LoginCookies;
 use crate::server::session::store::redis::RedisOptions;
+use crate::server::session::store::seal::Sealer;
 use crate::server::session::store::{AuthSession, AuthStore};
 use leptos::config::LeptosOptions;
 use std::sync::Arc;
@@ -74,28 +75,7 @@ impl KeycloakAuth {
         settings: AuthSettings,
         leptos_options: &LeptosOptions,
     ) -> Result<Self, StartupError> {
-        let store = match settings.session.store {
-            StoreKind::Memory => AuthStore::memory(),
-            StoreKind::Sqlite => AuthStore::sqlite_file(&settings.session.sqlite_file)
-                .await
-                .map_err(StartupError::Store)?,
-            StoreKind::Redis => {
-                use secrecy::ExposeSecret;
-                let session = &settings.session;
-                let secret = session.secret.as_ref().ok_or_else(|| {
-                    StartupError::Store("the Redis store needs session.secret".into())
-                })?;
-                AuthStore::redis(RedisOptions {
-                    url: &session.redis_url,
-                    timeout: session.redis_timeout,
-                    prefix: &session.redis_prefix,
-                    secret: secret.expose_secret().as_bytes(),
-                    ca_file: session.redis_ca_file.as_deref(),
-                })
-                .await
-                .map_err(StartupError::Store)?
-            }
-        };
+        let store = open_store(&settings).await?;
         store.spawn_expiry_sweeper(SWEEP_PERIOD);
         let login_cookies = LoginCookies::new(&settings).map_err(StartupError::LoginCookies)?;
         if settings.session.secret.is_none() {
@@ -255,4 +235,48 @@ impl KeycloakAuth {
     ) -> Result<Option<AuthSession>, AppError> {
         self.0.refresher.extend(session, now).await
     }
+}
+
+/// The session store of `session.store`, sealing tokens with a key of `session.secret` when one
+/// is set (every replica the same; the previous secret still opens what it sealed).
+async fn open_store(settings: &AuthSettings) -> Result<AuthStore, StartupError> {
+    let store = match settings.session.store {
+        StoreKind::Memory => AuthStore::memory().map_err(StartupError::Store)?,
+        StoreKind::Sqlite => AuthStore::sqlite_file(&settings.session.sqlite_file)
+            .await
+            .map_err(StartupError::Store)?,
+        StoreKind::Redis => {
+            use secrecy::ExposeSecret;
+            let session = &settings.session;
+            let secret = session.secret.as_ref().ok_or_else(|| {
+                StartupError::Store("the Redis store needs session.secret".into())
+            })?;
+            AuthStore::redis(RedisOptions {
+                url: &session.redis_url,
+                timeout: session.redis_timeout,
+                prefix: &session.redis_prefix,
+                secret: secret.expose_secret().as_bytes(),
+                ca_file: session.redis_ca_file.as_deref(),
+            })
+            .await
+            .map_err(StartupError::Store)?
+        }
+    };
+    // With session.secret, tokens at rest are sealed with a key of it (every replica the
+    // same; the previous secret still opens what it sealed).
+    let store = match &settings.session.secret {
+        Some(secret) => {
+            use secrecy::ExposeSecret;
+            let previous = settings.session.previous_secret.as_ref();
+            store.sealed_with(
+                Sealer::from_secret(
+                    secret.expose_secret().as_bytes(),
+                    previous.map(|p| p.expose_secret().as_bytes()),
+                )
+                .map_err(StartupError::Store)?,
+            )
+        }
+        None => store,
+    };
+    Ok(store)
 }

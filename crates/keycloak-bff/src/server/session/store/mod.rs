@@ -28,6 +28,7 @@ use tower_sessions::{Expiry, Session};
 
 pub mod memory;
 pub mod redis;
+pub mod seal;
 pub mod sqlite;
 
 pub use sqlite::open_sqlite;
@@ -139,6 +140,8 @@ pub struct AuthStore {
     backend: Arc<dyn Backend>,
     /// Announced on every save and delete of a session (with a shared backend, by every replica).
     events: SessionEvents,
+    /// Seals the tokens of every record before the backend sees it ([`seal`]).
+    sealer: Arc<seal::Sealer>,
 }
 
 /// A session's refresh lock held across replicas; see [`AuthStore::lock_refresh`].
@@ -204,18 +207,36 @@ fn keep_newer_tokens<'a>(incoming: &'a Record, stored: &Record) -> Cow<'a, Recor
 }
 
 impl AuthStore {
-    fn with(backend: impl Backend + 'static, events: SessionEvents) -> Self {
+    fn with(backend: impl Backend + 'static, events: SessionEvents, sealer: seal::Sealer) -> Self {
         Self {
             backend: Arc::new(backend),
             events,
+            sealer: Arc::new(sealer),
+        }
+    }
+
+    /// Seals tokens with `sealer` from now on (say, one from `session.secret`).
+    pub fn sealed_with(self, sealer: seal::Sealer) -> Self {
+        Self {
+            sealer: Arc::new(sealer),
+            ..self
         }
     }
 
     /// Opens (or creates) the SQLite file at `path` and brings its schema up to date.
     pub async fn sqlite_file(path: &std::path::Path) -> Result<Self, String> {
         let lock = sqlite::lock_for_this_process(path)?;
+        // Without session.secret, tokens are sealed with a key kept beside the file.
+        let sealer = seal::Sealer::from_key_file(&std::path::PathBuf::from(format!(
+            "{}.key",
+            path.display()
+        )))?;
         let backend = sqlite::SqliteBackend::open(open_sqlite(path).await?, unix_now()).await?;
-        Ok(Self::with(backend.holding(lock), SessionEvents::default()))
+        Ok(Self::with(
+            backend.holding(lock),
+            SessionEvents::default(),
+            sealer,
+        ))
     }
 
     /// Uses `pool`, bringing its schema up to date (`migrations/` of this crate: the sessions
@@ -223,21 +244,31 @@ impl AuthStore {
     /// guard). The pool should hold only the sessions: its migrations table is this store's.
     pub async fn sqlite(pool: sqlx::SqlitePool) -> Result<Self, String> {
         let backend = sqlite::SqliteBackend::open(pool, unix_now()).await?;
-        Ok(Self::with(backend, SessionEvents::default()))
+        Ok(Self::with(
+            backend,
+            SessionEvents::default(),
+            seal::Sealer::random()?,
+        ))
     }
 
     /// Sessions in Redis at `url`, shared with every replica; each command gives up after
     /// `timeout` (Redis down: "unavailable", never a hang).
     pub async fn redis(options: redis::RedisOptions<'_>) -> Result<Self, String> {
+        // Every replica seals with the key of the secret they share.
+        let sealer = seal::Sealer::from_secret(options.secret, None)?;
         let backend = redis::RedisBackend::connect(options).await?;
         let events = SessionEvents::default();
         backend.forward_events(events.clone()).await?;
-        Ok(Self::with(backend, events))
+        Ok(Self::with(backend, events, sealer))
     }
 
     /// Sessions in this process's memory: gone at restart, swept like the others.
-    pub fn memory() -> Self {
-        Self::with(memory::MemoryBackend::default(), SessionEvents::default())
+    pub fn memory() -> Result<Self, String> {
+        Ok(Self::with(
+            memory::MemoryBackend::default(),
+            SessionEvents::default(),
+            seal::Sealer::random()?,
+        ))
     }
 
     /// The signed-in part of session `id` as stored now (`None`: gone, or not signed in), read
@@ -455,7 +486,7 @@ impl AuthStore {
         // It does not keep the store alive: once the app is gone (its SQLite file unlocked), so
         // is the sweep.
         let backend = Arc::downgrade(&self.backend);
-        let events = self.events.clone();
+        let (events, sealer) = (self.events.clone(), self.sealer.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
             loop {
@@ -466,6 +497,7 @@ impl AuthStore {
                 let store = AuthStore {
                     backend,
                     events: events.clone(),
+                    sealer: sealer.clone(),
                 };
                 if let Err(e) = store.sweep_once(unix_now()).await {
                     tracing::warn!(error = %e, "could not delete expired sessions");
@@ -483,7 +515,11 @@ impl SessionStore for AuthStore {
         if self.is_ended(record).await? {
             return Ok(());
         }
-        self.backend.create(record, unix_now()).await
+        let mut sealed = self.sealer.seal(record).map_err(store_error)?;
+        self.backend.create(&mut sealed, unix_now()).await?;
+        // The backend may have moved it to a fresh id.
+        record.id = sealed.id;
+        Ok(())
     }
 
     /// Writes over a record that still exists, never bringing back one that was deleted
@@ -494,7 +530,8 @@ impl SessionStore for AuthStore {
         if self.is_ended(record).await? {
             return self.delete(&record.id).await;
         }
-        let mut record = Cow::Borrowed(record);
+        let mut record: Cow<'_, Record> =
+            Cow::Owned(self.sealer.seal(record).map_err(store_error)?);
         for _ in 0..5 {
             let now = unix_now();
             match self.backend.save(&record, now).await? {
@@ -523,7 +560,12 @@ impl SessionStore for AuthStore {
                 self.delete(id).await?;
                 Ok(None)
             }
-            other => Ok(other),
+            Some(r) => self
+                .sealer
+                .open(r)
+                .map(Some)
+                .map_err(session_store::Error::Decode),
+            None => Ok(None),
         }
     }
 
@@ -725,7 +767,11 @@ mod tests {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
         (
-            vec![sqlite_store().await, AuthStore::memory(), store],
+            vec![
+                sqlite_store().await,
+                AuthStore::memory().expect("memory"),
+                store,
+            ],
             redis,
         )
     }

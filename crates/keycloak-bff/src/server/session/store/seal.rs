@@ -1,0 +1,284 @@
+//! Tokens at rest: the access, refresh and ID tokens of a stored session are sealed (AES-256-GCM,
+//! a random nonce each time) before any backend sees them, so that a copy of the SQLite file, a
+//! Redis dump, a `MONITOR` or a backup holds no usable token. Everything else in the record (the
+//! user, the `sid`, the expiries, the generation) stays readable by the backends, which index and
+//! order records by it.
+//!
+//! The key is derived from `session.secret`; `session.previous_secret` is still accepted for
+//! opening, so that the secret can be rotated (set the new one, the old one as previous, and drop
+//! the previous once the sessions it sealed have ended). Without a secret, a SQLite store keeps a
+//! key generated once in `<file>.key` (owner-only permissions, beside the database), so a restart
+//! keeps its sessions; the memory store makes one per process. A record written before sealing
+//! existed is read as it is and sealed at its next save. Catalogue: G (sessions), E03.
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::Value;
+use tower_sessions::session::Record;
+
+/// The fields of a stored session that hold tokens.
+const TOKEN_FIELDS: [&str; 3] = ["access_token", "refresh_token", "id_token"];
+
+/// What starts a sealed field.
+const SEALED: &str = "sealed:v1:";
+
+/// Seals and opens the token fields of session records.
+pub struct Sealer {
+    current: LessSafeKey,
+    previous: Option<LessSafeKey>,
+    random: SystemRandom,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealer").finish_non_exhaustive()
+    }
+}
+
+/// A 32-byte key for sealing tokens, derived from a secret.
+fn derived(secret: &[u8]) -> [u8; 32] {
+    use aws_lc_rs::hmac;
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+    let tag = hmac::sign(&key, b"keycloak-bff: tokens at rest, v1");
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&tag.as_ref()[..32]);
+    out
+}
+
+fn aead_key(bytes: &[u8; 32]) -> Result<LessSafeKey, String> {
+    UnboundKey::new(&AES_256_GCM, bytes)
+        .map(LessSafeKey::new)
+        .map_err(|_| "cannot make the key that seals tokens".to_owned())
+}
+
+impl Sealer {
+    /// From `session.secret`, and the previous one if it is being rotated.
+    pub fn from_secret(secret: &[u8], previous: Option<&[u8]>) -> Result<Self, String> {
+        Ok(Self {
+            current: aead_key(&derived(secret))?,
+            previous: previous.map(|p| aead_key(&derived(p))).transpose()?,
+            random: SystemRandom::new(),
+        })
+    }
+
+    /// A key of this process alone (the memory store, tests).
+    pub fn random() -> Result<Self, String> {
+        let random = SystemRandom::new();
+        let mut bytes = [0u8; 32];
+        random
+            .fill(&mut bytes)
+            .map_err(|_| "no random source for the key that seals tokens".to_owned())?;
+        Ok(Self {
+            current: aead_key(&bytes)?,
+            previous: None,
+            random,
+        })
+    }
+
+    /// The key kept in `path` (32 random bytes, created with owner-only permissions when
+    /// missing): a single process without `session.secret` keeps its sessions across restarts.
+    pub fn from_key_file(path: &std::path::Path) -> Result<Self, String> {
+        let shown = path.display();
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut bytes = [0u8; 32];
+                SystemRandom::new()
+                    .fill(&mut bytes)
+                    .map_err(|_| "no random source for the key that seals tokens".to_owned())?;
+                write_owner_only(path, &bytes).map_err(|e| format!("{shown}: {e}"))?;
+                bytes.to_vec()
+            }
+            Err(e) => return Err(format!("{shown}: {e}")),
+        };
+        let key: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| format!("{shown}: not a key of 32 bytes"))?;
+        Ok(Self {
+            current: aead_key(&key)?,
+            previous: None,
+            random: SystemRandom::new(),
+        })
+    }
+
+    /// `record` with its token fields sealed (those sealed already are left as they are).
+    pub fn seal(&self, record: &Record) -> Result<Record, String> {
+        let mut sealed = record.clone();
+        let Some(Value::Object(auth)) = sealed.data.get_mut(super::AUTH_KEY) else {
+            return Ok(sealed);
+        };
+        for field in TOKEN_FIELDS {
+            if let Some(Value::String(token)) = auth.get_mut(field) {
+                if !token.starts_with(SEALED) {
+                    *token = self.seal_one(field, token)?;
+                }
+            }
+        }
+        Ok(sealed)
+    }
+
+    /// `record` with its token fields opened; an error when one was sealed with a key this
+    /// process does not have (the session cannot be used).
+    pub fn open(&self, mut record: Record) -> Result<Record, String> {
+        let Some(Value::Object(auth)) = record.data.get_mut(super::AUTH_KEY) else {
+            return Ok(record);
+        };
+        for field in TOKEN_FIELDS {
+            if let Some(Value::String(token)) = auth.get_mut(field) {
+                if let Some(sealed) = token.strip_prefix(SEALED) {
+                    *token = self.open_one(field, sealed)?;
+                }
+            }
+        }
+        Ok(record)
+    }
+
+    fn seal_one(&self, field: &str, token: &str) -> Result<String, String> {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.random
+            .fill(&mut nonce)
+            .map_err(|_| "no random source for a nonce".to_owned())?;
+        let mut data = token.as_bytes().to_vec();
+        self.current
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(field.as_bytes()),
+                &mut data,
+            )
+            .map_err(|_| "cannot seal a token".to_owned())?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&data);
+        Ok(format!("{SEALED}{}", URL_SAFE_NO_PAD.encode(out)))
+    }
+
+    fn open_one(&self, field: &str, sealed: &str) -> Result<String, String> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(sealed)
+            .map_err(|_| "a sealed token is not base64url".to_owned())?;
+        if bytes.len() < NONCE_LEN {
+            return Err("a sealed token is too short".into());
+        }
+        let (nonce, data) = bytes.split_at(NONCE_LEN);
+        for key in std::iter::once(&self.current).chain(self.previous.as_ref()) {
+            let nonce = Nonce::try_assume_unique_for_key(nonce)
+                .map_err(|_| "a sealed token's nonce".to_owned())?;
+            let mut data = data.to_vec();
+            if let Ok(plain) = key.open_in_place(nonce, Aad::from(field.as_bytes()), &mut data) {
+                return String::from_utf8(plain.to_vec())
+                    .map_err(|_| "a sealed token is not text".to_owned());
+            }
+        }
+        Err(
+            "a token sealed with a key this process does not have (session.secret changed \
+             without session.previous_secret?)"
+                .into(),
+        )
+    }
+}
+
+/// Writes `bytes` to a new file `path` that only its owner can read.
+fn write_owner_only(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn signed_in(sid: &str, sub: &str, _expires_in: i64) -> Record {
+        let mut data = HashMap::new();
+        data.insert(
+            super::super::AUTH_KEY.to_owned(),
+            serde_json::json!({
+                "user": {"subject": sub}, "sid": sid, "generation": 2,
+                "access_token": "eyJhbGciOiJSUzI1NiJ9.access-claims.signature",
+                "refresh_token": "eyJhbGciOiJIUzUxMiJ9.refresh-claims.signature",
+                "id_token": "eyJhbGciOiJSUzI1NiJ9.id-claims.signature",
+            }),
+        );
+        Record {
+            id: tower_sessions::session::Id::default(),
+            data,
+            expiry_date: time::OffsetDateTime::now_utc() + time::Duration::seconds(600),
+        }
+    }
+
+    fn tokens(record: &Record) -> Vec<String> {
+        TOKEN_FIELDS
+            .iter()
+            .filter_map(|f| {
+                record.data[super::super::AUTH_KEY][f]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sealed_tokens_are_unreadable_and_open_to_the_same_key_only() {
+        let sealer = Sealer::from_secret(b"one secret of 32 bytes or more....", None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let record = signed_in("sid-1", "alice", 600);
+        let plain = tokens(&record);
+        assert_eq!(plain.len(), 3);
+        let sealed = sealer.seal(&record).unwrap_or_else(|e| panic!("{e}"));
+        let text = serde_json::to_string(&sealed).unwrap_or_default();
+        for token in &plain {
+            assert!(!text.contains(token.as_str()), "{token} in {text}");
+        }
+        assert!(text.contains("sid-1"), "the index's fields stay readable");
+        assert_eq!(
+            sealer.seal(&sealed).map(|r| tokens(&r)),
+            Ok(tokens(&sealed)),
+            "once"
+        );
+        let opened = sealer
+            .open(sealed.clone())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(tokens(&opened), plain);
+        let stranger = Sealer::from_secret(b"another secret of 32 bytes or more", None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(stranger.open(sealed.clone()).is_err());
+        // Rotation: the new secret, the old one as previous.
+        let rotated = Sealer::from_secret(
+            b"another secret of 32 bytes or more",
+            Some(&b"one secret of 32 bytes or more...."[..]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(rotated.open(sealed).map(|r| tokens(&r)), Ok(plain.clone()));
+        // A record from before sealing is read as it is.
+        assert_eq!(sealer.open(record).map(|r| tokens(&r)), Ok(plain));
+    }
+
+    #[test]
+    fn a_key_file_is_made_once_for_its_owner_alone_and_read_back() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("sessions.sqlite3.key");
+        let record = signed_in("sid-2", "bob", 600);
+        let sealed = Sealer::from_key_file(&path)
+            .and_then(|s| s.seal(&record))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mode = std::fs::metadata(&path)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0);
+        assert_eq!(mode, 0o600);
+        let again = Sealer::from_key_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again.open(sealed).map(|r| tokens(&r)), Ok(tokens(&record)));
+    }
+}
