@@ -20,6 +20,9 @@ const OUT = must('BENCH_OUT');
 const PROXY_BIN = must('BENCH_OAUTH2_PROXY');
 const KEYCLOAK = 'http://localhost:8080';
 const APP = 'http://localhost:3000';
+/** The app's operators' address (auth.metrics_addr), where /metrics is served. */
+const METRICS_ADDR = '127.0.0.1:9399';
+const METRICS = `http://${METRICS_ADDR}`;
 const PROXY = 'http://localhost:4180';
 const SECRET = process.env.APP_KEYCLOAK_CLIENT_SECRET ?? 'demo-app-dev-secret';
 const WRK_SECONDS = SMOKE ? 1 : 10;
@@ -70,6 +73,7 @@ async function startApp(realm, extraEnv = {}) {
       ...process.env,
       LEPTOS_OUTPUT_NAME: 'kc-leptos', LEPTOS_SITE_ROOT: SITE_ROOT, LEPTOS_SITE_PKG_DIR: 'pkg',
       LEPTOS_HASH_FILES: 'true', LEPTOS_SITE_ADDR: '127.0.0.1:3000', LEPTOS_ENV: 'PROD',
+      APP_AUTH_METRICS_ADDR: METRICS_ADDR,
       APP_APP_DATA_DIR: data, APP_SESSION_SQLITE_FILE: join(data, 'sessions.sqlite3'),
       APP_KEYCLOAK_ISSUER_URL: `${KEYCLOAK}/realms/${realm}`, APP_KEYCLOAK_CLIENT_SECRET: SECRET,
       APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET: process.env.APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET ?? 'user-directory-dev-secret',
@@ -196,7 +200,10 @@ async function expectOk(url, headers, what) {
 }
 
 async function metric(name) {
-  const text = await (await fetch(`${APP}/metrics`)).text();
+  // Metrics are served on the operators' address only (auth.metrics_addr), never the app's port.
+  const r = await fetch(`${METRICS}/metrics`);
+  if (r.status !== 200) throw new Error(`metrics: ${METRICS}/metrics answered ${r.status}`);
+  const text = await r.text();
   const line = text.split('\n').find((l) => l.startsWith(`${name} `));
   return line ? Number(line.split(' ')[1]) : 0;
 }

@@ -5,7 +5,6 @@ use crate::config::UiConfig;
 use crate::error::AppError;
 use keycloak_bff_core::KeycloakUser;
 use leptos::prelude::*;
-use leptos_router::hooks::use_location;
 
 /// The signed-in user, or `None`. Never carries a token.
 #[server(prefix = "/api", endpoint = "current_user")]
@@ -87,15 +86,42 @@ fn js_sys_now() -> f64 {
     0.0
 }
 
-/// The path and query of the current page, for coming back after sign-in.
+/// The path and query of the current page, for coming back after sign-in: on the server the
+/// request's (no router context needed, so a render the client abandoned cannot panic here), in
+/// the browser the window's.
 pub fn current_path() -> String {
-    let location = use_location();
-    let path = location.pathname.get_untracked();
-    let search = location.search.get_untracked();
-    if search.is_empty() {
-        path
+    #[cfg(feature = "ssr")]
+    {
+        use_context::<leptos_router::location::RequestUrl>()
+            .map(|url| path_and_query(url.as_ref()))
+            .unwrap_or_else(|| "/".to_owned())
+    }
+    #[cfg(all(not(feature = "ssr"), feature = "hydrate"))]
+    {
+        web_sys::window()
+            .and_then(|w| {
+                let location = w.location();
+                let path = location.pathname().ok()?;
+                Some(format!("{path}{}", location.search().unwrap_or_default()))
+            })
+            .unwrap_or_else(|| "/".to_owned())
+    }
+    #[cfg(all(not(feature = "ssr"), not(feature = "hydrate")))]
+    {
+        "/".to_owned()
+    }
+}
+
+/// `/path?query` of a URL (`http://host/path?query`), or the URL itself when it is a path.
+#[cfg_attr(not(feature = "ssr"), allow(dead_code))]
+fn path_and_query(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, after)| {
+        after.find('/').map_or("/", |i| &after[i..])
+    });
+    if rest.starts_with('/') {
+        rest.to_owned()
     } else {
-        format!("{path}?{search}")
+        format!("/{rest}")
     }
 }
 
@@ -141,4 +167,16 @@ pub struct SessionState {
 
 pub fn use_session_state() -> Option<SessionState> {
     use_context::<SessionState>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_current_path_is_the_requests_path_and_query() {
+        assert_eq!(path_and_query("http://leptos.dev/notes?x=1"), "/notes?x=1");
+        assert_eq!(path_and_query("http://leptos.dev"), "/");
+        assert_eq!(path_and_query("/profile"), "/profile");
+    }
 }
