@@ -13,7 +13,6 @@ use keycloak_bff::{
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, HashedStylesheet, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::hooks::use_location;
 use leptos_router::{path, SsrMode};
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -98,13 +97,32 @@ fn TopBar() -> impl IntoView {
 /// A link of the navigation, marked `aria-current="page"` on its own page. A plain link (the
 /// router still navigates it in the page) with one closure, instead of `<A>`'s resolved path and
 /// memos: rendering a page with every link of an admin costs measurably less (docs/performance.md).
+/// The router's location in the browser, where it follows client-side navigation. On the server
+/// a page is rendered once for its request, whose path `current_path` reads without the router:
+/// a render the client abandoned (a closed connection) must not panic a worker over a context
+/// that was disposed meanwhile.
+fn browser_location() -> Option<leptos_router::location::Location> {
+    #[cfg(feature = "ssr")]
+    {
+        None
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        Some(leptos_router::hooks::use_location())
+    }
+}
+
 #[component]
 fn NavLink(href: &'static str, children: Children) -> impl IntoView {
-    let location = use_location();
+    let location = browser_location();
+    let requested = current_path();
+    let here = move || match &location {
+        // `try_get`: never a panic on a disposed signal.
+        Some(location) => location.pathname.try_get(),
+        None => requested.split('?').next().map(str::to_owned),
+    };
     view! {
-        // `try_get`: a render the client abandoned (a closed connection) may dispose the location
-        // before this closure runs; that must not panic the server's worker.
-        <a href=href aria-current=move || location.pathname.try_get().is_some_and(|p| p == href).then_some("page")>
+        <a href=href aria-current=move || here().is_some_and(|p| p == href).then_some("page")>
             {children()}
         </a>
     }
@@ -112,7 +130,7 @@ fn NavLink(href: &'static str, children: Children) -> impl IntoView {
 
 #[component]
 fn UserMenu() -> impl IntoView {
-    let location = use_location();
+    let location = browser_location();
     let logout = keycloak_bff::use_ui_config().route("/logout");
     view! {
         <div class="session">
@@ -133,7 +151,9 @@ fn UserMenu() -> impl IntoView {
                 }.into_any(),
                 Ok(None) => {
                     // Re-read the location so the link follows client-side navigation.
-                    let _ = location.pathname.try_get();
+                    if let Some(location) = &location {
+                        let _ = location.pathname.try_get();
+                    }
                     view! {
                         <a class="button" rel="external" href=login_href(&current_path())>"Sign in"</a>
                     }.into_any()
