@@ -314,17 +314,7 @@ async fn an_impersonated_session_cannot_do_step_up_actions_unless_the_settings_a
         .await;
         // Keycloak's real impersonation: the realm administrator opens a session as alice.
         admin.impersonate(&app.client, &alice).await;
-        let authorize = app.start_login("/admin/users").await;
-        let r = app.client.get(&authorize).send().await.expect("authorize");
-        assert_eq!(r.status(), StatusCode::FOUND, "no password asked");
-        let back = location(&r);
-        let rest = back.strip_prefix(PUBLIC_ORIGIN).expect("the callback");
-        let r = app
-            .client
-            .get(app.url(rest))
-            .send()
-            .await
-            .expect("callback");
+        let r = app.login_by_single_sign_on("/admin/users").await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
         let me = app.current_user().await;
         assert_eq!(me["username"], "alice");

@@ -7,18 +7,6 @@ use crate::common::*;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-/// A GET as a browser's top-level page load sends it.
-async fn navigate(app: &TestApp, path: &str) -> reqwest::Response {
-    app.client
-        .get(app.url(path))
-        .header("sec-fetch-mode", "navigate")
-        .header("sec-fetch-dest", "document")
-        .header("sec-fetch-site", "none")
-        .send()
-        .await
-        .expect("GET")
-}
-
 #[tokio::test]
 async fn a_first_page_load_tries_a_silent_sign_in_once_and_comes_back_signed_out() {
     let app = spawn_app().await;

@@ -156,17 +156,6 @@ async fn b12_a_token_without_kid_is_accepted_with_one_key_and_refused_with_sever
     .await;
 }
 
-/// A browser's page load (navigation headers).
-async fn navigate(app: &TestApp, path: &str) -> reqwest::Response {
-    app.client
-        .get(app.url(path))
-        .header("sec-fetch-mode", "navigate")
-        .header("sec-fetch-dest", "document")
-        .send()
-        .await
-        .expect("GET")
-}
-
 /// A first page load of `path` followed through the silent sign-in's redirects: the app's last
 /// answer (the provider's redirects are followed; the app's are, up to the callback's).
 async fn silent_attempt(app: &TestApp, path: &str) -> reqwest::Response {

@@ -27,6 +27,23 @@ pub(crate) async fn two_replicas(url: &str) -> (TestApp, TestApp) {
     (a, b)
 }
 
+/// The kinds of Keycloak's refresh events of `user` (`REFRESH_TOKEN`, `REFRESH_TOKEN_ERROR`),
+/// as demo-short records them.
+async fn refresh_events(admin: &KeycloakAdmin, user: &TestUser) -> Vec<String> {
+    let events = admin
+        .get(&format!(
+            "/events?user={}&type=REFRESH_TOKEN&type=REFRESH_TOKEN_ERROR",
+            user.id
+        ))
+        .await;
+    events
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["type"].as_str().map(str::to_owned))
+        .collect()
+}
+
 fn refreshes(apps: &[&TestApp]) -> u64 {
     apps.iter()
         .map(|app| metric(&app.state.auth.metrics().token_refreshes))
@@ -60,19 +77,8 @@ async fn two_hundred_calls_spread_over_two_replicas_after_expiry_make_exactly_on
     assert_eq!(b.current_user().await["username"], user.username.as_str());
     assert_eq!(refreshes(&[&a, &b]), 1, "the fresh tokens are shared");
     // Keycloak saw one refresh too (demo-short records refresh events).
-    let events = admin
-        .get(&format!(
-            "/events?user={}&type=REFRESH_TOKEN&type=REFRESH_TOKEN_ERROR",
-            user.id
-        ))
-        .await;
-    let kinds: Vec<&str> = events
-        .as_array()
-        .expect("events")
-        .iter()
-        .filter_map(|e| e["type"].as_str())
-        .collect();
-    assert_eq!(kinds, vec!["REFRESH_TOKEN"], "Keycloak's events");
+    let kinds = refresh_events(&admin, &user).await;
+    assert_eq!(kinds, ["REFRESH_TOKEN"], "Keycloak's events");
     admin.delete_user(&user).await;
 }
 
@@ -361,12 +367,7 @@ async fn a_sign_in_that_returns_while_redis_is_down_gets_a_503_page_and_complete
     redis.restart().expect("redis back");
     until_ready(&a).await;
     // Trying again: Keycloak's session signs the browser in without the password.
-    let authorize = a.start_login("/profile").await;
-    let r = a.client.get(&authorize).send().await.expect("authorize");
-    assert_eq!(r.status(), StatusCode::FOUND, "no password asked");
-    let back = location(&r);
-    let rest = back.strip_prefix(PUBLIC_ORIGIN).expect("the callback");
-    let r = a.client.get(a.url(rest)).send().await.expect("callback");
+    let r = a.login_by_single_sign_on("/profile").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&r), "/profile");
     assert_eq!(a.current_user().await["username"], "paul");
@@ -698,20 +699,9 @@ async fn a_refresh_slower_than_the_lock_lifetime_keeps_its_lock_and_nobody_is_si
     // A's tokens arrive already expired (10-second tokens, held 19 s): B refreshes once more,
     // with the token A saved, never with the one A spent.
     let made = refreshes(&[&a, &b]);
-    let events = admin
-        .get(&format!(
-            "/events?user={}&type=REFRESH_TOKEN&type=REFRESH_TOKEN_ERROR",
-            user.id
-        ))
-        .await;
-    let kinds: Vec<&str> = events
-        .as_array()
-        .expect("events")
-        .iter()
-        .filter_map(|e| e["type"].as_str())
-        .collect();
+    let kinds = refresh_events(&admin, &user).await;
     assert!(
-        kinds.iter().all(|k| *k == "REFRESH_TOKEN"),
+        kinds.iter().all(|k| k == "REFRESH_TOKEN"),
         "no refresh token was spent twice: {kinds:?}"
     );
     assert_eq!(
@@ -818,15 +808,9 @@ async fn a_replica_killed_mid_refresh_loses_no_session_and_the_other_replica_fin
         "A refreshed once, after B's lock expired"
     );
     assert_eq!(a.current_user().await["username"], user.username.as_str());
-    let events = admin
-        .get(&format!(
-            "/events?user={}&type=REFRESH_TOKEN&type=REFRESH_TOKEN_ERROR",
-            user.id
-        ))
-        .await;
     assert_eq!(
-        events.as_array().map(Vec::len),
-        Some(1),
+        refresh_events(&admin, &user).await.len(),
+        1,
         "one refresh reached Keycloak"
     );
     admin.delete_user(&user).await;

@@ -186,6 +186,18 @@ fn keycloak_form_action(html: &str) -> String {
         .to_owned()
 }
 
+/// A browser's top-level page load of `path` (the navigation headers Chromium sends).
+pub async fn navigate(app: &TestApp, path: &str) -> Response {
+    app.client
+        .get(app.url(path))
+        .header("sec-fetch-mode", "navigate")
+        .header("sec-fetch-dest", "document")
+        .header("sec-fetch-site", "none")
+        .send()
+        .await
+        .expect("GET")
+}
+
 impl TestApp {
     /// Another browser (its own cookies) on the same running app.
     pub fn sharing(app: &TestApp, client: Client) -> TestApp {
@@ -303,6 +315,21 @@ impl TestApp {
             .unwrap_or_else(|| panic!("Keycloak redirects to the registered callback: {callback}"));
         assert!(rest.starts_with("/auth/callback?"), "{callback}");
         self.url(rest)
+    }
+
+    /// A sign-in that Keycloak's own session answers without its form (single sign-on, an
+    /// impersonation); returns the app's answer to the callback.
+    pub async fn login_by_single_sign_on(&self, return_to: &str) -> Response {
+        let authorize = self.start_login(return_to).await;
+        let r = self.client.get(&authorize).send().await.expect("authorize");
+        assert_eq!(r.status(), StatusCode::FOUND, "no password asked");
+        let back = location(&r);
+        let rest = back.strip_prefix(PUBLIC_ORIGIN).expect("the callback");
+        self.client
+            .get(self.url(rest))
+            .send()
+            .await
+            .expect("callback")
     }
 
     /// The whole sign-in; returns the app's answer to the callback.

