@@ -7,6 +7,12 @@
 #   scripts/cluster.sh          start everything and stay in the foreground (Ctrl-C stops it)
 #   scripts/cluster.sh start    start everything and return (the test command uses this)
 #   scripts/cluster.sh stop     stop what `start` started
+#   --sentinel (after start, or alone): Redis behind Sentinel instead of one Redis: a master on
+#               :6390 and a replica on :6391 (both append-only) and three sentinels on
+#               :26390-26392 (`redis-server --sentinel`) watching the master `kcbff`; the replicas
+#               use redis+sentinel://127.0.0.1:26390,127.0.0.1:26391,127.0.0.1:26392/kcbff.
+#               `redis-cli -p 26390 SENTINEL get-master-addr-by-name kcbff` names the master;
+#               `kill -9 $(cat target/cluster/redis.pid)` kills the first one to see a failover.
 #
 # Each replica serves its metrics and detailed readiness on 127.0.0.1:<its port + 6200> (9301,
 # 9302), never through nginx.
@@ -18,6 +24,15 @@ cd "$ROOT"
 
 RUN="$ROOT/target/cluster"
 REDIS_PORT=6390
+SENTINEL=0
+ACTION=""
+for arg in "$@"; do
+  case "$arg" in
+    --sentinel) SENTINEL=1 ;;
+    start | stop) ACTION="$arg" ;;
+    *) echo "usage: scripts/cluster.sh [start|stop] [--sentinel]" >&2; exit 2 ;;
+  esac
+done
 REPLICAS=(3101 3102)
 PORT="${CLUSTER_PORT:-3000}"
 
@@ -34,7 +49,7 @@ stop_all() {
   done
 }
 
-if [ "${1:-}" = stop ]; then
+if [ "$ACTION" = stop ]; then
   stop_all
   say "cluster stopped"
   exit 0
@@ -67,6 +82,45 @@ for _ in $(seq 1 50); do
   redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
   sleep 0.1
 done
+REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+if [ "$SENTINEL" = 1 ]; then
+  replica_port=$((REDIS_PORT + 1))
+  say "starting its replica on 127.0.0.1:$replica_port and three sentinels on :26390-26392"
+  rm -rf "$RUN/redis-replica" && mkdir -p "$RUN/redis-replica"
+  redis-server --port "$replica_port" --bind 127.0.0.1 --appendonly yes --dir "$RUN/redis-replica" \
+    --save "" --loglevel warning --replicaof 127.0.0.1 "$REDIS_PORT" >"$RUN/redis-replica.log" 2>&1 &
+  echo $! >"$RUN/redis-replica.pid"
+  hosts=""
+  for port in 26390 26391 26392; do
+    printf '%s\n' "port $port" "bind 127.0.0.1" "dir $RUN" \
+      "sentinel monitor kcbff 127.0.0.1 $REDIS_PORT 2" \
+      "sentinel down-after-milliseconds kcbff 1000" \
+      "sentinel failover-timeout kcbff 10000" \
+      "sentinel parallel-syncs kcbff 1" >"$RUN/sentinel-$port.conf"
+    redis-server "$RUN/sentinel-$port.conf" --sentinel >"$RUN/sentinel-$port.log" 2>&1 &
+    echo $! >"$RUN/sentinel-$port.pid"
+    hosts="$hosts${hosts:+,}127.0.0.1:$port"
+  done
+  # Ready once every sentinel knows the replica and the two others (a failover can happen).
+  ready=0
+  for _ in $(seq 1 300); do
+    ready=1
+    for port in 26390 26391 26392; do
+      info="$(redis-cli -p "$port" SENTINEL master kcbff 2>/dev/null | tr '\n' ' ')"
+      case "$info" in
+        *"num-slaves 1 "*"num-other-sentinels 2 "*) ;;
+        *) ready=0 ;;
+      esac
+    done
+    [ "$ready" = 1 ] && break
+    sleep 0.1
+  done
+  if [ "$ready" != 1 ]; then
+    echo "the sentinels did not find each other; see $RUN/sentinel-*.log" >&2
+    exit 1
+  fi
+  REDIS_URL="redis+sentinel://$hosts/kcbff"
+fi
 
 # Every replica must seal pending sign-ins with the same key: a sign-in started on one replica
 # finishes on the other.
@@ -77,7 +131,7 @@ for port in "${REPLICAS[@]}"; do
   LEPTOS_OUTPUT_NAME=kc-leptos LEPTOS_SITE_ROOT="$ROOT/target/site" LEPTOS_SITE_PKG_DIR=pkg LEPTOS_HASH_FILES=true \
     LEPTOS_SITE_ADDR="127.0.0.1:$port" LEPTOS_ENV=PROD APP_APP_DATA_DIR="$RUN/data" \
     APP_AUTH_PUBLIC_URL="http://localhost:$PORT" \
-    APP_SESSION_STORE=redis APP_SESSION_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
+    APP_SESSION_STORE=redis APP_SESSION_REDIS_URL="$REDIS_URL" \
     APP_SESSION_SECRET="$(cat "$secret_file")" APP_AUTH_METRICS_ADDR="127.0.0.1:$((port + 6200))" \
     "$(site_bin kc-leptos)" >"$RUN/replica-$port.log" 2>&1 &
   echo $! >"$RUN/replica-$port.pid"
@@ -127,9 +181,9 @@ EOF
 nginx -c "$RUN/nginx/nginx.conf" -p "$RUN/nginx" >"$RUN/nginx/stdout.log" 2>&1 &
 echo $! >"$RUN/nginx.pid"
 wait_for "$PORT" "$(cat "$RUN/nginx.pid")" "$RUN/nginx/error.log"
-say "cluster up: http://localhost:$PORT -> ${REPLICAS[*]}; Redis 127.0.0.1:$REDIS_PORT; logs in $RUN"
+say "cluster up: http://localhost:$PORT -> ${REPLICAS[*]}; Redis $REDIS_URL; logs in $RUN"
 
-if [ "${1:-}" = start ]; then
+if [ "$ACTION" = start ]; then
   exit 0
 fi
 trap 'stop_all; say "cluster stopped"' EXIT INT TERM

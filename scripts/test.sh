@@ -142,9 +142,9 @@ LEPTOS_OUTPUT_NAME=kc-leptos LEPTOS_SITE_ROOT="$site_root" LEPTOS_SITE_PKG_DIR=p
 brief_pid=$!
 wait_for 3004 "$brief_pid" "$LOG_DIR/brief.log"
 
-say "starting the cluster on http://localhost:3100: two replicas on Redis behind nginx (realm demo-cluster)"
+say "starting the cluster on http://localhost:3100: two replicas on Redis behind Sentinel, behind nginx (realm demo-cluster)"
 CLUSTER_BUILD=0 CLUSTER_PORT=3100 APP_KEYCLOAK_ISSUER_URL=http://localhost:8080/realms/demo-cluster \
-  APP_SESSION_REFRESH_MARGIN_SECS=3 "$ROOT/scripts/cluster.sh" start
+  APP_SESSION_REFRESH_MARGIN_SECS=3 "$ROOT/scripts/cluster.sh" start --sentinel
 
 # Three browser suites at once, each against its own app and realm, so that no run's sign-outs
 # touch another's users: the single process (project main, :3000, realm demo-short) in the

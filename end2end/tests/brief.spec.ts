@@ -181,3 +181,40 @@ test('@single deleting someone else\'s note with a stale sign-in asks for the pa
   await expect(page.getByTestId('user-directory')).toBeVisible();
   await context.close();
 });
+
+test('@single a tab refused its event stream backs off instead of asking every second, and gets it once there is room', async ({ browser }) => {
+  test.setTimeout(90_000);
+  const context = await browser.newContext({ baseURL: BRIEF });
+  // Another page of the same browser, outside the app (no watcher of its own), takes all four
+  // streams the session may hold.
+  const holder = await context.newPage();
+  await signIn(holder, 'paul', '/profile');
+  await holder.goto('/health/live');
+  const held = await holder.evaluate(() => new Promise<number>((resolve) => {
+    const w = window as unknown as { held: EventSource[] };
+    w.held = [];
+    let opened = 0;
+    for (let i = 0; i < 4; i++) {
+      const s = new EventSource('/auth/events');
+      s.addEventListener('status', () => { opened += 1; if (opened === 4) resolve(opened); });
+      w.held.push(s);
+    }
+  }));
+  expect(held).toBe(4);
+  // The app's tab is refused (429): it asks again after 1, 2, 4, 8… seconds (jittered), not every second.
+  const page = await context.newPage();
+  const tries: number[] = [];
+  const opened: number[] = [];
+  page.on('request', (r) => { if (r.url().endsWith('/auth/events')) tries.push(Date.now()); });
+  page.on('response', (r) => { if (r.url().endsWith('/auth/events') && r.status() === 200) opened.push(Date.now()); });
+  await page.goto('/profile');
+  await expect(page.getByTestId('signed-in-as')).toBeVisible();
+  await page.waitForTimeout(20_000);
+  expect(tries.length, 'it tried').toBeGreaterThanOrEqual(2);
+  expect(tries.length, `tries at ${tries.map((t) => t - tries[0]).join(', ')} ms`).toBeLessThanOrEqual(7);
+  expect(opened).toHaveLength(0);
+  // The other page lets go: the tab's next try opens its stream.
+  await holder.evaluate(() => (window as unknown as { held: EventSource[] }).held.forEach((s) => s.close()));
+  await expect.poll(() => opened.length, { timeout: 45_000 }).toBeGreaterThan(0);
+  await context.close();
+});

@@ -10,6 +10,7 @@ mod common;
 mod hostile;
 
 mod authorization;
+mod failover;
 mod features;
 mod hostile_provider;
 mod login_flow;

@@ -225,3 +225,98 @@ async fn one_session_cannot_hold_more_than_a_few_streams_open() {
     let mut again = Events::open(&app).await;
     assert!(again.next_status(PUSH_WITHIN).await.is_some());
 }
+
+/// Two replicas on `redis` against `demo-short`, with `overrides` added, sharing one browser.
+async fn two_replicas_with(redis: &TestRedis, overrides: &[(&str, &str)]) -> (TestApp, TestApp) {
+    let url = redis.url();
+    let mut all = SHORT_REALM.to_vec();
+    all.extend_from_slice(&[
+        ("APP_SESSION_STORE", "redis"),
+        ("APP_SESSION_REDIS_URL", &url),
+    ]);
+    all.extend_from_slice(overrides);
+    let browser = browser();
+    let a = spawn_app_in(tempfile::tempdir().expect("tmp"), browser.clone(), &all).await;
+    let b = spawn_app_in(tempfile::tempdir().expect("tmp"), browser, &all).await;
+    (a, b)
+}
+
+#[tokio::test]
+async fn a_sessions_streams_are_capped_across_replicas_and_a_users_across_their_sessions() {
+    let redis = TestRedis::start().expect("redis-server");
+    let (a, b) =
+        two_replicas_with(&redis, &[("APP_SESSION_MAX_EVENT_STREAMS_PER_USER", "6")]).await;
+    let admin = KeycloakAdmin::new("demo-short");
+    let user = admin.create_user("streams", &["viewer"]).await;
+    assert_eq!(
+        a.login_as(&user.username, "/").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    // The session's four, two on each replica: a fifth is refused on either.
+    let mut held = Vec::new();
+    for app in [&a, &b, &a, &b] {
+        held.push(Events::open(app).await);
+    }
+    for app in [&a, &b] {
+        let refused = app.get("/auth/events").await;
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(refused.text().await.expect("text").contains("this session"));
+    }
+    // The same user in another browser: two more, then the user's limit (6) on every replica.
+    let elsewhere = TestApp::sharing(&b, browser());
+    assert_eq!(
+        elsewhere.login_as(&user.username, "/").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let elsewhere_on_a = TestApp::sharing(&a, elsewhere.client.clone());
+    held.push(Events::open(&elsewhere).await);
+    held.push(Events::open(&elsewhere_on_a).await);
+    let refused = elsewhere_on_a.get("/auth/events").await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.text().await.expect("text").contains("this user"));
+    // A stream that ends gives its lease back: room again for the user.
+    drop(held.pop());
+    let mut again = None;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let r = elsewhere.get("/auth/events").await;
+        if r.status() == StatusCode::OK {
+            again = Some(r);
+            break;
+        }
+    }
+    assert!(again.is_some(), "room again once a stream closed");
+    admin.delete_user(&user).await;
+}
+
+#[tokio::test]
+async fn a_process_holds_no_more_streams_than_its_limit_and_says_503() {
+    let app = spawn_app_in(
+        tempfile::tempdir().expect("tmp"),
+        browser(),
+        &[("APP_SESSION_MAX_EVENT_STREAMS", "2")],
+    )
+    .await;
+    app.sign_in("paul").await;
+    let first = Events::open(&app).await;
+    let other = TestApp::sharing(&app, browser());
+    other.sign_in("alice").await;
+    let _second = Events::open(&other).await;
+    let refused = other.get("/auth/events").await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused
+        .text()
+        .await
+        .expect("text")
+        .contains("on this server"));
+    drop(first);
+    let mut reopened = false;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if other.get("/auth/events").await.status() == StatusCode::OK {
+            reopened = true;
+            break;
+        }
+    }
+    assert!(reopened, "room again once a stream closed");
+}

@@ -20,6 +20,7 @@
 //! - [`status`]: the answer of the silent-refresh route, shared by the browser and the server.
 //! - [`step_up`]: recent sign-ins for dangerous actions, and the kinds of sign-in (`prompt`).
 //! - [`expiry`]: the warning before Keycloak's session ends, and when extending no longer helps.
+//! - [`streams`]: the back-off, jitter and age limits of the session event streams.
 
 #![warn(clippy::too_many_lines)]
 
@@ -37,6 +38,7 @@ pub mod return_to;
 pub mod silent_sso;
 pub mod status;
 pub mod step_up;
+pub mod streams;
 pub mod user;
 
 pub use return_to::ReturnTo;

@@ -122,6 +122,7 @@ mod browser {
     use keycloak_bff_core::expiry::{session_notice, warning_due_in, SessionNotice};
     use keycloak_bff_core::refresh::timer_refreshes;
     use keycloak_bff_core::status::SessionStatus;
+    use keycloak_bff_core::streams::browser_retry_ms;
     use keycloak_bff_core::KeycloakUser;
     use leptos::prelude::*;
     use serde::{Deserialize, Serialize};
@@ -183,6 +184,12 @@ mod browser {
         dormant: Cell<bool>,
         /// When this tab last told the others of activity.
         announced: Cell<f64>,
+        /// Stream openings refused or failed in a row (429 at a cap, 503, a network error).
+        stream_failures: Cell<u32>,
+        /// No stream is opened before this time (milliseconds): the back-off after failures.
+        stream_not_before: Cell<f64>,
+        /// Opens the stream when the back-off is over.
+        stream_timer: RefCell<Option<TimeoutHandle>>,
     }
 
     thread_local! {
@@ -382,11 +389,31 @@ mod browser {
             if let Some(stream) = self.stream.borrow_mut().take() {
                 stream.close();
             }
+            if let Some(timer) = self.stream_timer.borrow_mut().take() {
+                timer.clear();
+            }
         }
 
-        /// Opens the session's event stream unless it is open.
+        /// Opens the session's event stream unless it is open, or later when it failed lately
+        /// (exponential back-off with jitter: a tab refused at a cap does not ask every second).
         fn open_stream(self: &Rc<Self>) {
-            if self.stream.borrow().is_some() {
+            if self.stream.borrow().is_some() || self.stream_timer.borrow().is_some() {
+                return;
+            }
+            let wait = self.stream_not_before.get() - now_ms();
+            if wait > 0.0 {
+                let this = Rc::clone(self);
+                let reopen = move || {
+                    this.stream_timer.borrow_mut().take();
+                    if this.leader.get() && this.signed_in() {
+                        this.open_stream();
+                    }
+                };
+                if let Ok(handle) =
+                    set_timeout_with_handle(reopen, Duration::from_millis(wait as u64))
+                {
+                    *self.stream_timer.borrow_mut() = Some(handle);
+                }
                 return;
             }
             let Ok(stream) = EventSource::new(&self.config.route("/events")) else {
@@ -400,10 +427,13 @@ mod browser {
                         .as_string()
                         .and_then(|text| serde_json::from_str::<SessionStatus>(&text).ok());
                     match status {
-                        Some(status) if status.signed_in => this.heard(Heard {
-                            code: 200,
-                            status: Some(status),
-                        }),
+                        Some(status) if status.signed_in => {
+                            this.stream_failures.set(0);
+                            this.heard(Heard {
+                                code: 200,
+                                status: Some(status),
+                            });
+                        }
                         // The session this stream watched is over. The browser's cookie may name a
                         // newer one (signed in again in another tab): ask before saying it ended.
                         _ => {
@@ -427,6 +457,10 @@ mod browser {
                     .is_some_and(|s| s.ready_state() == EventSource::CLOSED);
                 if closed {
                     this.close_stream();
+                    let failures = this.stream_failures.get().saturating_add(1);
+                    this.stream_failures.set(failures);
+                    let wait = browser_retry_ms(failures, js_sys::Math::random());
+                    this.stream_not_before.set(now_ms() + wait as f64);
                     this.check_after(RETRY.min(Duration::from_secs(1)));
                 }
             });
@@ -558,6 +592,9 @@ mod browser {
             access_expires_at: Cell::new(None),
             dormant: Cell::new(false),
             announced: Cell::new(0.0),
+            stream_failures: Cell::new(0),
+            stream_not_before: Cell::new(0.0),
+            stream_timer: RefCell::new(None),
         });
         WATCHER.with(|w| *w.borrow_mut() = Some(Rc::clone(&watcher)));
         let ends_at = watcher

@@ -156,6 +156,8 @@ struct SessionSection {
     frontchannel_logout: bool,
     persistent_cookie: bool,
     keep_alive: keycloak_bff_core::refresh::KeepAlive,
+    max_event_streams: u64,
+    max_event_streams_per_user: u64,
     #[serde(skip_serializing)]
     secret: Option<SecretString>,
     #[serde(skip_serializing)]
@@ -171,6 +173,8 @@ impl Default for SessionSection {
             redis_prefix: String::new(),
             redis_timeout_ms: 500,
             redis_ca_file: None,
+            max_event_streams: 20_000,
+            max_event_streams_per_user: 16,
             cookie_name: "kc_session".into(),
             pending_login_ttl_secs: 600,
             max_pending_logins: 5,
@@ -327,6 +331,13 @@ pub struct SessionSettings {
     /// With `rediss://`: the CA certificates (PEM) Redis's certificate must chain to, instead of
     /// the system's (`session.redis_ca_file`).
     pub redis_ca_file: Option<PathBuf>,
+    /// Event streams (`<prefix>/events`) this process holds at most
+    /// (`session.max_event_streams`, default 20,000); more get 503 and the pages' timers.
+    pub max_event_streams: usize,
+    /// Event streams one user holds at most across every replica
+    /// (`session.max_event_streams_per_user`, default 16: a browser holds one, whatever its
+    /// tabs); more get 429.
+    pub max_event_streams_per_user: usize,
     pub cookie_name: String,
     pub pending_login_ttl_secs: i64,
     pub max_pending_logins: usize,
@@ -360,6 +371,11 @@ impl std::fmt::Debug for SessionSettings {
             .field("redis_prefix", &self.redis_prefix)
             .field("redis_timeout", &self.redis_timeout)
             .field("redis_ca_file", &self.redis_ca_file)
+            .field("max_event_streams", &self.max_event_streams)
+            .field(
+                "max_event_streams_per_user",
+                &self.max_event_streams_per_user,
+            )
             .field("cookie_name", &self.cookie_name)
             .field("pending_login_ttl_secs", &self.pending_login_ttl_secs)
             .field("max_pending_logins", &self.max_pending_logins)
@@ -713,6 +729,8 @@ fn session_settings(s: SessionSection, client_id: &str) -> Result<SessionSetting
         redis_timeout: std::time::Duration::from_millis(s.redis_timeout_ms.clamp(50, 10_000)),
         redis_ca_file: s.redis_ca_file,
         redis_url: s.redis_url,
+        max_event_streams: s.max_event_streams.clamp(1, 1_000_000) as usize,
+        max_event_streams_per_user: s.max_event_streams_per_user.clamp(1, 1_000) as usize,
         cookie_name: s.cookie_name,
         pending_login_ttl_secs: s.pending_login_ttl_secs.clamp(30, 3600) as i64,
         max_pending_logins: s.max_pending_logins.clamp(1, 20) as usize,

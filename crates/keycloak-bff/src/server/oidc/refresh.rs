@@ -241,9 +241,17 @@ impl Refresher {
         now: i64,
         goal: Goal,
     ) -> Result<Option<AuthSession>, AppError> {
-        if let Err(e) = session.load().await {
-            tracing::error!(error = %e, "could not reload the session");
-            return Err(AppError::Internal);
+        match session.load().await {
+            Ok(()) => {}
+            // The store went away while this request waited (an outage, a failover): 503.
+            Err(tower_sessions::session::Error::Store(e)) => {
+                tracing::warn!(error = %e, "the session store does not answer");
+                return Err(AppError::StoreUnavailable);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not reload the session");
+                return Err(AppError::Internal);
+            }
         }
         let Some(auth) = auth_session(session, now).await? else {
             return Ok(None);

@@ -5,9 +5,12 @@
 //! any replica hears of a change made on any other.
 //!
 //! An announcement carries nothing but the id: a subscriber reads the session again itself. Ids
-//! nobody listens to cost one map look-up.
+//! nobody listens to cost one map look-up. A wake-up of every subscriber at once (after a Redis
+//! reconnection) says so, so that the streams spread their reads instead of all reading at once.
+//! It also counts the streams the process holds, within `session.max_event_streams`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
@@ -15,6 +18,10 @@ use tokio::sync::watch;
 #[derive(Clone, Debug, Default)]
 pub struct SessionEvents {
     subscribers: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
+    /// How many times every subscriber was woken at once.
+    woken_all: Arc<AtomicU64>,
+    /// The streams open in this process.
+    open: Arc<AtomicUsize>,
 }
 
 /// A subscription to one session's changes; unsubscribes when dropped.
@@ -22,6 +29,26 @@ pub struct Subscription {
     id: String,
     receiver: watch::Receiver<u64>,
     events: SessionEvents,
+    woken_all: u64,
+}
+
+/// What woke a subscriber.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// Its own session changed.
+    One,
+    /// Every subscriber of the process was woken at once (announcements may have been lost).
+    All,
+}
+
+/// One open stream of the process, counted until dropped.
+#[derive(Debug)]
+pub struct OpenStream(Arc<AtomicUsize>);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl SessionEvents {
@@ -36,6 +63,7 @@ impl SessionEvents {
 
     /// Wakes every subscriber (announcements may have been lost, e.g. while Redis was away).
     pub fn announce_all(&self) {
+        self.woken_all.fetch_add(1, Ordering::AcqRel);
         if let Ok(subscribers) = self.subscribers.lock() {
             for sender in subscribers.values() {
                 sender.send_modify(|n| *n = n.wrapping_add(1));
@@ -43,25 +71,20 @@ impl SessionEvents {
         }
     }
 
-    /// Subscribes to the changes of session `id` from now on, unless it has `limit`
-    /// subscriptions already: the count and the new subscription are one step under one lock, so
-    /// concurrent requests cannot all pass the check (`None`: at the limit).
-    pub fn subscribe_within(&self, id: &str, limit: usize) -> Option<Subscription> {
-        let Ok(mut subscribers) = self.subscribers.lock() else {
-            return Some(self.subscribe(id));
-        };
-        let sender = subscribers
-            .entry(id.to_owned())
-            .or_insert_with(|| watch::channel(0).0);
-        if sender.receiver_count() >= limit {
-            return None;
-        }
-        let receiver = sender.subscribe();
-        Some(Subscription {
-            id: id.to_owned(),
-            receiver,
-            events: self.clone(),
-        })
+    /// Counts one more open stream unless `limit` are open: the check and the count are one
+    /// step, so that streams opened at once cannot all pass (`None`: at the limit).
+    pub fn open_within(&self, limit: usize) -> Option<OpenStream> {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| OpenStream(Arc::clone(&self.open)))
+    }
+
+    /// The streams open in this process now.
+    pub fn open_streams(&self) -> usize {
+        self.open.load(Ordering::Acquire)
     }
 
     /// Subscribes to the changes of session `id` from now on.
@@ -79,6 +102,7 @@ impl SessionEvents {
             id: id.to_owned(),
             receiver,
             events: self.clone(),
+            woken_all: self.woken_all.load(Ordering::Acquire),
         }
     }
 
@@ -97,12 +121,19 @@ impl SessionEvents {
 }
 
 impl Subscription {
-    /// Completes at the next announcement for this session. Announcements made while nobody
-    /// waited are not lost: the next call completes at once.
-    pub async fn changed(&mut self) {
+    /// Completes at the next announcement for this session, saying whether every subscriber
+    /// was woken with it. Announcements made while nobody waited are not lost: the next call
+    /// completes at once.
+    pub async fn changed(&mut self) -> Wake {
         if self.receiver.changed().await.is_err() {
             std::future::pending::<()>().await;
         }
+        let woken_all = self.events.woken_all.load(Ordering::Acquire);
+        if woken_all != self.woken_all {
+            self.woken_all = woken_all;
+            return Wake::All;
+        }
+        Wake::One
     }
 }
 
@@ -153,11 +184,11 @@ mod tests {
     }
 
     #[test]
-    fn no_more_than_the_limit_subscribe_even_at_once() {
+    fn no_more_than_the_limit_of_streams_open_even_at_once() {
         let events = SessionEvents::default();
-        let kept: Vec<Subscription> = std::thread::scope(|scope| {
+        let kept: Vec<OpenStream> = std::thread::scope(|scope| {
             let tries: Vec<_> = (0..10)
-                .map(|_| scope.spawn(|| events.subscribe_within("a", 4)))
+                .map(|_| scope.spawn(|| events.open_within(4)))
                 .collect();
             tries
                 .into_iter()
@@ -165,9 +196,20 @@ mod tests {
                 .collect()
         });
         assert_eq!(kept.len(), 4);
-        assert_eq!(events.subscribers("a"), 4);
+        assert_eq!(events.open_streams(), 4);
         drop(kept);
-        assert!(events.subscribe_within("a", 4).is_some(), "room again");
+        assert_eq!(events.open_streams(), 0);
+        assert!(events.open_within(4).is_some(), "room again");
+    }
+
+    #[tokio::test]
+    async fn a_wake_up_of_everyone_says_so_once() {
+        let events = SessionEvents::default();
+        let mut mine = events.subscribe("a");
+        events.announce_all();
+        assert_eq!(mine.changed().await, Wake::All);
+        events.announce("a");
+        assert_eq!(mine.changed().await, Wake::One);
     }
 
     #[tokio::test]

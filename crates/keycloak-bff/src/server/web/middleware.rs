@@ -1,6 +1,7 @@
 //! Cross-cutting protections applied to every response and request, and the hand-over of the
 //! library's state to server functions and pages.
 
+use crate::error::AppError;
 use crate::server::web::guard::NONCE_HEADER;
 use crate::server::web::state::KeycloakAuth;
 use axum::extract::{Request, State};
@@ -16,6 +17,32 @@ pub struct FramedByIssuer;
 
 fn is_static_asset(path: &str, pkg_prefix: &str) -> bool {
     path.starts_with(pkg_prefix) || matches!(path, "/favicon.ico" | "/favicon.svg" | "/robots.txt")
+}
+
+/// Marks every response the app itself made (the innermost layer), so that
+/// [`session_save_failed`] can tell the session layer's own failure from it.
+#[derive(Clone, Copy, Debug)]
+struct AnsweredByApp;
+
+/// The innermost layer: see [`AnsweredByApp`].
+pub async fn answered_by_app(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(AnsweredByApp);
+    response
+}
+
+/// Just outside the session layer: when the layer could not save a changed session after the
+/// app answered (the store went away in between, a Redis failover), it drops the app's answer
+/// for an empty 500. That is a store outage like any other: 503 with the usual plain reason
+/// (catalogue E03, G: never a 500), and the browser keeps its cookie and its session.
+pub async fn session_save_failed(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.status() == axum::http::StatusCode::INTERNAL_SERVER_ERROR
+        && response.extensions().get::<AnsweredByApp>().is_none()
+    {
+        return AppError::StoreUnavailable.into_response();
+    }
+    response
 }
 
 /// Security headers on every response: the Content-Security-Policy ([`csp::policy`], with the
@@ -168,4 +195,69 @@ fn until_browser_closes(value: &HeaderValue, name: &str) -> Option<HeaderValue> 
     parsed.set_max_age(None);
     parsed.unset_expires();
     HeaderValue::from_str(&parsed.to_string()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    /// The app answers `status`; the layer in the session layer's place drops the answer for an
+    /// empty 500 when `save_fails` (what tower-sessions does when the store fails at its save).
+    async fn answer(status: StatusCode, save_fails: bool) -> (StatusCode, String) {
+        let app = axum::Router::new()
+            .route(
+                "/",
+                get(move || async move { (status, "the app's answer") }),
+            )
+            .layer(axum::middleware::from_fn(answered_by_app))
+            .layer(axum::middleware::from_fn(
+                move |request: Request, next: Next| async move {
+                    let response = next.run(request).await;
+                    if save_fails {
+                        let mut failed = Response::default();
+                        *failed.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                        return failed;
+                    }
+                    response
+                },
+            ))
+            .layer(axum::middleware::from_fn(session_save_failed));
+        let request = Request::builder().uri("/").body(Body::empty());
+        let response = match request {
+            Ok(request) => app.oneshot(request).await,
+            Err(e) => panic!("{e}"),
+        };
+        let response = response.unwrap_or_else(|e| match e {});
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap_or_default();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_session_the_store_could_not_save_after_the_answer_is_a_503_not_an_empty_500() {
+        let (status, body) = answer(StatusCode::OK, true).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("session store unavailable"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn the_apps_own_answers_pass_unchanged_even_a_500() {
+        assert_eq!(
+            answer(StatusCode::OK, false).await,
+            (StatusCode::OK, "the app's answer".to_owned())
+        );
+        assert_eq!(
+            answer(StatusCode::INTERNAL_SERVER_ERROR, false).await,
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the app's answer".to_owned()
+            )
+        );
+    }
 }

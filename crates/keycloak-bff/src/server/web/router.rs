@@ -3,7 +3,8 @@
 
 use crate::server::web::logout::{backchannel_logout, frontchannel_logout};
 use crate::server::web::middleware::{
-    browser_session_cookie, origin_check, provide_state, security_headers,
+    answered_by_app, browser_session_cookie, origin_check, provide_state, security_headers,
+    session_save_failed,
 };
 use crate::server::web::push::events;
 use crate::server::web::routes::{callback, extend, login, logout, refresh};
@@ -102,10 +103,12 @@ impl KeycloakAuth {
                 ),
             ));
         router
+            .layer(axum::middleware::from_fn(answered_by_app))
             .layer(from_fn_with_state(self.clone(), provide_state))
             .layer(from_fn_with_state(self.clone(), silent_sso))
             .layer(from_fn_with_state(self.clone(), origin_check))
             .layer(sessions)
+            .layer(axum::middleware::from_fn(session_save_failed))
             .layer(from_fn_with_state(self.clone(), browser_session_cookie))
             .layer(from_fn_with_state(self.clone(), security_headers))
     }

@@ -30,6 +30,7 @@ pub mod memory;
 pub mod redis;
 pub mod seal;
 pub mod sqlite;
+pub mod streams;
 
 pub use sqlite::open_sqlite;
 
@@ -120,6 +121,40 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         Ok(())
     }
     /// Session `id`'s refresh back-off (JSON), if one is kept.
+    /// Takes a lease on one more event stream of session `id` and user `sub` (see
+    /// [`streams`]), unless either holds its limit of live leases. Only shared backends are
+    /// asked (a store of one process counts in [`streams::LocalLeases`]).
+    async fn take_stream(
+        &self,
+        _id: &str,
+        _sub: &str,
+        _lease: &str,
+        _limits: streams::StreamLimits,
+        _until_ms: i64,
+        _now_ms: i64,
+    ) -> session_store::Result<streams::StreamRoom> {
+        Ok(streams::StreamRoom::Taken)
+    }
+
+    async fn renew_stream(
+        &self,
+        _id: &str,
+        _sub: &str,
+        _lease: &str,
+        _until_ms: i64,
+    ) -> session_store::Result<()> {
+        Ok(())
+    }
+
+    async fn release_stream(
+        &self,
+        _id: &str,
+        _sub: &str,
+        _lease: &str,
+    ) -> session_store::Result<()> {
+        Ok(())
+    }
+
     async fn backoff(&self, _id: &str) -> session_store::Result<Option<String>> {
         Ok(None)
     }
@@ -142,6 +177,8 @@ pub struct AuthStore {
     events: SessionEvents,
     /// Seals the tokens of every record before the backend sees it ([`seal`]).
     sealer: Arc<seal::Sealer>,
+    /// The event streams' leases, when the backend is not shared.
+    leases: streams::LocalLeases,
 }
 
 /// A session's refresh lock held across replicas; see [`AuthStore::lock_refresh`].
@@ -212,7 +249,65 @@ impl AuthStore {
             backend: Arc::new(backend),
             events,
             sealer: Arc::new(sealer),
+            leases: streams::LocalLeases::default(),
         }
+    }
+
+    /// Takes a lease for one more event stream of session `id` (user `sub`), within `limits`
+    /// across every replica; see [`streams`].
+    pub async fn take_stream(
+        &self,
+        id: &Id,
+        sub: &str,
+        limits: streams::StreamLimits,
+        now_ms: i64,
+    ) -> session_store::Result<Result<streams::StreamLease, streams::StreamRoom>> {
+        let (id, lease) = (id.to_string(), Id::default().to_string());
+        let until_ms = now_ms + streams::LEASE_TTL_MS;
+        let room = if self.backend.is_shared() {
+            self.backend
+                .take_stream(&id, sub, &lease, limits, until_ms, now_ms)
+                .await?
+        } else {
+            let keys = [
+                (format!("s:{id}"), limits.per_session),
+                (format!("u:{sub}"), limits.per_user),
+            ];
+            self.leases.take(&keys, &lease, until_ms, now_ms)
+        };
+        match room {
+            streams::StreamRoom::Taken => Ok(Ok(streams::StreamLease {
+                store: self.clone(),
+                id,
+                sub: sub.to_owned(),
+                lease,
+            })),
+            full => Ok(Err(full)),
+        }
+    }
+
+    async fn renew_stream(
+        &self,
+        id: &str,
+        sub: &str,
+        lease: &str,
+        until_ms: i64,
+    ) -> session_store::Result<()> {
+        if self.backend.is_shared() {
+            return self.backend.renew_stream(id, sub, lease, until_ms).await;
+        }
+        self.leases
+            .renew(&[format!("s:{id}"), format!("u:{sub}")], lease, until_ms);
+        Ok(())
+    }
+
+    async fn release_stream(&self, id: &str, sub: &str, lease: &str) -> session_store::Result<()> {
+        if self.backend.is_shared() {
+            return self.backend.release_stream(id, sub, lease).await;
+        }
+        self.leases
+            .release(&[format!("s:{id}"), format!("u:{sub}")], lease);
+        Ok(())
     }
 
     /// Seals tokens with `sealer` from now on (say, one from `session.secret`).
@@ -498,6 +593,7 @@ impl AuthStore {
                     backend,
                     events: events.clone(),
                     sealer: sealer.clone(),
+                    leases: streams::LocalLeases::default(),
                 };
                 if let Err(e) = store.sweep_once(unix_now()).await {
                     tracing::warn!(error = %e, "could not delete expired sessions");

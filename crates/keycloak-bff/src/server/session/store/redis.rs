@@ -20,6 +20,7 @@
 //! | `jti:h(jti)` | a logout token already used | when it would be refused anyway |
 //! | `lock:h(id)` | the refresh lock of a session (its holder's random token) | [`LOCK_TTL_MS`] |
 //! | `backoff:h(id)` | the refresh back-off of a session (JSON) | a while after its retry time |
+//! | `streams:h(id)`, `ustreams:h(sub)` | the leases of the open event streams of a session, of a user (sorted by their end) | with their last lease |
 //!
 //! Every save and delete of a session publishes its `h(id)` on the events channel; each replica
 //! subscribes and wakes its own open pages' event streams ([`SessionEvents`], keyed by the same
@@ -27,12 +28,23 @@
 //!
 //! Writes that must not race are Lua scripts: a record is saved only if it still exists and its
 //! token set is not older than the stored one; a lock is released only by its holder.
+//!
+//! High availability with Redis Sentinel: `redis+sentinel://host:port,host:port/<service>[/db]`
+//! (or `rediss+sentinel://` with TLS) asks the sentinels for the current master, and again after
+//! every reconnection, so a failover costs the requests of its few seconds a 503 (never a
+//! sign-out). Redis replicates asynchronously: a write the master acknowledged may die with it.
+//! So with Sentinel, a write that matters (a record, a sign-out, a refresh lock, an ended
+//! `sid`, a used logout token) counts as done only once a replica has it (`WAIT`); the request
+//! fails (503) otherwise. A master left without any replica (its replica died) carries on
+//! alone, with a warning in the log: refusing every write would sign nobody out either, but it
+//! would stop every sign-in. Catalogue: E03 across a failover.
 
 use super::{expires_at, identity, token_rank, Backend, Saved, LOCK_TTL_MS};
 use crate::server::session::events::SessionEvents;
-use fred::clients::{Pool, SubscriberClient};
+use fred::clients::{Client, Pool, SubscriberClient};
 use fred::interfaces::{
-    ClientLike, EventInterface, KeysInterface, LuaInterface, PubsubInterface, SetsInterface,
+    ClientLike, EventInterface, KeysInterface, LuaInterface, PubsubInterface, ServerInterface,
+    SetsInterface, SortedSetsInterface,
 };
 use fred::types::config::Config;
 use fred::types::{Expiration, SetOptions};
@@ -173,6 +185,33 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[
 return 0
 "#;
 
+/// Takes an event stream's lease `ARGV[1]` until `ARGV[2]` (ms) in both sorted sets (session,
+/// user) or in neither: leases that ended by `ARGV[3]` are dropped first; 1 when the session's
+/// set holds `ARGV[4]` leases, 2 when the user's holds `ARGV[5]`, 0 when taken.
+const TAKE_STREAM_SCRIPT: &str = r#"
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[3])
+  if redis.call('ZCARD', key) >= tonumber(ARGV[3 + i]) then return i end
+end
+for _, key in ipairs(KEYS) do
+  redis.call('ZADD', key, ARGV[2], ARGV[1])
+  if redis.call('PTTL', key) < tonumber(ARGV[2]) - tonumber(ARGV[3]) then
+    redis.call('PEXPIREAT', key, ARGV[2])
+  end
+end
+return 0
+"#;
+
+/// Keeps lease `ARGV[1]` until `ARGV[2]` (ms) where it is still held.
+const RENEW_STREAM_SCRIPT: &str = r#"
+for _, key in ipairs(KEYS) do
+  if redis.call('ZADD', key, 'XX', 'CH', ARGV[2], ARGV[1]) == 1 then
+    if redis.call('PTTL', key) < tonumber(ARGV[3]) then redis.call('PEXPIREAT', key, ARGV[2]) end
+  end
+end
+return 1
+"#;
+
 /// Deletes the lock only if `ARGV[1]` still holds it.
 const UNLOCK_SCRIPT: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -185,6 +224,81 @@ pub struct RedisBackend {
     pool: Pool,
     subscriber: SubscriberClient,
     names: std::sync::Arc<Names>,
+    /// Behind Sentinel: how long a write waits for a replica to have it (milliseconds), see
+    /// [`RedisBackend::confirm`]. `None`: a single Redis, nothing to wait for.
+    replica_wait_ms: Option<i64>,
+    /// The master was last seen without any replica (warned once per spell).
+    alone: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// When that was last checked (milliseconds since the Unix epoch): while alone, writes do
+    /// not wait for a replica that is not there, and the check is made again once a second.
+    alone_checked_ms: std::sync::Arc<std::sync::atomic::AtomicI64>,
+}
+
+/// The schemes of a Redis behind Sentinel, in this library's form.
+const SENTINEL_SCHEMES: [(&str, &str); 2] = [
+    ("redis+sentinel", "redis-sentinel"),
+    ("rediss+sentinel", "rediss-sentinel"),
+];
+
+/// `session.redis_url` in `fred`'s form, and whether it names a Redis behind Sentinel.
+///
+/// `redis://` and `rediss://` pass as they are. `redis+sentinel://[[user]:password@]host:port
+/// [,host:port…]/<service>[/<database>]` lists the sentinels (port 26379 when left out) and
+/// the name of the monitored master; the credentials are those of Redis, and of the sentinels
+/// too. No message repeats the URL: it may hold a password.
+fn fred_url(url: &str) -> Result<(String, bool), String> {
+    let shape = "session.redis_url: a Sentinel URL is \
+                 redis+sentinel://[:password@]host:port[,host:port...]/<master name>[/<db>]";
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Ok((url.to_owned(), false));
+    };
+    let Some((_, fred_scheme)) = SENTINEL_SCHEMES.iter().find(|(ours, _)| *ours == scheme) else {
+        return Ok((url.to_owned(), false));
+    };
+    let (authority, path) = rest.split_once('/').ok_or_else(|| shape.to_owned())?;
+    let (credentials, hosts) = match authority.rfind('@') {
+        Some(at) => (&authority[..=at], &authority[at + 1..]),
+        None => ("", authority),
+    };
+    let mut sentinels = Vec::new();
+    for host in hosts.split(',') {
+        let (name, port) = match host.rsplit_once(':') {
+            Some((name, port)) => (name, port.parse::<u16>().map_err(|_| shape.to_owned())?),
+            None => (host, 26379),
+        };
+        let plain =
+            |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '[' | ']' | ':');
+        if name.is_empty() || !name.chars().all(plain) {
+            return Err(shape.to_owned());
+        }
+        sentinels.push(format!("{name}:{port}"));
+    }
+    let mut segments = path.split('/');
+    let service = segments.next().unwrap_or_default();
+    let database = segments.next().filter(|db| !db.is_empty()).unwrap_or("0");
+    let named = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+    if service.is_empty()
+        || !service.chars().all(named)
+        || database.parse::<u8>().is_err()
+        || segments.next().is_some()
+    {
+        return Err(shape.to_owned());
+    }
+    let (first, others) = sentinels.split_first().ok_or_else(|| shape.to_owned())?;
+    let mut fred =
+        format!("{fred_scheme}://{credentials}{first}/{database}?sentinelServiceName={service}");
+    for other in others {
+        fred.push_str("&node=");
+        fred.push_str(other);
+    }
+    Ok((fred, true))
+}
+
+/// The `connected_slaves` of `INFO replication`.
+fn connected_replicas(info: &str) -> Option<u64> {
+    info.lines()
+        .find_map(|line| line.trim().strip_prefix("connected_slaves:"))
+        .and_then(|n| n.trim().parse().ok())
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -235,8 +349,10 @@ impl RedisBackend {
     pub async fn connect(options: RedisOptions<'_>) -> Result<Self, String> {
         let timeout = options.timeout;
         // The URL may hold a password: no message here repeats it.
-        let mut config = Config::from_url(options.url).map_err(|_| {
-            "session.redis_url is not a Redis URL (redis://host:port/db, rediss:// with TLS)"
+        let (url, sentinel) = fred_url(options.url)?;
+        let mut config = Config::from_url(&url).map_err(|_| {
+            "session.redis_url is not a Redis URL (redis://host:port/db, rediss:// with TLS, \
+             redis+sentinel://host:port,host:port/<master name>/db behind Sentinel)"
                 .to_owned()
         })?;
         match (config.uses_tls(), options.ca_file) {
@@ -285,11 +401,63 @@ impl RedisBackend {
             .init()
             .await
             .map_err(|e| format!("session.redis_url: cannot connect: {e}"))?;
+        let wait = i64::try_from(timeout.as_millis() / 2).unwrap_or(250).max(1);
         Ok(Self {
             pool,
             subscriber,
             names,
+            replica_wait_ms: sentinel.then_some(wait),
+            alone: std::sync::Arc::default(),
+            alone_checked_ms: std::sync::Arc::default(),
         })
+    }
+
+    /// After a write on `client`: behind Sentinel, the write is done only once a replica has it
+    /// (`WAIT 1`), so that a failover cannot lose it; an error otherwise (the request answers
+    /// 503, as in any Redis outage). A master with no replica at all carries on alone, warned,
+    /// and its writes do not wait (`WAIT` would hold the connection for nothing) until a look
+    /// at its replicas, once a second, finds one again.
+    async fn confirm(&self, client: &Client) -> session_store::Result<()> {
+        use std::sync::atomic::Ordering;
+        let Some(wait_ms) = self.replica_wait_ms else {
+            return Ok(());
+        };
+        if self.alone.load(Ordering::Relaxed) {
+            let now_ms = i64::try_from(crate::server::base::clock::unix_nanos() / 1_000_000)
+                .unwrap_or(i64::MAX);
+            if now_ms - self.alone_checked_ms.load(Ordering::Relaxed) < 1_000 {
+                return Ok(());
+            }
+            self.alone_checked_ms.store(now_ms, Ordering::Relaxed);
+            if self.replicas(client).await? == Some(0) {
+                return Ok(());
+            }
+            self.alone.store(false, Ordering::Relaxed);
+            tracing::warn!("redis: the master has a replica again; writes wait for it");
+        }
+        let copies: i64 = client.wait(1, wait_ms).await.map_err(backend_error)?;
+        if copies >= 1 {
+            return Ok(());
+        }
+        if self.replicas(client).await? == Some(0) {
+            if !self.alone.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "redis: the master has no replica; writes go on unreplicated until one is \
+                     back (a failover now would lose them)"
+                );
+            }
+            return Ok(());
+        }
+        Err(backend_error("no replica confirmed a write in time"))
+    }
+
+    /// How many replicas the master has connected now (`None`: it did not say).
+    async fn replicas(&self, client: &Client) -> session_store::Result<Option<u64>> {
+        let info: String = client
+            .info(Some(fred::types::InfoKind::Replication))
+            .await
+            .map_err(backend_error)?;
+        Ok(connected_replicas(&info))
     }
 
     /// Subscribes to the announcements of every replica and wakes `events`' subscribers with
@@ -330,8 +498,17 @@ impl RedisBackend {
         Ok(())
     }
 
+    /// The sorted sets of the event-stream leases of session `id` and of user `sub`.
+    fn stream_keys(&self, id: &str, sub: &str) -> [String; 2] {
+        let n = &self.names;
+        [
+            n.of_session("streams", id),
+            n.key("ustreams", &n.hash("sub", sub)),
+        ]
+    }
+
     /// Indexes a signed-in session under its Keycloak session and user, until it expires.
-    async fn index(&self, record: &Record, now: i64) -> session_store::Result<()> {
+    async fn index(&self, client: &Client, record: &Record, now: i64) -> session_store::Result<()> {
         // Index sets keep ids of sessions that went away until they expire; deleting an id that
         // no longer exists does nothing.
         let Some((sid, sub)) = identity(record) else {
@@ -346,7 +523,7 @@ impl RedisBackend {
         }
         let records = n.key("s", "");
         for set in sets {
-            self.pool
+            client
                 .eval::<i64, _, _, _>(
                     INDEX_SCRIPT,
                     vec![set],
@@ -370,10 +547,10 @@ impl Backend for RedisBackend {
         let rank = token_rank(record);
         let exat = expiry_secs(record, now);
         let json = stored_json(record)?;
+        let client = self.pool.next();
         loop {
             let id = record.id.to_string();
-            let created: i64 = self
-                .pool
+            let created: i64 = client
                 .eval(
                     CREATE_SCRIPT,
                     vec![
@@ -385,7 +562,8 @@ impl Backend for RedisBackend {
                 .await
                 .map_err(backend_error)?;
             if created == 1 {
-                return self.index(record, now).await;
+                self.index(client, record, now).await?;
+                return self.confirm(client).await;
             }
             record.id = Id::default();
         }
@@ -396,8 +574,8 @@ impl Backend for RedisBackend {
         let rank = token_rank(record);
         let name = self.names.session(&record.id.to_string());
         let json = stored_json(record)?;
-        let answer: i64 = self
-            .pool
+        let client = self.pool.next();
+        let answer: i64 = client
             .eval(
                 SAVE_SCRIPT,
                 vec![self.names.key("s", &name), self.names.key("g", &name)],
@@ -413,7 +591,8 @@ impl Backend for RedisBackend {
             .map_err(backend_error)?;
         match answer {
             0 => {
-                self.index(record, now).await?;
+                self.index(client, record, now).await?;
+                self.confirm(client).await?;
                 Ok(Saved::Done)
             }
             -1 => Ok(Saved::Gone),
@@ -440,18 +619,15 @@ impl Backend for RedisBackend {
     async fn delete(&self, id: &str) -> session_store::Result<bool> {
         let name = self.names.session(id);
         let n = &self.names;
-        let existed: i64 = self
-            .pool
-            .del(n.key("s", &name))
-            .await
-            .map_err(backend_error)?;
-        self.pool
+        let client = self.pool.next();
+        let existed: i64 = client.del(n.key("s", &name)).await.map_err(backend_error)?;
+        client
             .del::<i64, _>(vec![n.key("g", &name), n.key("backoff", &name)])
             .await
             .map_err(backend_error)?;
         if existed > 0 {
-            self.pool
-                .next()
+            self.confirm(client).await?;
+            client
                 .publish::<i64, _, _>(n.channel.as_str(), name)
                 .await
                 .map_err(backend_error)?;
@@ -483,7 +659,8 @@ impl Backend for RedisBackend {
 
     async fn remember_ended(&self, sid: &str, until: i64, now: i64) -> session_store::Result<()> {
         let ttl_secs = until.saturating_sub(now);
-        self.pool
+        let client = self.pool.next();
+        client
             .set::<(), _, _>(
                 self.names.key("ended", &self.names.hash("sid", sid)),
                 "1",
@@ -492,7 +669,8 @@ impl Backend for RedisBackend {
                 false,
             )
             .await
-            .map_err(backend_error)
+            .map_err(backend_error)?;
+        self.confirm(client).await
     }
 
     async fn is_ended(&self, sid: &str) -> session_store::Result<bool> {
@@ -511,8 +689,8 @@ impl Backend for RedisBackend {
         until: i64,
         now: i64,
     ) -> session_store::Result<bool> {
-        let set: Option<String> = self
-            .pool
+        let client = self.pool.next();
+        let set: Option<String> = client
             .set(
                 self.names.key("jti", &self.names.hash("jti", jti)),
                 "1",
@@ -522,13 +700,16 @@ impl Backend for RedisBackend {
             )
             .await
             .map_err(backend_error)?;
+        if set.is_some() {
+            self.confirm(client).await?;
+        }
         Ok(set.is_some())
     }
 
     /// Takes the refresh lock of session `id` with `token`; false when another holds it.
     async fn try_lock(&self, id: &str, token: &str) -> session_store::Result<bool> {
-        let set: Option<String> = self
-            .pool
+        let client = self.pool.next();
+        let set: Option<String> = client
             .set(
                 self.names.of_session("lock", id),
                 token,
@@ -538,6 +719,13 @@ impl Backend for RedisBackend {
             )
             .await
             .map_err(backend_error)?;
+        if set.is_some() {
+            // A lock a failover could lose would let another replica spend the same token.
+            if let Err(e) = self.confirm(client).await {
+                let _ = self.unlock(id, token).await;
+                return Err(e);
+            }
+        }
         Ok(set.is_some())
     }
 
@@ -563,6 +751,70 @@ impl Backend for RedisBackend {
             )
             .await
             .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn take_stream(
+        &self,
+        id: &str,
+        sub: &str,
+        lease: &str,
+        limits: super::streams::StreamLimits,
+        until_ms: i64,
+        now_ms: i64,
+    ) -> session_store::Result<super::streams::StreamRoom> {
+        use super::streams::StreamRoom;
+        let answer: i64 = self
+            .pool
+            .eval(
+                TAKE_STREAM_SCRIPT,
+                self.stream_keys(id, sub).to_vec(),
+                vec![
+                    lease.to_owned(),
+                    until_ms.to_string(),
+                    now_ms.to_string(),
+                    limits.per_session.to_string(),
+                    limits.per_user.to_string(),
+                ],
+            )
+            .await
+            .map_err(backend_error)?;
+        Ok(match answer {
+            0 => StreamRoom::Taken,
+            1 => StreamRoom::SessionFull,
+            _ => StreamRoom::UserFull,
+        })
+    }
+
+    async fn renew_stream(
+        &self,
+        id: &str,
+        sub: &str,
+        lease: &str,
+        until_ms: i64,
+    ) -> session_store::Result<()> {
+        self.pool
+            .eval::<i64, _, _, _>(
+                RENEW_STREAM_SCRIPT,
+                self.stream_keys(id, sub).to_vec(),
+                vec![
+                    lease.to_owned(),
+                    until_ms.to_string(),
+                    super::streams::LEASE_TTL_MS.to_string(),
+                ],
+            )
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn release_stream(&self, id: &str, sub: &str, lease: &str) -> session_store::Result<()> {
+        for key in self.stream_keys(id, sub) {
+            self.pool
+                .zrem::<i64, _, _>(key, lease)
+                .await
+                .map_err(backend_error)?;
+        }
         Ok(())
     }
 
@@ -743,6 +995,7 @@ impl TestRedis {
     fn signal(child: &std::process::Child, signal: &str) {
         let _ = std::process::Command::new("kill")
             .args([signal, &child.id().to_string()])
+            .stderr(std::process::Stdio::null())
             .status();
     }
 
@@ -751,6 +1004,171 @@ impl TestRedis {
         self.stop();
         self.child = Self::spawn(self.port, self.aof_dir.as_deref(), self.tls_dir.as_deref())?;
         Ok(())
+    }
+}
+
+/// A free port on 127.0.0.1.
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+/// Spawns `command` and waits until something listens on `port`.
+fn spawn_listening(
+    mut command: std::process::Command,
+    port: u16,
+) -> Result<std::process::Child, String> {
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("redis-server: {e} (install Debian's redis-server)"))?;
+    for _ in 0..300 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(child);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    Err(format!("redis-server did not answer on port {port}"))
+}
+
+/// `redis-cli -p <port> <args>`'s answer, if it gave one.
+fn redis_cli(port: u16, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A throw-away Redis behind Sentinel for tests (and the cluster script's model): a master, one
+/// replica and three sentinels (`redis-server --sentinel`, the binary of Debian's
+/// `redis-server`), each on a port of its own, watching the master [`TestSentinel::SERVICE`]
+/// with a failover after one second of silence. Stopped when dropped.
+pub struct TestSentinel {
+    servers: Vec<(std::process::Child, u16)>,
+    sentinels: Vec<(std::process::Child, u16)>,
+}
+
+impl TestSentinel {
+    /// The name of the master the sentinels watch.
+    pub const SERVICE: &'static str = "kcbff";
+
+    /// Starts them all (configuration files in `dir`) and waits until every sentinel knows the
+    /// replica and the two other sentinels, so that a failover can happen.
+    pub fn start(dir: &std::path::Path) -> Result<Self, String> {
+        let server = |port: u16, replica_of: Option<u16>| {
+            let mut command = std::process::Command::new("redis-server");
+            command.args(["--bind", "127.0.0.1", "--port", &port.to_string()]);
+            command.args(["--save", "", "--appendonly", "no", "--loglevel", "warning"]);
+            if let Some(master) = replica_of {
+                command.args(["--replicaof", "127.0.0.1", &master.to_string()]);
+            }
+            spawn_listening(command, port)
+        };
+        let master = free_port()?;
+        let replica = free_port()?;
+        let mut this = Self {
+            servers: Vec::new(),
+            sentinels: Vec::new(),
+        };
+        this.servers.push((server(master, None)?, master));
+        this.servers.push((server(replica, Some(master))?, replica));
+        for i in 0..3 {
+            let port = free_port()?;
+            let conf = dir.join(format!("sentinel-{i}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                     sentinel monitor {s} 127.0.0.1 {master} 2\n\
+                     sentinel down-after-milliseconds {s} 1000\n\
+                     sentinel failover-timeout {s} 10000\n\
+                     sentinel parallel-syncs {s} 1\n",
+                    dir = dir.display(),
+                    s = Self::SERVICE,
+                ),
+            )
+            .map_err(|e| format!("{}: {e}", conf.display()))?;
+            let mut command = std::process::Command::new("redis-server");
+            command.arg(&conf).arg("--sentinel");
+            this.sentinels.push((spawn_listening(command, port)?, port));
+        }
+        for _ in 0..300 {
+            if this.sentinels.iter().all(|(_, port)| {
+                redis_cli(*port, &["SENTINEL", "master", Self::SERVICE]).is_some_and(|a| {
+                    let a: Vec<&str> = a.lines().collect();
+                    let field = |name: &str| {
+                        a.iter()
+                            .position(|l| *l == name)
+                            .and_then(|i| a.get(i + 1).copied())
+                    };
+                    field("num-slaves") == Some("1") && field("num-other-sentinels") == Some("2")
+                })
+            }) && redis_cli(replica, &["INFO", "replication"])
+                .is_some_and(|info| info.contains("master_link_status:up"))
+            {
+                return Ok(this);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Err("the sentinels did not find each other and the replica within 30 s".into())
+    }
+
+    /// `redis+sentinel://` with the three sentinels and [`TestSentinel::SERVICE`].
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|(_, port)| format!("127.0.0.1:{port}"))
+            .collect();
+        format!("redis+sentinel://{}/{}", hosts.join(","), Self::SERVICE)
+    }
+
+    /// The port of the master the sentinels name now.
+    pub fn master_port(&self) -> Option<u16> {
+        self.sentinels.iter().find_map(|(_, port)| {
+            let answer = redis_cli(
+                *port,
+                &["SENTINEL", "get-master-addr-by-name", Self::SERVICE],
+            )?;
+            answer.lines().nth(1)?.trim().parse().ok()
+        })
+    }
+
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the server that is not the master now: a replica
+    /// that stays connected and confirms nothing.
+    pub fn freeze_replica(&self, frozen: bool) {
+        let master = self.master_port();
+        for (child, port) in &self.servers {
+            if Some(*port) != master {
+                TestRedis::signal(child, if frozen { "-STOP" } else { "-CONT" });
+            }
+        }
+    }
+
+    /// Kills the master (`SIGKILL`, no goodbye): its port, or `None` if no sentinel names one.
+    pub fn kill_master(&mut self) -> Option<u16> {
+        let port = self.master_port()?;
+        let (child, _) = self.servers.iter_mut().find(|(_, p)| *p == port)?;
+        let _ = child.kill();
+        let _ = child.wait();
+        Some(port)
+    }
+}
+
+impl Drop for TestSentinel {
+    fn drop(&mut self) {
+        self.freeze_replica(false);
+        for (child, _) in self.sentinels.iter_mut().chain(self.servers.iter_mut()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -920,6 +1338,92 @@ mod tests {
             "{HASHED}{}",
             backend.names.session(&alive.id.to_string())
         )));
+    }
+
+    #[test]
+    fn a_sentinel_url_lists_its_sentinels_and_master_and_other_urls_pass_as_they_are() {
+        let ok = |url: &str| fred_url(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(
+            ok("redis+sentinel://10.0.0.1:26379,10.0.0.2,sentinel-3:26380/kcbff"),
+            (
+                "redis-sentinel://10.0.0.1:26379/0?sentinelServiceName=kcbff\
+                 &node=10.0.0.2:26379&node=sentinel-3:26380"
+                    .to_owned(),
+                true
+            )
+        );
+        assert_eq!(
+            ok("rediss+sentinel://:pa@ss@s1:1/main-redis/3"),
+            (
+                "rediss-sentinel://:pa@ss@s1:1/3?sentinelServiceName=main-redis".to_owned(),
+                true
+            )
+        );
+        for plain in ["redis://127.0.0.1:6379/2", "rediss://:secret@redis:6380"] {
+            assert_eq!(ok(plain), (plain.to_owned(), false));
+        }
+        for bad in [
+            "redis+sentinel://s1:26379",
+            "redis+sentinel://s1:26379/",
+            "redis+sentinel://s1:port/kcbff",
+            "redis+sentinel://:hunter2@s1,/kcbff",
+            "redis+sentinel://s1/kcbff/db",
+            "redis+sentinel://s1/kc?bff",
+        ] {
+            let e = fred_url(bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"));
+            assert!(e.contains("redis+sentinel://"), "{e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_replicas_of_a_master_are_read_from_its_replication_info() {
+        let info = "# Replication\r\nrole:master\r\nconnected_slaves:2\r\nslave0:ip=…\r\n";
+        assert_eq!(connected_replicas(info), Some(2));
+        assert_eq!(
+            connected_replicas("role:master\r\nconnected_slaves:0\r\n"),
+            Some(0)
+        );
+        assert_eq!(connected_replicas("role:slave\r\n"), None);
+    }
+
+    #[tokio::test]
+    async fn behind_sentinel_a_write_no_replica_confirms_is_an_error_not_a_success() {
+        use crate::server::session::store::tests::signed_in;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let sentinel = TestSentinel::start(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let url = sentinel.url();
+        let backend = RedisBackend::connect(RedisOptions::for_tests(
+            &url,
+            std::time::Duration::from_millis(500),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let now = crate::server::base::clock::unix_now();
+        let mut record = signed_in("sid-1", "alice", 600);
+        backend
+            .create(&mut record, now)
+            .await
+            .unwrap_or_else(|e| panic!("a replica confirms: {e}"));
+        sentinel.freeze_replica(true);
+        let frozen = backend.save(&record, now).await;
+        let lock = backend.try_lock(&record.id.to_string(), "holder").await;
+        sentinel.freeze_replica(false);
+        assert!(
+            matches!(frozen, Err(session_store::Error::Backend(ref e)) if e.contains("replica")),
+            "{frozen:?}"
+        );
+        assert!(lock.is_err(), "{lock:?}");
+        assert!(
+            backend
+                .try_lock(&record.id.to_string(), "another")
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+            "the unconfirmed lock was let go"
+        );
+        assert!(matches!(backend.save(&record, now).await, Ok(Saved::Done)));
     }
 
     #[test]

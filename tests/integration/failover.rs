@@ -1,0 +1,196 @@
+//! Redis behind Sentinel (`redis+sentinel://`): a master, a replica and three sentinels, two
+//! replicas of the app, and the Redis master killed (`SIGKILL`) in the middle of a refresh storm.
+//! After the failover every session is still signed in, no write the app acknowledged before the
+//! kill is lost (a lost token rotation would make the next refresh spend a used refresh token,
+//! which `demo-short` answers by ending the session; a lost sign-out would bring a session back),
+//! and requests during the failover answer 503, never "signed out". Catalogue: E03 across a
+//! failover, D02 (one refresh per session) across a failover.
+
+use crate::common::*;
+use keycloak_bff::server::session::store::redis::TestSentinel;
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// How long the storm lasts, and when in it the master dies.
+const STORM: Duration = Duration::from_secs(16);
+const KILL_AT: Duration = Duration::from_secs(3);
+
+/// One signed-in browser, on both replicas.
+struct Browser {
+    user: TestUser,
+    on_a: TestApp,
+    on_b: TestApp,
+}
+
+/// What a browser's request got during the storm: when, the status, the user named (if any).
+type Answer = (Duration, StatusCode, Option<String>);
+
+/// A browser's storm: six calls at once, spread over both replicas, every 100 ms.
+fn storm(browser: &Browser, started: Instant) -> tokio::task::JoinHandle<Vec<Answer>> {
+    let client = browser.on_a.client.clone();
+    let urls = [
+        browser.on_a.url("/api/current_user"),
+        browser.on_b.url("/api/current_user"),
+    ];
+    tokio::spawn(async move {
+        let mut answers = Vec::new();
+        while started.elapsed() < STORM {
+            let calls: Vec<_> = (0..6)
+                .map(|i| {
+                    let call = client
+                        .post(&urls[i % 2])
+                        .header("origin", PUBLIC_ORIGIN)
+                        .send();
+                    tokio::spawn(async move {
+                        let r = call.await.expect("POST");
+                        let status = r.status();
+                        let text = r.text().await.unwrap_or_default();
+                        let user = serde_json::from_str::<Value>(&text).unwrap_or(Value::Null);
+                        match user["username"].as_str() {
+                            Some(name) => (status, Some(name.to_owned())),
+                            // Not signed in, or not a user at all: what was said, for the report.
+                            None if status == StatusCode::OK => (status, None),
+                            None => (status, Some(text)),
+                        }
+                    })
+                })
+                .collect();
+            for call in calls {
+                let (status, user) = call.await.expect("task");
+                answers.push((started.elapsed(), status, user));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        answers
+    })
+}
+
+async fn refresh_errors(admin: &KeycloakAdmin, user: &TestUser) -> Vec<Value> {
+    let events = admin
+        .get(&format!(
+            "/events?user={}&type=REFRESH_TOKEN_ERROR",
+            user.id
+        ))
+        .await;
+    events.as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn killing_the_redis_master_in_a_refresh_storm_signs_nobody_out_and_loses_no_write() {
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .try_init();
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut sentinel = TestSentinel::start(dir.path()).expect("master, replica, sentinels");
+    let first_master = sentinel.master_port();
+    let url = sentinel.url();
+    let admin = KeycloakAdmin::new("demo-short");
+    // Access tokens live 10 s and are refreshed 8 s before their end: every session refreshes
+    // about every 2 s, so refreshes are under way when the master dies.
+    let mut overrides = SHORT_REALM.to_vec();
+    overrides.extend_from_slice(&[
+        ("APP_SESSION_STORE", "redis"),
+        ("APP_SESSION_REDIS_URL", &url),
+        ("APP_SESSION_REFRESH_MARGIN_SECS", "8"),
+    ]);
+    let a = spawn_app_in(tempfile::tempdir().expect("tmp"), browser(), &overrides).await;
+    let b = spawn_app_in(tempfile::tempdir().expect("tmp"), browser(), &overrides).await;
+    let mut browsers = Vec::new();
+    for _ in 0..4 {
+        let user = admin.create_user("failover", &["viewer"]).await;
+        let client = browser();
+        let on_a = TestApp::sharing(&a, client.clone());
+        let on_b = TestApp::sharing(&b, client);
+        assert_eq!(
+            on_a.login_as(&user.username, "/").await.status(),
+            StatusCode::SEE_OTHER
+        );
+        browsers.push(Browser { user, on_a, on_b });
+    }
+    // A session signed out (and acknowledged) just before the kill must stay signed out.
+    let leaver = admin.create_user("failover-leaver", &["viewer"]).await;
+    let leaving = TestApp::sharing(&b, browser());
+    let r = leaving.login_as(&leaver.username, "/").await;
+    let cookie = session_cookie_value(&set_cookies(&r)).expect("session cookie");
+
+    let started = Instant::now();
+    let storms: Vec<_> = browsers.iter().map(|b| storm(b, started)).collect();
+    let killed = async {
+        tokio::time::sleep(KILL_AT - Duration::from_millis(200)).await;
+        assert_eq!(
+            leaving
+                .post("/auth/logout", Some(PUBLIC_ORIGIN))
+                .await
+                .status(),
+            StatusCode::SEE_OTHER,
+            "signed out before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let killed = sentinel.kill_master();
+        (killed, started.elapsed())
+    }
+    .await;
+    let mut answers = Vec::new();
+    for storm in storms {
+        answers.push(storm.await.expect("storm"));
+    }
+    let (killed, killed_at) = killed;
+    assert!(killed.is_some(), "a master was killed");
+    let new_master = sentinel.master_port();
+    assert!(
+        new_master.is_some() && new_master != first_master,
+        "the sentinels promoted the replica: {first_master:?} -> {new_master:?}"
+    );
+
+    let mut unavailable = Vec::new();
+    for (browser, answers) in browsers.iter().zip(&answers) {
+        for (at, status, user) in answers {
+            match *status {
+                StatusCode::OK => assert_eq!(
+                    user.as_deref(),
+                    Some(browser.user.username.as_str()),
+                    "at {at:?} (master killed at {killed_at:?}): {} was signed out",
+                    browser.user.username
+                ),
+                StatusCode::SERVICE_UNAVAILABLE => unavailable.push(*at),
+                other => panic!("at {at:?}: {other} {user:?} (master killed at {killed_at:?})"),
+            }
+        }
+        let last = answers.last().expect("answers");
+        assert_eq!(last.1, StatusCode::OK, "healed before the storm's end");
+    }
+    assert!(
+        unavailable.iter().all(|at| *at >= killed_at),
+        "503 only after the kill: {unavailable:?}, kill at {killed_at:?}"
+    );
+
+    // After the failover, every session refreshes again with the token the last acknowledged
+    // save holds: a lost save would spend a used token and end the session.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for browser in &browsers {
+        for app in [&browser.on_a, &browser.on_b] {
+            assert_eq!(
+                app.current_user().await["username"],
+                browser.user.username.as_str(),
+                "still signed in after the failover"
+            );
+        }
+        let errors = refresh_errors(&admin, &browser.user).await;
+        assert!(
+            errors.is_empty(),
+            "no refresh token was spent twice: {errors:?}"
+        );
+    }
+    let came_back = a.current_user_with_cookie(&cookie).await;
+    assert_eq!(came_back.status(), StatusCode::OK);
+    assert_eq!(
+        came_back.json::<Value>().await.expect("JSON"),
+        Value::Null,
+        "a sign-out acknowledged before the kill stays done"
+    );
+    for browser in browsers {
+        admin.delete_user(&browser.user).await;
+    }
+    admin.delete_user(&leaver).await;
+}
