@@ -50,3 +50,18 @@ test('examples/minimal: a user without the realm role admin does not see the gat
   await page.waitForURL((url) => url.origin === MINIMAL && url.pathname === '/');
   await expect(page.getByRole('link', { name: 'Sign in', exact: true })).toBeVisible();
 });
+
+test('examples/minimal: the URL cargo-leptos prints (127.0.0.1) lands on the public URL, signed out without an error, and signing in works', async ({ page }) => {
+  const printed = MINIMAL.replace('localhost', '127.0.0.1');
+  const answers: number[] = [];
+  page.on('response', (r) => { if (new URL(r.url()).origin !== KEYCLOAK) answers.push(r.status()); });
+  await page.goto(`${printed}/?from=terminal`);
+  // Sent to localhost before any cookie; silent sign-on there finds no Keycloak session.
+  await expect(page).toHaveURL(`${MINIMAL}/?from=terminal`);
+  await expect(page.getByRole('heading', { name: 'Welcome to Leptos!' })).toBeVisible();
+  await expect(page.getByRole('link', { name: 'Sign in', exact: true })).toBeVisible();
+  expect(answers.filter((s) => s >= 400), `answers: ${answers.join(', ')}`).toHaveLength(0);
+  expect(await page.context().cookies(printed), 'no cookie on 127.0.0.1').toHaveLength(0);
+  await signInFromHome(page, 'alice');
+  await expect(page.getByTestId('admin-only')).toBeVisible();
+});

@@ -12,6 +12,7 @@ mod hostile;
 mod authorization;
 mod failover;
 mod features;
+mod host;
 mod hostile_provider;
 mod login_flow;
 mod push;

@@ -6,6 +6,7 @@
 //!
 //! - [`user`]: `KeycloakUser`, and the authorization model (`Rule`, `Access`).
 //! - [`account`]: a user's sessions, read from Keycloak's Account API.
+//! - [`client_setup`]: the Keycloak client the library needs, checked setting by setting.
 //! - [`directory`]: the realm's users, read from Keycloak's Admin API.
 //! - [`silent_sso`]: when a page load may try a silent sign-in.
 //! - [`claims`]: Keycloak claims → `KeycloakUser`.
@@ -20,6 +21,7 @@
 //! - [`status`]: the answer of the silent-refresh route, shared by the browser and the server.
 //! - [`step_up`]: recent sign-ins for dangerous actions, and the kinds of sign-in (`prompt`).
 //! - [`expiry`]: the warning before Keycloak's session ends, and when extending no longer helps.
+//! - [`host`]: a page opened on another loopback name of the public URL goes there first.
 //! - [`streams`]: the back-off, jitter and age limits of the session event streams.
 
 #![warn(clippy::too_many_lines)]
@@ -27,10 +29,12 @@
 pub mod account;
 pub mod callback;
 pub mod claims;
+pub mod client_setup;
 pub mod cookie;
 pub mod csp;
 pub mod directory;
 pub mod expiry;
+pub mod host;
 pub mod jwt;
 pub mod pending;
 pub mod refresh;

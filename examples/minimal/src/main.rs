@@ -8,7 +8,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     use leptos::prelude::*;
     use leptos_axum::{generate_route_list, LeptosRoutes};
     use minimal::app::*;
+    use tracing_subscriber::EnvFilter; // keycloak-bff: its logs
 
+    // keycloak-bff: what it logs (a refused sign-in, Keycloak down) on stderr; RUST_LOG=debug for more.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).init();
     let conf = get_configuration(None)?;
     let addr = conf.leptos_options.site_addr;
     let leptos_options = conf.leptos_options;

@@ -7,7 +7,7 @@ use crate::server::web::state::KeycloakAuth;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use keycloak_bff_core::{cookie, csp};
 
 /// Marks a response that Keycloak's own pages may frame (the front-channel logout page): it gets
@@ -17,6 +17,60 @@ pub struct FramedByIssuer;
 
 fn is_static_asset(path: &str, pkg_prefix: &str) -> bool {
     path.starts_with(pkg_prefix) || matches!(path, "/favicon.ico" | "/favicon.svg" | "/robots.txt")
+}
+
+/// A page opened on another loopback name of the public URL's host (`127.0.0.1` for
+/// `localhost`, the URL cargo-leptos prints) goes to the public URL first, before anything sets a
+/// cookie: see [`keycloak_bff_core::host`]. Outermost but for the security headers; only top-level
+/// page loads (GET, `Sec-Fetch-Mode: navigate`, `Sec-Fetch-Dest: document`).
+pub async fn canonical_host(
+    State(auth): State<KeycloakAuth>,
+    request: Request,
+    next: Next,
+) -> Response {
+    use keycloak_bff_core::host::{self, HostCheck};
+    let headers = request.headers();
+    let is = |name: &str, value: &str| {
+        headers
+            .get(name)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(value.as_bytes()))
+    };
+    let navigation = request.method() == Method::GET
+        && is("sec-fetch-mode", "navigate")
+        && is("sec-fetch-dest", "document");
+    let host_header = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let (Some(host_header), true) = (host_header, navigation) else {
+        return next.run(request).await;
+    };
+    let public = &auth.settings().public_url;
+    let (Some(public_host), Some(public_port)) =
+        (public.host_str(), public.port_or_known_default())
+    else {
+        return next.run(request).await;
+    };
+    let uri = request.uri();
+    let marked = host::is_marked(uri.query());
+    let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let to = match host::check((public_host, public_port), host_header, marked) {
+        HostCheck::Serve => return next.run(request).await,
+        HostCheck::HostRewritten => {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    host = host_header,
+                    public_url = %public,
+                    "a page arrived on another name of auth.public_url's host after being sent \
+                     there: something between the browser and the app rewrites Host; serving it"
+                );
+            });
+            return next.run(request).await;
+        }
+        HostCheck::ToPublic => auth
+            .settings()
+            .absolute(&host::marked(path_and_query, true)),
+        HostCheck::Unmark => host::marked(path_and_query, false),
+    };
+    Redirect::to(&to).into_response()
 }
 
 /// Marks every response the app itself made (the innermost layer), so that

@@ -3,8 +3,8 @@
 
 use crate::server::web::logout::{backchannel_logout, frontchannel_logout};
 use crate::server::web::middleware::{
-    answered_by_app, browser_session_cookie, origin_check, provide_state, security_headers,
-    session_save_failed,
+    answered_by_app, browser_session_cookie, canonical_host, origin_check, provide_state,
+    security_headers, session_save_failed,
 };
 use crate::server::web::push::events;
 use crate::server::web::routes::{callback, extend, login, logout, refresh};
@@ -110,6 +110,7 @@ impl KeycloakAuth {
             .layer(sessions)
             .layer(axum::middleware::from_fn(session_save_failed))
             .layer(from_fn_with_state(self.clone(), browser_session_cookie))
+            .layer(from_fn_with_state(self.clone(), canonical_host))
             .layer(from_fn_with_state(self.clone(), security_headers))
     }
 }

@@ -207,6 +207,26 @@ pub async fn callback(
                 response
             }
         }
+        // Keycloak's answer to a silent attempt (only `prompt=none` gets these) whose sign-in
+        // cookie did not come back (started on another name of the host, or a browser that
+        // dropped it): nothing was signed in, so no error page either.
+        None if query.error.as_deref().is_some_and(|e| {
+            matches!(
+                e,
+                "login_required"
+                    | "interaction_required"
+                    | "consent_required"
+                    | "account_selection_required"
+            )
+        }) =>
+        {
+            auth.metrics().sign_in("silent_declined");
+            tracing::info!(
+                "a silent sign-in came back without its sign-in cookie; the visitor stays \
+                 signed out"
+            );
+            Redirect::to(home.as_str()).into_response()
+        }
         None => {
             auth.metrics().sign_in("failed_unknown_state");
             tracing::info!("callback with an unknown, expired or used state");

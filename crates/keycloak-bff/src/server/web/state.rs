@@ -67,6 +67,23 @@ struct Inner {
     metrics_listener: std::sync::Mutex<Option<tokio::net::TcpListener>>,
 }
 
+/// Without a tracing subscriber nothing the library logs is shown (a wrong client secret is then a
+/// silent "Sign-in failed"): says so once on stderr, with the line that fixes it.
+fn say_when_nothing_is_logged() {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    if !tracing::dispatcher::has_been_set() {
+        SAID.call_once(|| {
+            eprintln!(
+                "keycloak-bff: no tracing subscriber is installed, so nothing it logs is shown \
+                 (a refused sign-in, a wrong client secret, Keycloak down). Install one at the \
+                 start of main, for example with the tracing-subscriber crate: \
+                 tracing_subscriber::fmt().with_env_filter(EnvFilter::try_from_default_env()\
+                 .unwrap_or_else(|_| \"info\".into())).init();"
+            );
+        });
+    }
+}
+
 impl KeycloakAuth {
     /// Opens the session store (`session.store`), prepares the OpenID Connect client (discovery
     /// happens at the first use, so the app starts while Keycloak is down) and starts the sweep
@@ -75,6 +92,7 @@ impl KeycloakAuth {
         settings: AuthSettings,
         leptos_options: &LeptosOptions,
     ) -> Result<Self, StartupError> {
+        say_when_nothing_is_logged();
         let store = open_store(&settings).await?;
         store.spawn_expiry_sweeper(SWEEP_PERIOD);
         let login_cookies = LoginCookies::new(&settings).map_err(StartupError::LoginCookies)?;

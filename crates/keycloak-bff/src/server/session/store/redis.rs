@@ -1063,8 +1063,12 @@ impl TestSentinel {
     /// replica and the two other sentinels, so that a failover can happen.
     pub fn start(dir: &std::path::Path) -> Result<Self, String> {
         let server = |port: u16, replica_of: Option<u16>| {
+            // A replica writes what it receives to its folder (`dump.rdb`): one folder each.
+            let own = dir.join(format!("redis-{port}"));
+            std::fs::create_dir_all(&own).map_err(|e| format!("{}: {e}", own.display()))?;
             let mut command = std::process::Command::new("redis-server");
             command.args(["--bind", "127.0.0.1", "--port", &port.to_string()]);
+            command.arg("--dir").arg(&own);
             command.args(["--save", "", "--appendonly", "no", "--loglevel", "warning"]);
             if let Some(master) = replica_of {
                 command.args(["--replicaof", "127.0.0.1", &master.to_string()]);
