@@ -197,6 +197,12 @@ for port in 3101 3102; do
   fi
 done
 
+# What a newcomer's app logs shows: examples/minimal (made from the README) logged its sign-ins.
+if ! grep -q "signed in" "$LOG_DIR/minimal.log"; then
+  echo "examples/minimal logged no sign-in: the README's log subscriber is missing" >&2
+  exit 1
+fi
+
 # The benchmark starts its own app on :3000.
 kill -TERM "$app_pid" 2>/dev/null || true
 wait "$app_pid" 2>/dev/null || true

@@ -63,5 +63,6 @@ test('examples/minimal: the URL cargo-leptos prints (127.0.0.1) lands on the pub
   expect(answers.filter((s) => s >= 400), `answers: ${answers.join(', ')}`).toHaveLength(0);
   expect(await page.context().cookies(printed), 'no cookie on 127.0.0.1').toHaveLength(0);
   await signInFromHome(page, 'alice');
-  await expect(page.getByTestId('admin-only')).toBeVisible();
+  await expect(page).toHaveURL(`${MINIMAL}/account`);
+  await expect(page.getByTestId('account')).toHaveText('Your account');
 });

@@ -58,7 +58,8 @@ pub async fn build_router(
             move || shell(leptos_options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell));
-    Ok((auth.wrap(router).with_state(state.clone()), state))
+    // The library's layers go around it where it is served (`serve_until`): every route counts.
+    Ok((router.with_state(state.clone()), state))
 }
 
 /// The app bound to a socket.

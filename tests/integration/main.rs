@@ -14,6 +14,7 @@ mod failover;
 mod features;
 mod host;
 mod hostile_provider;
+mod layers;
 mod login_flow;
 mod push;
 mod replicas;

@@ -28,13 +28,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let leptos_options = leptos_options.clone();
             move || shell(leptos_options.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler(shell));
-    let app = auth.wrap(app).with_state(leptos_options); // keycloak-bff: sessions, checks
+        .fallback(leptos_axum::file_and_error_handler(shell))
+        .with_state(leptos_options);
 
     // run our app with hyper
     log!("listening on http://{}", &addr);
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    // keycloak-bff: TCP_NODELAY, and a graceful shutdown that ends the session event streams.
+    // keycloak-bff: its layers (sessions, checks, headers) around every route, TCP_NODELAY, and
+    // a graceful shutdown that ends the session event streams.
     auth.serve(listener, app).await?;
     Ok(())
 }

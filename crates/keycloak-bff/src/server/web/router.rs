@@ -82,10 +82,13 @@ impl KeycloakAuth {
         }
     }
 
-    /// Wraps the whole app (call it last, on the router with every route): the session layer
-    /// with the cookie policy of the settings, the origin check, security headers, and the state
-    /// that server functions and pages read.
-    pub fn wrap<S: Clone + Send + Sync + 'static>(&self, router: Router<S>) -> Router<S> {
+    /// The library's layers around the whole app: the session layer with the cookie policy of
+    /// the settings, the origin check, silent sign-on, the canonical host, security headers, and
+    /// the state that server functions and pages read. Applied where the app is served
+    /// ([`KeycloakAuth::serve`], [`KeycloakAuth::serve_until`], [`KeycloakAuth::into_make_service`])
+    /// to the finished router, so that no route can be added after them and skip them
+    /// (axum applies a layer to the routes present when it is added).
+    fn layered(&self, router: Router) -> Router {
         let settings = self.settings();
         let policy = cookie::policy(
             settings.public_url_is_https(),
@@ -116,8 +119,8 @@ impl KeycloakAuth {
 }
 
 impl KeycloakAuth {
-    /// Serves `router` (the app with [`KeycloakAuth::wrap`] applied) on `listener` until Ctrl-C
-    /// or SIGTERM; see [`KeycloakAuth::serve_until`].
+    /// Serves `router` (the whole app, its state given) on `listener` with the library's layers
+    /// around every route, until Ctrl-C or SIGTERM; see [`KeycloakAuth::serve_until`].
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
@@ -126,8 +129,9 @@ impl KeycloakAuth {
         self.serve_until(listener, router, shutdown_signal()).await
     }
 
-    /// Serves `router` on `listener` until `shutdown` completes, then lets requests in flight
-    /// finish. Every accepted connection gets `TCP_NODELAY`: without it, a kept-alive response
+    /// Serves `router` (the whole app) on `listener`, with the library's layers around every one
+    /// of its routes, until `shutdown` completes, then lets requests in flight finish. Every
+    /// accepted connection gets `TCP_NODELAY`: without it, a kept-alive response
     /// written in two segments (headers, then a file) waits ~40 ms for the client's delayed ACK.
     /// When shutdown begins, the open event streams end (browsers reconnect by themselves), or
     /// the server would wait for them for ever.
@@ -143,12 +147,21 @@ impl KeycloakAuth {
             }
         });
         let auth = self.clone();
-        axum::serve(listener, router)
+        axum::serve(listener, self.layered(router))
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 auth.close_event_streams();
             })
             .await
+    }
+}
+
+impl KeycloakAuth {
+    /// For a serve loop of the app's own: the whole app (`router`, its state given) with the
+    /// library's layers around every route, as a service no route can be added to any more.
+    /// Call [`KeycloakAuth::close_event_streams`] when the shutdown begins.
+    pub fn into_make_service(&self, router: Router) -> axum::routing::IntoMakeService<Router> {
+        self.layered(router).into_make_service()
     }
 }
 
