@@ -56,6 +56,15 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --features ssr -- -D warnings
 cargo clippy --workspace --lib --target wasm32-unknown-unknown --features hydrate -- -D warnings
 
+say "packaging: both library crates as cargo would publish them (metadata, versioned dependencies, files)"
+# --no-verify: the build of the packaged crates (about 40 s; it passed) is left to a release.
+if ! cargo publish --dry-run --no-verify --allow-dirty -p keycloak-bff-core -p keycloak-bff \
+  >"$LOG_DIR/publish-dry-run.log" 2>&1; then
+  cat "$LOG_DIR/publish-dry-run.log"
+  echo "cargo publish --dry-run failed for the library crates" >&2
+  exit 1
+fi
+
 say "layering: the core crate has no web framework and builds for wasm32; no import cycles"
 if cargo tree -p keycloak-bff-core -e normal --prefix none | grep -E '^(leptos|axum|tokio|reqwest|hyper|tower)'; then
   echo "keycloak-bff-core depends on the crates above: it must stay free of them" >&2

@@ -401,7 +401,10 @@ impl RedisBackend {
             .init()
             .await
             .map_err(|e| format!("session.redis_url: cannot connect: {e}"))?;
-        let wait = i64::try_from(timeout.as_millis() / 2).unwrap_or(250).max(1);
+        // Within the command's own time limit (WAIT is one command): four fifths of it.
+        let wait = i64::try_from(timeout.as_millis() * 4 / 5)
+            .unwrap_or(400)
+            .max(1);
         Ok(Self {
             pool,
             subscriber,
