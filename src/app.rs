@@ -131,7 +131,7 @@ fn NavLink(href: &'static str, children: Children) -> impl IntoView {
 #[component]
 fn UserMenu() -> impl IntoView {
     let location = browser_location();
-    let logout = keycloak_bff::use_ui_config().route("/logout");
+    let logout = keycloak_bff::logout_action();
     view! {
         <div class="session">
             <WithUser render=move |user| match user {

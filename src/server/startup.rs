@@ -104,6 +104,17 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let auth = self.state.auth.clone();
-        auth.serve_until(self.listener, self.router, shutdown).await
+        // The demo's own choice (its allocator, not the library's): what a burst of requests
+        // freed goes back to the system once a minute (docs/performance.md).
+        let trim = tokio::spawn(async {
+            let mut minute = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                minute.tick().await;
+                keycloak_bff::server::release_free_memory();
+            }
+        });
+        let served = auth.serve_until(self.listener, self.router, shutdown).await;
+        trim.abort();
+        served
     }
 }

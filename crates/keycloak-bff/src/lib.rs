@@ -38,7 +38,7 @@ pub use error::AppError;
 pub use keycloak_bff_core as core;
 pub use keycloak_bff_core::{Access, KeycloakUser, ReturnTo, Rule};
 pub use ui::context::{
-    current_path, current_user, login_href, now_secs, provide_user, step_up_href,
+    current_path, current_user, login_href, logout_action, now_secs, provide_user, step_up_href,
     use_session_state, use_ui_config, use_user, SessionState, UserResource, WithUser,
 };
 pub use ui::gates::{

@@ -1,6 +1,6 @@
 // keycloak-bff: the user in context, gated components, the session watcher.
 use keycloak_bff::{
-    login_href, provide_user, HasRealmRole, Protected, Rule, SessionWatch, SignedIn,
+    login_href, logout_action, provide_user, HasRealmRole, Protected, Rule, SessionWatch, SignedIn,
 };
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -41,7 +41,7 @@ pub fn App() -> impl IntoView {
                 <a href="/">"Home"</a>
                 <SignedIn fallback=|| view! { <a rel="external" href=login_href("/account")>"Sign in"</a> }>
                     <a href="/account">"Account"</a>
-                    <form method="post" action="/auth/logout"><button>"Sign out"</button></form>
+                    <form method="post" action=logout_action()><button>"Sign out"</button></form>
                 </SignedIn>
             </nav>
             <main>

@@ -18,6 +18,7 @@ pub mod session;
 pub mod web;
 
 pub use base::clock::unix_now;
+pub use base::memory::release_free_memory;
 pub use base::settings::{AuthSettings, NoAppSettings, Settings, SettingsError, StoreKind};
 pub use keycloak_api::account::AsUser;
 pub use keycloak_api::directory::Directory;

@@ -58,6 +58,12 @@ pub fn login_href(return_to: &str) -> String {
     use_ui_config().login_href(return_to)
 }
 
+/// Where a sign-out form posts (`<form method="post" action=logout_action()>`): the library's
+/// `logout` route under the configured prefix, so that no app hard-codes `/auth/logout`.
+pub fn logout_action() -> String {
+    use_ui_config().route("/logout")
+}
+
 /// The step-up sign-in link (`prompt=login`) that comes back to `return_to`.
 pub fn step_up_href(return_to: &str) -> String {
     use_ui_config().step_up_href(return_to)

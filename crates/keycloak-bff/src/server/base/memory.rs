@@ -1,7 +1,8 @@
 //! Keeping the server's memory near what it uses. glibc's allocator keeps in its arenas what a
 //! burst of requests freed (docs/performance.md: `/notes` under 64 connections takes the demo
-//! from 31 to 45 MB, and a trim brings it back to 32). The sweep of expired sessions (once a
-//! minute) calls [`release_free_memory`]. Elsewhere than glibc it does nothing.
+//! from 31 to 45 MB, and a trim brings it back to 32). The allocator is the app's, not the
+//! library's: an app that wants this calls [`release_free_memory`] itself (the demo does, once a
+//! minute, while it serves). Elsewhere than glibc it does nothing.
 
 /// Hands the memory freed since the last call back to the system (glibc's `malloc_trim`).
 pub fn release_free_memory() {

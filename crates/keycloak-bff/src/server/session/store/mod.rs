@@ -598,8 +598,6 @@ impl AuthStore {
                 if let Err(e) = store.sweep_once(unix_now()).await {
                     tracing::warn!(error = %e, "could not delete expired sessions");
                 }
-                // What a burst of requests freed goes back to the system.
-                crate::server::base::memory::release_free_memory();
             }
         });
     }
