@@ -61,8 +61,12 @@ claim_target_dir() {
     marker="$dir/.kc-leptos-checkout"
     mkdir -p "$dir"
     if [ "$(cat "$marker" 2>/dev/null || true)" != "$ROOT" ]; then
+      # Cargo gives a workspace crate the same artifact name in every checkout, and judges it
+      # fresh by the files of the checkout that built it: every crate of this one is touched, or a
+      # library built from another checkout would be used as it is.
       touch "$ROOT/src/lib.rs" "$ROOT/src/main.rs" "$ROOT/examples/minimal/src/lib.rs" \
-        "$ROOT/examples/minimal/src/main.rs"
+        "$ROOT/examples/minimal/src/main.rs" "$ROOT"/crates/*/src/lib.rs \
+        "$ROOT"/crates/keycloak-bff/src/bin/*.rs
       echo "$ROOT" > "$marker"
     fi
   done

@@ -1,12 +1,14 @@
 import { expect, test } from '@playwright/test';
-import { APP, JWT, KEYCLOAK, recordAppResponses, signIn } from './helpers';
+import { APP, JWT, KEYCLOAK, hydrated, recordAppResponses, signIn } from './helpers';
 
 test('the admin sees the admin link and opens the admin page', async ({ page }) => {
   await signIn(page, 'alice');
   const nav = page.getByRole('navigation', { name: 'Main' });
   await expect(nav.getByRole('link', { name: 'Admin' })).toBeVisible();
   await expect(nav.getByRole('link', { name: 'Editor' })).toBeVisible();
-  // A client-side navigation: the hydrated app calls the admin server function.
+  // A client-side navigation: the hydrated app calls the admin server function. (Before
+  // hydration the click is a plain page load, which the server renders without that call.)
+  await hydrated(page);
   const overview = page.waitForResponse((r) => r.url().endsWith('/api/admin_overview'));
   await nav.getByRole('link', { name: 'Admin' }).click();
   expect((await overview).status()).toBe(200);

@@ -320,3 +320,78 @@ async fn a_process_holds_no_more_streams_than_its_limit_and_says_503() {
     }
     assert!(reopened, "room again once a stream closed");
 }
+
+#[tokio::test]
+async fn a_stream_is_closed_at_its_maximum_age_after_telling_the_browser_when_to_come_back() {
+    let app = spawn_app_in(
+        tempfile::tempdir().expect("tmp"),
+        browser(),
+        &[("APP_SESSION_MAX_EVENT_STREAM_AGE_SECS", "2")],
+    )
+    .await;
+    app.sign_in("paul").await;
+    let opened = Instant::now();
+    let mut events = Events::open(&app).await;
+    assert!(events.next_status(PUSH_WITHIN).await.is_some());
+    assert!(
+        events.ends(Duration::from_secs(6)).await,
+        "closed at its maximum age"
+    );
+    assert!(
+        opened.elapsed() >= Duration::from_millis(1_700),
+        "not before"
+    );
+    let retry: u64 = events
+        .raw
+        .lines()
+        .find_map(|l| l.strip_prefix("retry:"))
+        .and_then(|ms| ms.trim().parse().ok())
+        .expect("a retry field");
+    assert!(
+        (2_000..=5_000).contains(&retry),
+        "reconnect after {retry} ms"
+    );
+    // The browser's new stream opens at once: the closed one gave its place back.
+    let mut again = Events::open(&app).await;
+    assert!(again.next_status(PUSH_WITHIN).await.is_some());
+}
+
+#[tokio::test]
+async fn after_a_store_error_a_stream_reads_again_only_after_a_growing_pause() {
+    use tower_sessions::SessionStore;
+    let mut redis = TestRedis::start().expect("redis-server");
+    let url = redis.url();
+    let app = spawn_app_in(
+        tempfile::tempdir().expect("tmp"),
+        browser(),
+        &[
+            ("APP_SESSION_STORE", "redis"),
+            ("APP_SESSION_REDIS_URL", &url),
+        ],
+    )
+    .await;
+    let r = app.login_as("paul", "/profile").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let cookie = session_cookie_value(&set_cookies(&r)).expect("session cookie");
+    let mut events = Events::open(&app).await;
+    assert!(events.next_status(PUSH_WITHIN).await.is_some());
+    // The session's end comes in 2 s (as Keycloak's would), and the stream hears of it.
+    let store = app.state.auth.store();
+    let id: tower_sessions::session::Id = cookie.parse().expect("a session id");
+    let mut record = store.load(&id).await.expect("load").expect("the record");
+    let end = keycloak_bff::server::unix_now() + 2;
+    record.data.get_mut("auth").expect("signed in")["user"]["session_expires_at"] =
+        Value::from(end);
+    store.save(&record).await.expect("save");
+    let moved = events.next_status(PUSH_WITHIN).await.expect("the new end");
+    assert_eq!(moved["session_expires_at"], end);
+    // Redis goes away: at the end the stream cannot read the session. It says so, then waits
+    // longer each time, instead of asking again and again.
+    redis.stop();
+    let _ = events.next_status(Duration::from_secs(5)).await;
+    let said = events.raw.matches(": store unavailable").count();
+    assert!(
+        (1..=3).contains(&said),
+        "{said} reads of a store that is down in the 3 s after the end"
+    );
+}

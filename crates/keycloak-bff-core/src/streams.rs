@@ -34,15 +34,16 @@ pub fn store_retry_ms(errors: u32, unit: f64) -> u64 {
     backoff_ms(errors, 1_000, 30_000, unit)
 }
 
-/// The longest a stream stays open, seconds: about an hour (± 10 %), after which the server
-/// closes it and the browser opens a new one, so no connection is held for ever.
-pub fn max_age_secs(unit: f64) -> u64 {
+/// The longest a stream stays open, seconds: `limit_secs` (`session.max_event_stream_age_secs`,
+/// an hour by default) ± 10 %, after which the server closes it and the browser opens a new one,
+/// so no connection is held for ever, and streams opened together do not close together.
+pub fn max_age_secs(limit_secs: u64, unit: f64) -> u64 {
     let unit = if unit.is_finite() {
         unit.clamp(0.0, 1.0)
     } else {
         0.5
     };
-    (3_600.0 * (0.9 + 0.2 * unit)) as u64
+    ((limit_secs as f64) * (0.9 + 0.2 * unit)).round().max(1.0) as u64
 }
 
 /// The `retry` a stream tells its browser (how long the browser waits before reconnecting a
@@ -94,8 +95,9 @@ mod tests {
 
     #[test]
     fn streams_live_about_an_hour_and_reconnect_after_two_to_five_seconds() {
-        assert_eq!(max_age_secs(0.0), 3_240);
-        assert_eq!(max_age_secs(0.999_999), 3_959);
+        assert_eq!(max_age_secs(3_600, 0.0), 3_240);
+        assert_eq!(max_age_secs(3_600, 0.999_999), 3_960);
+        assert_eq!(max_age_secs(1, 0.0), 1, "never zero");
         assert_eq!(reconnect_ms(0.0), 2_000);
         assert_eq!(reconnect_ms(0.999_999), 4_999);
     }

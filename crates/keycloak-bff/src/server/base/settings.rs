@@ -158,6 +158,7 @@ struct SessionSection {
     keep_alive: keycloak_bff_core::refresh::KeepAlive,
     max_event_streams: u64,
     max_event_streams_per_user: u64,
+    max_event_stream_age_secs: u64,
     #[serde(skip_serializing)]
     secret: Option<SecretString>,
     #[serde(skip_serializing)]
@@ -175,6 +176,7 @@ impl Default for SessionSection {
             redis_ca_file: None,
             max_event_streams: 20_000,
             max_event_streams_per_user: 16,
+            max_event_stream_age_secs: 3_600,
             cookie_name: "kc_session".into(),
             pending_login_ttl_secs: 600,
             max_pending_logins: 5,
@@ -338,6 +340,9 @@ pub struct SessionSettings {
     /// (`session.max_event_streams_per_user`, default 16: a browser holds one, whatever its
     /// tabs); more get 429.
     pub max_event_streams_per_user: usize,
+    /// How long an event stream stays open at most, ± 10 %
+    /// (`session.max_event_stream_age_secs`, default 3,600); the browser then opens a new one.
+    pub max_event_stream_age_secs: u64,
     pub cookie_name: String,
     pub pending_login_ttl_secs: i64,
     pub max_pending_logins: usize,
@@ -376,6 +381,7 @@ impl std::fmt::Debug for SessionSettings {
                 "max_event_streams_per_user",
                 &self.max_event_streams_per_user,
             )
+            .field("max_event_stream_age_secs", &self.max_event_stream_age_secs)
             .field("cookie_name", &self.cookie_name)
             .field("pending_login_ttl_secs", &self.pending_login_ttl_secs)
             .field("max_pending_logins", &self.max_pending_logins)
@@ -731,6 +737,7 @@ fn session_settings(s: SessionSection, client_id: &str) -> Result<SessionSetting
         redis_url: s.redis_url,
         max_event_streams: s.max_event_streams.clamp(1, 1_000_000) as usize,
         max_event_streams_per_user: s.max_event_streams_per_user.clamp(1, 1_000) as usize,
+        max_event_stream_age_secs: s.max_event_stream_age_secs.clamp(1, 86_400),
         cookie_name: s.cookie_name,
         pending_login_ttl_secs: s.pending_login_ttl_secs.clamp(30, 3600) as i64,
         max_pending_logins: s.max_pending_logins.clamp(1, 20) as usize,

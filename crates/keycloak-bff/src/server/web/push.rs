@@ -15,7 +15,8 @@
 //! `session.max_event_streams_per_user`, across every replica (leases in the store, taken in one
 //! step, [`crate::server::session::store::streams`]), both 429; a process holds at most
 //! `session.max_event_streams`, 503. A stream closes after about an hour
-//! ([`keycloak_bff_core::streams::max_age_secs`]) and the browser opens a new one. After a store
+//! (`session.max_event_stream_age_secs`, [`keycloak_bff_core::streams::max_age_secs`]) and the
+//! browser opens a new one. After a store
 //! error it reads again only after a growing pause; when every stream of the process is woken at
 //! once (a Redis reconnection) each waits a random moment before reading. Every wait is
 //! jittered, so that browsers and streams hit by one event do not come back in step.
@@ -245,7 +246,10 @@ pub async fn events(State(auth): State<KeycloakAuth>, session: Session) -> Respo
     let subscription = events.subscribe(&key);
     let first = status(Some(signed_in), now, auth.ui_config().expiry_warning_secs);
     auth.metrics().event_streams.inc();
-    let max_age = Duration::from_secs(streams::max_age_secs(unit()));
+    let max_age = Duration::from_secs(streams::max_age_secs(
+        auth.settings().session.max_event_stream_age_secs,
+        unit(),
+    ));
     let state = Stream {
         _open: (Open(auth.clone()), open),
         lease,
