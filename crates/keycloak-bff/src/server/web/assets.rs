@@ -10,7 +10,8 @@
 //!   every time, answered `304 Not Modified` when unchanged);
 //! - pages keep `no-store` ([`crate::server::web::middleware::security_headers`]).
 //!
-//! Mount it with [`static_files`] before [`crate::server::KeycloakAuth::wrap`].
+//! Merge [`static_files`] into the app's router; [`crate::server::KeycloakAuth::serve`] puts the
+//! library's layers around it with every other route.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;

@@ -21,7 +21,8 @@ fn request_state() -> Result<(KeycloakAuth, Session), AppError> {
         (Some(auth), Some(session)) => Ok((auth, session)),
         _ => {
             tracing::error!(
-                "no KeycloakAuth layers on this request: mount them with KeycloakAuth::wrap"
+                "no KeycloakAuth layers on this request: serve the app with KeycloakAuth::serve \
+                 (or into_make_service)"
             );
             Err(AppError::Internal)
         }

@@ -120,7 +120,6 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     async fn unlock(&self, _id: &str, _token: &str) -> session_store::Result<()> {
         Ok(())
     }
-    /// Session `id`'s refresh back-off (JSON), if one is kept.
     /// Takes a lease on one more event stream of session `id` and user `sub` (see
     /// [`streams`]), unless either holds its limit of live leases. Only shared backends are
     /// asked (a store of one process counts in [`streams::LocalLeases`]).
@@ -155,6 +154,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
+    /// Session `id`'s refresh back-off (JSON), if one is kept.
     async fn backoff(&self, _id: &str) -> session_store::Result<Option<String>> {
         Ok(None)
     }
