@@ -70,8 +70,17 @@ async fn a_page_opened_on_127_0_0_1_goes_to_the_public_url_before_any_cookie_is_
     // On the public name, the mark goes (once), still before any cookie.
     let r = navigate_to(&client, &format!("{public}/notes?page=2&kc_host=1")).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert_eq!(r.headers()[LOCATION], "/notes?page=2");
+    assert_eq!(
+        r.headers()[LOCATION],
+        format!("{public}/notes?page=2").as_str()
+    );
     assert!(r.headers().get(SET_COOKIE).is_none());
+    // Never a way out of the origin: a path that looks like a protocol-relative URL stays a path.
+    for path in ["//evil.example/?kc_host=1", "/\\evil.example/?kc_host=1"] {
+        let r = navigate_to(&client, &format!("{public}{path}")).await;
+        let to = r.headers()[LOCATION].to_str().expect("location").to_owned();
+        assert!(to.starts_with(&format!("{public}/")), "{path} -> {to}");
+    }
     // Not a page load (a script, a server function, the JSON API): answered where it arrived.
     let r = client
         .get(format!("http://127.0.0.1:{port}/health/live"))

@@ -68,7 +68,11 @@ pub async fn canonical_host(
         HostCheck::ToPublic => auth
             .settings()
             .absolute(&host::marked(path_and_query, true)),
-        HostCheck::Unmark => host::marked(path_and_query, false),
+        // Absolute as well: a path such as `//evil.example/` must stay a path of this origin,
+        // never become a protocol-relative URL (an open redirect).
+        HostCheck::Unmark => auth
+            .settings()
+            .absolute(&host::marked(path_and_query, false)),
     };
     Redirect::to(&to).into_response()
 }
