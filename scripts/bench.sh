@@ -20,12 +20,10 @@ if [ "$smoke" = 0 ]; then
   "$ROOT/scripts/setup.sh"
   claim_target_dir
 fi
-. "$ROOT/keycloak/common.sh"
-kc_was_running=false
-if kc_ready; then kc_was_running=true; fi
+keycloak_was_running
 cleanup() {
   local rc=$?
-  if [ "$kc_was_running" = false ]; then "$ROOT/keycloak/stop.sh" || true; fi
+  stop_keycloak_unless_it_was_running
   exit "$rc"
 }
 trap cleanup EXIT INT TERM

@@ -14,6 +14,10 @@
 #               `redis-cli -p 26390 SENTINEL get-master-addr-by-name kcbff` names the master;
 #               `kill -9 $(cat target/cluster/redis.pid)` kills the first one to see a failover.
 #
+# Each process (Redis, the sentinels, the replicas) starts from a script of its own,
+# target/cluster/start-<name>.sh, which scripts/soak.sh runs again to restart one it killed.
+# Redis writes every change to its append-only file before it acknowledges it (appendfsync always).
+#
 # Each replica serves its metrics and detailed readiness on 127.0.0.1:<its port + 6200> (9301,
 # 9302), never through nginx.
 # Keycloak keeps running either way (keycloak/stop.sh stops it). Settings of the replicas can be
@@ -69,17 +73,51 @@ for port in "$PORT" "${REPLICAS[@]}"; do
 done
 mkdir -p "$RUN/redis" "$RUN/data" "$RUN/nginx"
 
-if [ ! -x "$(site_bin kc-leptos)" ] || [ "${CLUSTER_BUILD:-1}" = 1 ]; then
-  say "building the app (server + WebAssembly)"
-  leptos build --project kc-leptos
+# CLUSTER_PROFILE=release: the release build (scripts/soak.sh); the default is the debug build.
+PROFILE="${CLUSTER_PROFILE:-debug}"
+if [ ! -x "$(site_bin kc-leptos "$PROFILE")" ] || [ "${CLUSTER_BUILD:-1}" = 1 ]; then
+  say "building the app (server + WebAssembly, $PROFILE)"
+  if [ "$PROFILE" = release ]; then
+    leptos build --release --precompress --project kc-leptos
+  else
+    leptos build --project kc-leptos
+  fi
 fi
 
-say "starting Redis on 127.0.0.1:$REDIS_PORT (append-only: $RUN/redis)"
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --appendonly yes --dir "$RUN/redis" \
-  --save "" --loglevel warning >"$RUN/redis.log" 2>&1 &
-echo $! >"$RUN/redis.pid"
-for _ in $(seq 1 50); do
-  redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+# Each process starts from a script of its own in $RUN (start-<name>.sh, extra arguments passed
+# on), which writes its pid file and appends to its log: scripts/soak.sh restarts a process it
+# killed exactly as it was started.
+start_script() {
+  local name="$1"
+  shift
+  {
+    echo '#!/usr/bin/env bash'
+    printf 'echo $$ >%q\n' "$RUN/$name.pid"
+    printf 'exec'
+    printf ' %q' "$@"
+    printf ' "$@" >>%q 2>&1\n' "$RUN/$name.log"
+  } >"$RUN/start-$name.sh"
+  chmod +x "$RUN/start-$name.sh"
+}
+run_script() {
+  local name="$1"
+  shift
+  rm -f "$RUN/$name.pid"
+  "$RUN/start-$name.sh" "$@" </dev/null &
+  for _ in $(seq 1 50); do [ -s "$RUN/$name.pid" ] && return 0; sleep 0.05; done
+}
+
+say "starting Redis on 127.0.0.1:$REDIS_PORT (append-only, each write on disk before it is acknowledged: $RUN/redis)"
+rm -f "$RUN"/*.log
+# appendfsync always: a write Redis acknowledged survives Redis being killed (kill -9), as a
+# session's token rotation must (scripts/soak.sh kills it).
+start_script redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --appendonly yes --appendfsync always \
+  --dir "$RUN/redis" --save "" --loglevel warning
+run_script redis
+# PONG, not "LOADING": a large append-only file takes a while to load, and a replica that
+# starts meanwhile cannot connect.
+for _ in $(seq 1 600); do
+  [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && break
   sleep 0.1
 done
 REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
@@ -87,9 +125,11 @@ if [ "$SENTINEL" = 1 ]; then
   replica_port=$((REDIS_PORT + 1))
   say "starting its replica on 127.0.0.1:$replica_port and three sentinels on :26390-26392"
   rm -rf "$RUN/redis-replica" && mkdir -p "$RUN/redis-replica"
-  redis-server --port "$replica_port" --bind 127.0.0.1 --appendonly yes --dir "$RUN/redis-replica" \
-    --save "" --loglevel warning --replicaof 127.0.0.1 "$REDIS_PORT" >"$RUN/redis-replica.log" 2>&1 &
-  echo $! >"$RUN/redis-replica.pid"
+  # Either server can be the master after a failover: the soak restarts a killed one with
+  # --replicaof <the new master> after these arguments.
+  start_script redis-replica redis-server --port "$replica_port" --bind 127.0.0.1 --appendonly yes \
+    --appendfsync always --dir "$RUN/redis-replica" --save "" --loglevel warning
+  run_script redis-replica --replicaof 127.0.0.1 "$REDIS_PORT"
   hosts=""
   for port in 26390 26391 26392; do
     printf '%s\n' "port $port" "bind 127.0.0.1" "dir $RUN" \
@@ -97,8 +137,8 @@ if [ "$SENTINEL" = 1 ]; then
       "sentinel down-after-milliseconds kcbff 1000" \
       "sentinel failover-timeout kcbff 10000" \
       "sentinel parallel-syncs kcbff 1" >"$RUN/sentinel-$port.conf"
-    redis-server "$RUN/sentinel-$port.conf" --sentinel >"$RUN/sentinel-$port.log" 2>&1 &
-    echo $! >"$RUN/sentinel-$port.pid"
+    start_script "sentinel-$port" redis-server "$RUN/sentinel-$port.conf" --sentinel
+    run_script "sentinel-$port"
     hosts="$hosts${hosts:+,}127.0.0.1:$port"
   done
   # Ready once every sentinel knows the replica and the two others (a failover can happen).
@@ -128,13 +168,15 @@ secret_file="$RUN/session-secret"
 [ -s "$secret_file" ] || head -c 48 /dev/urandom | base64 -w0 >"$secret_file"
 for port in "${REPLICAS[@]}"; do
   say "starting a replica on 127.0.0.1:$port"
+  # The environment (the session secret too) is passed to the start script, never written into
+  # it: scripts/soak.sh restarts a replica it killed with the environment the replica had.
+  start_script "replica-$port" "$(site_bin kc-leptos "$PROFILE")"
   LEPTOS_OUTPUT_NAME=kc-leptos LEPTOS_SITE_ROOT="$ROOT/target/site" LEPTOS_SITE_PKG_DIR=pkg LEPTOS_HASH_FILES=true \
     LEPTOS_SITE_ADDR="127.0.0.1:$port" LEPTOS_ENV=PROD APP_APP_DATA_DIR="$RUN/data" \
     APP_AUTH_PUBLIC_URL="http://localhost:$PORT" \
     APP_SESSION_STORE=redis APP_SESSION_REDIS_URL="$REDIS_URL" \
     APP_SESSION_SECRET="$(cat "$secret_file")" APP_AUTH_METRICS_ADDR="127.0.0.1:$((port + 6200))" \
-    "$(site_bin kc-leptos)" >"$RUN/replica-$port.log" 2>&1 &
-  echo $! >"$RUN/replica-$port.pid"
+    run_script "replica-$port"
   wait_for "$port" "$(cat "$RUN/replica-$port.pid")" "$RUN/replica-$port.log"
 done
 

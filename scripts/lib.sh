@@ -71,3 +71,14 @@ claim_target_dir() {
     fi
   done
 }
+
+# Keycloak is stopped at the end only if it was not running at the start: `keycloak_was_running`
+# first, then `stop_keycloak_unless_it_was_running` in the script's exit trap.
+keycloak_was_running() {
+  . "$ROOT/keycloak/common.sh"
+  KC_WAS_RUNNING=false
+  if kc_ready; then KC_WAS_RUNNING=true; fi
+}
+stop_keycloak_unless_it_was_running() {
+  if [ "${KC_WAS_RUNNING:-true}" = false ]; then "$ROOT/keycloak/stop.sh" || true; fi
+}

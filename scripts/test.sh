@@ -7,7 +7,8 @@
 #
 # What can overlap does, to stay near ten minutes warm on two cores: Keycloak starts during the
 # lints; the sites build (at low priority) while the integration tests run; the browser suites of
-# the realms demo-brief and demo-cluster run as a second Playwright process beside the main one.
+# the realms demo-brief and demo-cluster run as a second Playwright process beside the main one;
+# the smoke runs of the chaos soak (against the cluster) and of the benchmark run beside each other.
 # Each step prints how long the run has taken so far.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -197,6 +198,27 @@ for run in $(seq 1 "$runs"); do
   say "browser tests, run $run of $runs (Playwright, Chromium; the README's pictures go to target/screenshots/)"
   browser_tests
 done
+# The benchmark starts its own app on :3000.
+kill -TERM "$app_pid" 2>/dev/null || true
+wait "$app_pid" 2>/dev/null || true
+app_pid=""
+# Beside each other (their own apps, realms and users): a smoke run of the chaos soak against the
+# cluster (a replica killed and restarted, the Redis master killed: a failover) and one of the
+# benchmark.
+say "smoke runs of the chaos soak (scripts/soak.sh --smoke, against the cluster) and of the benchmark (scripts/bench.sh --smoke: tiny counts on the debug build)"
+CLUSTER_PORT=3100 SOAK_REALM=demo-cluster "$ROOT/scripts/soak.sh" --smoke --sentinel >"$LOG_DIR/soak-smoke.log" 2>&1 &
+soak=$!
+bench_rc=0
+"$ROOT/scripts/bench.sh" --smoke || bench_rc=$?
+soak_rc=0
+wait "$soak" || soak_rc=$?
+say "the chaos soak's smoke run (beside the benchmark's)"
+cat "$LOG_DIR/soak-smoke.log"
+if [ "$bench_rc" -ne 0 ] || [ "$soak_rc" -ne 0 ]; then
+  echo "a smoke run failed (benchmark: exit $bench_rc; soak: exit $soak_rc)" >&2
+  exit 1
+fi
+
 "$ROOT/scripts/cluster.sh" stop
 for port in 3101 3102; do
   cp "$ROOT/target/cluster/replica-$port.log" "$LOG_DIR/replica-$port.log"
@@ -212,12 +234,6 @@ if ! grep -q "signed in" "$LOG_DIR/minimal.log"; then
   exit 1
 fi
 
-# The benchmark starts its own app on :3000.
-kill -TERM "$app_pid" 2>/dev/null || true
-wait "$app_pid" 2>/dev/null || true
-app_pid=""
-say "a smoke run of the benchmark (scripts/bench.sh --smoke: tiny counts on the debug build)"
-"$ROOT/scripts/bench.sh" --smoke
 
 say "scanning the apps' logs (default level) for tokens, secrets and panics"
 for log in "$LOG_DIR/app.log" "$LOG_DIR/minimal.log" "$LOG_DIR/brief.log" "$LOG_DIR"/replica-*.log; do

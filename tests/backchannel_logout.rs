@@ -110,6 +110,24 @@ async fn capture_logout_token(admin: &KeycloakAdmin, user: &TestUser) -> String 
     body
 }
 
+/// Two replicas with `overrides` (one shared Redis), reached by one browser.
+async fn two_replicas_of_one_browser(overrides: &[(&str, &str)]) -> (TestApp, TestApp) {
+    let browser_of_user = browser();
+    let a = spawn_app_in(
+        tempfile::tempdir().expect("tmp"),
+        browser_of_user.clone(),
+        overrides,
+    )
+    .await;
+    let b = spawn_app_in(
+        tempfile::tempdir().expect("tmp"),
+        browser_of_user,
+        overrides,
+    )
+    .await;
+    (a, b)
+}
+
 fn hostile_token(header: Value, claims: &Value) -> String {
     let key = jsonwebtoken::EncodingKey::from_rsa_der(include_bytes!(
         "integration/fixtures/hostile-signer.key.der"
@@ -279,19 +297,7 @@ async fn on_redis_a_logout_delivered_to_one_replica_ends_the_session_everywhere_
         ("APP_SESSION_STORE", "redis"),
         ("APP_SESSION_REDIS_URL", &url),
     ]);
-    let browser_of_user = browser();
-    let a = spawn_app_in(
-        tempfile::tempdir().expect("tmp"),
-        browser_of_user.clone(),
-        &overrides,
-    )
-    .await;
-    let b = spawn_app_in(
-        tempfile::tempdir().expect("tmp"),
-        browser_of_user,
-        &overrides,
-    )
-    .await;
+    let (a, b) = two_replicas_of_one_browser(&overrides).await;
     let admin = KeycloakAdmin::new("demo-short");
     let user = admin.create_user("replica-logout", &["viewer"]).await;
     assert_eq!(
@@ -320,5 +326,47 @@ async fn on_redis_a_logout_delivered_to_one_replica_ends_the_session_everywhere_
         StatusCode::BAD_REQUEST,
         "replayed to a replica started afterwards"
     );
+    admin.delete_user(&user).await;
+}
+
+#[tokio::test]
+async fn on_redis_a_logout_that_came_while_redis_was_down_is_done_once_it_is_back() {
+    let _port = PORT_3000.lock().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut redis =
+        keycloak_bff::server::session::store::redis::TestRedis::start_persistent(dir.path())
+            .expect("redis-server");
+    let url = redis.url();
+    // Realm demo: 5-minute tokens, so no refresh (which Keycloak would refuse for the session it
+    // ended) can end the app's session in the test's place.
+    let overrides = [
+        ("APP_SESSION_STORE", "redis"),
+        ("APP_SESSION_REDIS_URL", url.as_str()),
+    ];
+    let (a, b) = two_replicas_of_one_browser(&overrides).await;
+    let admin = KeycloakAdmin::new("demo");
+    let user = admin.create_user("logout-in-outage", &["viewer"]).await;
+    assert_eq!(
+        a.login_as(&user.username, "/").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let body = capture_logout_token(&admin, &user).await;
+    // Keycloak delivers it while Redis is down (and never delivers it again).
+    redis.stop();
+    let r = logout_post(&a, body).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "not a 500");
+    redis.restart().expect("redis back");
+    let started = Instant::now();
+    loop {
+        let r = b.post("/api/current_user", Some(PUBLIC_ORIGIN)).await;
+        if r.status() == StatusCode::OK && r.json::<Value>().await.expect("JSON") == Value::Null {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the logout was lost: still signed in 30 s after Redis came back"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     admin.delete_user(&user).await;
 }

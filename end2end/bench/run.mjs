@@ -12,13 +12,13 @@ import { tmpdir, cpus, totalmem } from 'node:os';
 import { join, dirname, basename } from 'node:path';
 import { gzipSync, brotliCompressSync, constants as zlibConstants } from 'node:zlib';
 import { chromium } from '@playwright/test';
+import { KEYCLOAK, Jar, get, keycloakLogin, adminToken, admin } from './client.mjs';
 
 const SMOKE = process.env.BENCH_SMOKE === '1';
 const APP_BIN = must('BENCH_APP_BIN');
 const SITE_ROOT = must('BENCH_SITE_ROOT');
 const OUT = must('BENCH_OUT');
 const PROXY_BIN = must('BENCH_OAUTH2_PROXY');
-const KEYCLOAK = 'http://localhost:8080';
 const APP = 'http://localhost:3000';
 /** The app's operators' address (auth.metrics_addr), where /metrics is served. */
 const METRICS_ADDR = '127.0.0.1:9399';
@@ -30,6 +30,7 @@ const WRK_CONNECTIONS = SMOKE ? 8 : 64;
 const STORM_SESSIONS = SMOKE ? 2 : 20;
 const STORM_REQUESTS = SMOKE ? 10 : 200;
 const LIVE_SESSIONS = SMOKE ? 100 : 10_000;
+const STREAMS = SMOKE ? 100 : 10_000;
 const IDLE_SECONDS = SMOKE ? 3 : 60;
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 // The repository: the app reads its Leptos.toml there.
@@ -88,44 +89,6 @@ async function startApp(realm, extraEnv = {}) {
 }
 
 // ---------------------------------------------------------------- signing in, as a browser does
-
-class Jar {
-  constructor() { this.cookies = new Map(); }
-  take(response) {
-    for (const line of response.headers.getSetCookie()) {
-      const [pair, ...attrs] = line.split(';');
-      const at = pair.indexOf('=');
-      const name = pair.slice(0, at).trim();
-      const value = pair.slice(at + 1).trim();
-      const expired = attrs.some((a) => /max-age=0/i.test(a.trim()) || /expires=thu, 01 jan 1970/i.test(a.trim()));
-      if (expired || value === '') this.cookies.delete(name); else this.cookies.set(name, value);
-    }
-  }
-  header() { return [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; '); }
-}
-
-async function get(url, jar) {
-  const r = await fetch(url, { redirect: 'manual', headers: { cookie: jar.header() } });
-  jar.take(r);
-  return r;
-}
-
-/** Keycloak's login form for the authorization URL, filled in; returns the redirect back. */
-async function keycloakLogin(authUrl, user) {
-  const kc = new Jar();
-  const page = await get(authUrl, kc);
-  const html = await page.text();
-  const action = html.match(/id="kc-form-login"[^>]*action="([^"]+)"/)?.[1] ?? html.match(/action="([^"]+)"/)?.[1];
-  if (!action) throw new Error(`no Keycloak login form (${page.status})`);
-  const r = await fetch(action.replaceAll('&amp;', '&'), {
-    method: 'POST', redirect: 'manual',
-    headers: { cookie: kc.header(), 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ username: user, password: `${user}-dev-pw`, credentialId: '' }),
-  });
-  const back = r.headers.get('location');
-  if (!back) throw new Error(`Keycloak refused ${user} (${r.status})`);
-  return back;
-}
 
 /** Signs `user` in to the app; the session cookie (`name=value`). */
 async function appSignIn(user) {
@@ -319,6 +282,112 @@ async function throughput(app) {
   return { alice };
 }
 
+/**
+ * `count` copies of the one signed-in session in the app's SQLite file, straight into the file;
+ * their cookie values. The record holds its own id (MessagePack: 16 bytes, big-endian; the cookie
+ * shows them little-endian in base64url): each copy gets its new id there too.
+ */
+function seedSessions(app, count, subject = null) {
+  const [original, data, expiry] = sql(app.db, 'SELECT id, hex(data), quote(expiry_date) FROM tower_sessions LIMIT 1').split('|');
+  const inRecord = (id) => `C410${Buffer.from(id, 'base64url').reverse().toString('hex').toUpperCase()}`;
+  if (!data.includes(inRecord(original))) throw new Error('the session record does not hold its id as expected');
+  // With `subject` (the signed-in user's Keycloak id, a UUID), each copy gets a user of its own:
+  // another UUID of the same length in its place (the record's MessagePack stays valid).
+  const hex = (text) => Buffer.from(text).toString('hex').toUpperCase();
+  if (subject && !data.includes(hex(subject))) throw new Error('the session record does not hold its subject as expected');
+  const ids = Array.from({ length: count }, sessionId);
+  const copy = (id) => {
+    const record = data.replace(inRecord(original), inRecord(id));
+    return subject ? record.replaceAll(hex(subject), hex(crypto.randomUUID())) : record;
+  };
+  const inserts = ids.map((id) => `INSERT INTO tower_sessions (id, data, expiry_date) VALUES ('${id}', x'${copy(id)}', ${expiry});`);
+  execFileSync('sqlite3', [app.db], { input: `BEGIN;\n${inserts.join('\n')}\nCOMMIT;\n` });
+  return ids;
+}
+
+/**
+ * An event stream (`/auth/events`) held open, as a tab's EventSource does: resolves `first` with
+ * the first status, and `ended` when a status says signed out (with the time it came).
+ */
+function holdStream(cookie) {
+  const controller = new AbortController();
+  let first;
+  let ended;
+  const firstP = new Promise((r) => { first = r; });
+  const endedP = new Promise((r) => { ended = r; });
+  const done = (async () => {
+    const r = await fetch(`${APP}/auth/events`, { headers: { cookie, accept: 'text/event-stream' }, signal: controller.signal });
+    if (r.status !== 200) throw new Error(`event stream: ${r.status} ${await r.text()}`);
+    const reader = r.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = '';
+    for (;;) {
+      const { value, done: over } = await reader.read();
+      if (over) return;
+      buffer += decoder.decode(value, { stream: true });
+      let at;
+      while ((at = buffer.indexOf('\n\n')) >= 0) {
+        const data = buffer.slice(0, at).split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5)).join('');
+        buffer = buffer.slice(at + 2);
+        if (!data) continue;
+        const status = JSON.parse(data);
+        first(status);
+        if (status.signed_in === false) ended(performance.now());
+      }
+    }
+  })().catch((e) => { if (!controller.signal.aborted) first({ error: e.message }); });
+  return { first: firstP, ended: endedP, close: () => controller.abort(), done };
+}
+
+/**
+ * Many open tabs on one process: STREAMS event streams held by this client, the app's RSS with
+ * them all open, and a back-channel logout of one of those sessions (paul's, a real sign-in)
+ * reaching its stream while the others stay open. The other sessions are copies of alice's, each
+ * with a user of its own (the default limits apply: 16 streams per user, 20,000 per process).
+ */
+async function manyStreams() {
+  const g = `Open tabs (a fresh process, SQLite: ${fmt(STREAMS)} event streams of as many users, held open by one client)`;
+  const app = await startApp('demo');
+  const alice = await appSignIn('alice');
+  const me = await (await fetch(`${APP}/api/v1/me`, { headers: { cookie: alice } })).json();
+  const ids = seedSessions(app, STREAMS - 1, me.subject);
+  const before = rssMb(app.child.pid);
+  const streams = [];
+  const opening = performance.now();
+  let next = 0;
+  await Promise.all(Array.from({ length: 64 }, async () => {
+    while (next < ids.length) {
+      const stream = holdStream(`kc_leptos_session=${ids[next++]}`);
+      streams.push(stream);
+      const first = await stream.first;
+      if (!first.signed_in) throw new Error(`a stream did not open signed in: ${JSON.stringify(first)}`);
+    }
+  }));
+  const paul = holdStream(await appSignIn('paul'));
+  streams.push(paul);
+  if (!(await paul.first).signed_in) throw new Error("paul's stream did not open signed in");
+  const openedIn = (performance.now() - opening) / 1000;
+  const open = await metric('keycloak_bff_event_streams');
+  await sleep(SMOKE ? 1000 : 10_000);
+  const held = rssMb(app.child.pid);
+  // Keycloak ends paul's sessions (its admin API) and tells the app by back-channel logout.
+  const token = await adminToken();
+  const [user] = await admin(token, 'demo', 'GET', '/users?username=paul&exact=true');
+  const asked = performance.now();
+  await admin(token, 'demo', 'POST', `/users/${user.id}/logout`);
+  const reached = await Promise.race([paul.ended, sleep(10_000).then(() => NaN)]);
+  const latency = (reached - asked) / 1000;
+  await sleep(500);
+  const stillOpen = await metric('keycloak_bff_event_streams');
+  for (const s of streams) s.close();
+  await stop(app.child);
+  add({ group: g, what: `app RSS with one session, before the copies`, value: before, unit: 'MB', digits: 1 });
+  add({ group: g, what: `streams open at once (the app's gauge), opened 64 at a time in ${fmt(openedIn, 1)} s`, value: open, unit: '' });
+  add({ group: g, what: `app RSS with ${fmt(STREAMS)} streams open`, value: held, unit: 'MB', digits: 1, goal: '≤ 256', met: held <= 256 });
+  add({ group: g, what: `a back-channel logout (Keycloak's admin "sign out" of paul) reaching his stream, among ${fmt(STREAMS)}`, value: latency, unit: 's', digits: 2, goal: '≤ 2', met: latency <= 2 });
+  add({ group: g, what: 'streams still open after it (all but his)', value: stillOpen, unit: '', goal: `${fmt(STREAMS - 1)}`, met: stillOpen === STREAMS - 1 });
+}
+
 /** On a fresh process: what sessions cost, apart from what load peaks leave in the allocator. */
 async function sessionsAndMemory(app) {
   const g = 'Memory (a fresh process: one real sign-in, then the copies)';
@@ -326,15 +395,7 @@ async function sessionsAndMemory(app) {
   const size = Number(sql(app.db, 'SELECT max(length(data)) FROM tower_sessions'));
   add({ group: g, what: 'bytes stored per signed-in session (SQLite row data)', value: size, unit: 'B', goal: '≤ 4,096', met: size <= 4096 });
   const before = rssMb(app.child.pid);
-  // LIVE_SESSIONS copies of a real signed-in session, each then used once with its own cookie.
-  // The record holds its own id (MessagePack: 16 bytes, big-endian; the cookie shows them
-  // little-endian in base64url): each copy gets its new id there too.
-  const [original, data, expiry] = sql(app.db, 'SELECT id, hex(data), quote(expiry_date) FROM tower_sessions LIMIT 1').split('|');
-  const inRecord = (id) => `C410${Buffer.from(id, 'base64url').reverse().toString('hex').toUpperCase()}`;
-  if (!data.includes(inRecord(original))) throw new Error('the session record does not hold its id as expected');
-  const ids = Array.from({ length: LIVE_SESSIONS }, sessionId);
-  const inserts = ids.map((id) => `INSERT INTO tower_sessions (id, data, expiry_date) VALUES ('${id}', x'${data.replace(inRecord(original), inRecord(id))}', ${expiry});`);
-  execFileSync('sqlite3', [app.db], { input: `BEGIN;\n${inserts.join('\n')}\nCOMMIT;\n` });
+  const ids = seedSessions(app, LIVE_SESSIONS);
   let next = 0;
   let ok = 0;
   await Promise.all(Array.from({ length: 32 }, async () => {
@@ -503,11 +564,18 @@ ${bars.map((b) => `<div style="display:flex;align-items:center;margin:4px 0">
 }
 
 async function main() {
+  // BENCH_ONLY=streams: the open-tabs rows alone, printed (for working on them).
+  if (process.env.BENCH_ONLY === 'streams') {
+    await manyStreams();
+    console.log(report());
+    return;
+  }
   criterion();
   log('the app against realm demo (5-minute tokens)');
   let app = await startApp('demo');
   await sessionsAndMemory(app);
   await stop(app.child);
+  await manyStreams();
   app = await startApp('demo');
   await throughput(app);
   const afterLoad = rssMb(app.child.pid);

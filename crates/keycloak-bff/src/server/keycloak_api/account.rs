@@ -63,7 +63,9 @@ impl AsUser {
     /// answer's status and body (at most 1 MiB). Only to Keycloak's own origins and
     /// `keycloak.token_relay_origins`: any other URL is refused before anything is sent.
     /// Refused or unreachable: [`AppError::Upstream`] with a reason that names no host (the
-    /// host goes to the log).
+    /// host goes to the log). Keycloak itself unreachable, or answering 5xx (a restart), is
+    /// [`AppError::IdpUnavailable`] (503), as everywhere else in the library: an outage to wait
+    /// out, not a broken service (catalogue G: the documented outage answer).
     pub async fn send(&self, method: Method, url: Url) -> Result<(StatusCode, Vec<u8>), AppError> {
         let host = url.host_str().unwrap_or("?").to_owned();
         let origin = url.origin().ascii_serialization();
@@ -73,6 +75,7 @@ impl AsUser {
                 "this service may not be called as the user".into(),
             ));
         }
+        let keycloak = origin == self.realm.origin().ascii_serialization();
         let response = self
             .http
             .request(method, url)
@@ -82,9 +85,17 @@ impl AsUser {
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, %host, "a call as the user failed");
-                AppError::Upstream("the service could not be reached".into())
+                if keycloak {
+                    AppError::IdpUnavailable
+                } else {
+                    AppError::Upstream("the service could not be reached".into())
+                }
             })?;
         let status = response.status();
+        if keycloak && status.is_server_error() {
+            tracing::warn!(%status, "Keycloak's API answered a server error");
+            return Err(AppError::IdpUnavailable);
+        }
         let body = read_limited(response, MAX_BODY)
             .await
             .map_err(AppError::Upstream)?;
@@ -198,10 +209,11 @@ mod tests {
             );
         }
         // An allowed origin is called (nothing listens there: unreachable, said without a host).
+        let user = as_user(&["http://127.0.0.1:9", "http://127.0.0.1:11"]);
         let unreachable = user
             .send(
                 Method::GET,
-                Url::parse("http://127.0.0.1:9/x").expect("url"),
+                Url::parse("http://127.0.0.1:11/x").expect("url"),
             )
             .await
             .map(|_| ())
@@ -210,5 +222,21 @@ mod tests {
             panic!("{unreachable:?}");
         };
         assert_eq!(reason, "the service could not be reached");
+    }
+
+    #[tokio::test]
+    async fn keycloak_unreachable_is_an_outage_to_wait_out_not_a_broken_service() {
+        // The realm's own origin (Keycloak restarting): 503, like a refresh or the directory.
+        let user = as_user(&["http://127.0.0.1:9"]);
+        let down = user
+            .send(
+                Method::GET,
+                Url::parse("http://127.0.0.1:9/realms/demo/account/sessions/devices").expect("url"),
+            )
+            .await
+            .map(|_| ())
+            .err();
+        assert!(matches!(down, Some(AppError::IdpUnavailable)), "{down:?}");
+        assert_eq!(AppError::IdpUnavailable.status_code(), 503);
     }
 }

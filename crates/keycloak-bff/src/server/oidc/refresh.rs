@@ -217,6 +217,10 @@ impl Refresher {
         };
         let lock = self.lock_for(&key);
         let _single_flight = lock.lock().await;
+        // The shared lock lives this long from now: the save of rotated tokens may be tried again
+        // until shortly before it ends (no other replica can spend the old token until then).
+        let deadline = tokio::time::Instant::now() + self.longest_refresh()
+            - std::time::Duration::from_secs(1);
         let shared = self
             .store()
             .lock_refresh(&key, self.longest_refresh())
@@ -225,7 +229,9 @@ impl Refresher {
                 tracing::warn!(error = %e, "the session store does not answer");
                 AppError::StoreUnavailable
             })?;
-        let result = self.refresh_locked(session, &key, now, goal).await;
+        let result = self
+            .refresh_locked(session, &key, now, goal, deadline)
+            .await;
         if let Some(shared) = shared {
             self.store().unlock_refresh(shared).await;
         }
@@ -240,6 +246,7 @@ impl Refresher {
         key: &str,
         now: i64,
         goal: Goal,
+        deadline: tokio::time::Instant,
     ) -> Result<Option<AuthSession>, AppError> {
         match session.load().await {
             Ok(()) => {}
@@ -286,7 +293,13 @@ impl Refresher {
             return Ok(None);
         };
         let outcome = refresh(&self.oidc, &self.metrics, &auth, &refresh_token, now).await;
-        self.apply(outcome, session, key, auth, backoff, now).await
+        let step = Step {
+            key,
+            backoff,
+            now,
+            deadline,
+        };
+        self.apply(outcome, session, auth, step).await
     }
 
     /// What a refresh attempt's outcome does to the session: saved, kept with a back-off (and the
@@ -295,16 +308,20 @@ impl Refresher {
         &self,
         outcome: Outcome,
         session: &Session,
-        key: &str,
         auth: AuthSession,
-        backoff: Backoff,
-        now: i64,
+        step: Step<'_>,
     ) -> Result<Option<AuthSession>, AppError> {
+        let Step {
+            key,
+            backoff,
+            now,
+            deadline,
+        } = step;
         match outcome {
             Outcome::Refreshed(refreshed) => {
                 self.metrics.refresh("ok");
                 self.backoffs.set(key, None, now).await;
-                save(session, &refreshed).await?;
+                save(session, &refreshed, deadline).await?;
                 tracing::debug!(subject = %refreshed.user.subject, "refreshed the tokens");
                 Ok(Some(*refreshed))
             }
@@ -319,7 +336,7 @@ impl Refresher {
                             refreshed_at: now,
                             ..auth
                         };
-                        save(session, &kept).await?;
+                        save(session, &kept, deadline).await?;
                         kept
                     }
                     None => auth,
@@ -393,18 +410,50 @@ async fn refresh(
     }
 }
 
+/// Where a refresh stands when its outcome is applied.
+struct Step<'a> {
+    key: &'a str,
+    backoff: Backoff,
+    now: i64,
+    /// Until when the save of rotated tokens may be tried again (the refresh lock's end).
+    deadline: tokio::time::Instant,
+}
+
 /// Saves the rotated tokens before anything uses them: Keycloak has already revoked the old
-/// refresh token, so without this save the session would be lost.
-async fn save(session: &Session, refreshed: &AuthSession) -> Result<(), AppError> {
+/// refresh token, so without this save the session would be lost. A store that does not answer
+/// (Redis restarting, a failover) is asked again, after 100 ms, 200 ms… up to a second apart,
+/// until `deadline`, while this request still holds the session's refresh lock: a store back
+/// within seconds loses nothing (the chaos soak's Redis restarts showed the loss). Then 503, the
+/// store's outage answer, never 500.
+async fn save(
+    session: &Session,
+    refreshed: &AuthSession,
+    deadline: tokio::time::Instant,
+) -> Result<(), AppError> {
     keep_session_end(session, refreshed);
-    let saved = match session.insert(AUTH_KEY, refreshed).await {
-        Ok(()) => session.save().await,
-        Err(e) => Err(e),
-    };
-    saved.map_err(|e| {
-        tracing::error!(error = %e, "could not save the refreshed tokens");
-        AppError::Internal
-    })
+    let mut pause = std::time::Duration::from_millis(100);
+    loop {
+        let saved = match session.insert(AUTH_KEY, refreshed).await {
+            Ok(()) => session.save().await,
+            Err(e) => Err(e),
+        };
+        let error = match saved {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let outage = matches!(error, tower_sessions::session::Error::Store(_));
+        if !outage || tokio::time::Instant::now() + pause >= deadline {
+            tracing::error!(error = %error, "could not save the refreshed tokens");
+            return Err(if outage {
+                AppError::StoreUnavailable
+            } else {
+                AppError::Internal
+            });
+        }
+        tracing::warn!(error = %error, "could not save the refreshed tokens yet; trying again");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(1));
+    }
 }
 
 #[cfg(test)]
@@ -423,6 +472,82 @@ mod tests {
         let map = r.local.lock().map(|m| m.len()).unwrap_or(usize::MAX);
         assert_eq!(map, 1);
         assert_eq!(r.get("live").await.failures, 1);
+    }
+
+    fn signed_in(refresh_token: &str, generation: u64) -> AuthSession {
+        AuthSession {
+            user: keycloak_bff_core::KeycloakUser {
+                session_expires_at: crate::server::base::clock::unix_now() + 3600,
+                ..Default::default()
+            },
+            access_token: format!("access-{generation}"),
+            access_expires_at: crate::server::base::clock::unix_now() + 60,
+            refresh_token: Some(refresh_token.into()),
+            id_token: "i".into(),
+            sid: None,
+            generation,
+            refreshed_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn rotated_tokens_are_saved_when_redis_comes_back_within_the_refresh_lock() {
+        use crate::server::session::store::redis::{RedisOptions, TestRedis};
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut redis = TestRedis::start_persistent(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let timeout = std::time::Duration::from_millis(500);
+        let store = AuthStore::redis(RedisOptions::for_tests(&redis.url(), timeout))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let session = Session::new(None, std::sync::Arc::new(store.clone()), None);
+        let soon = || tokio::time::Instant::now() + std::time::Duration::from_secs(8);
+        save(&session, &signed_in("first", 1), soon())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let id = session.id().unwrap_or_else(|| panic!("an id"));
+        // Keycloak has answered the refresh (the old token is spent); Redis dies (kill -9) and
+        // is back from its append-only file 1.5 s later, while the save is being tried.
+        redis.stop();
+        let back = tokio::task::spawn_blocking(move || {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            redis.restart().map(|()| redis)
+        });
+        save(&session, &signed_in("rotated", 2), soon())
+            .await
+            .unwrap_or_else(|e| panic!("the save gave up: {e}"));
+        let _redis = back
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let stored = store
+            .load_auth(&id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("the session is gone"));
+        assert_eq!(stored.refresh_token.as_deref(), Some("rotated"));
+    }
+
+    #[tokio::test]
+    async fn a_save_the_store_never_takes_is_a_503_by_the_deadline_not_a_500() {
+        use crate::server::session::store::redis::{RedisOptions, TestRedis};
+        let mut redis = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+        let timeout = std::time::Duration::from_millis(200);
+        let store = AuthStore::redis(RedisOptions::for_tests(&redis.url(), timeout))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let session = Session::new(None, std::sync::Arc::new(store), None);
+        let soon = |ms| tokio::time::Instant::now() + std::time::Duration::from_millis(ms);
+        save(&session, &signed_in("first", 1), soon(5000))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        redis.stop();
+        let started = std::time::Instant::now();
+        let refused = save(&session, &signed_in("rotated", 2), soon(1500)).await;
+        assert!(
+            matches!(refused, Err(AppError::StoreUnavailable)),
+            "{refused:?}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(3));
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@
 use crate::error::AppError;
 use crate::server::base::clock::unix_now;
 use crate::server::oidc::keys::Source;
+use crate::server::web::deferred::end_sessions_later;
 use crate::server::web::state::KeycloakAuth;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -73,12 +74,15 @@ async fn handle(auth: &KeycloakAuth, body: Body) -> Response {
         Ok(t) => t,
         Err(e) => return refused(auth, &e.to_string()),
     };
+    // Keycloak never sends a logout again: when the store does not answer, the sessions are
+    // ended once it does (`deferred`), and Keycloak is told 503 (its log shows the delay).
     match auth.store().first_use_of_logout_token(&target, now).await {
         Ok(true) => {}
         Ok(false) => return refused(auth, "replayed logout token"),
         Err(e) => {
-            tracing::error!(error = %e, "back-channel logout could not check the token id");
-            return AppError::Internal.into_response();
+            tracing::error!(error = %e, "back-channel logout could not check the token id; ending its sessions when the store answers");
+            end_sessions_later(auth, target.sid.clone(), target.sub.clone());
+            return AppError::StoreUnavailable.into_response();
         }
     }
     match auth
@@ -97,8 +101,9 @@ async fn handle(auth: &KeycloakAuth, body: Body) -> Response {
                 .into_response()
         }
         Err(e) => {
-            tracing::error!(error = %e, "back-channel logout could not delete sessions");
-            AppError::Internal.into_response()
+            tracing::error!(error = %e, "back-channel logout could not delete sessions; ending them when the store answers");
+            end_sessions_later(auth, target.sid.clone(), target.sub.clone());
+            AppError::StoreUnavailable.into_response()
         }
     }
 }

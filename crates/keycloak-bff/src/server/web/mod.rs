@@ -6,6 +6,7 @@
 
 pub mod account;
 pub mod assets;
+pub mod deferred;
 pub mod directory;
 pub mod extract;
 pub mod guard;

@@ -9,6 +9,7 @@ use crate::error::AppError;
 use crate::server::base::clock::{unix_nanos, unix_now};
 use crate::server::oidc::client::{OidcError, Provider};
 use crate::server::session::store::{auth_session, keep_session_end, AuthSession, AUTH_KEY};
+use crate::server::web::deferred::{end_keycloak_session, finish_sign_out_later};
 use crate::server::web::state::KeycloakAuth;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, RawQuery, State};
@@ -470,14 +471,14 @@ pub async fn logout(State(auth): State<KeycloakAuth>, session: Session) -> Respo
         Ok(signed_in) => signed_in,
         Err(tower_sessions::session::Error::Store(e)) => {
             tracing::warn!(error = %e, "the session store does not answer at sign-out");
-            return sign_out_without_store(&auth);
+            return sign_out_without_store(&auth, &session);
         }
         // An unreadable record is simply signed out.
         Err(_) => None,
     };
     if let Err(e) = session.flush().await {
         tracing::warn!(error = %e, "cannot delete the session at sign-out");
-        return sign_out_without_store(&auth);
+        return sign_out_without_store(&auth, &session);
     }
     let Some(signed_in) = signed_in else {
         return Redirect::to("/").into_response();
@@ -491,20 +492,6 @@ pub async fn logout(State(auth): State<KeycloakAuth>, session: Session) -> Respo
             keycloak_session_may_remain(&auth)
         }
     }
-}
-
-async fn end_keycloak_session(
-    auth: &KeycloakAuth,
-    signed_in: &AuthSession,
-) -> Result<(), OidcError> {
-    let Some(refresh_token) = signed_in.refresh_token.as_deref() else {
-        return Err(OidcError::Unavailable(
-            "the session has no refresh token".into(),
-        ));
-    };
-    let oidc = auth.oidc();
-    let provider = oidc.provider().await?;
-    oidc.end_session(&provider, refresh_token).await
 }
 
 /// The answer to a sign-out that ended the app's session but could not reach Keycloak
@@ -528,21 +515,26 @@ fn keycloak_session_may_remain(auth: &KeycloakAuth) -> Response {
 }
 
 /// The answer to a sign-out while the session store does not answer: the session cannot be read
-/// (so neither can the refresh token that ends Keycloak's session) nor deleted. The browser drops
-/// its session cookie (what the user asked for: this browser is signed out of the app), and the
-/// page says so, with the way to end Keycloak's session from the browser. 503, not 500.
-fn sign_out_without_store(auth: &KeycloakAuth) -> Response {
+/// (so neither can the refresh token that ends Keycloak's session) nor deleted now. The browser
+/// drops its session cookie (what the user asked for: this browser is signed out of the app), the
+/// server ends the session (and then Keycloak's) as soon as the store answers again
+/// ([`finish_sign_out_later`]), and the page says so, with the way to end Keycloak's session from
+/// the browser meanwhile. 503, not 500.
+fn sign_out_without_store(auth: &KeycloakAuth, session: &Session) -> Response {
+    if let Some(id) = session.id() {
+        finish_sign_out_later(auth, id);
+    }
     let end_there = auth
         .oidc()
         .browser_logout_url(&auth.settings().absolute("/"));
     let mut page = message_page(
         auth,
         &AppError::StoreUnavailable,
-        "Signed out of this browser only",
-        "Sessions are unavailable right now: this browser no longer holds your session, but the \
-         app could not end it on the server or end your Keycloak session. Until Keycloak's \
-         session ends, signing in again may not ask for your password. On a shared computer, \
-         end it now (Keycloak asks you to confirm) or close the browser.",
+        "Signed out of this browser",
+        "Sessions are unavailable right now: this browser no longer holds your session, and the \
+         app ends it on the server, and your Keycloak session, as soon as sessions are available \
+         again. Until Keycloak's session ends, signing in again may not ask for your password. \
+         On a shared computer, end it now (Keycloak asks you to confirm) or close the browser.",
         &[
             (end_there.as_str(), "End the Keycloak session"),
             ("/", "Home"),
