@@ -30,7 +30,7 @@ const WRK_CONNECTIONS = SMOKE ? 8 : 64;
 const STORM_SESSIONS = SMOKE ? 2 : 20;
 const STORM_REQUESTS = SMOKE ? 10 : 200;
 const LIVE_SESSIONS = SMOKE ? 100 : 10_000;
-const STREAMS = SMOKE ? 100 : 10_000;
+const STREAMS = Number(process.env.BENCH_STREAMS ?? (SMOKE ? 100 : 10_000));
 const IDLE_SECONDS = SMOKE ? 3 : 60;
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 // The repository: the app reads its Leptos.toml there.

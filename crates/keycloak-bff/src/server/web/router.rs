@@ -147,7 +147,7 @@ impl KeycloakAuth {
             }
         });
         let auth = self.clone();
-        axum::serve(listener, self.layered(router))
+        axum::serve(listener, self.into_make_service(router))
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 auth.close_event_streams();
@@ -160,8 +160,14 @@ impl KeycloakAuth {
     /// For a serve loop of the app's own: the whole app (`router`, its state given) with the
     /// library's layers around every route, as a service no route can be added to any more.
     /// Call [`KeycloakAuth::close_event_streams`] when the shutdown begins.
+    ///
+    /// The routes are turned into services once, here. A bare `Router` given to `axum::serve`
+    /// does that again for every connection (`with_state`, a clone of every route): about 30 KB
+    /// of heap per connection with the demo's 158 routes, and 85 KB of RSS per open connection
+    /// (an idle keep-alive one, an event stream) measured with 10,000 of them. Here a connection
+    /// costs a clone of one `Arc`.
     pub fn into_make_service(&self, router: Router) -> axum::routing::IntoMakeService<Router> {
-        self.layered(router).into_make_service()
+        self.layered(router).with_state(()).into_make_service()
     }
 }
 
