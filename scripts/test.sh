@@ -75,6 +75,9 @@ cargo build -p keycloak-bff-core --target wasm32-unknown-unknown
 python3 "$ROOT/scripts/check_layers.py"
 python3 "$ROOT/scripts/check_readme_example.py"
 
+say "public API: crates/*/public-api.txt match what the crates export; every public item documented"
+"$ROOT/scripts/public_api.sh" --check
+
 say "waiting for Keycloak"
 if ! wait "$keycloak_start"; then
   cat "$LOG_DIR/keycloak-start.log" >&2

@@ -129,21 +129,20 @@ pub struct ConnectionOverview {
 
 #[server(prefix = "/api", endpoint = "admin_overview")]
 pub async fn admin_overview() -> Result<ConnectionOverview, AppError> {
-    use keycloak_bff::server::base::metrics::Metrics;
     use keycloak_bff::server::{require, use_keycloak_auth};
     require(&policy::admin_page()).await?;
     let auth = use_keycloak_auth()?;
-    let (s, m) = (auth.settings(), auth.metrics());
+    let (s, counted) = (auth.settings(), auth.counters());
     Ok(ConnectionOverview {
         issuer: s.issuer(),
         client_id: s.keycloak.client_id.clone(),
         public_url: s.public_origin(),
         session_store: format!("{:?}", s.session.store).to_lowercase(),
         signature_algorithms: s.keycloak.algorithms.clone(),
-        key_set_fetches: auth.oidc().keys().fetch_count(),
-        token_refreshes: Metrics::read(&m.token_refreshes),
-        sessions_ended_by_server: Metrics::read(&m.sessions_ended_by_server),
-        backchannel_logouts: Metrics::read(&m.backchannel_logouts),
+        key_set_fetches: counted.key_set_fetches,
+        token_refreshes: counted.token_refreshes,
+        sessions_ended_by_server: counted.sessions_ended_by_server,
+        backchannel_logouts: counted.backchannel_logouts,
     })
 }
 

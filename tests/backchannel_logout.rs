@@ -7,6 +7,7 @@
 //! end-session would wait on it. Within this binary they take turns on the port.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests fail by panicking
 
+use keycloak_bff::server::test_support::Internals as _;
 // The integration binary's helpers; this binary uses only some of them.
 #[allow(dead_code)]
 #[path = "integration/common/mod.rs"]
@@ -289,8 +290,7 @@ async fn a_replayed_logout_token_is_refused_after_a_restart_of_the_app_on_sqlite
 async fn on_redis_a_logout_delivered_to_one_replica_ends_the_session_everywhere_and_replays_fail_on_every_replica(
 ) {
     let _port = PORT_3000.lock().await;
-    let redis =
-        keycloak_bff::server::session::store::redis::TestRedis::start().expect("redis-server");
+    let redis = keycloak_bff::server::test_support::TestRedis::start().expect("redis-server");
     let url = redis.url();
     let mut overrides = SHORT_REALM.to_vec();
     overrides.extend_from_slice(&[
@@ -333,9 +333,8 @@ async fn on_redis_a_logout_delivered_to_one_replica_ends_the_session_everywhere_
 async fn on_redis_a_logout_that_came_while_redis_was_down_is_done_once_it_is_back() {
     let _port = PORT_3000.lock().await;
     let dir = tempfile::tempdir().expect("tmp");
-    let mut redis =
-        keycloak_bff::server::session::store::redis::TestRedis::start_persistent(dir.path())
-            .expect("redis-server");
+    let mut redis = keycloak_bff::server::test_support::TestRedis::start_persistent(dir.path())
+        .expect("redis-server");
     let url = redis.url();
     // Realm demo: 5-minute tokens, so no refresh (which Keycloak would refuse for the session it
     // ended) can end the app's session in the test's place.

@@ -9,6 +9,7 @@
 //! own test binary (cargo runs test binaries one after another) and take turns.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests fail by panicking
 
+use keycloak_bff::server::test_support::Internals as _;
 // The integration binary's helpers; this binary uses only some of them.
 #[allow(dead_code)]
 #[path = "integration/common/mod.rs"]

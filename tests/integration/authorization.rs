@@ -2,6 +2,7 @@
 //! and a service account), server functions called directly, hostile tokens, and key rotation.
 
 use crate::common::*;
+use keycloak_bff::server::test_support::Internals as _;
 use reqwest::header::WWW_AUTHENTICATE;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -677,7 +678,7 @@ async fn hostile_tokens_are_refused_with_401_and_cost_at_most_one_key_set_fetch(
         let reason = body["error_description"].as_str().unwrap_or_default();
         assert!(
             [
-                keycloak_bff::server::web::extract::INVALID_TOKEN,
+                keycloak_bff::server::test_support::INVALID_TOKEN,
                 "token too large",
                 "expected a Bearer token",
             ]

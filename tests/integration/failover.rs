@@ -7,7 +7,7 @@
 //! failover, D02 (one refresh per session) across a failover.
 
 use crate::common::*;
-use keycloak_bff::server::session::store::redis::TestSentinel;
+use keycloak_bff::server::test_support::TestSentinel;
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::time::{Duration, Instant};

@@ -4,6 +4,7 @@
 
 use crate::authorization::call;
 use crate::common::*;
+use keycloak_bff::server::test_support::Internals as _;
 use reqwest::StatusCode;
 use serde_json::Value;
 

@@ -6,6 +6,7 @@ use crate::common::*;
 use crate::hostile::{Behaviour, HostileOp, Signing, CLIENT_SECRET};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use keycloak_bff::server::test_support::Internals as _;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

@@ -3,7 +3,8 @@
 //! 10-second access tokens).
 
 use crate::common::*;
-use keycloak_bff::server::session::store::redis::TestRedis;
+use keycloak_bff::server::test_support::Internals as _;
+use keycloak_bff::server::test_support::TestRedis;
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -197,7 +198,7 @@ fn metric_gauge(app: &TestApp) -> i64 {
 async fn one_session_cannot_hold_more_than_a_few_streams_open() {
     let app = spawn_app().await;
     app.sign_in("paul").await;
-    let max = keycloak_bff::server::web::push::MAX_STREAMS_PER_SESSION;
+    let max = keycloak_bff::server::test_support::MAX_STREAMS_PER_SESSION;
     // Ten at once: exactly the limit opens, the rest get 429.
     let mut tries = tokio::task::JoinSet::new();
     for _ in 0..10 {

@@ -4,7 +4,8 @@
 //! 10-second access tokens, refresh tokens rotated with reuse 0).
 
 use crate::common::*;
-use keycloak_bff::server::session::store::redis::TestRedis;
+use keycloak_bff::server::test_support::Internals as _;
+use keycloak_bff::server::test_support::TestRedis;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -676,7 +677,7 @@ async fn a_refresh_slower_than_the_lock_lifetime_keeps_its_lock_and_nobody_is_si
     use std::sync::atomic::Ordering;
     let redis = TestRedis::start().expect("redis-server");
     let url = redis.url();
-    let ttl = Duration::from_millis(keycloak_bff::server::session::store::LOCK_TTL_MS as u64);
+    let ttl = Duration::from_millis(keycloak_bff::server::test_support::LOCK_TTL_MS as u64);
     // Keycloak answers replica A's refresh this late: past the lock's lifetime.
     let (proxy, delayed) =
         keycloak_proxy(TokenCalls::DelayAnswers(ttl + Duration::from_secs(4))).await;

@@ -3,6 +3,7 @@
 
 use crate::common::*;
 use keycloak_bff::core::pending::PendingLogin;
+use keycloak_bff::server::test_support::Internals as _;
 use keycloak_bff::ReturnTo;
 use reqwest::header::SET_COOKIE;
 use reqwest::StatusCode;

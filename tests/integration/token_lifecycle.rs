@@ -3,6 +3,7 @@
 //! refresh, app restarts, the silent refresh route, and back-channel logout.
 
 use crate::common::*;
+use keycloak_bff::server::test_support::Internals as _;
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::time::Duration;

@@ -14,10 +14,13 @@ pub struct AccountSession {
     pub id: String,
     /// "Chrome/131.0.0 on Linux", as Keycloak recognised the browser.
     pub browser: String,
+    /// The address Keycloak last saw the browser at.
     pub ip_address: String,
     /// Unix seconds.
     pub started: i64,
+    /// Unix seconds.
     pub last_access: i64,
+    /// When the session ends, Unix seconds.
     pub expires: i64,
     /// The applications signed in through this session (their names, or client ids).
     pub clients: Vec<String>,

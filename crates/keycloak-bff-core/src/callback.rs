@@ -10,20 +10,29 @@ const MAX_STATE: usize = 512;
 const MAX_CODE: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// The query of `<prefix>/callback`, Keycloak's authorization response.
 pub struct CallbackParams {
+    /// The `state` the login was started with.
     pub state: String,
+    /// The authorization code, on success.
     pub code: Option<String>,
+    /// Keycloak's error code (`login_required`, `access_denied`…), on failure.
     pub error: Option<String>,
+    /// The issuer of the response (RFC 9207), when Keycloak sends it.
     pub iss: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+/// Why a callback query was refused (HTTP 400).
 pub enum CallbackError {
     #[error("The sign-in response was too large.")]
+    /// Longer than the cap.
     TooLarge,
     #[error("The sign-in response was malformed.")]
+    /// Not a query string, or a parameter given twice.
     Malformed,
     #[error("The sign-in response had no state. Please start again.")]
+    /// No `state`.
     MissingState,
 }
 
@@ -35,6 +44,7 @@ struct Raw {
     iss: Option<String>,
 }
 
+/// Parses and caps the callback's raw query.
 pub fn parse(raw: &str) -> Result<CallbackParams, CallbackError> {
     if raw.len() > MAX_QUERY {
         return Err(CallbackError::TooLarge);

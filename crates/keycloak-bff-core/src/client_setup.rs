@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 /// The app the client is for.
 #[derive(Clone, Debug)]
 pub struct Expected<'a> {
+    /// The client's id in Keycloak.
     pub client_id: &'a str,
     /// `auth.public_url`, without a trailing slash.
     pub public_url: &'a str,
@@ -25,14 +26,17 @@ impl Expected<'_> {
         self.public_url.trim_end_matches('/')
     }
 
+    /// The redirect URI: `<public URL><prefix>/callback`.
     pub fn callback(&self) -> String {
         format!("{}{}/callback", self.public(), self.route_prefix)
     }
 
+    /// The back-channel logout URL: `<public URL><prefix>/backchannel-logout`.
     pub fn backchannel_logout(&self) -> String {
         format!("{}{}/backchannel-logout", self.public(), self.route_prefix)
     }
 
+    /// Where Keycloak may send the browser after a sign-out: the app's home page.
     pub fn post_logout(&self) -> String {
         format!("{}/", self.public())
     }
@@ -41,8 +45,11 @@ impl Expected<'_> {
 /// One setting that differs: its name in the console, what the library needs, what is set.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
+    /// The setting's name, as the admin console shows it.
     pub setting: &'static str,
+    /// What the library needs.
     pub expected: String,
+    /// What the client has.
     pub found: String,
 }
 

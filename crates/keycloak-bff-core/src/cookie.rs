@@ -7,12 +7,17 @@
 /// they travel in sealed cookies of their own, see `login_cookie_prefix`.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CookiePolicy {
+    /// The cookie's name (`__Host-` prefixed over https).
     pub name: String,
+    /// `Secure`: whenever the public URL is https.
     pub secure: bool,
+    /// `HttpOnly`: always.
     pub http_only: bool,
+    /// `Path`: always `/`.
     pub path: &'static str,
 }
 
+/// The session cookie's attributes for a public URL (https or not) and a base name.
 pub fn policy(public_url_is_https: bool, base_name: &str) -> CookiePolicy {
     let base = base_name
         .trim_start_matches("__Host-")

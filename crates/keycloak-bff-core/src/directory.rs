@@ -10,10 +10,15 @@ use serde_json::Value;
 /// A user of the realm as the directory shows them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirectoryUser {
+    /// Keycloak's user id.
     pub id: String,
+    /// The username.
     pub username: String,
+    /// First and last name, or the username when both are empty.
     pub name: String,
+    /// The e-mail address, if any.
     pub email: Option<String>,
+    /// Whether the account may sign in.
     pub enabled: bool,
     /// Effective realm roles (composites expanded), without Keycloak's `default-roles-*`.
     pub realm_roles: Vec<String>,
@@ -26,20 +31,25 @@ pub struct DirectoryUser {
 /// One page of the directory.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirectoryPage {
+    /// The search (username, name or e-mail), capped at [`MAX_SEARCH_LEN`].
     pub search: String,
     /// 0-based.
     pub page: u32,
+    /// Users per page.
     pub per_page: u32,
     /// How many users match the search.
     pub total: u64,
+    /// This page's users.
     pub users: Vec<DirectoryUser>,
 }
 
 impl DirectoryPage {
+    /// Whether a page comes before this one.
     pub fn has_previous(&self) -> bool {
         self.page > 0
     }
 
+    /// Whether more users match after this page.
     pub fn has_next(&self) -> bool {
         u64::from(self.page + 1) * u64::from(self.per_page) < self.total
     }
@@ -47,6 +57,7 @@ impl DirectoryPage {
 
 /// The longest search kept; the directory's default page size.
 pub const MAX_SEARCH_LEN: usize = 100;
+/// Users per page unless the caller asks for another size.
 pub const PER_PAGE: u32 = 10;
 /// The largest page asked for.
 pub const MAX_PER_PAGE: u32 = 50;

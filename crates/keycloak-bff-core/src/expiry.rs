@@ -11,9 +11,15 @@ pub enum SessionNotice {
     /// Nothing to say (yet).
     Quiet,
     /// The session ends at `ends_at` unless the user stays: a refresh extends it.
-    EndsSoon { ends_at: i64 },
+    EndsSoon {
+        /// When it ends, Unix seconds.
+        ends_at: i64,
+    },
     /// The session ends at `ends_at` and cannot be extended: sign in again.
-    EndsAtMaximum { ends_at: i64 },
+    EndsAtMaximum {
+        /// When it ends, Unix seconds.
+        ends_at: i64,
+    },
 }
 
 /// The notice at `now` for a session that ends at `ends_at`, `warn_before_secs` ahead (0: never

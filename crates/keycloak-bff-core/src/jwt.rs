@@ -11,43 +11,63 @@ const MAX_HEADER_BYTES: usize = 2 * 1024;
 const MAX_KID_LEN: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a token was refused.
 pub enum TokenError {
     #[error("token is larger than {MAX_TOKEN_BYTES} bytes")]
+    /// Longer than the cap.
     TooLarge,
     #[error("token is not a signed JWT")]
+    /// Not three base64url parts of JSON.
     Malformed,
     #[error("token algorithm {0:?} is not allowed")]
+    /// An algorithm outside the allowed list (`none`, HMAC, or one not configured).
     AlgorithmNotAllowed(String),
     #[error("token header has critical extensions")]
+    /// A `crit` header this check does not understand.
     UnsupportedCritical,
     #[error("token is signed by an unknown key")]
+    /// No key of the key set has the token's `kid`.
     UnknownKey,
     #[error("token names no key, and several could have signed it")]
+    /// No `kid` and more than one key could have signed it.
     AmbiguousKey,
     #[error("token signature is invalid")]
+    /// The signature does not verify.
     BadSignature,
     #[error("token claim {0} is missing or malformed")]
+    /// A claim the token must carry is absent.
     MissingClaim(&'static str),
     #[error("token issuer is not the configured issuer")]
+    /// `iss` is not the configured issuer.
     WrongIssuer,
     #[error("token audience does not include this client")]
+    /// `aud` does not name this client.
     WrongAudience,
     #[error("token authorized party is not this client")]
+    /// `azp` is not a client this app accepts.
     WrongAuthorizedParty,
     #[error("token has expired")]
+    /// `exp` has passed (beyond the leeway).
     Expired,
     #[error("token is not valid yet")]
+    /// `nbf` is still ahead (beyond the leeway).
     NotYetValid,
     #[error("token was issued in the future")]
+    /// `iat` is in the future (beyond the leeway).
     IssuedInFuture,
     #[error("token type is {found:?}, expected {expected:?}")]
+    /// Keycloak's `typ` claim names another kind of token.
     WrongType {
+        /// The `typ` the check needs.
         expected: &'static str,
+        /// The `typ` the token has.
         found: String,
     },
     #[error("token nonce does not match the login")]
+    /// The ID token's `nonce` is not the login's.
     NonceMismatch,
     #[error("ID token at_hash does not match the access token")]
+    /// The ID token's `at_hash` does not match the access token.
     AccessTokenHashMismatch,
 }
 
@@ -75,7 +95,9 @@ impl TokenError {
 /// come only from the configured issuer's key set (catalogue C03).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
+    /// The signing algorithm.
     pub alg: String,
+    /// The id of the signing key, if given.
     pub kid: Option<String>,
     /// The JOSE `typ` (`JWT`, or `logout+jwt` on Keycloak's logout tokens).
     pub typ: Option<String>,
@@ -136,7 +158,9 @@ pub fn parse_header(token: &str, allowed_algs: &[String]) -> Result<Header, Toke
 /// Which token a check is for; Keycloak states it in its `typ` claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// An ID token (`typ` "ID").
     Id,
+    /// An access token (`typ` "Bearer").
     Access,
 }
 
@@ -152,8 +176,11 @@ impl Kind {
 /// What a token must say to be accepted.
 #[derive(Debug, Clone)]
 pub struct Expected<'a> {
+    /// The realm's issuer URL.
     pub issuer: &'a str,
+    /// This app's client id.
     pub client_id: &'a str,
+    /// Which token this is.
     pub kind: Kind,
     /// The nonce of the login, for ID tokens at login.
     pub nonce: Option<&'a str>,
@@ -161,6 +188,7 @@ pub struct Expected<'a> {
     pub azp_must_be_client: bool,
     /// Allowed clock skew, seconds.
     pub leeway: i64,
+    /// The time of the check, Unix seconds.
     pub now: i64,
 }
 
@@ -206,6 +234,7 @@ fn check_issuer_and_audience<'c>(
     Ok(aud)
 }
 
+/// Checks the claims of an ID or access token whose signature was verified.
 pub fn check_claims(claims: &Value, e: &Expected<'_>) -> Result<(), TokenError> {
     let aud = check_issuer_and_audience(claims, e.issuer, e.client_id)?;
     match claims.get("sub").and_then(Value::as_str) {
@@ -303,10 +332,13 @@ pub const LOGOUT_TOKEN_MAX_AGE: i64 = 300;
 /// Whom a valid logout token signs out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogoutTarget {
+    /// Keycloak's session id, if the token names one.
     pub sid: Option<String>,
+    /// The user, if the token names them.
     pub sub: Option<String>,
     /// The token's id, refused if seen again before `replay_until`.
     pub jti: String,
+    /// Until when the `jti` is kept against a replay, Unix seconds.
     pub replay_until: i64,
 }
 

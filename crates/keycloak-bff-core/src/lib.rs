@@ -25,6 +25,7 @@
 //! - [`streams`]: the back-off, jitter and age limits of the session event streams.
 
 #![warn(clippy::too_many_lines)]
+#![warn(missing_docs)]
 
 pub mod account;
 pub mod callback;

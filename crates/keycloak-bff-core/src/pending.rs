@@ -8,11 +8,17 @@ use crate::step_up::Prompt;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Serialize, Deserialize)]
+/// A login started and not yet finished: what the callback checks and needs.
 pub struct PendingLogin {
+    /// The `state` sent to Keycloak, compared with the callback's.
     pub state: String,
+    /// The `nonce` the ID token must carry.
     pub nonce: String,
+    /// The PKCE code verifier.
     pub pkce_verifier: String,
+    /// Where the user goes after signing in.
     pub return_to: ReturnTo,
+    /// When the login started, Unix seconds.
     pub created_at: i64,
     /// Orders logins started within the same second (the server's clock in nanoseconds, say),
     /// so that the oldest are the ones dropped.

@@ -3,7 +3,9 @@
 /// The times that decide about a refresh (Unix seconds).
 #[derive(Debug, Clone, Copy)]
 pub struct TokenTimes {
+    /// When the access token expires, Unix seconds.
     pub access_expires_at: i64,
+    /// Whether the session holds a refresh token.
     pub has_refresh_token: bool,
 }
 
@@ -23,6 +25,7 @@ pub enum Decision {
 /// Back-off after refreshes that failed because Keycloak could not be reached.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Backoff {
+    /// Failed attempts in a row.
     pub failures: u32,
     /// No attempt before this time.
     pub retry_at: i64,
@@ -55,6 +58,7 @@ pub fn session_end(
     }
 }
 
+/// What to do with a session's tokens at `now`, refreshing `margin` seconds before expiry.
 pub fn decide(t: &TokenTimes, now: i64, margin: i64, backoff: &Backoff) -> Decision {
     if t.access_expires_at.saturating_sub(margin) > now {
         return Decision::UseAsIs;

@@ -39,6 +39,7 @@ impl ReturnTo {
         ReturnTo("/".to_owned())
     }
 
+    /// The path, with its query and fragment.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -20,6 +20,7 @@ pub struct SessionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_expires_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The signed-in user, if any.
     pub user: Option<KeycloakUser>,
     /// Seconds until the page should ask again ([`crate::refresh::next_check_in`]): when the
     /// access token expires; signed in only.
@@ -59,6 +60,7 @@ impl SessionStatus {
         }
     }
 
+    /// The answer for a browser with no session.
     pub fn signed_out() -> Self {
         SessionStatus {
             signed_in: false,

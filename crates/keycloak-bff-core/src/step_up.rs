@@ -56,6 +56,7 @@ pub fn signed_in_recently(
 /// What a dangerous action (step-up) decides about the user.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StepUp {
+    /// Recent enough: go on.
     Allowed,
     /// No sign-in with the password within the window: Keycloak asks for it again.
     NeedsRecentSignIn,

@@ -13,6 +13,7 @@ pub struct KeycloakUser {
     pub username: String,
     /// `name`, or given and family name, or the username.
     pub display_name: String,
+    /// The e-mail address, if Keycloak shares it.
     pub email: Option<String>,
     /// Realm roles (`realm_access.roles`), composites already expanded by Keycloak.
     pub realm_roles: Vec<String>,
@@ -33,10 +34,12 @@ pub struct KeycloakUser {
 }
 
 impl KeycloakUser {
+    /// Whether the user has this realm role.
     pub fn has_realm_role(&self, role: &str) -> bool {
         self.realm_roles.iter().any(|r| r == role)
     }
 
+    /// Whether the user has this role of the app's client.
     pub fn has_client_role(&self, role: &str) -> bool {
         self.client_roles.iter().any(|r| r == role)
     }
@@ -77,7 +80,9 @@ pub enum Rule {
     ClientRole(String),
     /// Membership of a group, given by its full path.
     Group {
+        /// The group's full path (`/staff/editors`).
         path: String,
+        /// Whether members of its subgroups count too.
         include_subgroups: bool,
     },
     /// Any one of the rules.
@@ -87,6 +92,7 @@ pub enum Rule {
 /// The answer of a rule for a (possibly absent) user.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
+    /// The user may.
     Allowed,
     /// No one is signed in: HTTP 401, or a redirect to the login for a page.
     NotSignedIn,
@@ -95,14 +101,17 @@ pub enum Access {
 }
 
 impl Rule {
+    /// A rule: has this realm role.
     pub fn realm_role(role: &str) -> Self {
         Rule::RealmRole(role.to_owned())
     }
 
+    /// A rule: has this role of the app's client.
     pub fn client_role(role: &str) -> Self {
         Rule::ClientRole(role.to_owned())
     }
 
+    /// A rule: is in this group (by full path), or in one of its subgroups when asked.
     pub fn group(path: &str, include_subgroups: bool) -> Self {
         Rule::Group {
             path: path.to_owned(),
@@ -123,6 +132,7 @@ impl Rule {
         }
     }
 
+    /// What this rule answers for `user` (none: nobody signed in).
     pub fn check(&self, user: Option<&KeycloakUser>) -> Access {
         match user {
             None => Access::NotSignedIn,
@@ -131,6 +141,7 @@ impl Rule {
         }
     }
 
+    /// Whether this rule lets `user` in.
     pub fn allows(&self, user: Option<&KeycloakUser>) -> bool {
         self.check(user) == Access::Allowed
     }

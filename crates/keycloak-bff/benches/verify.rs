@@ -8,8 +8,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark fails by panicking
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use keycloak_bff::server::base::metrics::Counter;
-use keycloak_bff::server::oidc::client::Oidc;
+use keycloak_bff::server::test_support::{Counter, Oidc};
 use keycloak_bff::server::{unix_now, NoAppSettings, Settings};
 use std::collections::BTreeMap;
 

@@ -6,13 +6,17 @@ use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+/// The one error type that crosses the wire: every server function, route and extractor of the
+/// library answers with it, and [`AppError::http_status`] maps it to HTTP in one place.
 pub enum AppError {
     #[error("You need to sign in to do this.")]
+    /// No one is signed in (401).
     NotSignedIn,
     /// A bearer token that is not acceptable (401 with `error="invalid_token"`).
     #[error("The access token was not accepted: {0}")]
     InvalidToken(String),
     #[error("You do not have permission to do this.")]
+    /// Signed in, and the rule says no (403).
     Forbidden,
     /// Signed in, but this action needs a recent sign-in with the password (step-up): 401 with
     /// RFC 9470's `insufficient_user_authentication`.
@@ -25,6 +29,7 @@ pub enum AppError {
     )]
     NotWhileImpersonating,
     #[error("The identity provider is unavailable. Please try again in a moment.")]
+    /// Keycloak cannot be reached or answers with an error (503).
     IdpUnavailable,
     /// The session store (Redis, say) does not answer: nobody is signed out, try again (503).
     #[error("Sessions are unavailable right now. Please try again in a moment.")]
@@ -34,10 +39,13 @@ pub enum AppError {
     #[error("A service this needs did not answer as expected: {0}")]
     Upstream(String),
     #[error("Bad request: {0}")]
+    /// The request is malformed; the message says how (400).
     BadRequest(String),
     #[error("Not found.")]
+    /// Nothing here (404).
     NotFound,
     #[error("Something went wrong on our side.")]
+    /// A fault of the server; details are logged, never sent (500).
     Internal,
     /// Transport and encoding errors of the server-function machinery itself.
     #[error("Request failed: {0}")]

@@ -448,8 +448,8 @@ pub async fn signed_in_short_user(
     (admin, user, app)
 }
 
-pub fn metric(counter: &keycloak_bff::server::base::metrics::Counter) -> u64 {
-    keycloak_bff::server::base::metrics::Metrics::read(counter)
+pub fn metric(counter: &keycloak_bff::server::test_support::Counter) -> u64 {
+    keycloak_bff::server::test_support::Metrics::read(counter)
 }
 
 /// `n` calls of `current_user` at once, spread in turn over `apps` (replicas sharing a browser),

@@ -171,6 +171,7 @@ pub struct SessionState {
     pub now: RwSignal<i64>,
 }
 
+/// The session's expiry and state, as `<SessionWatch/>` keeps them (none outside it).
 pub fn use_session_state() -> Option<SessionState> {
     use_context::<SessionState>()
 }

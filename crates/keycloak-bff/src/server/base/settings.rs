@@ -27,13 +27,18 @@ pub const ENV_PREFIX: &str = "APP_";
 pub const ENV_SETTINGS_FILE: &str = "APP_SETTINGS_FILE";
 
 #[derive(Debug, thiserror::Error)]
+/// Why the settings could not be loaded.
 pub enum SettingsError {
     #[error("cannot read settings file {path}: {source}")]
+    /// The settings file could not be read.
     Read {
+        /// The file.
         path: PathBuf,
+        /// What reading it said.
         source: std::io::Error,
     },
     #[error("invalid settings: {0}")]
+    /// A setting is missing or invalid; the message names it.
     Invalid(String),
 }
 
@@ -43,6 +48,7 @@ fn invalid(msg: impl Into<String>) -> SettingsError {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+/// Where sessions are kept (`session.store`).
 pub enum StoreKind {
     /// A SQLite file (`session.sqlite_file`): sessions survive restarts (the default).
     Sqlite,
@@ -216,13 +222,16 @@ pub struct AuthSettings {
     pub ui: UiConfig,
     /// Sign a visitor in without a click when Keycloak already knows them: the first page a
     /// browser opens (once per browser session) goes through a `prompt=none` authorization
-    /// request ([`crate::server::web::silent_sso`]).
+    /// request (`server::web::silent_sso`).
     pub silent_sso: bool,
+    /// The `[keycloak]` section: the realm and the client.
     pub keycloak: KeycloakSettings,
+    /// The `[session]` section: the store, the cookie, limits and secrets.
     pub session: SessionSettings,
 }
 
 #[derive(Debug, Clone)]
+/// The `[keycloak]` section: the realm, the client and how tokens are checked.
 pub struct KeycloakSettings {
     /// `http://localhost:8080/realms/demo`: the `iss` of every token, and the discovery base.
     pub issuer_url: Url,
@@ -230,9 +239,13 @@ pub struct KeycloakSettings {
     /// the public issuer: discovery, keys, token and logout calls go there; `iss` and the
     /// browser's redirects stay on the public issuer.
     pub internal_url: Option<Url>,
+    /// The client's id in the realm (`keycloak.client_id`).
     pub client_id: String,
+    /// The client's secret, from `APP_KEYCLOAK_CLIENT_SECRET` (never from the file).
     pub client_secret: SecretString,
+    /// The time limit of one call to Keycloak (`keycloak.http_timeout_secs`).
     pub http_timeout: Duration,
+    /// Clock skew allowed in token checks, seconds (`keycloak.leeway_secs`).
     pub leeway_secs: i64,
     /// Signature algorithms accepted, pinned here and never taken from a token.
     pub algorithms: Vec<String>,
@@ -246,14 +259,16 @@ pub struct KeycloakSettings {
     /// only on loopback). Empty by default: the token goes to Keycloak only.
     pub token_relay_origins: Vec<String>,
     /// The service account that reads the realm's users for a user directory
-    /// ([`crate::server::keycloak_api::directory`]), if the app has one.
+    /// ([`crate::server::Directory`]), if the app has one.
     pub directory: Option<ServiceAccountSettings>,
 }
 
 /// A confidential client with a service account (client-credentials grant).
 #[derive(Clone)]
 pub struct ServiceAccountSettings {
+    /// The service account's client id.
     pub client_id: String,
+    /// Its secret (from the environment, never from the file).
     pub client_secret: SecretString,
 }
 
@@ -319,8 +334,11 @@ fn is_loopback(url: &Url) -> bool {
 }
 
 #[derive(Clone)]
+/// The `[session]` section.
 pub struct SessionSettings {
+    /// Where sessions are kept.
     pub store: StoreKind,
+    /// The SQLite file of `store = "sqlite"`.
     pub sqlite_file: PathBuf,
     /// `redis://host:port/db`, for `store = "redis"`.
     pub redis_url: String,
@@ -343,9 +361,13 @@ pub struct SessionSettings {
     /// How long an event stream stays open at most, ± 10 %
     /// (`session.max_event_stream_age_secs`, default 3,600); the browser then opens a new one.
     pub max_event_stream_age_secs: u64,
+    /// The session cookie's base name (`__Host-` is added over https).
     pub cookie_name: String,
+    /// How long a started sign-in may take, seconds.
     pub pending_login_ttl_secs: i64,
+    /// Started sign-ins one browser may hold at once.
     pub max_pending_logins: usize,
+    /// Refresh the access token this many seconds before it expires.
     pub refresh_margin_secs: i64,
     /// Serve `<prefix>/frontchannel-logout`, for realms whose Keycloak cannot reach the app's
     /// back channel. Off by default: back-channel logout is the reliable one.
@@ -770,6 +792,7 @@ impl AuthSettings {
         self.public_url.origin().ascii_serialization()
     }
 
+    /// Whether the public URL is https (cookies are then `Secure` and `__Host-`).
     pub fn public_url_is_https(&self) -> bool {
         self.public_url.scheme() == "https"
     }

@@ -42,6 +42,7 @@ pub struct Directory {
 }
 
 impl Directory {
+    /// A directory reading the realm's users with this service account.
     pub fn new(account: ServiceAccountSettings) -> Self {
         Directory {
             account,

@@ -722,6 +722,7 @@ impl Oidc {
     }
 
     /// How many bearer tokens [`Oidc::validate_bearer`] checked in full (the cache did not answer).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn bearer_checks(&self) -> u64 {
         self.bearer_checks
             .load(std::sync::atomic::Ordering::Relaxed)

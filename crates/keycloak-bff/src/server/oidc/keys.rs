@@ -191,6 +191,7 @@ impl KeyCache {
 
     /// Fetches the key set again unless another request just did, or one was tried within
     /// `MIN_REFETCH_INTERVAL`. Failures keep the keys already cached.
+    #[cfg_attr(not(any(test, feature = "test-support")), allow(dead_code))] // tests only
     pub async fn refetch(&self, jwks_uri: &Url) {
         self.refetch_within(jwks_uri, MIN_REFETCH_INTERVAL).await
     }

@@ -492,7 +492,8 @@ mod tests {
 
     #[tokio::test]
     async fn rotated_tokens_are_saved_when_redis_comes_back_within_the_refresh_lock() {
-        use crate::server::session::store::redis::{RedisOptions, TestRedis};
+        use crate::server::session::store::redis::RedisOptions;
+        use crate::server::test_support::TestRedis;
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let mut redis = TestRedis::start_persistent(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         let timeout = std::time::Duration::from_millis(500);
@@ -529,7 +530,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_save_the_store_never_takes_is_a_503_by_the_deadline_not_a_500() {
-        use crate::server::session::store::redis::{RedisOptions, TestRedis};
+        use crate::server::session::store::redis::RedisOptions;
+        use crate::server::test_support::TestRedis;
         let mut redis = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
         let timeout = std::time::Duration::from_millis(200);
         let store = AuthStore::redis(RedisOptions::for_tests(&redis.url(), timeout))
@@ -552,8 +554,8 @@ mod tests {
 
     #[tokio::test]
     async fn on_redis_every_replica_sees_a_sessions_back_off_until_it_runs_out() {
-        let redis = crate::server::session::store::redis::TestRedis::start()
-            .unwrap_or_else(|e| panic!("{e}"));
+        let redis =
+            crate::server::test_support::TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
         let timeout = std::time::Duration::from_secs(2);
         let a = AuthStore::redis(
             crate::server::session::store::redis::RedisOptions::for_tests(&redis.url(), timeout),

@@ -107,6 +107,7 @@ impl SessionEvents {
     }
 
     /// How many subscriptions session `id` has now.
+    #[cfg_attr(not(any(test, feature = "test-support")), allow(dead_code))] // tests only
     pub fn subscribers(&self, id: &str) -> usize {
         self.subscribers
             .lock()

@@ -18,17 +18,24 @@ use std::sync::Arc;
 use tower_sessions::Session;
 
 #[derive(Debug, thiserror::Error)]
+/// Why [`KeycloakAuth::new`] could not start.
 pub enum StartupError {
     #[error("cannot listen on {addr}: {source}")]
+    /// The metrics address could not be bound.
     Bind {
+        /// The address.
         addr: std::net::SocketAddr,
+        /// What binding said.
         source: std::io::Error,
     },
     #[error("session store: {0}")]
+    /// The session store could not be opened.
     Store(String),
     #[error("login cookies: {0}")]
+    /// The key of the sign-in cookies could not be made.
     LoginCookies(String),
     #[error("HTTP client: {0}")]
+    /// The HTTP client to Keycloak could not be built.
     Http(#[from] reqwest::Error),
 }
 
@@ -40,9 +47,58 @@ const SWEEP_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
 const FRONTCHANNEL_LOGOUTS_PER_SECOND: u32 = 50;
 
 /// The library's state: settings, the OpenID Connect client, the session store, refresh and
-/// back-channel logout bookkeeping.
+/// back-channel logout bookkeeping. Cheap to clone (one `Arc`).
+///
+/// An app makes one at start-up, merges [`KeycloakAuth::routes`] into its router and serves the
+/// finished router with [`KeycloakAuth::serve`]: the library's layers (sessions, the origin
+/// check, silent sign-on, the security headers) then go around every route the app has, however
+/// and wherever it was added.
+///
+/// ```no_run
+/// use axum::{routing::get, Router};
+/// use keycloak_bff::server::{static_files, AuthSettings, KeycloakAuth};
+/// use keycloak_bff::{AppError, KeycloakUser};
+/// use leptos::config::get_configuration;
+///
+/// # async fn app() -> Result<(), Box<dyn std::error::Error>> {
+/// let leptos_options = get_configuration(None)?.leptos_options;
+/// // [auth], [keycloak] and [session] of Leptos.toml; the secret from APP_KEYCLOAK_CLIENT_SECRET.
+/// let auth = KeycloakAuth::new(AuthSettings::load()?, &leptos_options).await?;
+/// let app = Router::new()
+///     .merge(auth.routes()) // <prefix>/login, /callback, /logout, /refresh, /events…
+///     .merge(static_files(&leptos_options))
+///     // The app's own routes (leptos_routes, a JSON API…), protected like the rest:
+///     .route("/api/hello", get(hello))
+///     // ApiUser takes any state that gives a KeycloakAuth (axum's FromRef).
+///     .with_state(auth.clone());
+/// let listener = tokio::net::TcpListener::bind(leptos_options.site_addr).await?;
+/// auth.serve(listener, app).await?;
+/// # Ok(())
+/// # }
+///
+/// /// A bearer token or the session's user; anything else is a 401 in JSON.
+/// async fn hello(keycloak_bff::server::ApiUser(user): keycloak_bff::server::ApiUser) -> String {
+///     format!("hello {}", user.username)
+/// }
+/// # let _ = |_: KeycloakUser, _: AppError| ();
+/// ```
 #[derive(Clone)]
 pub struct KeycloakAuth(Arc<Inner>);
+
+/// What the library counted since start-up ([`KeycloakAuth::counters`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Calls to Keycloak's token endpoint with a refresh token (by this process).
+    pub token_refreshes: u64,
+    /// Sessions the server ended itself, every end but a sign-out: Keycloak refused the refresh
+    /// token, sent tokens that do not fit, or the access token expired without a refresh token.
+    pub sessions_ended_by_server: u64,
+    /// Back-channel logout tokens accepted.
+    pub backchannel_logouts: u64,
+    /// Fetches of Keycloak's key set, successful or not.
+    pub key_set_fetches: u64,
+}
 
 struct Inner {
     settings: AuthSettings,
@@ -169,10 +225,11 @@ impl KeycloakAuth {
     }
 
     /// Becomes `true` when [`KeycloakAuth::close_event_streams`] is called.
-    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+    pub(crate) fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
         self.0.closing.subscribe()
     }
 
+    /// The settings it was made with (read-only: they are fixed at start-up).
     pub fn settings(&self) -> &AuthSettings {
         &self.0.settings
     }
@@ -182,53 +239,65 @@ impl KeycloakAuth {
         &self.0.frontchannel_limiter
     }
 
-    pub fn ui_config(&self) -> &UiConfig {
+    pub(crate) fn ui_config(&self) -> &UiConfig {
         &self.0.settings.ui
     }
 
-    pub fn oidc(&self) -> &Oidc {
+    pub(crate) fn oidc(&self) -> &Oidc {
         &self.0.oidc
     }
 
-    pub fn store(&self) -> &AuthStore {
+    pub(crate) fn store(&self) -> &AuthStore {
         &self.0.store
     }
 
-    pub fn login_cookies(&self) -> &LoginCookies {
+    pub(crate) fn login_cookies(&self) -> &LoginCookies {
         &self.0.login_cookies
     }
 
-    pub fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Metrics {
         &self.0.metrics
     }
 
+    /// What the library counted since start-up: the figures `/metrics` serves, for an app's own
+    /// status page.
+    pub fn counters(&self) -> Counters {
+        let m = &self.0.metrics;
+        Counters {
+            token_refreshes: Metrics::read(&m.token_refreshes),
+            sessions_ended_by_server: Metrics::read(&m.sessions_ended_by_server),
+            backchannel_logouts: Metrics::read(&m.backchannel_logouts),
+            key_set_fetches: self.0.oidc.keys().fetch_count(),
+        }
+    }
+
     /// The user directory, when `keycloak.directory_client_id` names its service account.
-    pub fn directory(&self) -> Option<&crate::server::keycloak_api::directory::Directory> {
+    pub(crate) fn directory(&self) -> Option<&crate::server::keycloak_api::directory::Directory> {
         self.0.directory.as_ref()
     }
 
     /// The app's stylesheet, for the pages the library renders itself.
-    pub fn stylesheet(&self) -> &str {
+    pub(crate) fn stylesheet(&self) -> &str {
         &self.0.stylesheet
     }
 
     /// Keycloak's origin (forms may post there).
-    pub fn issuer_origin(&self) -> &str {
+    pub(crate) fn issuer_origin(&self) -> &str {
         &self.0.issuer_origin
     }
 
     /// The live-reload socket of `cargo leptos watch`, when it runs.
-    pub fn dev_reload_socket(&self) -> Option<&str> {
+    pub(crate) fn dev_reload_socket(&self) -> Option<&str> {
         self.0.dev_reload_socket.as_deref()
     }
 
     /// Where the site's static files are served (`/pkg/`): cached, unlike pages.
-    pub fn pkg_prefix(&self) -> &str {
+    pub(crate) fn pkg_prefix(&self) -> &str {
         &self.0.pkg_prefix
     }
 
     /// The redirect URI registered in Keycloak: the public URL's `<prefix>/callback`.
-    pub fn redirect_uri(&self) -> String {
+    pub(crate) fn redirect_uri(&self) -> String {
         self.0
             .settings
             .absolute(&self.0.settings.ui.route("/callback"))
@@ -236,7 +305,7 @@ impl KeycloakAuth {
 
     /// The signed-in session with an access token usable now, refreshed first when it expires
     /// within the margin (see [`Refresher::fresh_auth`]).
-    pub async fn fresh_auth(
+    pub(crate) async fn fresh_auth(
         &self,
         session: &Session,
         now: i64,
@@ -246,7 +315,7 @@ impl KeycloakAuth {
 
     /// Refreshes the session's tokens now, however fresh, so that Keycloak's idle limit moves
     /// (the expiry warning's "Stay signed in"). Keycloak's maximum lifetime never moves.
-    pub async fn extend_session(
+    pub(crate) async fn extend_session(
         &self,
         session: &Session,
         now: i64,

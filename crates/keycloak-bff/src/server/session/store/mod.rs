@@ -93,6 +93,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Removes what expired by `now` (a backend whose entries expire by themselves does nothing).
     async fn sweep(&self, now: i64) -> session_store::Result<()>;
     /// How many session records it holds (expired ones not yet swept included).
+    #[cfg_attr(not(any(test, feature = "test-support")), allow(dead_code))] // tests only
     async fn count(&self) -> session_store::Result<usize>;
     /// Whether it answers now (the readiness probe).
     async fn is_ready(&self) -> bool;
@@ -337,6 +338,7 @@ impl AuthStore {
     /// Uses `pool`, bringing its schema up to date (`migrations/` of this crate: the sessions
     /// table of tower-sessions' SQLite store, the `sid`/`sub` index, the back-channel logout
     /// guard). The pool should hold only the sessions: its migrations table is this store's.
+    #[cfg_attr(not(any(test, feature = "test-support")), allow(dead_code))] // tests only
     pub async fn sqlite(pool: sqlx::SqlitePool) -> Result<Self, String> {
         let backend = sqlite::SqliteBackend::open(pool, unix_now()).await?;
         Ok(Self::with(
@@ -572,6 +574,7 @@ impl AuthStore {
     }
 
     /// How many session records the store holds (expired ones not yet swept included).
+    #[cfg_attr(not(any(test, feature = "test-support")), allow(dead_code))] // tests only
     pub async fn len(&self) -> session_store::Result<usize> {
         self.backend.count().await
     }
@@ -773,7 +776,7 @@ pub fn keep_session_end(session: &Session, auth: &AuthSession) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::session::store::redis::TestRedis;
+    use crate::server::test_support::TestRedis;
     use serde_json::json;
     use std::collections::HashMap;
     use time::OffsetDateTime;

@@ -330,6 +330,8 @@ pub fn lock_for_this_process(path: &std::path::Path) -> Result<std::fs::File, St
     }
 }
 
+/// Opens (or creates) a SQLite database file with the settings the library uses for its own (WAL, a
+/// busy timeout), for an app's own data beside the sessions.
 pub async fn open_sqlite(path: &std::path::Path) -> Result<SqlitePool, String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
