@@ -1,6 +1,6 @@
 // A browser's part of signing in, without a browser: a cookie jar, Keycloak's real login form,
-// and the admin token. Shared by the benchmark (bench/run.mjs) and the chaos soak (soak/run.mjs),
-// which sign in hundreds of users through Keycloak's own pages.
+// the admin token, and reading an event stream. Shared by the benchmark (bench/run.mjs) and the
+// chaos soak (soak/run.mjs), which sign in hundreds of users through Keycloak's own pages.
 
 export const KEYCLOAK = process.env.KEYCLOAK_URL ?? 'http://localhost:8080';
 
@@ -69,4 +69,29 @@ export async function admin(token, realm, method, path, body) {
   const text = await r.text();
   if (!r.ok) throw new Error(`Keycloak admin ${method} ${path}: ${r.status} ${text.slice(0, 200)}`);
   return text ? JSON.parse(text) : null;
+}
+
+/**
+ * Reads a Server-Sent Events body (an event stream of the app), calling `onData` with the JSON of
+ * each message's `data`, until the body ends or `stop()` says so after a chunk.
+ */
+export async function eachEvent(response, onData, stop = () => false) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let at;
+    while ((at = buffer.indexOf('\n\n')) >= 0) {
+      const data = buffer.slice(0, at).split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5)).join('');
+      buffer = buffer.slice(at + 2);
+      if (!data) continue;
+      let parsed;
+      try { parsed = JSON.parse(data); } catch { continue; }
+      await onData(parsed);
+    }
+    if (stop()) return;
+  }
 }

@@ -12,7 +12,7 @@ import { tmpdir, cpus, totalmem } from 'node:os';
 import { join, dirname, basename } from 'node:path';
 import { gzipSync, brotliCompressSync, constants as zlibConstants } from 'node:zlib';
 import { chromium } from '@playwright/test';
-import { KEYCLOAK, Jar, get, keycloakLogin, adminToken, admin } from './client.mjs';
+import { KEYCLOAK, Jar, get, keycloakLogin, adminToken, admin, eachEvent } from './client.mjs';
 
 const SMOKE = process.env.BENCH_SMOKE === '1';
 const APP_BIN = must('BENCH_APP_BIN');
@@ -318,23 +318,10 @@ function holdStream(cookie) {
   const done = (async () => {
     const r = await fetch(`${APP}/auth/events`, { headers: { cookie, accept: 'text/event-stream' }, signal: controller.signal });
     if (r.status !== 200) throw new Error(`event stream: ${r.status} ${await r.text()}`);
-    const reader = r.body.getReader();
-    const decoder = new TextDecoder();
-    let buffer = '';
-    for (;;) {
-      const { value, done: over } = await reader.read();
-      if (over) return;
-      buffer += decoder.decode(value, { stream: true });
-      let at;
-      while ((at = buffer.indexOf('\n\n')) >= 0) {
-        const data = buffer.slice(0, at).split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5)).join('');
-        buffer = buffer.slice(at + 2);
-        if (!data) continue;
-        const status = JSON.parse(data);
-        first(status);
-        if (status.signed_in === false) ended(performance.now());
-      }
-    }
+    await eachEvent(r, (status) => {
+      first(status);
+      if (status.signed_in === false) ended(performance.now());
+    });
   })().catch((e) => { if (!controller.signal.aborted) first({ error: e.message }); });
   return { first: firstP, ended: endedP, close: () => controller.abort(), done };
 }

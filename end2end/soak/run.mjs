@@ -19,7 +19,7 @@ import { readFileSync, writeFileSync, existsSync, readlinkSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from '@playwright/test';
-import { KEYCLOAK, Jar, get, keycloakLogin, adminToken, admin } from '../bench/client.mjs';
+import { KEYCLOAK, Jar, get, keycloakLogin, adminToken, admin, eachEvent } from '../bench/client.mjs';
 
 const env = (name, fallback) => process.env[name] ?? fallback;
 const APP = env('SOAK_APP', 'http://localhost:3000');
@@ -87,10 +87,10 @@ let everyFaultSeen = false;
 let loadEndsAt = Infinity;
 const loadOn = () => Date.now() < loadEndsAt || !everyFaultSeen;
 
-/** Whether an outage answer at `t` falls in a fault's window, and which. */
-function faultAt(t, statuses) {
-  return faults.find((f) => t >= f.start - 1 && t <= (f.recovered ?? Infinity) + GRACE_S
-    && statuses(f).length > 0);
+/** The fault whose window (from its start to its recovery plus GRACE_S) holds `t` and that
+ * `explains` (all of them by default). */
+function faultAt(t, explains = () => true) {
+  return faults.find((f) => t >= f.start - 1 && t <= (f.recovered ?? Infinity) + GRACE_S && explains(f));
 }
 // The answers each fault may cause: documented in the README ("Stores, replicas…").
 const allowed = (f) => (f.kind === 'replica' ? [502, 503] : [503]);
@@ -101,7 +101,7 @@ function record(user, kind, start, status, detail = '') {
   samples.push({ t, kind, ms, status, phase: currentPhase(t) });
   if (status >= 200 && status < 400) return 'ok';
   if (status === 401) return 'signed-out';
-  const fault = faultAt(t, (f) => allowed(f).filter((s) => s === status));
+  const fault = faultAt(t, (f) => allowed(f).includes(status));
   if (fault) {
     outage.push({ t, kind, status, fault: fault.kind });
     return 'outage';
@@ -112,7 +112,7 @@ function record(user, kind, start, status, detail = '') {
 
 /** An answer that is an outage's (documented) when a fault is on, else unexpected. */
 function degraded(user, t, kind, what) {
-  const fault = faultAt(t, () => [1]);
+  const fault = faultAt(t);
   if (fault) outage.push({ t, kind, status: what, fault: fault.kind });
   else unexpected.push({ t, user: user.name, kind, status: 200, detail: what });
 }
@@ -156,7 +156,7 @@ class User {
       } catch (e) {
         const t = (start - T0) / 1000;
         // A sign-in while Keycloak, Redis or a replica is down fails; a browser's user tries again.
-        if (!faultAt(t, () => [1]) && attempt >= 2) {
+        if (!faultAt(t) && attempt >= 2) {
           unexpected.push({ t, user: this.name, kind: 'sign-in', status: 0, detail: e.message });
         }
         if (attempt > 60) throw new Error(`${this.name} could not sign in: ${e.message}`);
@@ -284,28 +284,12 @@ class User {
         }
         record(this, 'stream', start, 200);
         streamEvents.opened++;
-        const reader = r.body.getReader();
-        const decoder = new TextDecoder();
-        let buffer = '';
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) break;
-          buffer += decoder.decode(value, { stream: true });
-          let at;
-          while ((at = buffer.indexOf('\n\n')) >= 0) {
-            const message = buffer.slice(0, at);
-            buffer = buffer.slice(at + 2);
-            const data = message.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5)).join('');
-            if (!data) continue;
-            let status;
-            try { status = JSON.parse(data); } catch { continue; }
-            if (status.signed_in === false && generation === this.generation && !this.signingOut) {
-              controller.abort();
-              await this.lost('the event stream said signed out');
-            }
+        await eachEvent(r, async (status) => {
+          if (status.signed_in === false && generation === this.generation && !this.signingOut) {
+            controller.abort();
+            await this.lost('the event stream said signed out');
           }
-          if (!loadOn() || generation !== this.generation) break;
-        }
+        }, () => !loadOn() || generation !== this.generation);
         controller.abort();
       } catch {
         if (loadOn()) streamEvents.cut++;
