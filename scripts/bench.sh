@@ -59,7 +59,7 @@ token="$(curl -s -d grant_type=client_credentials -d client_id=notes-reader \
   -d client_secret=notes-reader-dev-secret \
   http://localhost:8080/realms/demo/protocol/openid-connect/token | jq -r .access_token)"
 criterion="$(BENCH_ISSUER=http://localhost:8080/realms/demo BENCH_TOKEN="$token" \
-  cargo bench -q "${bench_profile[@]}" -p keycloak-bff --features ssr --bench verify -- "${criterion_args[@]}" 2>&1)"
+  cargo bench -q "${bench_profile[@]}" -p keycloak-bff --features ssr,test-support --bench verify -- "${criterion_args[@]}" 2>&1)"
 echo "$criterion" | grep -E "time:|bearer" || true
 
 # (wrk --version exits 1.)

@@ -77,7 +77,7 @@ const rss = []; // { t, port, mb }
 const userIds = new Map(); // Keycloak's user id -> username
 // A replica killed (kill -9) after Keycloak answered its refresh and before the store had the new
 // tokens loses that rotation: the next refresh spends the old token and Keycloak refuses it, once
-// the dead replica's refresh lock has run out (Keycloak's timeout twice plus 5 s). The README and
+// the dead replica's refresh lock has run out (Keycloak's timeout twice plus 5 s). docs/operating.md and
 // docs/security.md name this window; a sign-out it causes is reported apart.
 const KILLED_MID_REFRESH_S = 30;
 let deferredSignOuts = 0; // sign-outs the app took while its store was down (ended later)
@@ -92,7 +92,7 @@ const loadOn = () => Date.now() < loadEndsAt || !everyFaultSeen;
 function faultAt(t, explains = () => true) {
   return faults.find((f) => t >= f.start - 1 && t <= (f.recovered ?? Infinity) + GRACE_S && explains(f));
 }
-// The answers each fault may cause: documented in the README ("Stores, replicas…").
+// The answers each fault may cause: documented in docs/operating.md.
 const allowed = (f) => (f.kind === 'replica' ? [502, 503] : [503]);
 
 function record(user, kind, start, status, detail = '') {

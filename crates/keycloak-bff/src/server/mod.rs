@@ -41,6 +41,7 @@ pub use base::settings::{
 };
 pub use keycloak_api::account::AsUser;
 pub use keycloak_api::directory::Directory;
+#[cfg(feature = "sqlite")]
 pub use session::store::open_sqlite;
 pub use web::account::{end_my_other_sessions, end_my_session, my_sessions};
 pub use web::assets::static_files;

@@ -166,6 +166,13 @@ mod browser {
 
     struct Watcher {
         user: UserResource,
+        /// The user as the page shows it, kept by an effect: callbacks (timers, messages, input)
+        /// read this, never the resource, which Leptos only wants read inside a `<Suspense/>` or
+        /// an effect while hydrating (a console warning otherwise).
+        shown: RefCell<Option<KeycloakUser>>,
+        /// The page is signing out (its sign-out form was submitted): no more checks, or one
+        /// racing the sign-out would come back 401.
+        leaving: Cell<bool>,
         state: SessionState,
         config: UiConfig,
         channel: Option<BroadcastChannel>,
@@ -249,12 +256,18 @@ mod browser {
         }
 
         fn signed_in(&self) -> bool {
-            matches!(self.user.get_untracked(), Some(Ok(Some(_))))
+            self.shown.borrow().is_some()
+        }
+
+        /// Shows `user` (every `<SignedIn/>` and gate follows the resource).
+        fn show(&self, user: Option<KeycloakUser>) {
+            *self.shown.borrow_mut() = user.clone();
+            self.user.set(Some(Ok(user)));
         }
 
         /// Updates this page from what was heard (here or by the elected tab).
         fn apply(self: &Rc<Self>, heard: &Heard) {
-            let shown = self.user.get_untracked().and_then(Result::ok).flatten();
+            let shown = self.shown.borrow().clone();
             match heard.code {
                 200 => {
                     self.state.idp_unavailable.set(false);
@@ -267,7 +280,7 @@ mod browser {
                         self.set_end(status.session_expires_at, status.at_maximum);
                     }
                     if current != shown {
-                        self.user.set(Some(Ok(current)));
+                        self.show(current);
                     }
                 }
                 401 => {
@@ -275,7 +288,7 @@ mod browser {
                     self.set_end(None, false);
                     if shown.is_some() {
                         self.state.ended.set(true);
-                        self.user.set(Some(Ok(None)));
+                        self.show(None);
                     }
                 }
                 503 => self.state.idp_unavailable.set(true),
@@ -363,6 +376,9 @@ mod browser {
         /// keeps the session alive), or, when nobody did anything since the last refresh and
         /// `session.keep_alive` is `activity`, only how the session stands (`?idle=1`).
         fn check(self: &Rc<Self>) {
+            if self.leaving.get() {
+                return;
+            }
             let refresh = timer_refreshes(
                 self.config.keep_alive,
                 self.last_activity.get(),
@@ -537,6 +553,27 @@ mod browser {
             );
         }
         on_input.forget();
+        // The sign-out form, however submitted (a click, Enter): the page is leaving.
+        let this = Rc::clone(watcher);
+        let logout = this.config.route("/logout");
+        let on_submit = Closure::<dyn Fn(web_sys::Event)>::new(move |event: web_sys::Event| {
+            let form = event
+                .target()
+                .and_then(|t| t.dyn_into::<web_sys::HtmlFormElement>().ok());
+            let path = form
+                .and_then(|f| web_sys::Url::new(&f.action()).ok())
+                .map(|u| u.pathname());
+            if path.as_deref() == Some(logout.as_str()) {
+                this.leaving.set(true);
+                this.cancel_timer();
+            }
+        });
+        let _ = window.add_event_listener_with_callback_and_add_event_listener_options(
+            "submit",
+            on_submit.as_ref().unchecked_ref(),
+            &options,
+        );
+        on_submit.forget();
     }
 
     /// Calls `elected` when this tab holds the Web Lock `name` (held until the tab closes). Without
@@ -578,6 +615,9 @@ mod browser {
         let lock = format!("{}:watch", config.channel);
         let watcher = Rc::new(Watcher {
             user,
+            // `start` runs in an effect: reading the resource here is what Leptos wants.
+            shown: RefCell::new(user.get_untracked().and_then(Result::ok).flatten()),
+            leaving: Cell::new(false),
             state,
             config,
             channel,
@@ -597,11 +637,16 @@ mod browser {
             stream_timer: RefCell::new(None),
         });
         WATCHER.with(|w| *w.borrow_mut() = Some(Rc::clone(&watcher)));
+        let this = Rc::clone(&watcher);
+        // Read in an effect (as Leptos wants while hydrating); follows refetches by the app too.
+        Effect::new(move |_| {
+            let user = this.user.get().and_then(Result::ok).flatten();
+            *this.shown.borrow_mut() = user;
+        });
         let ends_at = watcher
-            .user
-            .get_untracked()
-            .and_then(Result::ok)
-            .flatten()
+            .shown
+            .borrow()
+            .as_ref()
             .map(|u| u.session_expires_at);
         watcher.set_end(ends_at, false);
         if let Some(channel) = &watcher.channel {

@@ -490,6 +490,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "redis")]
     #[tokio::test]
     async fn rotated_tokens_are_saved_when_redis_comes_back_within_the_refresh_lock() {
         use crate::server::session::store::redis::RedisOptions;
@@ -528,6 +529,7 @@ mod tests {
         assert_eq!(stored.refresh_token.as_deref(), Some("rotated"));
     }
 
+    #[cfg(feature = "redis")]
     #[tokio::test]
     async fn a_save_the_store_never_takes_is_a_503_by_the_deadline_not_a_500() {
         use crate::server::session::store::redis::RedisOptions;
@@ -552,6 +554,7 @@ mod tests {
         assert!(started.elapsed() < std::time::Duration::from_secs(3));
     }
 
+    #[cfg(feature = "redis")]
     #[tokio::test]
     async fn on_redis_every_replica_sees_a_sessions_back_off_until_it_runs_out() {
         let redis =

@@ -62,6 +62,7 @@ impl SessionEvents {
     }
 
     /// Wakes every subscriber (announcements may have been lost, e.g. while Redis was away).
+    #[cfg(any(test, feature = "redis"))]
     pub fn announce_all(&self) {
         self.woken_all.fetch_add(1, Ordering::AcqRel);
         if let Ok(subscribers) = self.subscribers.lock() {

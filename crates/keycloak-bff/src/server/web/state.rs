@@ -10,6 +10,7 @@ use crate::server::base::settings::{AuthSettings, StoreKind};
 use crate::server::oidc::client::Oidc;
 use crate::server::oidc::refresh::Refresher;
 use crate::server::session::login_cookies::LoginCookies;
+#[cfg(feature = "redis")]
 use crate::server::session::store::redis::RedisOptions;
 use crate::server::session::store::seal::Sealer;
 use crate::server::session::store::{AuthSession, AuthStore};
@@ -324,14 +325,29 @@ impl KeycloakAuth {
     }
 }
 
+/// `session.store = "sqlite"` (the default) in a build without the feature.
+#[cfg(not(feature = "sqlite"))]
+const MISSING_SQLITE: &str = "session.store = \"sqlite\" (the default) needs keycloak-bff's \
+feature `sqlite` (on by default): enable it, or set session.store to \"memory\" or \"redis\"";
+/// `session.store = "redis"` in a build without the feature.
+#[cfg(not(feature = "redis"))]
+const MISSING_REDIS: &str = "session.store = \"redis\" needs keycloak-bff's feature `redis`: \
+add \"keycloak-bff/redis\" to the app's ssr feature";
+
 /// The session store of `session.store`, sealing tokens with a key of `session.secret` when one
 /// is set (every replica the same; the previous secret still opens what it sealed).
 async fn open_store(settings: &AuthSettings) -> Result<AuthStore, StartupError> {
     let store = match settings.session.store {
         StoreKind::Memory => AuthStore::memory().map_err(StartupError::Store)?,
+        #[cfg(feature = "sqlite")]
         StoreKind::Sqlite => AuthStore::sqlite_file(&settings.session.sqlite_file)
             .await
             .map_err(StartupError::Store)?,
+        #[cfg(not(feature = "sqlite"))]
+        StoreKind::Sqlite => return Err(StartupError::Store(MISSING_SQLITE.into())),
+        #[cfg(not(feature = "redis"))]
+        StoreKind::Redis => return Err(StartupError::Store(MISSING_REDIS.into())),
+        #[cfg(feature = "redis")]
         StoreKind::Redis => {
             use secrecy::ExposeSecret;
             let session = &settings.session;

@@ -27,11 +27,14 @@ use tower_sessions::session_store::{self, SessionStore};
 use tower_sessions::{Expiry, Session};
 
 pub mod memory;
+#[cfg(feature = "redis")]
 pub mod redis;
 pub mod seal;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod streams;
 
+#[cfg(feature = "sqlite")]
 pub use sqlite::open_sqlite;
 
 /// The key of the signed-in part ([`AuthSession`]) in a session record.
@@ -320,6 +323,7 @@ impl AuthStore {
     }
 
     /// Opens (or creates) the SQLite file at `path` and brings its schema up to date.
+    #[cfg(feature = "sqlite")]
     pub async fn sqlite_file(path: &std::path::Path) -> Result<Self, String> {
         let lock = sqlite::lock_for_this_process(path)?;
         // Without session.secret, tokens are sealed with a key kept beside the file.
@@ -338,6 +342,7 @@ impl AuthStore {
     /// Uses `pool`, bringing its schema up to date (`migrations/` of this crate: the sessions
     /// table of tower-sessions' SQLite store, the `sid`/`sub` index, the back-channel logout
     /// guard). The pool should hold only the sessions: its migrations table is this store's.
+    #[cfg(feature = "sqlite")]
     #[cfg_attr(not(any(test, feature = "test-support")), allow(dead_code))] // tests only
     pub async fn sqlite(pool: sqlx::SqlitePool) -> Result<Self, String> {
         let backend = sqlite::SqliteBackend::open(pool, unix_now()).await?;
@@ -350,6 +355,7 @@ impl AuthStore {
 
     /// Sessions in Redis at `url`, shared with every replica; each command gives up after
     /// `timeout` (Redis down: "unavailable", never a hang).
+    #[cfg(feature = "redis")]
     pub async fn redis(options: redis::RedisOptions<'_>) -> Result<Self, String> {
         // Every replica seals with the key of the secret they share.
         let sealer = seal::Sealer::from_secret(options.secret, None)?;
@@ -773,7 +779,9 @@ pub fn keep_session_end(session: &Session, auth: &AuthSession) {
     session.set_expiry(Some(Expiry::AtDateTime(end)));
 }
 
+// The three backends side by side: with both backends' features (the test command has them).
 #[cfg(test)]
+#[cfg(all(feature = "sqlite", feature = "redis"))]
 mod tests {
     use super::*;
     use crate::server::test_support::TestRedis;

@@ -142,6 +142,7 @@ impl Sealer {
 
     /// The key kept in `path` (32 random bytes, created with owner-only permissions when
     /// missing): a single process without `session.secret` keeps its sessions across restarts.
+    #[cfg(any(test, feature = "sqlite"))]
     pub fn from_key_file(path: &std::path::Path) -> Result<Self, String> {
         let shown = path.display();
         let bytes = match std::fs::read(path) {
@@ -242,6 +243,7 @@ impl Sealer {
 }
 
 /// Writes `bytes` to a new file `path` that only its owner can read.
+#[cfg(any(test, feature = "sqlite"))]
 fn write_owner_only(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
