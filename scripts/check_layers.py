@@ -65,7 +65,7 @@ def module_path(src: Path, f: Path) -> list[str]:
 def crate_paths(text: str, here: list[str]) -> set[str]:
     """The `crate::…` paths a file names, its `super::…` ones made absolute from module `here`."""
     text = strip_comments(text)
-    text = re.sub(r"#\[cfg\(test\)\]\s*mod tests\s*\{.*", "", text, flags=re.S)
+    text = re.sub(r"#\[cfg\(test\)\]\s*(?:#\[[^\]]*\]\s*)*mod tests\s*\{.*", "", text, flags=re.S)
     paths = set()
     for tree in re.findall(r"\buse\s+((?:crate|super)::[^;]+);", text, flags=re.S):
         paths.update(expand(re.sub(r"\s+", " ", tree)))

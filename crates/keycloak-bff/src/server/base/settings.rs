@@ -85,6 +85,8 @@ struct AuthSection {
     channel: String,
     metrics_addr: String,
     silent_sso: bool,
+    silent_sso_skip: Vec<String>,
+    static_paths: Vec<String>,
     step_up_max_age_secs: u64,
     step_up_allows_impersonation: bool,
 }
@@ -99,6 +101,12 @@ impl Default for AuthSection {
             channel: ui.channel,
             metrics_addr: DEFAULT_METRICS_ADDR.into(),
             silent_sso: true,
+            silent_sso_skip: vec!["/api/".into(), "/health/".into()],
+            static_paths: vec![
+                "/favicon.ico".into(),
+                "/favicon.svg".into(),
+                "/robots.txt".into(),
+            ],
             step_up_max_age_secs: 300,
             step_up_allows_impersonation: false,
         }
@@ -224,6 +232,14 @@ pub struct AuthSettings {
     /// browser opens (once per browser session) goes through a `prompt=none` authorization
     /// request (`server::web::silent_sso`).
     pub silent_sso: bool,
+    /// Path prefixes a navigation to which never goes to Keycloak for a silent sign-in
+    /// (`auth.silent_sso_skip`, default `["/api/", "/health/"]`: JSON and probes). The auth
+    /// routes and `/pkg/` are never redirected either. Leptos's server-function prefix (`/api`)
+    /// is compiled into the browser bundle, which is why it is a default and not derived.
+    pub silent_sso_skip: Vec<String>,
+    /// Exact paths served like the site's `/pkg/` files (cacheable, no page headers):
+    /// `auth.static_paths`, default `["/favicon.ico", "/favicon.svg", "/robots.txt"]`.
+    pub static_paths: Vec<String>,
     /// The `[keycloak]` section: the realm and the client.
     pub keycloak: KeycloakSettings,
     /// The `[session]` section: the store, the cookie, limits and secrets.
@@ -503,6 +519,8 @@ fn validate(
         metrics_addr: metrics_addr(&a.metrics_addr)?,
         ui: ui_config(&a, &s, k.leeway_secs.min(300) as i64)?,
         silent_sso: a.silent_sso,
+        silent_sso_skip: paths("auth.silent_sso_skip", &a.silent_sso_skip)?,
+        static_paths: paths("auth.static_paths", &a.static_paths)?,
         keycloak: keycloak_settings(k)?,
         session: session_settings(s, &client_id)?,
     };
@@ -517,6 +535,23 @@ fn validate(
             .map_err(invalid)?;
     }
     Ok(settings)
+}
+
+/// A list of paths of the app's URL space: each starts with `/`.
+fn paths(name: &str, list: &[String]) -> Result<Vec<String>, SettingsError> {
+    list.iter()
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            if p.starts_with('/') {
+                Ok(p)
+            } else {
+                Err(invalid(format!(
+                    "{name}: {p:?} must be a path starting with /"
+                )))
+            }
+        })
+        .collect()
 }
 
 /// Where metrics are served when `auth.metrics_addr` is not set: loopback, out of the public's
@@ -1022,6 +1057,41 @@ mod tests {
             ],
         );
         assert!(e.contains("keep_alive") || e.contains("sometimes"), "{e}");
+    }
+
+    #[test]
+    fn the_app_url_space_the_library_skips_is_a_setting_with_defaults_and_paths_only() {
+        let s = parse(FILE, &env(&[("APP_KEYCLOAK_CLIENT_SECRET", "x")]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.auth.silent_sso_skip, vec!["/api/", "/health/"]);
+        assert_eq!(
+            s.auth.static_paths,
+            vec!["/favicon.ico", "/favicon.svg", "/robots.txt"]
+        );
+        let file = r#"
+            [auth]
+            public_url = "http://localhost:3000"
+            silent_sso_skip = ["/api/", "/rpc/"]
+            static_paths = ["/icon.png"]
+            [keycloak]
+            issuer_url = "http://localhost:8080/realms/demo"
+            client_id = "demo-app"
+        "#;
+        let s = parse(file, &env(&[("APP_KEYCLOAK_CLIENT_SECRET", "x")]));
+        let s = s.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.auth.silent_sso_skip, vec!["/api/", "/rpc/"]);
+        assert_eq!(s.auth.static_paths, vec!["/icon.png"]);
+        let e = err(
+            FILE,
+            &[
+                ("APP_KEYCLOAK_CLIENT_SECRET", "x"),
+                ("APP_AUTH_SILENT_SSO_SKIP", "/api/,rpc"),
+            ],
+        );
+        assert!(
+            e.contains("auth.silent_sso_skip") && e.contains("rpc"),
+            "{e}"
+        );
     }
 
     #[test]

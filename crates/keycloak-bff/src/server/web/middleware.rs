@@ -15,8 +15,8 @@ use keycloak_bff_core::{cookie, csp};
 #[derive(Clone, Copy, Debug)]
 pub struct FramedByIssuer;
 
-fn is_static_asset(path: &str, pkg_prefix: &str) -> bool {
-    path.starts_with(pkg_prefix) || matches!(path, "/favicon.ico" | "/favicon.svg" | "/robots.txt")
+fn is_static_asset(path: &str, auth: &KeycloakAuth) -> bool {
+    path.starts_with(auth.pkg_prefix()) || auth.settings().static_paths.iter().any(|p| p == path)
 }
 
 /// A page opened on another loopback name of the public URL's host (`127.0.0.1` for
@@ -112,7 +112,7 @@ pub async fn security_headers(
     request: Request,
     next: Next,
 ) -> Response {
-    let is_static = is_static_asset(request.uri().path(), auth.pkg_prefix());
+    let is_static = is_static_asset(request.uri().path(), &auth);
     let mut response = next.run(request).await;
     let framed = response.extensions().get::<FramedByIssuer>().is_some();
     let headers = response.headers_mut();

@@ -58,8 +58,11 @@ fn is_page_navigation(
         && !prefetch
         && !own_route
         && !path.starts_with(auth.pkg_prefix())
-        && !path.starts_with("/api/")
-        && !path.starts_with("/health/")
+        && !auth
+            .settings()
+            .silent_sso_skip
+            .iter()
+            .any(|skip| path.starts_with(skip.as_str()))
 }
 
 /// The middleware (inside the session layer): see the module's documentation.

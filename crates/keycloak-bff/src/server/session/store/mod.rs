@@ -779,10 +779,10 @@ pub fn keep_session_end(session: &Session, auth: &AuthSession) {
     session.set_expiry(Some(Expiry::AtDateTime(end)));
 }
 
+// The three backends side by side: with both backends' features (the test command has them).
 #[cfg(test)]
+#[cfg(all(feature = "sqlite", feature = "redis"))]
 mod tests {
-    // The three backends side by side: with both backends' features (the test command has them).
-    #![cfg(all(feature = "sqlite", feature = "redis"))]
     use super::*;
     use crate::server::test_support::TestRedis;
     use serde_json::json;
