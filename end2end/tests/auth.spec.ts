@@ -1,4 +1,4 @@
-import { expect, test } from './console';
+import { expect, test } from '@playwright/test';
 import { APP, JWT, KEYCLOAK, hydrated, recordAppResponses, signIn } from './helpers';
 
 test('the admin sees the admin link and opens the admin page', async ({ page }) => {

@@ -1,5 +1,4 @@
-import { Page } from '@playwright/test';
-import { expect, test } from './console';
+import { expect, Page, test } from '@playwright/test';
 import { KEYCLOAK, SHOTS, signIn } from './helpers';
 
 // The app instance on http://localhost:3004 (scripts/test.sh), against the realm demo-brief:

@@ -1,5 +1,4 @@
-import { Page } from '@playwright/test';
-import { expect, test } from './console';
+import { expect, Page, test } from '@playwright/test';
 import { APP, hydrated, KEYCLOAK, signIn } from './helpers';
 import { adminLogout, userId, userToken } from './keycloak-admin';
 

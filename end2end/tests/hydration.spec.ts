@@ -1,5 +1,4 @@
-import { Browser, Page } from '@playwright/test';
-import { expect, test } from './console';
+import { Browser, expect, Page, test } from '@playwright/test';
 import { DevUser, seriousViolations, signIn } from './helpers';
 
 // What the server renders is what the hydrated page shows: for each user and each page, the same

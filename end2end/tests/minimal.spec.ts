@@ -1,5 +1,4 @@
-import { Page } from '@playwright/test';
-import { expect, test } from './console';
+import { expect, Page, test } from '@playwright/test';
 import { DevUser, KEYCLOAK } from './helpers';
 
 // examples/minimal: the app made by following the README's "Add Keycloak to your Leptos app",
