@@ -56,6 +56,11 @@ say "formatting and lints (every crate; server and WebAssembly)"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --features ssr -- -D warnings
 cargo clippy --workspace --lib --target wasm32-unknown-unknown --features hydrate -- -D warnings
+# examples/minimal is a workspace of its own (as an app made from start-axum is).
+minimal_manifest=(--manifest-path "$ROOT/examples/minimal/Cargo.toml")
+cargo fmt "${minimal_manifest[@]}" --check
+cargo clippy "${minimal_manifest[@]}" --all-targets --features ssr -- -D warnings
+cargo clippy "${minimal_manifest[@]}" --lib --target wasm32-unknown-unknown --features hydrate -- -D warnings
 
 say "packaging: both library crates as cargo would publish them (metadata, versioned dependencies, files)"
 # --no-verify: the build of the packaged crates (about 40 s; it passed) is left to a release.
@@ -102,7 +107,10 @@ cargo test --workspace --features ssr --no-run
 # The sites (server + WebAssembly, their own build cache) build while the tests run, at the
 # lowest CPU priority: the tests mostly wait on Keycloak, and keep the CPU when they need it.
 say "building the sites (the demo and examples/minimal) beside the tests; log: $LOG_DIR/site-build.log"
-(nice -n 19 bash -c '. "$0/scripts/lib.sh"; leptos build --project kc-leptos && leptos build --project minimal' "$ROOT") \
+# examples/minimal keeps the template's style/main.scss: cargo-leptos compiles it with the `sass` of
+# end2end's npm packages (on PATH), instead of downloading dart-sass from GitHub.
+(nice -n 19 bash -c '. "$0/scripts/lib.sh"; leptos build --project kc-leptos &&
+  cd "$0/examples/minimal" && PATH="$0/end2end/node_modules/.bin:$PATH" leptos build' "$ROOT") \
   >"$LOG_DIR/site-build.log" 2>&1 &
 site_build=$!
 
@@ -122,7 +130,7 @@ fi
 tail -n 3 "$LOG_DIR/site-build.log"
 
 say "starting the app on http://localhost:3000 (realm demo-short: 10-second access tokens)"
-# cargo-leptos writes the sites (wasm, JS, CSS, public/) to target/site and target/site-minimal in
+# cargo-leptos writes the sites (wasm, JS, CSS, public/) to target/site and examples/minimal/target/site in
 # the clone.
 site_root="$ROOT/target/site"
 data_dir="$(mktemp -d)"
@@ -136,7 +144,7 @@ wait_for 3000 "$app_pid" "$LOG_DIR/app.log"
 
 say "starting examples/minimal on http://localhost:3002 (its own Leptos.toml, client minimal-app)"
 (cd examples/minimal &&
-  LEPTOS_OUTPUT_NAME=minimal LEPTOS_SITE_ROOT="$ROOT/target/site-minimal" \
+  LEPTOS_OUTPUT_NAME=minimal LEPTOS_SITE_ROOT="$ROOT/examples/minimal/target/site" \
     LEPTOS_SITE_PKG_DIR=pkg LEPTOS_SITE_ADDR=127.0.0.1:3002 LEPTOS_ENV=PROD APP_AUTH_METRICS_ADDR=127.0.0.1:9312 \
     APP_KEYCLOAK_CLIENT_SECRET="$(dev_client_secret minimal-app)" \
     exec env -u APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET "$(site_bin minimal)") \

@@ -1,4 +1,5 @@
-import { expect, Page, test } from '@playwright/test';
+import { Page } from '@playwright/test';
+import { allowConsole, expect, test } from './console';
 import { KEYCLOAK, SHOTS, signIn } from './helpers';
 
 // The app instance on http://localhost:3004 (scripts/test.sh), against the realm demo-brief:
@@ -143,6 +144,7 @@ test('@single signing out at Keycloak ends the app session through front-channel
 
 test('@single deleting someone else\'s note with a stale sign-in asks for the password, then completes', async ({ browser }) => {
   test.setTimeout(90_000);
+  allowConsole(/status of 401 .*\/api\/delete_note/, 'the server function refuses the stale sign-in (401, step-up) on purpose');
   const erinContext = await browser.newContext({ baseURL: BRIEF });
   const erin = await erinContext.newPage();
   await signIn(erin, 'erin', '/notes');
@@ -184,6 +186,8 @@ test('@single deleting someone else\'s note with a stale sign-in asks for the pa
 
 test('@single a tab refused its event stream backs off instead of asking every second, and gets it once there is room', async ({ browser }) => {
   test.setTimeout(90_000);
+  allowConsole(/status of 429 .*\/auth\/events/, 'the tab is refused its stream (429) on purpose');
+  allowConsole(/status of 404 .*\/favicon\.ico/, 'the holder page is /health/live, plain text: Chromium asks for /favicon.ico');
   const context = await browser.newContext({ baseURL: BRIEF });
   // Another page of the same browser, outside the app (no watcher of its own), takes all four
   // streams the session may hold.

@@ -1,4 +1,5 @@
-import { expect, Page, test } from '@playwright/test';
+import { Page } from '@playwright/test';
+import { expect, test } from './console';
 import { APP, hydrated, KEYCLOAK, signIn } from './helpers';
 import { adminLogout, userId, userToken } from './keycloak-admin';
 

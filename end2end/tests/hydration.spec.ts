@@ -1,4 +1,5 @@
-import { Browser, expect, Page, test } from '@playwright/test';
+import { Browser, Page } from '@playwright/test';
+import { expect, test } from './console';
 import { DevUser, seriousViolations, signIn } from './helpers';
 
 // What the server renders is what the hydrated page shows: for each user and each page, the same

@@ -1,4 +1,4 @@
-import { expect, test } from '@playwright/test';
+import { expect, test } from './console';
 import { APP, signIn } from './helpers';
 import { adminLogout } from './keycloak-admin';
 

@@ -1,4 +1,5 @@
-import { expect, Page, test } from '@playwright/test';
+import { Page } from '@playwright/test';
+import { expect, test } from './console';
 import { DevUser, KEYCLOAK } from './helpers';
 
 // examples/minimal: the app made by following the README's "Add Keycloak to your Leptos app",

@@ -1,4 +1,4 @@
-import { expect, test } from '@playwright/test';
+import { expect, test } from './console';
 import { signIn } from './helpers';
 
 test('editor writes, viewer reads without controls, admin deletes, a user without app roles is kept out', async ({ browser }) => {

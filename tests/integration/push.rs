@@ -88,11 +88,25 @@ impl Events {
 }
 
 #[tokio::test]
-async fn a_signed_out_browser_gets_401_and_no_stream() {
+async fn a_signed_out_browser_gets_one_signed_out_status_and_no_open_stream() {
     let app = spawn_app().await;
     let r = app.get("/auth/events").await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(r.json::<Value>().await.expect("json")["signed_in"], false);
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    // The whole body arrives and ends: nothing stays open.
+    let body = tokio::time::timeout(Duration::from_secs(5), r.text())
+        .await
+        .expect("the response ends")
+        .expect("body");
+    let data = body
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("one status");
+    assert_eq!(
+        serde_json::from_str::<Value>(data).expect("json")["signed_in"],
+        false
+    );
+    assert!(body.starts_with("event: status\n"), "{body}");
 }
 
 #[tokio::test]

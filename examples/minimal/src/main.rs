@@ -32,6 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_state(leptos_options);
 
     // run our app with hyper
+    // `axum::Server` is a re-export of `hyper::Server`
     log!("listening on http://{}", &addr);
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     // keycloak-bff: its layers (sessions, checks, headers) around every route, TCP_NODELAY, and

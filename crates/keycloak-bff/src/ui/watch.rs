@@ -532,7 +532,14 @@ mod browser {
             .await
             .ok()?
             .as_string()?;
-        Some((response.status(), serde_json::from_str(&text).ok()))
+        let status: Option<SessionStatus> = serde_json::from_str(&text).ok();
+        // The server answers "signed out" with a 200 (a clean console); the watcher's own code
+        // for it is 401.
+        let code = match (response.status(), &status) {
+            (200, Some(s)) if !s.signed_in => 401,
+            (code, _) => code,
+        };
+        Some((code, status))
     }
 
     /// Notes the user's input in this tab ([`ACTIVITY_EVENTS`], passive listeners on the window).

@@ -7,8 +7,9 @@
 //! (a refresh, from any request on any replica) and a signed-out status when the session is
 //! deleted (sign-out, back-channel logout, an admin ending it in Keycloak) or reaches its end,
 //! and closes. Between events it costs an idle connection and a comment every
-//! [`HEARTBEAT`], so that proxies keep it open. A signed-out browser gets 401 and no stream. It
-//! never carries a token.
+//! [`HEARTBEAT`], so that proxies keep it open. A signed-out browser gets one signed-out status
+//! and the end of the response, no open stream (a 200: signed out is an answer, not an error the
+//! browser's console should show). It never carries a token.
 //!
 //! Limits (catalogue C: a client holding connections open on purpose; E03: an outage is not a
 //! busy loop): a session holds at most [`MAX_STREAMS_PER_SESSION`] streams and a user
@@ -207,7 +208,7 @@ pub async fn events(State(auth): State<KeycloakAuth>, session: Session) -> Respo
         Err(e) => return refused(&e, SessionStatus::failed()),
     };
     let (Some(signed_in), Some(id)) = (signed_in, session.id()) else {
-        return refused(&AppError::NotSignedIn, SessionStatus::signed_out());
+        return signed_out_once();
     };
     let events = auth.store().events();
     let limits = &auth.settings().session;
@@ -278,6 +279,22 @@ pub async fn events(State(auth): State<KeycloakAuth>, session: Session) -> Respo
 
 fn plain(status: StatusCode, message: &'static str) -> Response {
     (status, [(header::CACHE_CONTROL, "no-store")], message).into_response()
+}
+
+/// The answer to a browser without a session: one signed-out status, and the response ends (the
+/// page closes its `EventSource` on it). Not a 401: Chromium logs every refused request as an
+/// error in the console, and signed out is an answer.
+fn signed_out_once() -> Response {
+    let data = serde_json::to_string(&SessionStatus::signed_out()).unwrap_or_default();
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        format!("event: status\ndata: {data}\n\n"),
+    )
+        .into_response()
 }
 
 fn refused(error: &AppError, status: SessionStatus) -> Response {

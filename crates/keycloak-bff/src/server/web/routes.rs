@@ -564,8 +564,9 @@ pub struct RefreshQuery {
 /// (`keep_alive_due`, as every request of the session does). With `?idle=1` (nobody did anything in the browser since the last
 /// refresh) it refreshes nothing: it says how the session stands and asks the page to come back
 /// at its end, so that Keycloak's idle limit ends an unattended session after the warning.
-/// Same-origin only; never returns a token. 200 signed in, 401 signed out (or the session just
-/// ended), 503 Keycloak or the store unavailable.
+/// Same-origin only; never returns a token. 200 signed in, 200 with `"signed_in": false` signed
+/// out (or the session just ended: an answer, not an error, so the page's console stays clean),
+/// 503 Keycloak or the store unavailable.
 pub async fn refresh(
     State(auth): State<KeycloakAuth>,
     session: Session,
@@ -631,7 +632,8 @@ fn status_response(
             }
             (None, status)
         }
-        Ok(None) => (Some(AppError::NotSignedIn), SessionStatus::signed_out()),
+        // Signed out is an answer of this check, not an error (no 401 in the page's console).
+        Ok(None) => (None, SessionStatus::signed_out()),
         Err(AppError::IdpUnavailable) => {
             (Some(AppError::IdpUnavailable), SessionStatus::unavailable())
         }
