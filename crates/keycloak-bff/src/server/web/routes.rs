@@ -632,7 +632,11 @@ fn status_response(
             }
             (None, status)
         }
-        // Signed out is an answer of this check, not an error (no 401 in the page's console).
+        // "Stay signed in" needs a session: 401.
+        Ok(None) if answer == Answer::Extended => {
+            (Some(AppError::NotSignedIn), SessionStatus::signed_out())
+        }
+        // Signed out is an answer of the page's check, not an error (no 401 in its console).
         Ok(None) => (None, SessionStatus::signed_out()),
         Err(AppError::IdpUnavailable) => {
             (Some(AppError::IdpUnavailable), SessionStatus::unavailable())
