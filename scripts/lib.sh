@@ -72,6 +72,26 @@ claim_target_dir() {
   done
 }
 
+# The build caches grow with every combination of features and every checkout, and nothing
+# trims them: a full disk failed a test run once (62 GB of target/debug). When less than
+# KC_MIN_FREE_GB (default 20) is left where they live, drop what cargo rebuilds by itself:
+# incremental state, and outputs not written for KC_PRUNE_DAYS (default 1) days (a missing output
+# only makes cargo build that unit again). Run before any build of the run starts.
+prune_build_caches() {
+  local min_gb="${KC_MIN_FREE_GB:-20}" days="${KC_PRUNE_DAYS:-1}" dir free_gb
+  mkdir -p "$KC_CACHE"
+  free_gb=$(( $(df -Pk "$KC_CACHE" | awk 'NR == 2 { print $4 }') / 1024 / 1024 ))
+  [ "$free_gb" -ge "$min_gb" ] && return 0
+  say "only $free_gb GB free under $KC_CACHE: pruning the build caches (incremental state, outputs older than $days days)"
+  for dir in "$CARGO_TARGET_DIR" "$SITE_TARGET_DIR" "$KC_CACHE/doc-target"; do
+    [ -d "$dir" ] || continue
+    find "$dir" -type d -name incremental -prune -exec rm -rf {} +
+    find "$dir" -path '*/deps/*' -type f -mtime +"$((days - 1))" -delete
+  done
+  free_gb=$(( $(df -Pk "$KC_CACHE" | awk 'NR == 2 { print $4 }') / 1024 / 1024 ))
+  say "now $free_gb GB free"
+}
+
 # Keycloak is stopped at the end only if it was not running at the start: `keycloak_was_running`
 # first, then `stop_keycloak_unless_it_was_running` in the script's exit trap.
 keycloak_was_running() {

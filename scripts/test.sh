@@ -15,6 +15,7 @@ set -euo pipefail
 cd "$ROOT"
 
 "$ROOT/scripts/setup.sh"
+prune_build_caches
 claim_target_dir
 
 app_pid=""
