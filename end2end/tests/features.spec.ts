@@ -92,6 +92,9 @@ test('my sessions lists both browsers and ends the other one, which then shows i
   await signIn(pageB, 'paul', '/profile');
   await pageA.goto('/sessions');
   await hydrated(pageA);
+  // Nothing of the page load still in flight when the button is clicked: a list fetched on
+  // hydration that lands after the action's own refetch would show the ended session again.
+  await pageA.waitForLoadState('networkidle');
   const items = pageA.getByTestId('account-session');
   await expect(items).toHaveCount(2);
   await expect(items.first()).toHaveAttribute('data-current', 'true');
@@ -106,8 +109,11 @@ test('my sessions lists both browsers and ends the other one, which then shows i
   await signIn(pageB, 'paul');
   await pageA.reload();
   await hydrated(pageA);
+  await pageA.waitForLoadState('networkidle');
   await expect(items).toHaveCount(2);
+  const endedOthers = pageA.waitForResponse((r) => r.url().endsWith('/api/end_my_other_sessions'));
   await pageA.getByRole('button', { name: /Sign out all other sessions/ }).click();
+  expect((await endedOthers).status()).toBe(200);
   await expect(items).toHaveCount(1);
   await expect(pageB.getByTestId('session-ended')).toBeVisible({ timeout: 10_000 });
   await expect(pageA.getByTestId('signed-in-as')).toHaveText('Paul Plain');
