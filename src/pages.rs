@@ -11,6 +11,16 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use serde::{Deserialize, Serialize};
 
+/// When the session ends, as the session watcher follows it (a refresh moves it without
+/// re-rendering the page), or as the page was rendered.
+fn session_ends(rendered: i64) -> impl IntoView {
+    let state = keycloak_bff::use_session_state();
+    move || {
+        let ends = state.and_then(|s| s.ends_at.get()).unwrap_or(rendered);
+        format_utc(ends)
+    }
+}
+
 fn chips(items: Vec<String>, empty: &'static str) -> impl IntoView {
     if items.is_empty() {
         view! { <span class="muted">{empty}</span> }.into_any()
@@ -107,7 +117,7 @@ fn ProfileCard(user: KeycloakUser) -> impl IntoView {
                 <dt>"Realm roles"</dt><dd data-testid="realm-roles">{chips(user.realm_roles.clone(), "none")}</dd>
                 <dt>"App roles"</dt><dd data-testid="client-roles">{chips(user.client_roles.clone(), "none")}</dd>
                 <dt>"Groups"</dt><dd data-testid="groups">{chips(user.groups.clone(), "none")}</dd>
-                <dt>"Session ends"</dt><dd data-testid="session-expires">{format_utc(user.session_expires_at)}</dd>
+                <dt>"Session ends"</dt><dd data-testid="session-expires">{session_ends(user.session_expires_at)}</dd>
             </dl>
         </section>
     }

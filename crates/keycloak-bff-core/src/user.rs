@@ -147,6 +147,23 @@ impl Rule {
     }
 }
 
+/// Whether an open page must show `heard` instead of the user it shows: someone else, other roles
+/// or groups, a new sign-in, an impersonation begun or ended, signed in or out. Not when only the
+/// session's end moved, which every refresh does: re-rendering the gated parts of the page for it
+/// would drop what they hold (a list just updated, an answer on screen).
+pub fn shown_user_changes(shown: Option<&KeycloakUser>, heard: Option<&KeycloakUser>) -> bool {
+    match (shown, heard) {
+        (Some(shown), Some(heard)) => {
+            let moved_end_only = KeycloakUser {
+                session_expires_at: heard.session_expires_at,
+                ..shown.clone()
+            };
+            moved_end_only != *heard
+        }
+        (shown, heard) => shown.is_some() != heard.is_some(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,5 +247,33 @@ mod tests {
             rule.check(Some(&user(&["user"], &["viewer"], &[]))),
             Access::Forbidden
         );
+    }
+
+    #[test]
+    fn a_refresh_that_only_moves_the_session_end_does_not_change_the_shown_user() {
+        let shown = KeycloakUser {
+            subject: "s".into(),
+            realm_roles: vec!["admin".into()],
+            session_expires_at: 100,
+            ..KeycloakUser::default()
+        };
+        let refreshed = KeycloakUser {
+            session_expires_at: 400,
+            ..shown.clone()
+        };
+        assert!(!shown_user_changes(Some(&shown), Some(&refreshed)));
+        let fewer_roles = KeycloakUser {
+            realm_roles: vec![],
+            ..refreshed.clone()
+        };
+        assert!(shown_user_changes(Some(&shown), Some(&fewer_roles)));
+        let impersonated = KeycloakUser {
+            impersonator: Some("alice".into()),
+            ..shown.clone()
+        };
+        assert!(shown_user_changes(Some(&shown), Some(&impersonated)));
+        assert!(shown_user_changes(Some(&shown), None));
+        assert!(shown_user_changes(None, Some(&shown)));
+        assert!(!shown_user_changes(None, None));
     }
 }

@@ -123,6 +123,7 @@ mod browser {
     use keycloak_bff_core::refresh::timer_refreshes;
     use keycloak_bff_core::status::SessionStatus;
     use keycloak_bff_core::streams::browser_retry_ms;
+    use keycloak_bff_core::user::shown_user_changes;
     use keycloak_bff_core::KeycloakUser;
     use leptos::prelude::*;
     use serde::{Deserialize, Serialize};
@@ -279,8 +280,12 @@ mod browser {
                     if let Some(status) = &heard.status {
                         self.set_end(status.session_expires_at, status.at_maximum);
                     }
-                    if current != shown {
+                    if shown_user_changes(shown.as_ref(), current.as_ref()) {
                         self.show(current);
+                    } else {
+                        // Only the session's end moved (a refresh): the banner follows it
+                        // (`set_end` above); the gated parts of the page keep what they hold.
+                        *self.shown.borrow_mut() = current;
                     }
                 }
                 401 => {
