@@ -27,10 +27,9 @@ test('a user idle on a page stays signed in past several token lifetimes, and ga
 
   await page.waitForTimeout(3.5 * TOKEN_SECONDS * 1000);
 
-  // The tokens were refreshed: by the page's timer after the click, or by the server itself when
-  // the editor page's server function found them due (whichever came first; then the timer only
-  // asks). Every refresh the page asked for succeeded.
-  expect(await accessEnd()).toBeGreaterThan(before);
+  // Every refresh the page asked for succeeded. (With session.keep_alive = "activity" the page's
+  // timer refreshes after the click only if nothing refreshed since: the editor page's server
+  // function may have found the tokens due first.)
   expect(refreshes.every((s) => s === 200)).toBe(true);
   await expect(page.getByTestId('session-ended')).toHaveCount(0);
   await expect(page.getByTestId('signed-in-as')).toHaveText('Erin Editor');
@@ -40,6 +39,8 @@ test('a user idle on a page stays signed in past several token lifetimes, and ga
   await nav.getByRole('link', { name: 'Editor' }).click();
   expect((await desk).status()).toBe(200);
   await expect(page.getByTestId('editor-page')).toContainText('/staff/editors');
+  // Three token lifetimes later, the answer above needed fresh tokens: they were refreshed.
+  expect(await accessEnd()).toBeGreaterThan(before);
 });
 
 // Keycloak's "sign out" of a user ends all their sessions but sends one back-channel logout (for
