@@ -3,7 +3,8 @@
 # app (and oauth2-proxy in front of it), signs users in and measures side by side: static files,
 # pages signed out and in, the JSON API with a session and with a bearer token, oauth2-proxy, a
 # refresh storm, an idle tab, memory per session and with 10,000 sessions, the hydrate bundle and
-# time to interactive, and the bearer check alone (criterion). Writes docs/performance.md and
+# time to interactive, the library's own footprint in the browser (examples/minimal against
+# examples/template), and the bearer check alone (criterion). Writes docs/performance.md and
 # docs/performance.png (the chart in the README). Takes about 10 minutes (more the first time).
 #
 #   scripts/bench.sh           the full run
@@ -47,7 +48,12 @@ else
   bench_profile=()
   criterion_args=()
   say "building the release site (server + WebAssembly, precompressed)"
-  leptos build --release --precompress --project kc-leptos
+  leptos build --release --precompress --split --project kc-leptos
+  say "building the WebAssembly of examples/minimal and examples/template (the same app without keycloak-bff), release"
+  # The template's style/main.scss: end2end's npm `sass` (cargo-leptos would download dart-sass).
+  for example in minimal template; do
+    (cd "$ROOT/examples/$example" && PATH="$ROOT/end2end/node_modules/.bin:$PATH" leptos build --release --frontend-only)
+  done
 fi
 
 "$ROOT/keycloak/start.sh"

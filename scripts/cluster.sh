@@ -78,9 +78,9 @@ PROFILE="${CLUSTER_PROFILE:-debug}"
 if [ ! -x "$(site_bin kc-leptos "$PROFILE")" ] || [ "${CLUSTER_BUILD:-1}" = 1 ]; then
   say "building the app (server + WebAssembly, $PROFILE)"
   if [ "$PROFILE" = release ]; then
-    leptos build --release --precompress --project kc-leptos
+    leptos build --release --precompress --split --project kc-leptos
   else
-    leptos build --project kc-leptos
+    leptos build --split --project kc-leptos
   fi
 fi
 

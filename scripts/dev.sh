@@ -13,4 +13,4 @@ export APP_KEYCLOAK_CLIENT_SECRET="${APP_KEYCLOAK_CLIENT_SECRET:-$(dev_client_se
 export APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET="${APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET:-$(dev_client_secret user-directory)}"
 say "app: http://localhost:3000   Keycloak: http://localhost:8080 (admin/admin)"
 say "development users (see README): alice, erin, paul, nora; password <name>-dev-pw"
-CARGO_TARGET_DIR="$SITE_TARGET_DIR" exec cargo leptos watch --project kc-leptos
+CARGO_TARGET_DIR="$SITE_TARGET_DIR" exec cargo leptos watch --split --project kc-leptos

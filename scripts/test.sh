@@ -58,10 +58,13 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --features ssr -- -D warnings
 cargo clippy --workspace --lib --target wasm32-unknown-unknown --features hydrate -- -D warnings
 # examples/minimal is a workspace of its own (as an app made from start-axum is).
-minimal_manifest=(--manifest-path "$ROOT/examples/minimal/Cargo.toml")
-cargo fmt "${minimal_manifest[@]}" --check
-cargo clippy "${minimal_manifest[@]}" --all-targets --features ssr -- -D warnings
-cargo clippy "${minimal_manifest[@]}" --lib --target wasm32-unknown-unknown --features hydrate -- -D warnings
+# examples/template (the same app without keycloak-bff: the benchmark's baseline) too.
+for example in minimal template; do
+  example_manifest=(--manifest-path "$ROOT/examples/$example/Cargo.toml")
+  cargo fmt "${example_manifest[@]}" --check
+  cargo clippy "${example_manifest[@]}" --all-targets --features ssr -- -D warnings
+  cargo clippy "${example_manifest[@]}" --lib --target wasm32-unknown-unknown --features hydrate -- -D warnings
+done
 
 say "packaging: both library crates as cargo would publish them (metadata, versioned dependencies, files)"
 # --no-verify: the build of the packaged crates (about 40 s; it passed) is left to a release.
@@ -110,7 +113,7 @@ cargo test --workspace --features ssr --no-run
 say "building the sites (the demo and examples/minimal) beside the tests; log: $LOG_DIR/site-build.log"
 # examples/minimal keeps the template's style/main.scss: cargo-leptos compiles it with the `sass` of
 # end2end's npm packages (on PATH), instead of downloading dart-sass from GitHub.
-(nice -n 19 bash -c '. "$0/scripts/lib.sh"; leptos build --project kc-leptos &&
+(nice -n 19 bash -c '. "$0/scripts/lib.sh"; leptos build --split --project kc-leptos &&
   cd "$0/examples/minimal" && PATH="$0/end2end/node_modules/.bin:$PATH" leptos build' "$ROOT") \
   >"$LOG_DIR/site-build.log" 2>&1 &
 site_build=$!

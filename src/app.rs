@@ -13,7 +13,7 @@ use keycloak_bff::{
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, HashedStylesheet, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::{path, SsrMode};
+use leptos_router::{lazy_route, path, Lazy, LazyRoute, SsrMode};
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
@@ -47,13 +47,16 @@ pub fn App() -> impl IntoView {
             <main class="page">
                 <Routes fallback=|| view! { <NotFound/> }>
                     <Route path=path!("/") view=HomePage ssr=SsrMode::Async/>
-                    <Route path=path!("/profile") view=ProfilePage ssr=SsrMode::Async/>
-                    <Route path=path!("/editor") view=EditorPage ssr=SsrMode::Async/>
-                    <Route path=path!("/admin") view=AdminPage ssr=SsrMode::Async/>
-                    <Route path=path!("/notes") view=NotesPage ssr=SsrMode::Async/>
-                    <Route path=path!("/sessions") view=SessionsPage ssr=SsrMode::Async/>
-                    <Route path=path!("/staff") view=StaffPage ssr=SsrMode::Async/>
-                    <Route path=path!("/admin/users") view=DirectoryPageView ssr=SsrMode::Async/>
+                    // Every page but the home page is its own WebAssembly chunk (cargo leptos build
+                    // --split), fetched when the page is first visited: a first visit downloads the
+                    // shell, the router, the user and the home page only.
+                    <Route path=path!("/profile") view={Lazy::<ProfileRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("/editor") view={Lazy::<EditorRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("/admin") view={Lazy::<AdminRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("/notes") view={Lazy::<NotesRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("/sessions") view={Lazy::<SessionsRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("/staff") view={Lazy::<StaffRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/users") view={Lazy::<DirectoryRoute>::new()} ssr=SsrMode::Async/>
                 </Routes>
             </main>
             <footer class="footer">
@@ -62,6 +65,35 @@ pub fn App() -> impl IntoView {
         </Router>
     }
 }
+
+/// A page loaded as its own chunk: `$route` names the route, `$page` the component it shows. The
+/// page's server functions run when it renders (inside its `Protected` gate), so nothing is asked
+/// of the server for a visitor the page would refuse; the chunk is small, so loading it first
+/// costs one round trip on the first visit of the page only.
+macro_rules! lazy_page {
+    ($route:ident, $page:ident) => {
+        struct $route;
+
+        #[lazy_route]
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                $route
+            }
+
+            fn view(_this: Self) -> AnyView {
+                view! { <$page/> }.into_any()
+            }
+        }
+    };
+}
+
+lazy_page!(ProfileRoute, ProfilePage);
+lazy_page!(EditorRoute, EditorPage);
+lazy_page!(AdminRoute, AdminPage);
+lazy_page!(NotesRoute, NotesPage);
+lazy_page!(SessionsRoute, SessionsPage);
+lazy_page!(StaffRoute, StaffPage);
+lazy_page!(DirectoryRoute, DirectoryPageView);
 
 /// The navigation shows only what the signed-in user may open.
 #[component]

@@ -22,6 +22,8 @@ pub mod server;
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
-    console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(app::App);
+    // A panic (a page's chunk that failed to load) shows a notice with a Reload link.
+    keycloak_bff::report_failures();
+    // `hydrate_lazy`: a page loaded as a chunk hydrates once its code has arrived.
+    leptos::mount::hydrate_lazy(app::App);
 }

@@ -97,6 +97,7 @@ pub use ui::context::{
     current_path, current_user, login_href, logout_action, now_secs, provide_user, step_up_href,
     use_session_state, use_ui_config, use_user, SessionState, UserResource, WithUser,
 };
+pub use ui::failure::{report_failures, FAILURE_NOTICE_ID};
 pub use ui::gates::{
     set_page_status, Authorized, ErrorNotice, Forbidden, HasClientRole, HasRealmRole, InGroup,
     Protected, SignInNeeded, SignedIn, StepUpNeeded,

@@ -2,6 +2,7 @@
 //! session watcher.
 
 pub mod context;
+pub mod failure;
 pub mod gates;
 pub mod step_up;
 pub mod watch;
