@@ -12,6 +12,9 @@ import { hydrated, signIn } from './helpers';
  * (`split___<route>_view_<hash>.<content hash>.wasm`). */
 const CHUNK = /\/pkg\/split___([a-z]+)_route_view_[^/]*\.wasm$/;
 
+/** The chunk of a note's editor (`#[lazy] fn note_editor`). */
+const EDITOR = /\/pkg\/split_note_editor_[^/]*\.wasm$/;
+
 /** Records the names of the route chunks the page fetches. */
 function routeChunks(page: Page) {
   const seen: string[] = [];
@@ -44,21 +47,26 @@ test('a page is fetched as its own chunk when it is first visited, and works', a
   expect(chunks).toEqual(['profile', 'admin']);
 });
 
-test('a page loaded first hydrates with its chunk and answers clicks', async ({ page }) => {
+test('a page loaded first hydrates with its chunk and answers clicks; the note editor comes with the first Edit', async ({ page }) => {
   await signIn(page, 'alice', '/notes');
   const chunks = routeChunks(page);
+  const editor: string[] = [];
+  page.on('request', (r) => { if (EDITOR.test(new URL(r.url()).pathname)) editor.push(r.url()); });
   await page.goto('/notes');
   await hydrated(page);
   expect(chunks).toContain('notes');
   // The notes board is the chunk's code. Edit is a button that only the hydrated page answers
-  // (no form, no request): it opens the note's editor in place.
+  // (no form, no request): it opens the note's editor in place, whose code is a chunk of its own,
+  // fetched on the first click only.
   const text = `chunk test ${Date.now()}`;
   await page.locator('#new-note').fill(text);
   await page.getByRole('button', { name: 'Post note' }).click();
   const mine = page.getByTestId('note').filter({ hasText: text });
   await expect(mine).toBeVisible();
+  expect(editor, 'the editor is not fetched before Edit').toEqual([]);
   await mine.getByRole('button', { name: 'Edit' }).click();
   await expect(mine.getByRole('button', { name: 'Save' })).toBeVisible();
+  expect(editor).toHaveLength(1);
   await mine.getByRole('button', { name: 'Cancel' }).click();
   await mine.getByRole('button', { name: 'Delete' }).click();
   await expect(page.getByTestId('note').filter({ hasText: text })).toHaveCount(0);

@@ -167,18 +167,10 @@ fn NoteItem(
         <li class="note" data-testid="note">
             {move || {
                 if editing.get() {
+                    // The editor is code of its own, fetched on the first click on Edit: the
+                    // board's chunk stays small (docs/performance.md).
                     let text = edit_body.clone();
-                    view! {
-                        <ActionForm action=update on:submit=move |_| editing.set(false) attr:class="composer">
-                            <input type="hidden" name="id" value=id/>
-                            <textarea name="body" rows="3" maxlength=MAX_BODY_CHARS required>{text}</textarea>
-                            <div class="actions">
-                                <button type="submit" class="button">"Save"</button>
-                                <button type="button" class="button subtle" on:click=move |_| editing.set(false)>"Cancel"</button>
-                            </div>
-                        </ActionForm>
-                    }
-                    .into_any()
+                    Suspend::new(async move { note_editor(id, text, update, editing).await }).into_any()
                 } else {
                     view! { <p class="note-body">{body.clone()}</p> }.into_any()
                 }
@@ -199,4 +191,25 @@ fn NoteItem(
             </div>
         </li>
     }
+}
+
+/// A note's editor in place. `#[lazy]`: its own WebAssembly chunk, loaded when first opened.
+#[lazy]
+fn note_editor(
+    id: i64,
+    text: String,
+    update: ServerAction<UpdateNote>,
+    editing: RwSignal<bool>,
+) -> AnyView {
+    view! {
+        <ActionForm action=update on:submit=move |_| editing.set(false) attr:class="composer">
+            <input type="hidden" name="id" value=id/>
+            <textarea name="body" rows="3" maxlength=MAX_BODY_CHARS required>{text}</textarea>
+            <div class="actions">
+                <button type="submit" class="button">"Save"</button>
+                <button type="button" class="button subtle" on:click=move |_| editing.set(false)>"Cancel"</button>
+            </div>
+        </ActionForm>
+    }
+    .into_any()
 }
