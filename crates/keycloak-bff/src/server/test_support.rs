@@ -122,18 +122,7 @@ impl TestRedis {
                 .arg(dir),
             None => command.args(["--appendonly", "no"]),
         };
-        let mut child = command
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| format!("redis-server: {e} (install Debian's redis-server)"))?;
-        for _ in 0..300 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(child);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        let _ = child.kill();
-        Err(format!("redis-server did not answer on port {port}"))
+        spawn_listening(command, port)
     }
 
     pub fn url(&self) -> String {
