@@ -33,7 +33,10 @@ pub fn report_failures() {
 /// system may be what just stopped.
 #[cfg(feature = "hydrate")]
 fn show_notice(chunk_load_failed: bool) {
-    let Some(document) = web_sys::window().and_then(|w| w.document()) else {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let Some(document) = window.document() else {
         return;
     };
     let (Some(body), Ok(None)) = (
@@ -47,9 +50,7 @@ fn show_notice(chunk_load_failed: bool) {
     } else {
         "Something went wrong on this page, and it stopped responding. "
     };
-    let href = web_sys::window()
-        .and_then(|w| w.location().href().ok())
-        .unwrap_or_else(|| "/".to_owned());
+    let href = window.location().href().unwrap_or_else(|_| "/".to_owned());
     let build = || -> Result<web_sys::Element, wasm_bindgen::JsValue> {
         let notice = document.create_element("div")?;
         notice.set_attribute("role", "alert")?;
