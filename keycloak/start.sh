@@ -28,7 +28,7 @@ else
       | .displayName = "kc-leptos demo (short-lived tokens, for tests)"
       | .accessTokenLifespan = 10 | .ssoSessionIdleTimeout = 900 | .ssoSessionMaxLifespan = 3600
       | .eventsEnabled = true | .eventsExpiration = 3600
-      | .enabledEventTypes = ["REFRESH_TOKEN", "REFRESH_TOKEN_ERROR"]
+      | .enabledEventTypes = ["REFRESH_TOKEN", "REFRESH_TOKEN_ERROR", "TOKEN_EXCHANGE"]
       | .users |= map(if .realmRoles then .realmRoles |= map(if . == "default-roles-demo" then "default-roles-demo-short" else . end) else . end)' \
     "$KC_DIR/demo-realm.json" > "$KC_HOME/data/import/demo-short-realm.json"
   # demo-brief: sessions that end within minutes, for the expiry warning's browser tests, with
@@ -61,7 +61,7 @@ else
       | .displayName = "kc-leptos demo (the cluster of the test command)"
       | .accessTokenLifespan = 10 | .ssoSessionIdleTimeout = 900 | .ssoSessionMaxLifespan = 3600
       | .eventsEnabled = true | .eventsExpiration = 3600
-      | .enabledEventTypes = ["REFRESH_TOKEN", "REFRESH_TOKEN_ERROR"]
+      | .enabledEventTypes = ["REFRESH_TOKEN", "REFRESH_TOKEN_ERROR", "TOKEN_EXCHANGE"]
       | .clients |= map(if .clientId == "demo-app" then
             .rootUrl = "http://localhost:3100"
             | .redirectUris = ["http://localhost:3100/auth/callback"]

@@ -66,7 +66,7 @@ claim_target_dir() {
       # library built from another checkout would be used as it is.
       touch "$ROOT/src/lib.rs" "$ROOT/src/main.rs" "$ROOT/examples/minimal/src/lib.rs" \
         "$ROOT/examples/minimal/src/main.rs" "$ROOT"/crates/*/src/lib.rs \
-        "$ROOT"/crates/keycloak-bff/src/bin/*.rs
+        "$ROOT"/crates/keycloak-bff/src/bin/*.rs "$ROOT/examples/orders-api/src/main.rs"
       echo "$ROOT" > "$marker"
     fi
   done
@@ -101,4 +101,25 @@ keycloak_was_running() {
 }
 stop_keycloak_unless_it_was_running() {
   if [ "${KC_WAS_RUNNING:-true}" = false ]; then "$ROOT/keycloak/stop.sh" || true; fi
+}
+
+# The demo's resource server (examples/orders-api) on 127.0.0.1:4001, where Leptos.toml's remote
+# API route /remote/orders forwards, accepting the tokens of every realm the scripts use. Builds it
+# first (debug) unless told `--no-build`. Logs to $1; the pid is in ORDERS_API_PID.
+start_orders_api() {
+  local log="$1" build="${2:-}" kc="${KC_URL:-http://localhost:8080}"
+  if [ "$build" != "--no-build" ]; then
+    cargo build -q -p orders-api
+  fi
+  ORDERS_API_ADDR=127.0.0.1:4001 \
+    ORDERS_API_ISSUERS="$kc/realms/demo,$kc/realms/demo-short,$kc/realms/demo-brief,$kc/realms/demo-cluster" \
+    "$CARGO_TARGET_DIR/debug/orders-api" >"$log" 2>&1 &
+  ORDERS_API_PID=$!
+  for _ in $(seq 1 40); do
+    curl -s -m 1 -o /dev/null http://127.0.0.1:4001/health && return 0
+    kill -0 "$ORDERS_API_PID" 2>/dev/null || { cat "$log" >&2; return 1; }
+    sleep 0.25
+  done
+  echo "orders-api does not answer on 127.0.0.1:4001; log: $log" >&2
+  return 1
 }

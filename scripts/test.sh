@@ -19,6 +19,7 @@ prune_build_caches
 claim_target_dir
 
 app_pid=""
+orders_pid=""
 minimal_pid=""
 brief_pid=""
 kc_was_running=false
@@ -27,7 +28,7 @@ mkdir -p "$LOG_DIR"
 cleanup() {
   local rc=$?
   "$ROOT/scripts/cluster.sh" stop >/dev/null 2>&1 || true
-  for pid in "$app_pid" "$minimal_pid" "$brief_pid"; do
+  for pid in "$app_pid" "$minimal_pid" "$brief_pid" "$orders_pid"; do
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
       kill -TERM "$pid" 2>/dev/null || true
       wait "$pid" 2>/dev/null || true
@@ -98,15 +99,16 @@ export APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET="${APP_KEYCLOAK_DIRECTORY_CLIENT_SEC
 
 # The back-channel logout tests and the browser tests use http://localhost:3000, the URL the realm
 # registers for the app.
-for port in 3000 3002 3004 3100; do
+for port in 3000 3002 3004 3100 4001; do
   if curl -s -m 2 -o /dev/null "http://localhost:$port/"; then
     echo "port $port is in use (a dev server?); stop it to run the tests" >&2
     exit 1
   fi
 done
 
-say "building the unit and integration tests"
+say "building the unit and integration tests, and examples/orders-api (the remote API tests start it)"
 cargo test --workspace --features ssr --no-run
+cargo build -p orders-api
 
 # The sites (server + WebAssembly, their own build cache) build while the tests run, at the
 # lowest CPU priority: the tests mostly wait on Keycloak, and keep the CPU when they need it.
@@ -132,6 +134,10 @@ if ! wait "$site_build"; then
   exit 1
 fi
 tail -n 3 "$LOG_DIR/site-build.log"
+
+say "starting examples/orders-api on http://127.0.0.1:4001 (the upstream of /remote/orders, for every app below)"
+start_orders_api "$LOG_DIR/orders-api.log" --no-build
+orders_pid=$ORDERS_API_PID
 
 say "starting the app on http://localhost:3000 (realm demo-short: 10-second access tokens)"
 # cargo-leptos writes the sites (wasm, JS, CSS, public/) to target/site and examples/minimal/target/site in

@@ -4,8 +4,9 @@ use crate::account::SessionsPage;
 use crate::directory::DirectoryPageView;
 use crate::notes::rules::read_notes;
 use crate::notes::NotesPage;
+use crate::orders::OrdersPage;
 use crate::pages::{AdminPage, EditorPage, HomePage, NotFound, ProfilePage, StaffPage};
-use crate::policy::STAFF_GROUP;
+use crate::policy::{orders_page, STAFF_GROUP};
 use keycloak_bff::{
     current_path, login_href, provide_user, Authorized, HasClientRole, HasRealmRole, InGroup,
     SessionWatch, SignedIn, WithUser,
@@ -55,6 +56,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin") view={Lazy::<AdminRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=path!("/notes") view={Lazy::<NotesRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=path!("/sessions") view={Lazy::<SessionsRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("/orders") view={Lazy::<OrdersRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=path!("/staff") view={Lazy::<StaffRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=path!("/admin/users") view={Lazy::<DirectoryRoute>::new()} ssr=SsrMode::Async/>
                 </Routes>
@@ -92,6 +94,7 @@ lazy_page!(EditorRoute, EditorPage);
 lazy_page!(AdminRoute, AdminPage);
 lazy_page!(NotesRoute, NotesPage);
 lazy_page!(SessionsRoute, SessionsPage);
+lazy_page!(OrdersRoute, OrdersPage);
 lazy_page!(StaffRoute, StaffPage);
 lazy_page!(DirectoryRoute, DirectoryPageView);
 
@@ -107,6 +110,9 @@ fn TopBar() -> impl IntoView {
                     <NavLink href="/profile">"Profile"</NavLink>
                     <NavLink href="/sessions">"My sessions"</NavLink>
                 </SignedIn>
+                <Authorized rule=orders_page()>
+                    <NavLink href="/orders">"Orders"</NavLink>
+                </Authorized>
                 <Authorized rule=read_notes()>
                     <NavLink href="/notes">"Notes"</NavLink>
                 </Authorized>

@@ -6,6 +6,8 @@
 //! - [`account`]: "My sessions" (Keycloak's Account API, called as the user).
 //! - [`directory`]: the user directory for admins (Keycloak's Admin API, a service account).
 //! - [`notes`]: the notes board (model, rules, server functions, components, queries, JSON API).
+//! - [`orders`]: orders kept by another service (`examples/orders-api`), called through the
+//!   remote API route `/remote/orders` with a token exchanged for it.
 //! - `server` (server): the app's state, settings and start-up.
 
 pub mod account;
@@ -13,6 +15,7 @@ pub mod app;
 pub mod directory;
 pub mod format;
 pub mod notes;
+pub mod orders;
 pub mod pages;
 pub mod policy;
 

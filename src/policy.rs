@@ -18,6 +18,12 @@ pub fn user_directory() -> Rule {
     Rule::realm_role("admin")
 }
 
+/// The Orders page: the realm role `user` (people who use the app). What each may do with
+/// orders is `orders-api`'s own decision, by its client roles `read` and `create`.
+pub fn orders_page() -> Rule {
+    Rule::realm_role("user")
+}
+
 /// The staff room: members of `/staff` and of every group below it.
 pub fn staff_room() -> Rule {
     Rule::group(STAFF_GROUP, true)

@@ -86,6 +86,11 @@ test('no response the browser receives from the app contains a token, sign-out i
   await expect(page.getByTestId('editor-page')).toBeVisible();
   await nav.getByRole('link', { name: 'Admin' }).click();
   await expect(page.getByTestId('admin-page')).toBeVisible();
+  // Another API called as the user through the app (/remote/orders): its answers are scanned too.
+  await nav.getByRole('link', { name: 'Orders' }).click();
+  await page.getByLabel('New order').fill(`token scan order ${Date.now()}`);
+  await page.getByRole('button', { name: 'Place order' }).click();
+  await expect(page.getByRole('list', { name: 'Your orders' })).toBeVisible();
   await nav.getByRole('link', { name: 'Notes' }).click();
   const text = `token scan ${Date.now()}`;
   await page.getByLabel('New note').fill(text);

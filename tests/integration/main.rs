@@ -17,6 +17,7 @@ mod hostile_provider;
 mod layers;
 mod login_flow;
 mod push;
+mod remote_api;
 mod replicas;
 mod security_catalogue;
 mod token_lifecycle;

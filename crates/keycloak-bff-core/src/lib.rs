@@ -23,6 +23,7 @@
 //! - [`expiry`]: the warning before Keycloak's session ends, and when extending no longer helps.
 //! - [`host`]: a page opened on another loopback name of the public URL goes there first.
 //! - [`streams`]: the back-off, jitter and age limits of the session event streams.
+//! - [`remote`]: remote API routes: path safety, the same-origin check, the headers that cross.
 
 #![warn(clippy::too_many_lines)]
 #![warn(missing_docs)]
@@ -39,6 +40,7 @@ pub mod host;
 pub mod jwt;
 pub mod pending;
 pub mod refresh;
+pub mod remote;
 pub mod return_to;
 pub mod silent_sso;
 pub mod status;

@@ -68,6 +68,8 @@
 //! - [`login_href`], [`logout_action`], [`step_up_href`]: the library's URLs, from the settings.
 //! - [`step_up_for`], [`take_stepped_up`]: an action refused for want of a recent sign-in, completed
 //!   after Keycloak asked for the password again.
+//! - [`call_remote`]: a call from the browser to one of the app's remote API routes (the server
+//!   adds the user's token; the browser never holds one), answered as a [`RemoteAnswer`].
 //! - [`AppError`]: the one error type that crosses the wire, with one mapping to HTTP status.
 //!
 //! Server only (feature `ssr`): [`server`] (start-up, the guard of server functions, the
@@ -102,5 +104,6 @@ pub use ui::gates::{
     set_page_status, Authorized, ErrorNotice, Forbidden, HasClientRole, HasRealmRole, InGroup,
     Protected, SignInNeeded, SignedIn, StepUpNeeded,
 };
+pub use ui::remote::{call_remote, RemoteAnswer};
 pub use ui::step_up::{needs_step_up, step_up_for, take_stepped_up};
 pub use ui::watch::SessionWatch;

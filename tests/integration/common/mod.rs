@@ -122,6 +122,16 @@ pub async fn spawn_app_on(
     port: u16,
 ) -> TestApp {
     let settings = settings(data_dir.path(), overrides);
+    spawn_app_with(settings, data_dir, client, port).await
+}
+
+/// Starts the app with `settings` as they are (a test may have changed them in code).
+pub async fn spawn_app_with(
+    settings: Settings,
+    data_dir: tempfile::TempDir,
+    client: Client,
+    port: u16,
+) -> TestApp {
     let mut options = leptos_options();
     options.site_addr = SocketAddr::from(([127, 0, 0, 1], port));
     let app = Application::build(settings, options)
@@ -606,7 +616,12 @@ impl KeycloakAdmin {
     }
 
     pub async fn grant_client_role(&self, user: &TestUser, role: &str) {
-        let clients = self.get("/clients?clientId=demo-app").await;
+        self.grant_role_of(user, "demo-app", role).await;
+    }
+
+    /// Grants `user` the role `role` of the realm's client `client_id`.
+    pub async fn grant_role_of(&self, user: &TestUser, client_id: &str, role: &str) {
+        let clients = self.get(&format!("/clients?clientId={client_id}")).await;
         let client = clients[0]["id"].as_str().expect("client uuid").to_owned();
         let role_rep = self.get(&format!("/clients/{client}/roles/{role}")).await;
         let status = self

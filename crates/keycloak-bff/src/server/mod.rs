@@ -10,6 +10,9 @@
 //! - Calling Keycloak: [`AsUser`] (the Account API as the signed-in user), [`Directory`] and
 //!   [`search_directory`] (the realm's users, read by a service account), [`my_sessions`],
 //!   [`end_my_session`], [`end_my_other_sessions`].
+//! - Calling other APIs as the user: remote API routes ([`RemoteApi`], `[[apis]]` in the
+//!   settings), served by [`KeycloakAuth::routes`] with the user's token, one exchanged for the
+//!   route's audience, or the app's own ([`UpstreamToken`]).
 //! - Opt-in helpers an app may use or replace: [`static_files`], [`open_sqlite`],
 //!   [`shutdown_signal`], [`release_free_memory`], [`unix_now`].
 //!
@@ -35,12 +38,14 @@ pub mod test_support;
 
 pub use base::clock::unix_now;
 pub use base::memory::release_free_memory;
+pub use base::remote_api::RemoteApi;
 pub use base::settings::{
     AuthSettings, KeycloakSettings, NoAppSettings, ServiceAccountSettings, SessionSettings,
     Settings, SettingsError, StoreKind,
 };
 pub use keycloak_api::account::AsUser;
 pub use keycloak_api::directory::Directory;
+pub use keycloak_bff_core::remote::UpstreamToken;
 #[cfg(feature = "sqlite")]
 pub use session::store::open_sqlite;
 pub use web::account::{end_my_other_sessions, end_my_session, my_sessions};

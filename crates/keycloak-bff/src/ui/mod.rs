@@ -1,8 +1,9 @@
-//! The browser side (also rendered on the server): the user in context, gated components, and the
-//! session watcher.
+//! The browser side (also rendered on the server): the user in context, gated components, the
+//! session watcher, and calls to the app's remote API routes.
 
 pub mod context;
 pub mod failure;
 pub mod gates;
+pub mod remote;
 pub mod step_up;
 pub mod watch;

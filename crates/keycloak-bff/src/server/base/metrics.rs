@@ -11,6 +11,10 @@
 //! - `key_set_fetches_total`, `sessions_ended_total{reason}`.
 //! - `event_streams`: open session event streams (`<prefix>/events`), one per browser.
 //! - `auth_request_seconds{route}`: latency of the auth routes.
+//! - `remote_requests_total{route, status}`: calls through the remote API routes, by the status
+//!   the browser got (the upstream's, or the library's own refusal).
+//! - `remote_upstream_seconds{route}`: how long upstreams took to answer with their headers.
+//! - `token_exchanges_total{audience, outcome}`: token exchanges (`ok`, `refused`).
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::family::Family;
@@ -26,6 +30,8 @@ pub type Label = [(&'static str, &'static str); 1];
 
 type Counters = Family<Label, Counter>;
 type Histograms = Family<Label, Histogram, fn() -> Histogram>;
+/// Labels whose values the operator chose (a route's path, an audience).
+type Named = Vec<(&'static str, String)>;
 
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -47,6 +53,9 @@ pub struct Metrics {
     bearer_refused: Counters,
     sessions_ended: Counters,
     latency: Histograms,
+    remote_requests: Family<Named, Counter>,
+    remote_latency: Family<Named, Histogram, fn() -> Histogram>,
+    token_exchanges: Family<Named, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -76,6 +85,9 @@ impl Default for Metrics {
             bearer_refused: Counters::default(),
             sessions_ended: Counters::default(),
             latency: Histograms::new_with_constructor(latency_histogram),
+            remote_requests: Family::default(),
+            remote_latency: Family::new_with_constructor(latency_histogram),
+            token_exchanges: Family::default(),
         };
         if let Ok(registry) = m.registry.get_mut() {
             registry.register(
@@ -128,9 +140,42 @@ impl Default for Metrics {
                 "Latency of the auth routes",
                 m.latency.clone(),
             );
+            register_remote(
+                registry,
+                (
+                    m.remote_requests.clone(),
+                    m.remote_latency.clone(),
+                    m.token_exchanges.clone(),
+                ),
+            );
         }
         m
     }
+}
+
+type RemoteFamilies = (
+    Family<Named, Counter>,
+    Family<Named, Histogram, fn() -> Histogram>,
+    Family<Named, Counter>,
+);
+
+/// The remote API routes' metrics.
+fn register_remote(registry: &mut Registry, (requests, latency, exchanges): RemoteFamilies) {
+    registry.register(
+        "remote_requests",
+        "Calls through the remote API routes, by route and the status answered",
+        requests,
+    );
+    registry.register(
+        "remote_upstream_seconds",
+        "How long the upstreams of the remote API routes took to answer",
+        latency,
+    );
+    registry.register(
+        "token_exchanges",
+        "Token exchanges for the remote API routes, by audience and outcome",
+        exchanges,
+    );
 }
 
 impl Metrics {
@@ -184,6 +229,32 @@ impl Metrics {
         self.latency
             .get_or_create(&[("route", route)])
             .observe(seconds);
+    }
+
+    /// A call through the remote API route `route`, answered with `status`; `upstream_seconds`
+    /// when the upstream was called.
+    pub(crate) fn remote(&self, route: &str, status: u16, upstream_seconds: Option<f64>) {
+        self.remote_requests
+            .get_or_create(&vec![
+                ("route", route.to_owned()),
+                ("status", status.to_string()),
+            ])
+            .inc();
+        if let Some(seconds) = upstream_seconds {
+            self.remote_latency
+                .get_or_create(&vec![("route", route.to_owned())])
+                .observe(seconds);
+        }
+    }
+
+    /// A token exchange for `audience`.
+    pub(crate) fn token_exchange(&self, audience: &str, outcome: &'static str) {
+        self.token_exchanges
+            .get_or_create(&vec![
+                ("audience", audience.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ])
+            .inc();
     }
 
     /// The answer of `GET /metrics`.

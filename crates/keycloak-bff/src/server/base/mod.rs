@@ -8,4 +8,6 @@ pub mod http_client;
 pub mod memory;
 pub mod metrics;
 pub mod rate_limit;
+pub mod remote_api;
 pub mod settings;
+pub mod settings_error;

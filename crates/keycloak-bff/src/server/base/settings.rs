@@ -12,6 +12,7 @@
 //! secret is read only from `APP_KEYCLOAK_CLIENT_SECRET` or from the file named by
 //! `keycloak.client_secret_file`, never from the settings file itself.
 
+use super::remote_api::{ApiSection, RemoteApi};
 use crate::config::UiConfig;
 use keycloak_bff_core::cookie;
 use secrecy::{ExposeSecret, SecretString};
@@ -26,21 +27,7 @@ pub const ENV_PREFIX: &str = "APP_";
 /// Names another settings file instead of `./Leptos.toml`.
 pub const ENV_SETTINGS_FILE: &str = "APP_SETTINGS_FILE";
 
-#[derive(Debug, thiserror::Error)]
-/// Why the settings could not be loaded.
-pub enum SettingsError {
-    #[error("cannot read settings file {path}: {source}")]
-    /// The settings file could not be read.
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// What reading it said.
-        source: std::io::Error,
-    },
-    #[error("invalid settings: {0}")]
-    /// A setting is missing or invalid; the message names it.
-    Invalid(String),
-}
+pub use super::settings_error::SettingsError;
 
 fn invalid(msg: impl Into<String>) -> SettingsError {
     SettingsError::Invalid(msg.into())
@@ -74,6 +61,8 @@ struct FileSettings<A> {
     keycloak: KeycloakSection,
     #[serde(default)]
     session: SessionSection,
+    #[serde(default)]
+    apis: Vec<ApiSection>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -244,6 +233,9 @@ pub struct AuthSettings {
     pub keycloak: KeycloakSettings,
     /// The `[session]` section: the store, the cookie, limits and secrets.
     pub session: SessionSettings,
+    /// The remote API routes (`[[apis]]`, or [`AuthSettings::with_api`]): calls the browser
+    /// makes under the app's origin, forwarded to other APIs with the user's or the app's token.
+    pub apis: Vec<RemoteApi>,
 }
 
 #[derive(Debug, Clone)]
@@ -491,7 +483,7 @@ impl<A: DeserializeOwned + Serialize + Default> Settings<A> {
             .try_into()
             .map_err(|e: toml::de::Error| invalid(e.message().to_owned()))?;
         Ok(Settings {
-            auth: validate(parsed.auth, parsed.keycloak, parsed.session)?,
+            auth: validate(parsed.auth, parsed.keycloak, parsed.session, parsed.apis)?,
             app: parsed.app,
         })
     }
@@ -505,6 +497,7 @@ fn validate(
     a: AuthSection,
     k: KeycloakSection,
     s: SessionSection,
+    apis: Vec<ApiSection>,
 ) -> Result<AuthSettings, SettingsError> {
     let public_url = parse_base_url("auth.public_url", &a.public_url)?;
     if public_url.path() != "/" {
@@ -523,7 +516,11 @@ fn validate(
         static_paths: paths("auth.static_paths", &a.static_paths)?,
         keycloak: keycloak_settings(k)?,
         session: session_settings(s, &client_id)?,
+        apis: Vec::new(),
     };
+    let settings = apis.into_iter().try_fold(settings, |settings, api| {
+        settings.with_api(RemoteApi::from_section(api)?)
+    })?;
     settings
         .keycloak
         .check_transport("keycloak.issuer_url", &settings.keycloak.issuer_url)
@@ -830,6 +827,20 @@ impl AuthSettings {
     /// Whether the public URL is https (cookies are then `Secure` and `__Host-`).
     pub fn public_url_is_https(&self) -> bool {
         self.public_url.scheme() == "https"
+    }
+
+    /// Adds a remote API route, checked against the others and the paths the app and the
+    /// library serve (the auth routes, `/api/` of server functions, `/pkg/`, `/health/`).
+    pub fn with_api(mut self, api: RemoteApi) -> Result<Self, SettingsError> {
+        let reserved = [
+            self.ui.route_prefix.clone(),
+            "/api".to_owned(),
+            "/pkg".to_owned(),
+            "/health".to_owned(),
+        ];
+        api.check(&self.apis, &reserved)?;
+        self.apis.push(api);
+        Ok(self)
     }
 
     /// An absolute URL of the app for `path` (which starts with `/`).

@@ -4,3 +4,4 @@
 
 pub mod account;
 pub mod directory;
+pub mod upstream_tokens;

@@ -782,6 +782,36 @@ impl Oidc {
         .await
     }
 
+    /// Standard token exchange (RFC 8693; Keycloak 26.2+ with "Standard token exchange" on this
+    /// client): the user's access token for one whose audience is the client `audience`.
+    pub async fn exchange_token(
+        &self,
+        provider: &Provider,
+        subject_token: &str,
+        audience: &str,
+    ) -> Result<TokenResponse, OidcError> {
+        self.token_request(
+            provider,
+            &[
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                ),
+                ("subject_token", subject_token),
+                (
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:access_token",
+                ),
+                (
+                    "requested_token_type",
+                    "urn:ietf:params:oauth:token-type:access_token",
+                ),
+                ("audience", audience),
+            ],
+        )
+        .await
+    }
+
     /// Validates refreshed tokens as at login (no nonce check: a refreshed ID token may carry the
     /// original one), and that they still belong to the same user and Keycloak session. A changed
     /// `iss`, `sub`, `aud` or `azp` is an error, which ends the session.

@@ -8,6 +8,7 @@
 
 use crate::error::AppError;
 use crate::server::base::clock::unix_now;
+use crate::server::keycloak_api::upstream_tokens::UpstreamTokens;
 use crate::server::oidc::keys::Source;
 use crate::server::web::deferred::end_sessions_later;
 use crate::server::web::state::KeycloakAuth;
@@ -92,6 +93,12 @@ async fn handle(auth: &KeycloakAuth, body: Body) -> Response {
     {
         Ok(deleted) => {
             auth.metrics().backchannel("accepted");
+            if let (Some(remote), Some(sid)) = (auth.remote_apis(), target.sid.as_deref()) {
+                // Tokens exchanged for the ended Keycloak session go with it.
+                remote
+                    .tokens
+                    .forget(&UpstreamTokens::session_key(Some(sid), ""));
+            }
             tracing::info!(sessions = deleted, "back-channel logout");
             (
                 StatusCode::OK,

@@ -45,7 +45,10 @@ impl KeycloakAuth {
             .route("/health/live", get(health::live))
             .route("/health/ready", get(health::ready));
         self.serve_operator_routes();
-        auth_routes.merge(probes).with_state(self.clone())
+        auth_routes
+            .merge(probes)
+            .with_state(self.clone())
+            .merge(crate::server::web::remote::remote_routes(self))
     }
 
     /// Serves `/metrics` and the detailed `/health/ready` on their own listener

@@ -7,6 +7,7 @@
 
 use crate::error::AppError;
 use crate::server::base::clock::{unix_nanos, unix_now};
+use crate::server::keycloak_api::upstream_tokens::UpstreamTokens;
 use crate::server::oidc::client::{OidcError, Provider};
 use crate::server::session::store::{auth_session, keep_session_end, AuthSession, AUTH_KEY};
 use crate::server::web::deferred::{end_keycloak_session, finish_sign_out_later};
@@ -485,6 +486,13 @@ pub async fn logout(State(auth): State<KeycloakAuth>, session: Session) -> Respo
     };
     tracing::info!(subject = %signed_in.user.subject, "signed out of the app");
     auth.metrics().session_ended("signed_out");
+    if let Some(remote) = auth.remote_apis() {
+        // Tokens exchanged for this session are dropped with it.
+        remote.tokens.forget(&UpstreamTokens::session_key(
+            signed_in.sid.as_deref(),
+            &signed_in.access_token,
+        ));
+    }
     match end_keycloak_session(&auth, &signed_in).await {
         Ok(()) => Redirect::to("/").into_response(),
         Err(e) => {

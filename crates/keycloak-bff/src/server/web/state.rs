@@ -38,6 +38,9 @@ pub enum StartupError {
     #[error("HTTP client: {0}")]
     /// The HTTP client to Keycloak could not be built.
     Http(#[from] reqwest::Error),
+    #[error("{0}")]
+    /// The remote API routes do not fit together or with the app's own paths.
+    RemoteApi(String),
 }
 
 /// How often expired sessions are removed from the store.
@@ -99,6 +102,10 @@ pub struct Counters {
     pub backchannel_logouts: u64,
     /// Fetches of Keycloak's key set, successful or not.
     pub key_set_fetches: u64,
+    /// Tokens exchanged for the remote API routes' audiences (by this process).
+    pub token_exchanges: u64,
+    /// Exchanged tokens this process holds now (per session token and audience).
+    pub exchanged_tokens_held: u64,
 }
 
 struct Inner {
@@ -109,6 +116,8 @@ struct Inner {
     refresher: Refresher,
     metrics: Arc<Metrics>,
     directory: Option<crate::server::keycloak_api::directory::Directory>,
+    /// The remote API routes' HTTP client and tokens, when the app has routes.
+    remote_apis: Option<crate::server::keycloak_api::upstream_tokens::RemoteApis>,
     stylesheet: String,
     pkg_prefix: String,
     issuer_origin: String,
@@ -159,6 +168,16 @@ impl KeycloakAuth {
                  process; set one when several replicas serve the app"
             );
         }
+        check_remote_apis(&settings)?;
+        let remote_apis = if settings.apis.is_empty() {
+            None
+        } else {
+            Some(
+                crate::server::keycloak_api::upstream_tokens::RemoteApis::new(
+                    settings.keycloak.http_timeout,
+                )?,
+            )
+        };
         let metrics = Arc::new(Metrics::default());
         let oidc = Arc::new(Oidc::new(
             settings.keycloak.clone(),
@@ -197,6 +216,7 @@ impl KeycloakAuth {
                 .directory
                 .clone()
                 .map(crate::server::keycloak_api::directory::Directory::new),
+            remote_apis,
             settings,
             oidc,
             store,
@@ -269,7 +289,16 @@ impl KeycloakAuth {
             sessions_ended_by_server: Metrics::read(&m.sessions_ended_by_server),
             backchannel_logouts: Metrics::read(&m.backchannel_logouts),
             key_set_fetches: self.0.oidc.keys().fetch_count(),
+            token_exchanges: self.remote_apis().map_or(0, |r| r.tokens.exchanges()),
+            exchanged_tokens_held: self.remote_apis().map_or(0, |r| r.tokens.held() as u64),
         }
+    }
+
+    /// The remote API routes' client and tokens (`None` without routes).
+    pub(crate) fn remote_apis(
+        &self,
+    ) -> Option<&crate::server::keycloak_api::upstream_tokens::RemoteApis> {
+        self.0.remote_apis.as_ref()
     }
 
     /// The user directory, when `keycloak.directory_client_id` names its service account.
@@ -323,6 +352,19 @@ impl KeycloakAuth {
     ) -> Result<Option<AuthSession>, AppError> {
         self.0.refresher.extend(session, now).await
     }
+}
+
+/// The remote API routes checked again as a set: [`AuthSettings::apis`] is a public field, so a
+/// route pushed there by hand has not met [`AuthSettings::with_api`]'s checks.
+fn check_remote_apis(settings: &AuthSettings) -> Result<(), StartupError> {
+    let mut checked = settings.clone();
+    checked.apis.clear();
+    for api in &settings.apis {
+        checked = checked
+            .with_api(api.clone())
+            .map_err(|e| StartupError::RemoteApi(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// `session.store = "sqlite"` (the default) in a build without the feature.

@@ -1,0 +1,211 @@
+//! The tokens remote API routes send upstream, obtained from Keycloak's token endpoint: a user's
+//! access token exchanged for one made for another client (standard token exchange, RFC 8693,
+//! Keycloak 26.2+), and the app's own token (client credentials); and [`RemoteApis`], what the
+//! routes share (these tokens and the HTTP client to upstreams).
+//!
+//! An exchanged token is kept per session and audience until shortly before it expires
+//! (`core::remote::exchanged_token_reuse_until`), and one exchange serves every call waiting for
+//! the same one. It remembers a hash of the session's access token it was exchanged for: after a
+//! refresh the hash differs and the next call exchanges again, replacing it. A sign-out drops the
+//! session's tokens ([`UpstreamTokens::forget`]); those of sessions that ended otherwise
+//! (back-channel logout, expiry, another replica) are never looked up again and are swept once
+//! they expire. The tokens stay in this process's memory only, never in the session store or a
+//! log.
+//!
+//! Catalogue: P04 (the session's own token never reaches an upstream that has an audience).
+
+use crate::error::AppError;
+use crate::server::oidc::client::{Oidc, OidcError};
+use keycloak_bff_core::remote::exchanged_token_reuse_until;
+use secrecy::SecretString;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Entries kept before expired ones are swept.
+const SWEEP_ABOVE: usize = 1_024;
+/// Entries kept at most: past it, a new one replaces nothing and is used once.
+const MAX_ENTRIES: usize = 100_000;
+
+#[derive(Clone)]
+struct Cached {
+    token: SecretString,
+    reuse_until: i64,
+    /// The hash of the session token it was exchanged for (a client token: zeros).
+    subject: [u8; 32],
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
+
+/// The exchanged tokens and the app's own token, with what they cost.
+#[derive(Default)]
+pub struct UpstreamTokens {
+    exchanged: Mutex<HashMap<(String, String), Slot>>,
+    client: tokio::sync::Mutex<Option<Cached>>,
+    exchanges: AtomicU64,
+}
+
+fn token_hash(access_token: &str) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, access_token.as_bytes());
+    let mut key = [0u8; 32];
+    key.copy_from_slice(digest.as_ref());
+    key
+}
+
+/// Keycloak's answer to a token request, as the error the route answers with.
+fn refused(what: &'static str, e: OidcError) -> AppError {
+    match e {
+        OidcError::Unavailable(e) => {
+            tracing::warn!(error = %e, what, "Keycloak's token endpoint did not answer");
+            AppError::IdpUnavailable
+        }
+        OidcError::Rejected { error } => {
+            // Not allowed to exchange for this audience (the realm's client scopes), or the
+            // subject token is no longer active.
+            tracing::warn!(%error, what, "Keycloak refused the token request");
+            AppError::Forbidden
+        }
+        other => {
+            tracing::warn!(error = %other, what, "Keycloak's token answer was not understood");
+            AppError::Upstream("the token answer was not understood".into())
+        }
+    }
+}
+
+impl UpstreamTokens {
+    /// Tokens exchanged by this process since start-up.
+    pub fn exchanges(&self) -> u64 {
+        self.exchanges.load(Ordering::Relaxed)
+    }
+
+    /// Exchanged tokens held now.
+    pub fn held(&self) -> usize {
+        self.exchanged.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// The user's token `access_token` (of the session `session`) exchanged for one whose
+    /// audience is `audience`: the one kept from an earlier call while it is fresh and was
+    /// exchanged for this same session token, otherwise one new exchange (then `true`).
+    pub async fn exchanged(
+        &self,
+        oidc: &Oidc,
+        session: &str,
+        access_token: &str,
+        audience: &str,
+        now: i64,
+    ) -> Result<(SecretString, bool), AppError> {
+        let subject = token_hash(access_token);
+        let slot = self.slot(session, audience, now);
+        let mut cached = slot.lock().await;
+        if let Some(c) = cached
+            .as_ref()
+            .filter(|c| c.reuse_until > now && c.subject == subject)
+        {
+            return Ok((c.token.clone(), false));
+        }
+        let provider = oidc
+            .provider()
+            .await
+            .map_err(|_| AppError::IdpUnavailable)?;
+        let answer = oidc
+            .exchange_token(&provider, access_token, audience)
+            .await
+            .map_err(|e| refused("token exchange", e))?;
+        self.exchanges.fetch_add(1, Ordering::Relaxed);
+        let token = SecretString::from(answer.access_token);
+        *cached = Some(Cached {
+            token: token.clone(),
+            reuse_until: exchanged_token_reuse_until(answer.expires_in, now),
+            subject,
+        });
+        Ok((token, true))
+    }
+
+    /// The slot of one session and audience, made when missing; expired slots are swept when
+    /// there are many.
+    fn slot(&self, session: &str, audience: &str, now: i64) -> Slot {
+        let Ok(mut map) = self.exchanged.lock() else {
+            return Slot::default();
+        };
+        let key = (session.to_owned(), audience.to_owned());
+        if let Some(slot) = map.get(&key) {
+            return slot.clone();
+        }
+        if map.len() >= SWEEP_ABOVE {
+            // A slot in use (locked) is kept; an empty or expired one goes.
+            map.retain(|_, slot| match slot.try_lock() {
+                Ok(c) => c.as_ref().is_some_and(|c| c.reuse_until > now),
+                Err(_) => true,
+            });
+        }
+        let slot = Slot::default();
+        if map.len() < MAX_ENTRIES {
+            map.insert(key, slot.clone());
+        }
+        slot
+    }
+
+    /// Drops what was exchanged for the session `session` (it ended).
+    pub fn forget(&self, session: &str) {
+        if let Ok(mut map) = self.exchanged.lock() {
+            map.retain(|(k, _), _| k != session);
+        }
+    }
+
+    /// The key of a session here: Keycloak's session id, or without one a hash of its token.
+    pub fn session_key(sid: Option<&str>, access_token: &str) -> String {
+        match sid {
+            Some(sid) => format!("sid:{sid}"),
+            None => token_hash(access_token)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        }
+    }
+
+    /// The app's own access token (client credentials of its client), kept until shortly before
+    /// it expires.
+    pub async fn client(&self, oidc: &Oidc, now: i64) -> Result<SecretString, AppError> {
+        let mut cached = self.client.lock().await;
+        if let Some(c) = cached.as_ref().filter(|c| c.reuse_until > now) {
+            return Ok(c.token.clone());
+        }
+        let provider = oidc
+            .provider()
+            .await
+            .map_err(|_| AppError::IdpUnavailable)?;
+        let settings = oidc.keycloak_settings();
+        let answer = oidc
+            .client_credentials_token(&provider, &settings.client_id, &settings.client_secret)
+            .await
+            .map_err(|e| refused("client credentials", e))?;
+        let token = SecretString::from(answer.access_token);
+        *cached = Some(Cached {
+            token: token.clone(),
+            reuse_until: exchanged_token_reuse_until(answer.expires_in, now),
+            subject: [0; 32],
+        });
+        Ok(token)
+    }
+}
+
+/// What the remote API routes share: the HTTP client to upstreams and the tokens made for them.
+pub struct RemoteApis {
+    pub(crate) http: reqwest::Client,
+    pub(crate) tokens: UpstreamTokens,
+}
+
+impl RemoteApis {
+    /// A client without a total time limit (a stream may last), that follows no redirect (the
+    /// token would go with it) and keeps no cookies.
+    pub fn new(connect_timeout: std::time::Duration) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(connect_timeout)
+            .build()?;
+        Ok(RemoteApis {
+            http,
+            tokens: UpstreamTokens::default(),
+        })
+    }
+}

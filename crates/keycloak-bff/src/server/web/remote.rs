@@ -1,0 +1,306 @@
+//! Remote API routes: the browser calls `<path>/…` on the app's origin, and the call goes on to
+//! the route's upstream with a token the browser never sees. The request and response bodies
+//! stream (a Server-Sent Events answer arrives event by event); only listed headers cross, in
+//! either direction; the token is added after a refresh when it is about to expire, or exchanged
+//! for one made for the route's audience.
+//!
+//! Before any upstream call: the method must be listed (405), the path must stay under the
+//! route's prefix (400), the call must be same-origin and, when it changes something, carry
+//! `X-CSRF: 1` (403), and a route with the user's token needs someone signed in (401). An
+//! upstream that fails is a 502, one that does not answer in time a 504, each with a generic
+//! message; the detail goes to the log.
+//!
+//! Catalogue: P01 (cross-origin and header-less calls), P02 (`Cookie`, `Authorization` and
+//! `Set-Cookie` never cross), P03 (path safety), P04 (the session's token never reaches an
+//! upstream with an audience), P06 (a failing upstream gives 502/504, never a hang or a 500).
+
+use crate::error::AppError;
+use crate::server::base::clock::unix_now;
+use crate::server::base::remote_api::RemoteApi;
+use crate::server::keycloak_api::upstream_tokens::UpstreamTokens;
+use crate::server::web::state::KeycloakAuth;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use keycloak_bff_core::remote::{
+    check_call, forwards_request_header, forwards_response_header, upstream_suffix, CallOrigin,
+    CsrfRefusal, PathRefusal, UpstreamToken, CSRF_HEADER,
+};
+use secrecy::{ExposeSecret, SecretString};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Clone)]
+struct Route {
+    auth: KeycloakAuth,
+    api: Arc<RemoteApi>,
+}
+
+/// The routes of `[[apis]]`: each path, and everything below it.
+pub fn remote_routes<S: Clone + Send + Sync + 'static>(auth: &KeycloakAuth) -> Router<S> {
+    let mut router = Router::new();
+    for api in &auth.settings().apis {
+        let route = Route {
+            auth: auth.clone(),
+            api: Arc::new(api.clone()),
+        };
+        router = router.merge(
+            Router::new()
+                .route(api.path(), any(proxy))
+                .route(&format!("{}/{{*rest}}", api.path()), any(proxy))
+                .with_state(route),
+        );
+    }
+    router
+}
+
+/// A refusal of the proxy's own, answered in the JSON shape of [`AppError`]'s.
+struct Refusal {
+    status: StatusCode,
+    error: &'static str,
+    description: String,
+    /// The methods of the route, on a 405.
+    allow: Option<String>,
+}
+
+fn refusal(status: StatusCode, error: &'static str, description: &str) -> Refusal {
+    Refusal {
+        status,
+        error,
+        description: description.to_owned(),
+        allow: None,
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut r = (
+            self.status,
+            [(header::CACHE_CONTROL, "no-store")],
+            axum::Json(
+                serde_json::json!({ "error": self.error, "error_description": self.description }),
+            ),
+        )
+            .into_response();
+        if let Some(v) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            r.headers_mut().insert(header::ALLOW, v);
+        }
+        r
+    }
+}
+
+async fn proxy(State(route): State<Route>, request: Request) -> Response {
+    let started = Instant::now();
+    let (response, upstream_seconds) = forward(&route, request, started).await;
+    route.auth.metrics().remote(
+        route.api.path(),
+        response.status().as_u16(),
+        upstream_seconds,
+    );
+    response
+}
+
+/// The checks made before any upstream call; the refusal to answer with when one fails.
+fn admit(route: &Route, request: &Request) -> Result<(), Refusal> {
+    let api = &route.api;
+    if !api.methods.contains(request.method()) {
+        let allow = api
+            .methods
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut r = refusal(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this method is not allowed on this route",
+        );
+        r.allow = Some(allow);
+        return Err(r);
+    }
+    if let Err(e) = upstream_suffix(api.path(), request.uri().path()) {
+        let status = match e {
+            PathRefusal::NotUnder => StatusCode::NOT_FOUND,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        tracing::info!(route = api.path(), reason = %e, "refused a remote API path");
+        return Err(refusal(status, "invalid_request", &e.to_string()));
+    }
+    let headers = request.headers();
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let call = CallOrigin {
+        safe_method: matches!(*request.method(), Method::GET | Method::HEAD),
+        origin: text(header::ORIGIN.as_str()),
+        sec_fetch_site: text("sec-fetch-site"),
+        csrf_header: text(CSRF_HEADER),
+    };
+    if let Err(e) = check_call(&call, &route.auth.settings().public_origin()) {
+        tracing::info!(route = api.path(), reason = %e, "refused a remote API call");
+        let error = match e {
+            CsrfRefusal::CrossOrigin => "cross_origin",
+            CsrfRefusal::MissingHeader => "csrf_header_missing",
+        };
+        return Err(refusal(StatusCode::FORBIDDEN, error, &e.to_string()));
+    }
+    Ok(())
+}
+
+/// The token for this call: `None` when the route sends none (or nobody is signed in on a
+/// `user_or_none` route).
+async fn token_for(
+    route: &Route,
+    session: Option<tower_sessions::Session>,
+) -> Result<Option<SecretString>, AppError> {
+    let auth = &route.auth;
+    let api = &route.api;
+    let now = unix_now();
+    match api.token {
+        UpstreamToken::None => Ok(None),
+        UpstreamToken::Client => auth
+            .remote_apis()
+            .ok_or(AppError::Internal)?
+            .tokens
+            .client(auth.oidc(), now)
+            .await
+            .map(Some),
+        UpstreamToken::User | UpstreamToken::UserOrNone => {
+            let session = session.ok_or(AppError::Internal)?;
+            let Some(signed_in) = auth.fresh_auth(&session, now).await? else {
+                return match api.token {
+                    UpstreamToken::User => Err(AppError::NotSignedIn),
+                    _ => Ok(None),
+                };
+            };
+            let Some(audience) = &api.audience else {
+                return Ok(Some(SecretString::from(signed_in.access_token)));
+            };
+            let tokens = &auth.remote_apis().ok_or(AppError::Internal)?.tokens;
+            let session_key =
+                UpstreamTokens::session_key(signed_in.sid.as_deref(), &signed_in.access_token);
+            let exchanged = tokens
+                .exchanged(
+                    auth.oidc(),
+                    &session_key,
+                    &signed_in.access_token,
+                    audience,
+                    now,
+                )
+                .await;
+            match exchanged {
+                Ok((token, fresh)) => {
+                    if fresh {
+                        auth.metrics().token_exchange(audience, "ok");
+                    }
+                    Ok(Some(token))
+                }
+                Err(e) => {
+                    auth.metrics().token_exchange(audience, "refused");
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+/// The upstream's URL for this request: the route's upstream, the rest of the path (checked by
+/// [`admit`]) and the query.
+fn upstream_url(api: &RemoteApi, request: &Request) -> Option<url::Url> {
+    let suffix = upstream_suffix(api.path(), request.uri().path()).ok()?;
+    let mut text = format!("{}{suffix}", api.upstream().as_str().trim_end_matches('/'));
+    if let Some(query) = request.uri().query() {
+        text.push('?');
+        text.push_str(query);
+    }
+    url::Url::parse(&text).ok()
+}
+
+async fn forward(route: &Route, request: Request, started: Instant) -> (Response, Option<f64>) {
+    if let Err(refused) = admit(route, &request) {
+        return (refused.into_response(), None);
+    }
+    let session = request
+        .extensions()
+        .get::<tower_sessions::Session>()
+        .cloned();
+    let token = match token_for(route, session).await {
+        Ok(token) => token,
+        Err(e) => return (e.into_response(), None),
+    };
+    let api = &route.api;
+    let Some(url) = upstream_url(api, &request) else {
+        return (
+            AppError::BadRequest("the path or query cannot be forwarded".into()).into_response(),
+            None,
+        );
+    };
+    let Some(remote) = route.auth.remote_apis() else {
+        return (AppError::Internal.into_response(), None);
+    };
+    let (parts, body) = request.into_parts();
+    let mut outgoing = remote.http.request(parts.method.clone(), url);
+    for (name, value) in &parts.headers {
+        if forwards_request_header(name.as_str()) {
+            outgoing = outgoing.header(name, value);
+        }
+    }
+    if let Some(token) = &token {
+        outgoing = outgoing.bearer_auth(token.expose_secret());
+    }
+    if !matches!(parts.method, Method::GET | Method::HEAD) {
+        outgoing = outgoing.body(reqwest::Body::wrap_stream(body.into_data_stream()));
+    }
+    let answer = tokio::time::timeout(api.timeout, outgoing.send()).await;
+    let seconds = Some(started.elapsed().as_secs_f64());
+    let answer = match answer {
+        Err(_) => {
+            tracing::warn!(route = api.path(), "the upstream did not answer in time");
+            return (
+                refusal(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "gateway_timeout",
+                    "the service did not answer in time",
+                )
+                .into_response(),
+                seconds,
+            );
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(route = api.path(), error = %e, "the upstream call failed");
+            let (status, error) = if e.is_timeout() {
+                (StatusCode::GATEWAY_TIMEOUT, "gateway_timeout")
+            } else {
+                (StatusCode::BAD_GATEWAY, "bad_gateway")
+            };
+            return (
+                refusal(status, error, "the service is unavailable").into_response(),
+                seconds,
+            );
+        }
+        Ok(Ok(answer)) => answer,
+    };
+    (streamed(answer), seconds)
+}
+
+/// The upstream's answer for the browser: its status, the headers that may cross, and its body
+/// as it arrives.
+fn streamed(answer: reqwest::Response) -> Response {
+    let mut response = Response::builder().status(answer.status().as_u16());
+    for (name, value) in answer.headers() {
+        if forwards_response_header(name.as_str()) {
+            response = response.header(name.as_str(), value.as_bytes());
+        }
+    }
+    response
+        .body(Body::from_stream(answer.bytes_stream()))
+        .unwrap_or_else(|_| {
+            refusal(
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                "the service's answer could not be forwarded",
+            )
+            .into_response()
+        })
+}
