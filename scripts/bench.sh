@@ -2,6 +2,7 @@
 # The benchmark: builds the release site, starts Keycloak, then end2end/bench/run.mjs starts the
 # app (and oauth2-proxy in front of it), signs users in and measures side by side: static files,
 # pages signed out and in, the JSON API with a session and with a bearer token, oauth2-proxy, a
+# remote API route against its upstream (examples/orders-api) straight and behind oauth2-proxy, a
 # refresh storm, an idle tab, memory per session and with 10,000 sessions, the hydrate bundle and
 # time to interactive, the library's own footprint in the browser (examples/minimal against
 # examples/template), and the bearer check alone (criterion). Writes docs/performance.md and
@@ -29,7 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-for port in 3000 4180; do
+for port in 3000 4001 4180; do
   if curl -s -m 2 -o /dev/null "http://localhost:$port/"; then
     echo "port $port is in use; stop what listens there to run the benchmark" >&2
     exit 1
@@ -49,6 +50,7 @@ else
   criterion_args=()
   say "building the release site (server + WebAssembly, precompressed)"
   leptos build --release --precompress --split --project kc-leptos
+  cargo build -q --release -p orders-api
   say "building the WebAssembly of examples/minimal and examples/template (the same app without keycloak-bff), release"
   # The template's style/main.scss: end2end's npm `sass` (cargo-leptos would download dart-sass).
   for example in minimal template; do
@@ -78,5 +80,6 @@ versions="Versions: $(rustc --version | cut -d' ' -f1-2), Keycloak $KC_VERSION, 
 say "measuring"
 (cd end2end && BENCH_SMOKE="$smoke" BENCH_APP_BIN="$(site_bin kc-leptos "$profile")" \
   BENCH_SITE_ROOT="$ROOT/target/site" BENCH_OUT="$out" BENCH_OAUTH2_PROXY="$(oauth2_proxy_bin)" \
+  BENCH_ORDERS_API="$CARGO_TARGET_DIR/$profile/orders-api" \
   BENCH_CRITERION="$criterion" BENCH_VERSIONS="$versions" node bench/run.mjs)
 say "benchmark done: $out"

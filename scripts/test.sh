@@ -219,10 +219,13 @@ for run in $(seq 1 "$runs"); do
   say "browser tests, run $run of $runs (Playwright, Chromium; the README's pictures go to target/screenshots/)"
   browser_tests
 done
-# The benchmark starts its own app on :3000.
-kill -TERM "$app_pid" 2>/dev/null || true
-wait "$app_pid" 2>/dev/null || true
+# The benchmark starts its own app on :3000 and its own orders-api on :4001.
+for pid in "$app_pid" "$orders_pid"; do
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+done
 app_pid=""
+orders_pid=""
 # Beside each other (their own apps, realms and users): a smoke run of the chaos soak against the
 # cluster (a replica killed and restarted, the Redis master killed: a failover) and one of the
 # benchmark.

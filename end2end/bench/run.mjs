@@ -5,7 +5,8 @@
 // Environment: BENCH_APP_BIN (the server binary), BENCH_SITE_ROOT, BENCH_OUT (the report's path;
 // the chart goes next to it), BENCH_SMOKE=1 (seconds-long run with tiny counts, to keep the
 // script working), BENCH_OAUTH2_PROXY (its binary), BENCH_CRITERION (the criterion output),
-// BENCH_VERSIONS (text).
+// BENCH_VERSIONS (text), BENCH_ORDERS_API (examples/orders-api's binary: the remote API route's
+// upstream).
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync, statSync } from 'node:fs';
 import { tmpdir, cpus, totalmem } from 'node:os';
@@ -19,6 +20,9 @@ const APP_BIN = must('BENCH_APP_BIN');
 const SITE_ROOT = must('BENCH_SITE_ROOT');
 const OUT = must('BENCH_OUT');
 const PROXY_BIN = must('BENCH_OAUTH2_PROXY');
+const ORDERS_BIN = must('BENCH_ORDERS_API');
+/** examples/orders-api, where Leptos.toml's remote API route /remote/orders forwards. */
+const ORDERS = 'http://127.0.0.1:4001';
 const APP = 'http://localhost:3000';
 /** The app's operators' address (auth.metrics_addr), where /metrics is served. */
 const METRICS_ADDR = '127.0.0.1:9399';
@@ -110,6 +114,15 @@ async function proxySignIn(user) {
   const done = await get(back, jar);
   if (done.status >= 400) throw new Error(`oauth2-proxy callback: ${done.status} ${await done.text()}`);
   return jar.header();
+}
+
+/** A client's own access token (client credentials) in the realm demo. */
+async function clientToken(clientId, secret) {
+  const r = await fetch(`${KEYCLOAK}/realms/demo/protocol/openid-connect/token`, {
+    method: 'POST',
+    body: new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, client_secret: secret }),
+  });
+  return (await r.json()).access_token;
 }
 
 async function serviceAccountToken() {
@@ -242,17 +255,7 @@ async function throughput(app) {
   };
 
   // oauth2-proxy in front of the app's signed-out page: its cookie session, the same realm.
-  const proxy = spawn(PROXY_BIN, [
-    '--provider=keycloak-oidc', `--oidc-issuer-url=${KEYCLOAK}/realms/demo`,
-    '--client-id=oauth2-proxy', '--client-secret=oauth2-proxy-dev-secret',
-    `--redirect-url=${PROXY}/oauth2/callback`, '--http-address=127.0.0.1:4180',
-    '--upstream=http://127.0.0.1:3000/', '--email-domain=*', '--cookie-secure=false',
-    `--cookie-secret=${Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('hex')}`,
-    '--code-challenge-method=S256', '--skip-provider-button=true',
-    '--request-logging=false', '--auth-logging=false', '--standard-logging=false',
-  ], { stdio: ['ignore', 'ignore', 'inherit'] });
-  children.push(proxy);
-  await waitFor(`${PROXY}/ping`, proxy, 'oauth2-proxy');
+  const proxy = await startProxy('http://127.0.0.1:3000/');
   const proxyCookie = await proxySignIn('alice');
   await expectOk(`${PROXY}/`, { cookie: proxyCookie }, 'oauth2-proxy signed in');
   await expectOk(`${PROXY}/health/live`, { cookie: proxyCookie }, 'oauth2-proxy in front of /health/live');
@@ -292,6 +295,65 @@ async function throughput(app) {
     if (m.non2xx) throw new Error(`a measured URL answered errors: ${JSON.stringify(m)}`);
   }
   return { alice };
+}
+
+/** oauth2-proxy on :4180 against the realm demo, in front of `upstream`, with `extra` flags. */
+async function startProxy(upstream, extra = []) {
+  const proxy = spawn(PROXY_BIN, [
+    '--provider=keycloak-oidc', `--oidc-issuer-url=${KEYCLOAK}/realms/demo`,
+    '--client-id=oauth2-proxy', '--client-secret=oauth2-proxy-dev-secret',
+    `--redirect-url=${PROXY}/oauth2/callback`, '--http-address=127.0.0.1:4180',
+    `--upstream=${upstream}`, '--email-domain=*', '--cookie-secure=false',
+    `--cookie-secret=${Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('hex')}`,
+    '--code-challenge-method=S256', '--skip-provider-button=true',
+    '--request-logging=false', '--auth-logging=false', '--standard-logging=false', ...extra,
+  ], { stdio: ['ignore', 'ignore', 'inherit'] });
+  children.push(proxy);
+  await waitFor(`${PROXY}/ping`, proxy, 'oauth2-proxy');
+  return proxy;
+}
+
+/**
+ * A remote API route against its upstream: the same GET of examples/orders-api straight (with a
+ * token it accepts: the app's own, client credentials), through the app's /remote/orders (alice's
+ * session cookie; the token exchanged once and cached), and through oauth2-proxy (its cookie
+ * session; the user's access token passed as X-Forwarded-Access-Token). Each checks the token's
+ * signature, issuer and audience at the upstream.
+ */
+async function remoteApi() {
+  const orders = spawn(ORDERS_BIN, [], {
+    env: { ...process.env, ORDERS_API_ADDR: '127.0.0.1:4001', ORDERS_API_ISSUERS: `${KEYCLOAK}/realms/demo`, ORDERS_API_TRUST_FORWARDED_TOKEN: '1' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  children.push(orders);
+  await waitFor(`${ORDERS}/health`, orders, 'orders-api');
+  const direct = { authorization: `Bearer ${await clientToken('demo-app', SECRET)}` };
+  const viaApp = { cookie: await appSignIn('alice'), 'sec-fetch-site': 'same-origin' };
+  const proxy = await startProxy(`${ORDERS}/`, ['--pass-access-token=true']);
+  const viaProxy = { cookie: await proxySignIn('alice') };
+  for (const [url, headers, what] of [[`${ORDERS}/orders`, direct, 'orders-api straight'],
+    [`${APP}/remote/orders`, viaApp, 'the remote API route'], [`${PROXY}/orders`, viaProxy, 'oauth2-proxy → orders-api']]) {
+    const body = JSON.parse(await expectOk(url, headers, what));
+    if (!Array.isArray(body.orders)) throw new Error(`${what}: not the orders`);
+  }
+  const m = interleaved({
+    direct: [`${ORDERS}/orders`, direct],
+    viaApp: [`${APP}/remote/orders`, viaApp],
+    viaProxy: [`${PROXY}/orders`, viaProxy],
+  });
+  await stop(proxy);
+  await stop(orders);
+  const g = 'A remote API route: GET /orders of examples/orders-api (wrk as above; the three rows in 3 alternating rounds; req/s)';
+  const r = (x) => ({ value: x.rps, p50: x.p50, p99: x.p99, non2xx: x.non2xx });
+  add({ group: g, what: 'straight to orders-api (a bearer token it accepts)', ...r(m.direct), unit: 'req/s' });
+  add({ group: g, what: 'through the app\'s /remote/orders (session cookie; the token exchanged for orders-api, cached)', ...r(m.viaApp), unit: 'req/s',
+    ratio: m.viaApp.rps / m.direct.rps, ratioOf: 'of straight', goal: '≥ 0.8', met: m.viaApp.rps / m.direct.rps >= 0.8 });
+  add({ group: g, what: 'through oauth2-proxy 7.15.6 (its cookie session, --pass-access-token)', ...r(m.viaProxy), unit: 'req/s' });
+  add({ group: g, what: 'ours against oauth2-proxy in front of the same upstream', value: m.viaApp.rps / m.viaProxy.rps, unit: '×',
+    goal: '> 1', met: m.viaApp.rps > m.viaProxy.rps });
+  for (const x of Object.values(m)) {
+    if (x.non2xx) throw new Error(`a measured URL answered errors: ${JSON.stringify(x)}`);
+  }
 }
 
 /**
@@ -670,6 +732,7 @@ async function main() {
   await manyStreams();
   app = await startApp('demo');
   await throughput(app);
+  await remoteApi();
   const afterLoad = rssMb(app.child.pid);
   add({ group: 'Memory after the throughput runs', what: 'app RSS right after the wrk runs above (64 connections; glibc keeps what bursts freed)', value: afterLoad, unit: 'MB', digits: 1 });
   await browserFigures();

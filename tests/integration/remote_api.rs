@@ -5,7 +5,8 @@
 //!
 //! Catalogue: P01 (cross-origin, header-less), P02 (`Cookie`, `Authorization`, `Set-Cookie`),
 //! P03 (path safety), P04 (the session's token never reaches an upstream with an audience), P06
-//! (a failing upstream).
+//! (a failing upstream), P07 (a WebSocket from another origin), P08 (a WebSocket outliving its
+//! session).
 
 use crate::common::*;
 use keycloak_bff::server::{RemoteApi, UpstreamToken};
@@ -14,6 +15,8 @@ use serde_json::Value;
 use std::io::BufRead;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
 
 /// The orders-api program, listening on a free port, killed when dropped.
 struct OrdersApi {
@@ -90,13 +93,15 @@ async fn app_with_routes(upstream: &str) -> TestApp {
         .expect("route")
         .audience("orders-api")
         .methods(&[Method::GET, Method::POST])
-        .timeout(Duration::from_secs(1));
+        .timeout(Duration::from_secs(1))
+        .websocket(true);
     let as_app = RemoteApi::new("/remote/as-app", &format!("{upstream}/orders"))
         .expect("route")
         .token(UpstreamToken::Client);
     let open = RemoteApi::new("/remote/open", &format!("{upstream}/orders"))
         .expect("route")
         .token(UpstreamToken::None);
+    // No `websocket`: upgrades are refused.
     let relayed = RemoteApi::new("/remote/relayed", &format!("{upstream}/orders"))
         .expect("route")
         .token(UpstreamToken::User);
@@ -452,5 +457,130 @@ async fn a_failing_upstream_is_502_and_a_slow_one_504_with_a_generic_message() {
     );
     // The session is untouched.
     assert_eq!(app.current_user().await["username"], user.username.as_str());
+    admin.delete_user(&user).await;
+}
+
+/// Opens a WebSocket on the app at `path` as a browser of `origin` with the session `cookie`.
+async fn open_socket(
+    app: &TestApp,
+    path: &str,
+    origin: &str,
+    cookie: &str,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    tokio_tungstenite::tungstenite::Error,
+> {
+    let url = app.url(path).replace("http://", "ws://");
+    let mut request = url.into_client_request().expect("request");
+    let headers = request.headers_mut();
+    headers.insert("origin", origin.parse().expect("origin"));
+    headers.insert(
+        "cookie",
+        format!("kc_leptos_session={cookie}")
+            .parse()
+            .expect("cookie"),
+    );
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(s, _)| s)
+}
+
+/// The next text message, within 5 s.
+async fn next_text<S>(socket: &mut S) -> String
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    use futures_util::StreamExt;
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("a message within 5 s")
+            .expect("the socket is open")
+            .expect("a message");
+        if let Message::Text(t) = m {
+            return t.as_str().to_owned();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_websocket_passes_through_with_the_exchanged_token_and_closes_when_the_session_ends() {
+    use futures_util::{SinkExt, StreamExt};
+    let upstream = OrdersApi::start();
+    let app = app_with_routes(&upstream.base).await;
+    let admin = KeycloakAdmin::new("demo-short");
+    let user = admin.create_user("socket", &[]).await;
+    admin.grant_role_of(&user, "orders-api", "read").await;
+    let signed_in = app.login_as(&user.username, "/").await;
+    let cookie = session_cookie_value(&set_cookies(&signed_in)).expect("session cookie");
+
+    let mut socket = open_socket(&app, "/remote/orders/ws", PUBLIC_ORIGIN, &cookie)
+        .await
+        .expect("the socket opens");
+    let hello: Value = serde_json::from_str(&next_text(&mut socket).await).expect("JSON");
+    assert_eq!(hello["hello"], user.id.as_str());
+    assert_eq!(audiences(&hello["seen"]), ["orders-api"], "{hello}");
+    socket
+        .send(Message::text("hello upstream"))
+        .await
+        .expect("send");
+    assert_eq!(next_text(&mut socket).await, "echo: hello upstream");
+    let upgrade = upstream
+        .requests()
+        .await
+        .into_iter()
+        .find(|r| r["path"] == "/orders/ws")
+        .expect("the upgrade reached the upstream");
+    assert_eq!(upgrade["cookie"], false);
+    assert_eq!(upgrade["aud"], "orders-api");
+
+    // Signing out (here, from another request of the same browser) closes the socket.
+    let out = app.post("/auth/logout", Some(PUBLIC_ORIGIN)).await;
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("the socket closes within 5 s of the sign-out");
+    assert_eq!(closed, Some(1008), "closed because the session ended");
+    admin.delete_user(&user).await;
+}
+
+#[tokio::test]
+async fn a_websocket_from_another_origin_or_on_a_route_without_sockets_is_refused() {
+    let upstream = OrdersApi::start();
+    let app = app_with_routes(&upstream.base).await;
+    let (admin, user) = sign_in_with_order_roles(&app, &["read"]).await;
+    // A fresh sign-in of the same user in a browser whose cookie the test can read.
+    let browser = TestApp::sharing(&app, browser());
+    let signed_in = browser.login_as(&user.username, "/").await;
+    let cookie = session_cookie_value(&set_cookies(&signed_in)).expect("session cookie");
+
+    for (path, origin, status) in [
+        ("/remote/orders/ws", "https://evil.example", 403),
+        ("/remote/orders/ws", "http://localhost:3999", 403),
+        ("/remote/relayed/ws", PUBLIC_ORIGIN, 400),
+    ] {
+        match open_socket(&browser, path, origin, &cookie).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+                assert_eq!(r.status().as_u16(), status, "{path} from {origin}");
+            }
+            other => panic!("{path} from {origin}: {:?}", other.map(|_| "opened")),
+        }
+    }
+    assert!(
+        !upstream
+            .requests()
+            .await
+            .iter()
+            .any(|r| r["path"] == "/orders/ws"),
+        "no refused socket reached the upstream"
+    );
     admin.delete_user(&user).await;
 }

@@ -12,11 +12,16 @@
 //!
 //! Settings (environment): `ORDERS_API_ADDR` (default `127.0.0.1:4001`), `ORDERS_API_ISSUERS`
 //! (comma-separated realm URLs, default `http://localhost:8080/realms/demo`),
-//! `ORDERS_API_AUDIENCE` (default `orders-api`).
+//! `ORDERS_API_AUDIENCE` (default `orders-api`), `ORDERS_API_TRUST_FORWARDED_TOKEN` (`1`: without
+//! an `Authorization` header, read the token from `X-Forwarded-Access-Token`, the header
+//! oauth2-proxy's `--pass-access-token` sets; the benchmark puts oauth2-proxy in front of this
+//! API that way. Off by default: only a proxy that strips the header from the outside may be
+//! trusted to set it).
 //!
 //! Catalogue: P04 (a token for another audience is refused), P02 (the request log shows what
 //! crossed the proxy).
 
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -61,6 +66,7 @@ struct Issuer {
 struct AppState {
     issuers: Vec<Issuer>,
     audience: String,
+    trust_forwarded_token: bool,
     http: reqwest::Client,
     orders: Mutex<HashMap<String, Vec<Order>>>,
     log: Mutex<Vec<Value>>,
@@ -159,19 +165,26 @@ impl Issuer {
 /// The bearer token of the request, checked; the refusal otherwise.
 async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, Problem> {
     let unauthorized = |why: &str| problem(StatusCode::UNAUTHORIZED, "invalid_token", why);
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(unauthorized("a bearer token is required"));
+    let forwarded = headers
+        .get("x-forwarded-access-token")
+        .filter(|_| state.trust_forwarded_token)
+        .and_then(|v| v.to_str().ok());
+    let token = match (headers.get(header::AUTHORIZATION), forwarded) {
+        (Some(value), _) => {
+            let text = value
+                .to_str()
+                .map_err(|_| unauthorized("malformed header"))?;
+            let Some((scheme, token)) = text.split_once(' ') else {
+                return Err(unauthorized("malformed header"));
+            };
+            if !scheme.eq_ignore_ascii_case("bearer") {
+                return Err(unauthorized("expected a Bearer token"));
+            }
+            token.trim()
+        }
+        (None, Some(token)) => token.trim(),
+        (None, None) => return Err(unauthorized("a bearer token is required")),
     };
-    let text = value
-        .to_str()
-        .map_err(|_| unauthorized("malformed header"))?;
-    let Some((scheme, token)) = text.split_once(' ') else {
-        return Err(unauthorized("malformed header"));
-    };
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(unauthorized("expected a Bearer token"));
-    }
-    let token = token.trim();
     let header =
         parse_header(token, &["RS256".to_owned()]).map_err(|e| unauthorized(&e.to_string()))?;
     let iss = unverified_claims(token)
@@ -405,6 +418,41 @@ async fn slow(
     Json(json!({ "slept_ms": q.ms })).into_response()
 }
 
+/// A WebSocket (`/orders/ws`): a greeting that says what the API saw of the token on the upgrade
+/// request, then every text message echoed back.
+async fn socket(
+    State(state): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    remember(&state, &method, &uri, &headers);
+    let caller = match caller(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r.into_response(),
+    };
+    if let Err(r) = require(&caller, "read") {
+        return r.into_response();
+    }
+    ws.on_upgrade(move |mut socket: WebSocket| async move {
+        let hello = json!({ "hello": caller.sub, "seen": caller.seen }).to_string();
+        if socket.send(Message::text(hello)).await.is_err() {
+            return;
+        }
+        while let Some(Ok(message)) = socket.recv().await {
+            let reply = match message {
+                Message::Text(t) => Message::text(format!("echo: {}", t.as_str())),
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            if socket.send(reply).await.is_err() {
+                break;
+            }
+        }
+    })
+}
+
 /// Anything else under `/orders/`: logged (so the tests see whether it arrived) and 404.
 async fn other(
     State(state): State<Shared>,
@@ -432,6 +480,7 @@ fn app(state: Shared) -> Router {
         .route("/orders", get(list).post(create))
         .route("/orders/events", get(events))
         .route("/orders/slow", get(slow))
+        .route("/orders/ws", get(socket))
         .route("/orders/{*rest}", axum::routing::any(other))
         .route("/_requests", get(requests).delete(requests))
         .route("/health", get(|| async { "ok" }))
@@ -455,6 +504,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let state = Arc::new(AppState {
         issuers,
         audience: var("ORDERS_API_AUDIENCE", "orders-api"),
+        trust_forwarded_token: var("ORDERS_API_TRUST_FORWARDED_TOKEN", "0") == "1",
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())

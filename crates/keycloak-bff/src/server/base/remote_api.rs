@@ -32,6 +32,8 @@ pub(crate) struct ApiSection {
     timeout_secs: Option<u64>,
     #[serde(default)]
     allow_insecure_http: bool,
+    #[serde(default)]
+    websocket: bool,
 }
 
 /// A remote API route: what the browser calls under the app's origin (`path`), where the call
@@ -46,6 +48,7 @@ pub(crate) struct ApiSection {
 /// audience = "orders-api"          # optional: a token exchanged for this client
 /// methods = ["GET", "POST"]        # default ["GET"]
 /// timeout_secs = 30                # until the upstream's headers; a stream may last longer
+/// websocket = false                # true: WebSocket upgrades go through too
 /// ```
 ///
 /// A call to `path` or below it goes to `upstream` with the rest of the path and the query
@@ -61,6 +64,7 @@ pub struct RemoteApi {
     pub(crate) methods: Vec<axum::http::Method>,
     pub(crate) timeout: Duration,
     pub(crate) allow_insecure_http: bool,
+    pub(crate) websocket: bool,
 }
 
 fn invalid(msg: impl Into<String>) -> SettingsError {
@@ -114,6 +118,7 @@ impl RemoteApi {
             methods: vec![axum::http::Method::GET],
             timeout: DEFAULT_UPSTREAM_TIMEOUT,
             allow_insecure_http: false,
+            websocket: false,
         })
     }
 
@@ -149,6 +154,14 @@ impl RemoteApi {
         self
     }
 
+    /// Let WebSocket upgrades through (off by default): the browser's `Origin` must be the app's,
+    /// the token goes on the upgrade request to the upstream, and the connection is closed when
+    /// the session ends (sign-out, back-channel logout, its end in Keycloak).
+    pub fn websocket(mut self, allow: bool) -> Self {
+        self.websocket = allow;
+        self
+    }
+
     /// The path the browser calls.
     pub fn path(&self) -> &str {
         &self.path
@@ -162,7 +175,8 @@ impl RemoteApi {
     pub(crate) fn from_section(s: ApiSection) -> Result<Self, SettingsError> {
         let mut api = RemoteApi::new(&s.path, &s.upstream)?
             .token(s.token)
-            .allow_insecure_http(s.allow_insecure_http);
+            .allow_insecure_http(s.allow_insecure_http)
+            .websocket(s.websocket);
         if let Some(audience) = &s.audience {
             api = api.audience(audience);
         }

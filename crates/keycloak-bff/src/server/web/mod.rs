@@ -16,6 +16,7 @@ pub mod logout;
 pub mod middleware;
 pub mod push;
 pub mod remote;
+pub mod remote_ws;
 pub mod router;
 pub mod routes;
 pub mod silent_sso;

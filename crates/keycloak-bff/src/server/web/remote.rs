@@ -18,6 +18,7 @@ use crate::error::AppError;
 use crate::server::base::clock::unix_now;
 use crate::server::base::remote_api::RemoteApi;
 use crate::server::keycloak_api::upstream_tokens::UpstreamTokens;
+use crate::server::web::remote_ws;
 use crate::server::web::state::KeycloakAuth;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -131,6 +132,27 @@ fn admit(route: &Route, request: &Request) -> Result<(), Refusal> {
     }
     let headers = request.headers();
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if remote_ws::is_upgrade(headers) {
+        if !api.websocket {
+            return Err(refusal(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "this route does not take WebSocket connections",
+            ));
+        }
+        // Browsers always send Origin on a WebSocket; the page must be the app's own.
+        if text(header::ORIGIN.as_str()) != Some(route.auth.settings().public_origin().as_str()) {
+            tracing::info!(
+                route = api.path(),
+                "refused a WebSocket from another origin"
+            );
+            return Err(refusal(
+                StatusCode::FORBIDDEN,
+                "cross_origin",
+                "cross-origin request refused",
+            ));
+        }
+    }
     let call = CallOrigin {
         safe_method: matches!(*request.method(), Method::GET | Method::HEAD),
         origin: text(header::ORIGIN.as_str()),
@@ -225,6 +247,7 @@ async fn forward(route: &Route, request: Request, started: Instant) -> (Response
         .extensions()
         .get::<tower_sessions::Session>()
         .cloned();
+    let session_id = session.as_ref().and_then(tower_sessions::Session::id);
     let token = match token_for(route, session).await {
         Ok(token) => token,
         Err(e) => return (e.into_response(), None),
@@ -236,6 +259,10 @@ async fn forward(route: &Route, request: Request, started: Instant) -> (Response
             None,
         );
     };
+    if remote_ws::is_upgrade(request.headers()) {
+        let response = socket(route, request, url, token, session_id).await;
+        return (response, Some(started.elapsed().as_secs_f64()));
+    }
     let Some(remote) = route.auth.remote_apis() else {
         return (AppError::Internal.into_response(), None);
     };
@@ -282,6 +309,29 @@ async fn forward(route: &Route, request: Request, started: Instant) -> (Response
         Ok(Ok(answer)) => answer,
     };
     (streamed(answer), seconds)
+}
+
+/// A WebSocket through the route; one opened with the user's token closes with the session.
+async fn socket(
+    route: &Route,
+    request: Request,
+    url: url::Url,
+    token: Option<SecretString>,
+    session_id: Option<tower_sessions::session::Id>,
+) -> Response {
+    let api = &route.api;
+    let users_token = matches!(api.token, UpstreamToken::User | UpstreamToken::UserOrNone);
+    let watch = session_id
+        .filter(|_| users_token && token.is_some())
+        .map(|id| {
+            let store = route.auth.store();
+            remote_ws::SessionWatch {
+                subscription: store.events().subscribe(&store.event_key(&id)),
+                id,
+            }
+        });
+    let (parts, _) = request.into_parts();
+    remote_ws::open(route.auth.clone(), api, url, token, watch, parts).await
 }
 
 /// The upstream's answer for the browser: its status, the headers that may cross, and its body
