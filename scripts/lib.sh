@@ -75,8 +75,8 @@ claim_target_dir() {
 # The build caches grow with every combination of features and every checkout, and nothing
 # trims them: a full disk failed a test run once (62 GB of target/debug). When less than
 # KC_MIN_FREE_GB (default 20) is left where they live, drop what cargo rebuilds by itself:
-# incremental state, and outputs not written for KC_PRUNE_DAYS (default 1) days (a missing output
-# only makes cargo build that unit again). Run before any build of the run starts.
+# incremental state, outputs not written for KC_PRUNE_DAYS (default 1) days, and executables not
+# linked in the last hour (a missing output only makes cargo build that unit again). Run before any build of the run starts.
 prune_build_caches() {
   local min_gb="${KC_MIN_FREE_GB:-20}" days="${KC_PRUNE_DAYS:-1}" dir free_gb
   mkdir -p "$KC_CACHE"
@@ -87,6 +87,9 @@ prune_build_caches() {
     [ -d "$dir" ] || continue
     find "$dir" -type d -name incremental -prune -exec rm -rf {} +
     find "$dir" -path '*/deps/*' -type f -mtime +"$((days - 1))" -delete
+    # Test and binary executables (about 1.2 GB each with debug info, one per build of every
+    # checkout) not linked in the last hour: cargo links them again when a test runs.
+    find "$dir" -path '*/deps/*' -type f -perm -u+x ! -name '*.*' -mmin +60 -delete
   done
   free_gb=$(( $(df -Pk "$KC_CACHE" | awk 'NR == 2 { print $4 }') / 1024 / 1024 ))
   say "now $free_gb GB free"
