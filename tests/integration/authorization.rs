@@ -680,7 +680,7 @@ async fn hostile_tokens_are_refused_with_401_and_cost_at_most_one_key_set_fetch(
             [
                 keycloak_bff::server::test_support::INVALID_TOKEN,
                 "token too large",
-                "expected a Bearer token",
+                "expected a Bearer or DPoP token",
             ]
             .contains(&reason),
             "{what}: {reason}"

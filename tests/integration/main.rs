@@ -7,6 +7,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests fail by panicking
 
 mod common;
+mod dpop;
 mod hostile;
 
 mod authorization;

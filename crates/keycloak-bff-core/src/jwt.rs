@@ -267,6 +267,9 @@ pub fn check_claims(claims: &Value, e: &Expected<'_>) -> Result<(), TokenError> 
     let expected_typ = e.kind.keycloak_typ();
     match claims.get("typ").and_then(Value::as_str) {
         Some(t) if t == expected_typ => {}
+        // Keycloak types a DPoP-bound access token `DPoP`; it is one only with its binding, and
+        // the JSON API then asks for a proof of that key (`crate::dpop`).
+        Some("DPoP") if e.kind == Kind::Access && claims.pointer("/cnf/jkt").is_some() => {}
         other => {
             return Err(TokenError::WrongType {
                 expected: expected_typ,
@@ -676,6 +679,28 @@ mod tests {
                 expected: "Bearer",
                 ..
             })
+        ));
+    }
+
+    #[test]
+    fn a_dpop_typed_access_token_counts_only_with_its_binding() {
+        let access = json!({"iss": ISS, "sub": "u1", "aud": "demo-app", "azp": "demo-app",
+                            "exp": NOW + 300, "iat": NOW, "typ": "DPoP", "cnf": {"jkt": "k"}});
+        let e = Expected {
+            kind: Kind::Access,
+            nonce: None,
+            azp_must_be_client: false,
+            ..expect_id()
+        };
+        assert_eq!(check_claims(&access, &e), Ok(()));
+        assert!(matches!(
+            check_claims(&without(access.clone(), "cnf"), &e),
+            Err(TokenError::WrongType { .. })
+        ));
+        // Never where an ID token is expected.
+        assert!(matches!(
+            check_claims(&access, &expect_id()),
+            Err(TokenError::WrongType { .. })
         ));
     }
 

@@ -10,6 +10,7 @@
 //! - [`directory`]: the realm's users, read from Keycloak's Admin API.
 //! - [`silent_sso`]: when a page load may try a silent sign-in.
 //! - [`claims`]: Keycloak claims → `KeycloakUser`.
+//! - [`dpop`]: DPoP proofs (RFC 9449) on the JSON API, and RFC 7638 key thumbprints.
 //! - [`jwt`]: JOSE header checks, and the claim checks of ID, access and logout tokens; `at_hash`.
 //! - [`callback`]: the authorization response, parsed and capped.
 //! - [`pending`]: logins started and not yet finished.
@@ -35,6 +36,7 @@ pub mod client_setup;
 pub mod cookie;
 pub mod csp;
 pub mod directory;
+pub mod dpop;
 pub mod expiry;
 pub mod host;
 pub mod jwt;

@@ -9,5 +9,6 @@ pub mod memory;
 pub mod metrics;
 pub mod rate_limit;
 pub mod remote_api;
+pub mod seen;
 pub mod settings;
 pub mod settings_error;

@@ -147,7 +147,11 @@ fn oauth_error(body: &[u8]) -> Option<String> {
 /// [`BEARER_RECHECK`] after its check: then the signature is checked again, with the keys as the
 /// app last fetched them (a key Keycloak withdrew is gone once the key set was fetched without it,
 /// which a token signed by the new key causes). Refusals are never kept.
-struct BearerCache(std::sync::Mutex<HashMap<String, (KeycloakUser, i64, i64)>>);
+/// With each user, the key the token is bound to (DPoP's `cnf.jkt`), if any.
+struct BearerCache(std::sync::Mutex<HashMap<String, (Bearer, i64, i64)>>);
+
+/// An accepted bearer token's user, and the key it is bound to (`cnf.jkt`: a DPoP-bound token).
+type Bearer = (KeycloakUser, Option<String>);
 
 /// How long an accepted bearer token is trusted before its signature is checked again.
 const BEARER_RECHECK: i64 = 60;
@@ -156,14 +160,14 @@ const BEARER_RECHECK: i64 = 60;
 const BEARER_CACHED: usize = 4096;
 
 impl BearerCache {
-    fn get(&self, token: &str, now: i64, leeway: i64) -> Option<KeycloakUser> {
+    fn get(&self, token: &str, now: i64, leeway: i64) -> Option<Bearer> {
         let cache = self.0.lock().ok()?;
         let (user, expires, checked_at) = cache.get(token)?;
         (now <= expires.saturating_add(leeway) && now < checked_at.saturating_add(BEARER_RECHECK))
             .then(|| user.clone())
     }
 
-    fn keep(&self, token: &str, user: &KeycloakUser, expires: i64, now: i64) {
+    fn keep(&self, token: &str, user: &Bearer, expires: i64, now: i64) {
         let Ok(mut cache) = self.0.lock() else {
             return;
         };
@@ -707,18 +711,30 @@ impl Oidc {
     /// (`azp`). A token accepted in the last minute and not expired is not checked again
     /// ([`BearerCache`]).
     pub async fn validate_bearer(&self, token: &str, now: i64) -> Result<KeycloakUser, OidcError> {
+        self.validate_bearer_bound(token, now)
+            .await
+            .map(|(user, _)| user)
+    }
+
+    /// [`Oidc::validate_bearer`], with the key the token is bound to (DPoP's `cnf.jkt`), if any:
+    /// kept with the user, so a token sent again costs no parsing either.
+    pub async fn validate_bearer_bound(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<(KeycloakUser, Option<String>), OidcError> {
         if token.len() > jwt::MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge.into());
         }
-        if let Some(user) = self.bearer_cache.get(token, now, self.settings.leeway_secs) {
-            return Ok(user);
+        if let Some(accepted) = self.bearer_cache.get(token, now, self.settings.leeway_secs) {
+            return Ok(accepted);
         }
         self.bearer_checks
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let user = self.check_bearer(token, now).await?;
+        let accepted = self.check_bearer_bound(token, now).await?;
         self.bearer_cache
-            .keep(token, &user, user.session_expires_at, now);
-        Ok(user)
+            .keep(token, &accepted, accepted.0.session_expires_at, now);
+        Ok(accepted)
     }
 
     /// How many bearer tokens [`Oidc::validate_bearer`] checked in full (the cache did not answer).
@@ -730,6 +746,17 @@ impl Oidc {
 
     /// [`Oidc::validate_bearer`] without its cache: the signature and every claim, each time.
     pub async fn check_bearer(&self, token: &str, now: i64) -> Result<KeycloakUser, OidcError> {
+        self.check_bearer_bound(token, now)
+            .await
+            .map(|(user, _)| user)
+    }
+
+    /// [`Oidc::check_bearer`], with the token's binding (`cnf.jkt`).
+    async fn check_bearer_bound(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<(KeycloakUser, Option<String>), OidcError> {
         if token.len() > jwt::MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge.into());
         }
@@ -758,12 +785,9 @@ impl Oidc {
             &self.settings.bearer_clients,
         )?;
         let expires = claims.get("exp").and_then(Value::as_i64).unwrap_or(now);
-        Ok(user_from_claims(
-            &claims,
-            &Value::Null,
-            &self.settings.client_id,
-            expires,
-        ))
+        let binding = keycloak_bff_core::dpop::token_binding(&claims).map(str::to_owned);
+        let user = user_from_claims(&claims, &Value::Null, &self.settings.client_id, expires);
+        Ok((user, binding))
     }
 
     /// Refreshes the tokens with the refresh token.

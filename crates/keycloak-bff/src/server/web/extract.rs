@@ -1,5 +1,12 @@
-//! The caller of a JSON API: `Authorization: Bearer <access token>` issued by the realm, or the
+//! The caller of a JSON API: `Authorization: Bearer <access token>` issued by the realm, a
+//! DPoP-bound token as `Authorization: DPoP <access token>` with its proof (RFC 9449), or the
 //! browser session. Works with any app state that can give a [`KeycloakAuth`] (`FromRef`).
+//!
+//! A DPoP-bound token (`cnf.jkt`) is accepted only with the `DPoP` scheme and a proof made for
+//! this request (method, URL from the public URL, the token's hash, `iat` within a minute), signed
+//! by the key the token is bound to, whose `jti` this process has not seen: a stolen bound token
+//! alone, or a replayed proof, is refused (catalogue P09). One process remembers the `jti`s it
+//! accepted; replicas do not share them yet.
 //!
 //! Refusals are [`AppError`]s, answered as RFC 6750 says: 401 with `WWW-Authenticate: Bearer
 //! error="invalid_token"` for a bad token, 403 with `error="insufficient_scope"` for a missing
@@ -12,6 +19,7 @@ use crate::server::web::state::KeycloakAuth;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
+use keycloak_bff_core::dpop;
 use keycloak_bff_core::jwt::MAX_TOKEN_BYTES;
 use keycloak_bff_core::{Access, KeycloakUser, Rule};
 
@@ -32,7 +40,11 @@ impl ApiUser {
     }
 }
 
-fn bearer_token(value: &axum::http::HeaderValue) -> Result<&str, AppError> {
+/// The one reason a refused DPoP proof gets (the exact one goes to the log).
+pub const INVALID_PROOF: &str = "the DPoP proof was not accepted";
+
+/// `Authorization: Bearer <token>` or `DPoP <token>`: the token, and whether it came as DPoP.
+fn credentials(value: &axum::http::HeaderValue) -> Result<(&str, bool), AppError> {
     if value.len() > MAX_TOKEN_BYTES + 16 {
         return Err(AppError::InvalidToken("token too large".into()));
     }
@@ -40,9 +52,65 @@ fn bearer_token(value: &axum::http::HeaderValue) -> Result<&str, AppError> {
         .to_str()
         .map_err(|_| AppError::InvalidToken("malformed Authorization header".into()))?;
     match text.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token.trim()),
-        _ => Err(AppError::InvalidToken("expected a Bearer token".into())),
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok((token.trim(), false)),
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("dpop") => Ok((token.trim(), true)),
+        _ => Err(AppError::InvalidToken(
+            "expected a Bearer or DPoP token".into(),
+        )),
     }
+}
+
+/// The DPoP proof of this request for `token`, bound to the key `jkt`: its claims, the key's
+/// thumbprint, its signature by that key, and a `jti` not seen before.
+fn check_proof(
+    auth: &KeycloakAuth,
+    parts: &Parts,
+    token: &str,
+    jkt: &str,
+    now: i64,
+) -> Result<(), String> {
+    let mut proofs = parts.headers.get_all("dpop").iter();
+    let (Some(proof), None) = (proofs.next(), proofs.next()) else {
+        return Err("exactly one DPoP header is needed".into());
+    };
+    let proof = proof.to_str().map_err(|_| "malformed DPoP header")?;
+    let (header, claims) = dpop::decode(proof).map_err(|e| e.to_string())?;
+    let jwk = dpop::check_header(&header).map_err(|e| e.to_string())?;
+    let url = format!("{}{}", auth.settings().public_origin(), parts.uri.path());
+    let proof_for = dpop::ProofFor {
+        method: parts.method.as_str(),
+        url: &url,
+        access_token: token,
+        now,
+    };
+    let jti = dpop::check_claims(&claims, &proof_for).map_err(|e| e.to_string())?;
+    if dpop::jwk_thumbprint(jwk).as_deref() != Some(jkt) {
+        return Err(dpop::DpopError::Binding.to_string());
+    }
+    let alg = header
+        .get("alg")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|a| a.parse::<jsonwebtoken::Algorithm>().ok())
+        .ok_or("unknown algorithm")?;
+    let key = serde_json::from_value::<jsonwebtoken::jwk::Jwk>(jwk.clone())
+        .ok()
+        .and_then(|jwk| jsonwebtoken::DecodingKey::from_jwk(&jwk).ok())
+        .ok_or("unusable key")?;
+    let mut validation = jsonwebtoken::Validation::new(alg);
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims = std::collections::HashSet::new();
+    jsonwebtoken::decode::<serde_json::Value>(proof, &key, &validation)
+        .map_err(|_| "the DPoP proof's signature does not verify")?;
+    let until = now + 2 * dpop::PROOF_WINDOW_SECS;
+    if !auth
+        .dpop_proofs()
+        .first_use(format!("{jkt}:{jti}"), until, now)
+    {
+        return Err("a DPoP proof was used again".into());
+    }
+    Ok(())
 }
 
 impl<S> FromRequestParts<S> for ApiUser
@@ -57,10 +125,10 @@ where
         let now = unix_now();
         if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
             // A request that presents a token is judged by that token alone.
-            let token = bearer_token(value)?;
-            return match auth.oidc().validate_bearer(token, now).await {
-                Ok(user) => Ok(ApiUser(user)),
-                Err(OidcError::Unavailable(_)) => Err(AppError::IdpUnavailable),
+            let (token, as_dpop) = credentials(value)?;
+            let (user, binding) = match auth.oidc().validate_bearer_bound(token, now).await {
+                Ok(accepted) => accepted,
+                Err(OidcError::Unavailable(_)) => return Err(AppError::IdpUnavailable),
                 Err(e) => {
                     // The exact reason stays in the log: a caller probing tokens learns nothing.
                     tracing::info!(error = %e, "bearer token refused");
@@ -68,8 +136,26 @@ where
                         OidcError::InvalidToken(t) => t.label(),
                         _ => "other",
                     });
-                    Err(AppError::InvalidToken(INVALID_TOKEN.into()))
+                    return Err(AppError::InvalidToken(INVALID_TOKEN.into()));
                 }
+            };
+            return match (binding.as_deref(), as_dpop) {
+                (None, false) => Ok(ApiUser(user)),
+                (Some(_), false) => {
+                    auth.metrics().bearer_refused("dpop_bound_as_bearer");
+                    Err(AppError::InvalidToken(
+                        "a DPoP-bound token needs the DPoP scheme and a proof".into(),
+                    ))
+                }
+                (None, true) => Err(AppError::InvalidToken("the token is not DPoP-bound".into())),
+                (Some(jkt), true) => match check_proof(&auth, parts, token, jkt, now) {
+                    Ok(()) => Ok(ApiUser(user)),
+                    Err(why) => {
+                        tracing::info!(reason = %why, "DPoP proof refused");
+                        auth.metrics().bearer_refused("dpop_proof");
+                        Err(AppError::InvalidToken(INVALID_PROOF.into()))
+                    }
+                },
             };
         }
         let session = parts

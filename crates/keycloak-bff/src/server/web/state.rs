@@ -116,6 +116,8 @@ struct Inner {
     refresher: Refresher,
     metrics: Arc<Metrics>,
     directory: Option<crate::server::keycloak_api::directory::Directory>,
+    /// The `jti` of the DPoP proofs the JSON API accepted (a replay is refused).
+    dpop_proofs: crate::server::base::seen::Seen,
     /// The remote API routes' HTTP client and tokens, when the app has routes.
     remote_apis: Option<crate::server::keycloak_api::upstream_tokens::RemoteApis>,
     stylesheet: String,
@@ -217,6 +219,7 @@ impl KeycloakAuth {
                 .clone()
                 .map(crate::server::keycloak_api::directory::Directory::new),
             remote_apis,
+            dpop_proofs: crate::server::base::seen::Seen::default(),
             settings,
             oidc,
             store,
@@ -292,6 +295,11 @@ impl KeycloakAuth {
             token_exchanges: self.remote_apis().map_or(0, |r| r.tokens.exchanges()),
             exchanged_tokens_held: self.remote_apis().map_or(0, |r| r.tokens.held() as u64),
         }
+    }
+
+    /// The DPoP proofs already accepted.
+    pub(crate) fn dpop_proofs(&self) -> &crate::server::base::seen::Seen {
+        &self.0.dpop_proofs
     }
 
     /// The remote API routes' client and tokens (`None` without routes).
