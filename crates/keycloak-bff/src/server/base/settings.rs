@@ -2,7 +2,8 @@
 //! overridable by an environment variable `APP_<SECTION>_<KEY>` (e.g. `APP_KEYCLOAK_ISSUER_URL`).
 //!
 //! This library owns three sections: `[auth]` (how the app presents sign-in), `[keycloak]` (the
-//! realm and this client) and `[session]` (the session store and its timing). The app may add its
+//! realm and this client) and `[session]` (the session store and its timing), and the `[[apis]]`
+//! tables (remote API routes, `super::remote_api`; read from the file only). The app may add its
 //! own `[app]` section, read into a type of its choice ([`Settings::app`]). Unknown keys and
 //! sections in the file, and unknown keys in `APP_<SECTION>_*` variables of a known section, are
 //! rejected with a message naming them; other `APP_*` variables belong to other programs
@@ -1588,6 +1589,47 @@ mod tests {
         assert!(k
             .check_transport("jwks_uri", &jwks("http://127.0.0.1:8080/certs"))
             .is_ok());
+    }
+
+    #[test]
+    fn remote_api_routes_come_from_apis_tables_and_may_not_take_the_libraries_paths() {
+        let with = |tables: &str| {
+            parse(
+                &format!("{FILE}\n{tables}"),
+                &env(&[("APP_KEYCLOAK_CLIENT_SECRET", "s")]),
+            )
+        };
+        let s = with(
+            "[[apis]]\npath = \"/remote/orders\"\nupstream = \"http://127.0.0.1:4001/orders\"\n\
+             audience = \"orders-api\"\nmethods = [\"GET\", \"POST\"]\n\
+             [[apis]]\npath = \"/remote/open\"\nupstream = \"https://open.example/\"\ntoken = \"none\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.auth.apis.len(), 2);
+        assert_eq!(s.auth.apis[0].path(), "/remote/orders");
+        assert_eq!(s.auth.apis[1].upstream().as_str(), "https://open.example/");
+        for (bad, says) in [
+            (
+                "path = \"/auth/x\"\nupstream = \"http://127.0.0.1:1/x\"",
+                "under /auth",
+            ),
+            (
+                "path = \"/pkg/x\"\nupstream = \"http://127.0.0.1:1/x\"",
+                "under /pkg",
+            ),
+            (
+                "path = \"/remote/x\"\nupstream = \"http://api.example/x\"",
+                "in clear",
+            ),
+            ("path = \"/remote/x\"", "upstream"),
+        ] {
+            let e = with(&format!("[[apis]]\n{bad}\n"))
+                .map(|_| ())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -710,6 +710,7 @@ impl Oidc {
     /// logout tokens are refused), obtained by this client or one of `keycloak.bearer_clients`
     /// (`azp`). A token accepted in the last minute and not expired is not checked again
     /// ([`BearerCache`]).
+    #[cfg_attr(not(any(test, feature = "test-support")), allow(dead_code))] // tests and bench
     pub async fn validate_bearer(&self, token: &str, now: i64) -> Result<KeycloakUser, OidcError> {
         self.validate_bearer_bound(token, now)
             .await
@@ -745,6 +746,7 @@ impl Oidc {
     }
 
     /// [`Oidc::validate_bearer`] without its cache: the signature and every claim, each time.
+    #[cfg_attr(not(any(test, feature = "test-support")), allow(dead_code))] // tests and bench
     pub async fn check_bearer(&self, token: &str, now: i64) -> Result<KeycloakUser, OidcError> {
         self.check_bearer_bound(token, now)
             .await
