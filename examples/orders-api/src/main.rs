@@ -286,20 +286,31 @@ fn require(caller: &Caller, role: &str) -> Result<(), Problem> {
     }
 }
 
+/// The request logged, then its token checked and the role `role` required: the caller, or the
+/// refusal to answer with.
+async fn admitted(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    role: &str,
+) -> Result<Caller, Problem> {
+    remember(state, method, uri, headers);
+    let caller = caller(state, headers).await?;
+    require(&caller, role)?;
+    Ok(caller)
+}
+
 async fn list(
     State(state): State<Shared>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    remember(&state, &method, &uri, &headers);
-    let caller = match caller(&state, &headers).await {
+    let caller = match admitted(&state, &method, &uri, &headers, "read").await {
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };
-    if let Err(r) = require(&caller, "read") {
-        return r.into_response();
-    }
     let orders = state
         .orders
         .lock()
@@ -325,14 +336,10 @@ async fn create(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    remember(&state, &method, &uri, &headers);
-    let caller = match caller(&state, &headers).await {
+    let caller = match admitted(&state, &method, &uri, &headers, "create").await {
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };
-    if let Err(r) = require(&caller, "create") {
-        return r.into_response();
-    }
     let Ok(new) = serde_json::from_slice::<NewOrder>(&body) else {
         return problem(
             StatusCode::BAD_REQUEST,
@@ -378,12 +385,7 @@ async fn events(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    remember(&state, &method, &uri, &headers);
-    let caller = match caller(&state, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
-    if let Err(r) = require(&caller, "read") {
+    if let Err(r) = admitted(&state, &method, &uri, &headers, "read").await {
         return r.into_response();
     }
     let stream = futures_util::stream::unfold(0u64, |n| async move {
@@ -427,14 +429,10 @@ async fn socket(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    remember(&state, &method, &uri, &headers);
-    let caller = match caller(&state, &headers).await {
+    let caller = match admitted(&state, &method, &uri, &headers, "read").await {
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };
-    if let Err(r) = require(&caller, "read") {
-        return r.into_response();
-    }
     ws.on_upgrade(move |mut socket: WebSocket| async move {
         let hello = json!({ "hello": caller.sub, "seen": caller.seen }).to_string();
         if socket.send(Message::text(hello)).await.is_err() {
