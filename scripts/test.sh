@@ -58,6 +58,10 @@ say "formatting and lints (every crate; server and WebAssembly)"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --features ssr -- -D warnings
 cargo clippy --workspace --lib --target wasm32-unknown-unknown --features hydrate -- -D warnings
+# The library alone, as an app's `cargo test -p keycloak-bff` builds it: its default features
+# (SQLite only), and none (sessions in memory); the workspace above turns Redis on for it.
+cargo clippy -p keycloak-bff --all-targets --features ssr -- -D warnings
+cargo clippy -p keycloak-bff --all-targets --no-default-features --features ssr -- -D warnings
 # examples/minimal is a workspace of its own (as an app made from start-axum is).
 # examples/template (the same app without keycloak-bff: the benchmark's baseline) too.
 for example in minimal template; do

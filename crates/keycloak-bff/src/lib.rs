@@ -82,7 +82,7 @@
 
 #![warn(clippy::too_many_lines)]
 // Every public item is documented; `test-support` re-exports internals, which are not the API.
-#![cfg_attr(not(feature = "test-support"), warn(missing_docs))]
+#![cfg_attr(not(any(test, feature = "test-support")), warn(missing_docs))]
 
 mod config;
 mod error;

@@ -474,6 +474,7 @@ mod tests {
         assert_eq!(r.get("live").await.failures, 1);
     }
 
+    #[cfg(feature = "redis")]
     fn signed_in(refresh_token: &str, generation: u64) -> AuthSession {
         AuthSession {
             user: keycloak_bff_core::KeycloakUser {

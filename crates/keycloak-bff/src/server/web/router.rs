@@ -69,7 +69,7 @@ impl KeycloakAuth {
         // It ends with the app (`close_event_streams`, at the shutdown of `serve_until`), and
         // lets go of the state: a SQLite file is then free for the next process.
         let mut closing = self.closing();
-        runtime.spawn(async move {
+        let task = runtime.spawn(async move {
             let stopped = async move {
                 let _ = closing.wait_for(|closing| *closing).await;
             };
@@ -80,6 +80,7 @@ impl KeycloakAuth {
                 tracing::error!(error = %e, "the metrics listener stopped");
             }
         });
+        self.keep_operator_task(task);
         if let Some(addr) = addr {
             tracing::info!(%addr, "metrics and detailed readiness served");
         }
@@ -137,7 +138,9 @@ impl KeycloakAuth {
     /// accepted connection gets `TCP_NODELAY`: without it, a kept-alive response
     /// written in two segments (headers, then a file) waits ~40 ms for the client's delayed ACK.
     /// When shutdown begins, the open event streams end (browsers reconnect by themselves), or
-    /// the server would wait for them for ever.
+    /// the server would wait for them for ever. It returns once the operators' listener has
+    /// stopped too: nothing it started holds the app's state any more, so a SQLite session file
+    /// is free for the next process (or the next app in the same one).
     pub async fn serve_until(
         &self,
         listener: tokio::net::TcpListener,
@@ -150,12 +153,16 @@ impl KeycloakAuth {
             }
         });
         let auth = self.clone();
-        axum::serve(listener, self.into_make_service(router))
+        let served = axum::serve(listener, self.into_make_service(router))
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 auth.close_event_streams();
             })
-            .await
+            .await;
+        // Ended by an error rather than by `shutdown`: the operators' listener stops with it.
+        self.close_event_streams();
+        self.operator_task_ended().await;
+        served
     }
 }
 

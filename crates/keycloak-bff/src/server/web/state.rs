@@ -133,6 +133,9 @@ struct Inner {
     /// The operators' listener, bound at start-up (a taken address stops the app there), served
     /// from the first [`KeycloakAuth::routes`] on.
     metrics_listener: std::sync::Mutex<Option<tokio::net::TcpListener>>,
+    /// The task serving the operators' listener: [`KeycloakAuth::serve_until`] waits for it, so
+    /// that when it returns nothing of the app is held any more (a SQLite file is free).
+    operator_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Without a tracing subscriber nothing the library logs is shown (a wrong client secret is then a
@@ -212,6 +215,7 @@ impl KeycloakAuth {
             closing: tokio::sync::watch::channel(false).0,
             metrics_addr: metrics_listener.as_ref().and_then(|l| l.local_addr().ok()),
             metrics_listener: std::sync::Mutex::new(metrics_listener),
+            operator_task: std::sync::Mutex::new(None),
             frontchannel_limiter: RateLimit::new(FRONTCHANNEL_LOGOUTS_PER_SECOND),
             directory: settings
                 .keycloak
@@ -233,6 +237,24 @@ impl KeycloakAuth {
     /// The operators' listener, once: [`KeycloakAuth::routes`] serves it.
     pub(crate) fn take_metrics_listener(&self) -> Option<tokio::net::TcpListener> {
         self.0.metrics_listener.lock().ok()?.take()
+    }
+
+    /// Keeps the task serving the operators' listener, for [`KeycloakAuth::operator_task_ended`].
+    pub(crate) fn keep_operator_task(&self, task: tokio::task::JoinHandle<()>) {
+        if let Ok(mut held) = self.0.operator_task.lock() {
+            *held = Some(task);
+        }
+    }
+
+    /// Completes when the task serving the operators' listener has ended (at once when there is
+    /// none). It ends after [`KeycloakAuth::close_event_streams`].
+    pub(crate) async fn operator_task_ended(&self) {
+        let task = self.0.operator_task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            if let Err(e) = task.await {
+                tracing::warn!(error = %e, "the metrics listener's task failed");
+            }
+        }
     }
 
     /// The address `/metrics` is served on (with the port chosen when `auth.metrics_addr` asks

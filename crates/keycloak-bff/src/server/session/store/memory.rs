@@ -153,7 +153,7 @@ impl Backend for MemoryBackend {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::signed_in;
+    use super::super::test_records::signed_in;
     use super::*;
 
     #[tokio::test]

@@ -779,14 +779,37 @@ pub fn keep_session_end(session: &Session, auth: &AuthSession) {
     session.set_expiry(Some(Expiry::AtDateTime(end)));
 }
 
+// A signed-in record for the backends' tests (all of them, whichever features are on).
+#[cfg(test)]
+pub(super) mod test_records {
+    use super::AUTH_KEY;
+    use serde_json::json;
+    use std::collections::HashMap;
+    use time::OffsetDateTime;
+    use tower_sessions::session::{Id, Record};
+
+    pub(crate) fn signed_in(sid: &str, sub: &str, expires_in: i64) -> Record {
+        let mut data = HashMap::new();
+        data.insert(
+            AUTH_KEY.to_owned(),
+            json!({"user": {"subject": sub}, "sid": sid}),
+        );
+        Record {
+            id: Id::default(),
+            data,
+            expiry_date: OffsetDateTime::now_utc() + time::Duration::seconds(expires_in),
+        }
+    }
+}
+
 // The three backends side by side: with both backends' features (the test command has them).
 #[cfg(test)]
 #[cfg(all(feature = "sqlite", feature = "redis"))]
 mod tests {
+    use super::test_records::signed_in;
     use super::*;
     use crate::server::test_support::TestRedis;
     use serde_json::json;
-    use std::collections::HashMap;
     use time::OffsetDateTime;
 
     async fn sqlite_pool() -> sqlx::SqlitePool {
@@ -845,19 +868,6 @@ mod tests {
             .await
             .expect("logout");
         assert_eq!(deleted, 1, "the index survived the restart too");
-    }
-
-    pub(super) fn signed_in(sid: &str, sub: &str, expires_in: i64) -> Record {
-        let mut data = HashMap::new();
-        data.insert(
-            AUTH_KEY.to_owned(),
-            json!({"user": {"subject": sub}, "sid": sid}),
-        );
-        Record {
-            id: Id::default(),
-            data,
-            expiry_date: OffsetDateTime::now_utc() + time::Duration::seconds(expires_in),
-        }
     }
 
     /// The three backends, the Redis one on a throw-away server that lives as long as the guard.

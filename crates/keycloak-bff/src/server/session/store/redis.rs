@@ -918,7 +918,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_users_index_holds_about_the_sessions_that_still_exist_however_often_they_sign_in() {
-        use crate::server::session::store::tests::signed_in;
+        use crate::server::session::store::test_records::signed_in;
         let redis = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
         let url = redis.url();
         let backend = RedisBackend::connect(RedisOptions::for_tests(
@@ -1018,7 +1018,7 @@ mod tests {
 
     #[tokio::test]
     async fn behind_sentinel_a_write_no_replica_confirms_is_an_error_not_a_success() {
-        use crate::server::session::store::tests::signed_in;
+        use crate::server::session::store::test_records::signed_in;
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let sentinel = TestSentinel::start(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         let url = sentinel.url();
