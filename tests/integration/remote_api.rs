@@ -19,9 +19,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 /// The orders-api program, listening on a free port, killed when dropped.
-struct OrdersApi {
+pub(crate) struct OrdersApi {
     child: std::process::Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Drop for OrdersApi {
@@ -50,7 +50,7 @@ fn orders_api_binary() -> std::path::PathBuf {
 }
 
 impl OrdersApi {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let mut child = std::process::Command::new(orders_api_binary())
             .env("ORDERS_API_ADDR", "127.0.0.1:0")
             .env(
@@ -73,7 +73,7 @@ impl OrdersApi {
         OrdersApi { child, base }
     }
 
-    async fn requests(&self) -> Vec<Value> {
+    pub(crate) async fn requests(&self) -> Vec<Value> {
         reqwest::get(format!("{}/_requests", self.base))
             .await
             .expect("request log")
@@ -125,7 +125,12 @@ async fn sign_in_with_order_roles(app: &TestApp, roles: &[&str]) -> (KeycloakAdm
 }
 
 /// A call as the app's own page makes it: same origin, and the header on writes.
-async fn call(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
+pub(crate) async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
     let mut r = app
         .client
         .request(method.clone(), app.url(path))
@@ -461,7 +466,7 @@ async fn a_failing_upstream_is_502_and_a_slow_one_504_with_a_generic_message() {
 }
 
 /// Opens a WebSocket on the app at `path` as a browser of `origin` with the session `cookie`.
-async fn open_socket(
+pub(crate) async fn open_socket(
     app: &TestApp,
     path: &str,
     origin: &str,
@@ -486,7 +491,7 @@ async fn open_socket(
 }
 
 /// The next text message, within 5 s.
-async fn next_text<S>(socket: &mut S) -> String
+pub(crate) async fn next_text<S>(socket: &mut S) -> String
 where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {

@@ -1,11 +1,17 @@
-//! DPoP (RFC 9449) on the app's JSON API: the checks of a proof that do not need its signature.
-//! A DPoP-bound access token (`cnf.jkt`) is only accepted with a proof made for this request
-//! (method, URL, the token's hash, a fresh `iat`) by the key the token is bound to; the signature
-//! itself is verified with the proof's own `jwk` by the server (`server/web/extract.rs`), and a
-//! `jti` already seen is refused there. Pure: time is a parameter.
+//! DPoP (RFC 9449), both ways, without the cryptography (the server signs and verifies).
+//!
+//! Checking: a DPoP-bound access token (`cnf.jkt`) is only accepted with a proof made for this
+//! request (method, URL, the token's hash, a fresh `iat`) by the key the token is bound to; the
+//! signature itself is verified with the proof's own `jwk` by the server
+//! (`server/web/extract.rs`), and a `jti` already seen is refused there.
+//!
+//! Making: the app's own proofs (to Keycloak's token endpoint, to upstreams and Keycloak's APIs
+//! with the session's bound token): what a proof says ([`signing_input`]), the public JWK of a
+//! P-256 key ([`p256_jwk`]), the nonce a server asks for ([`nonce_asked`]), and when a session's
+//! token cannot be used with the app's key ([`binding_is_stale`]). Pure: time is a parameter.
 //!
 //! Catalogue: P09 (a stolen bound token alone, a replayed proof, a proof for another request or
-//! made by another key).
+//! made by another key), P10 (the app's own tokens bound to its key).
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use serde_json::Value;
@@ -185,6 +191,94 @@ pub fn token_binding(claims: &Value) -> Option<&str> {
     claims.pointer("/cnf/jkt").and_then(Value::as_str)
 }
 
+/// What one of the app's own proofs says.
+#[derive(Debug, Clone, Copy)]
+pub struct NewProof<'a> {
+    /// The request's method.
+    pub method: &'a str,
+    /// The request's URL; its query and fragment are left out of `htu`.
+    pub url: &'a str,
+    /// The access token sent with it (`ath`), if any: none to the token endpoint.
+    pub access_token: Option<&'a str>,
+    /// The server's nonce (`DPoP-Nonce`), when it asked for one.
+    pub nonce: Option<&'a str>,
+    /// A fresh random identifier.
+    pub jti: &'a str,
+    /// Now, Unix seconds.
+    pub now: i64,
+}
+
+/// The JWS signing input (`header.claims`, base64url) of an ES256 proof by the key whose public
+/// JWK is `jwk`; the caller appends `.` and the signature.
+pub fn signing_input(jwk: &Value, proof: &NewProof<'_>) -> String {
+    let header = serde_json::json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk});
+    let mut claims = serde_json::json!({
+        "htm": proof.method,
+        "htu": proof.url.split(['?', '#']).next().unwrap_or_default(),
+        "jti": proof.jti,
+        "iat": proof.now,
+    });
+    if let Some(token) = proof.access_token {
+        claims["ath"] = Value::from(access_token_hash(token));
+    }
+    if let Some(nonce) = proof.nonce {
+        claims["nonce"] = Value::from(nonce);
+    }
+    format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    )
+}
+
+/// The public JWK of a P-256 key from its uncompressed point (`0x04`, x, y: 65 bytes).
+pub fn p256_jwk(point: &[u8]) -> Option<Value> {
+    if point.len() != 65 || point.first() != Some(&4) {
+        return None;
+    }
+    Some(serde_json::json!({
+        "kty": "EC",
+        "crv": "P-256",
+        "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+        "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+    }))
+}
+
+/// The nonce a server asks the next proof to carry: its `DPoP-Nonce` header, when the answer is
+/// the token endpoint's `use_dpop_nonce` error (RFC 9449 §8) or a resource server's
+/// `WWW-Authenticate: DPoP error="use_dpop_nonce"` (§9).
+pub fn nonce_asked(
+    oauth_error: Option<&str>,
+    www_authenticate: Option<&str>,
+    nonce: Option<&str>,
+) -> Option<String> {
+    let asked = oauth_error == Some("use_dpop_nonce")
+        || www_authenticate.is_some_and(|w| {
+            w.trim_start().to_ascii_lowercase().starts_with("dpop") && w.contains("use_dpop_nonce")
+        });
+    if asked {
+        usable_nonce(nonce?)
+    } else {
+        None
+    }
+}
+
+/// A `DPoP-Nonce` worth keeping: short printable text (RFC 9449's `NQCHAR`s), else `None`.
+pub fn usable_nonce(nonce: &str) -> Option<String> {
+    let nonce = nonce.trim();
+    let printable =
+        !nonce.is_empty() && nonce.len() <= 512 && nonce.bytes().all(|b| b.is_ascii_graphic());
+    printable.then(|| nonce.to_owned())
+}
+
+/// A session's access token cannot be sent as it is: it is bound to another key than the app's
+/// (`session` its `cnf.jkt`, `app` the thumbprint of the app's key), or bound while the app has
+/// no key, or a bearer token while the app binds its tokens. It is refreshed first, which binds
+/// the new one to the app's key (a key replaced, DPoP turned on or off).
+pub fn binding_is_stale(session: Option<&str>, app: Option<&str>) -> bool {
+    session != app
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,6 +400,78 @@ mod tests {
         let h = URL_SAFE_NO_PAD.encode(header().to_string());
         let c = URL_SAFE_NO_PAD.encode(claims("t").to_string());
         assert!(decode(&format!("{h}.{c}.sig")).is_ok());
+    }
+
+    #[test]
+    fn the_apps_proof_says_method_url_without_query_token_hash_and_nonce() {
+        let jwk = p256_jwk(&[&[4u8][..], &[1u8; 32], &[2u8; 32]].concat()).expect("jwk");
+        assert!(jwk_thumbprint(&jwk).is_some());
+        let input = signing_input(
+            &jwk,
+            &NewProof {
+                method: "POST",
+                url: "https://kc.example/token?x=1#f",
+                access_token: Some("t"),
+                nonce: Some("n1"),
+                jti: "j",
+                now: 1_000,
+            },
+        );
+        let (header, claims) = decode(&format!("{input}.sig")).expect("decodes");
+        assert_eq!(check_header(&header), Ok(&jwk));
+        let checked = check_claims(
+            &claims,
+            &ProofFor {
+                method: "POST",
+                url: "https://kc.example/token",
+                access_token: "t",
+                now: 1_000,
+            },
+        );
+        assert_eq!(checked, Ok("j".into()));
+        assert_eq!(claims["htu"], "https://kc.example/token");
+        assert_eq!(claims["nonce"], "n1");
+        let bare = signing_input(
+            &jwk,
+            &NewProof {
+                method: "POST",
+                url: "https://kc.example/token",
+                access_token: None,
+                nonce: None,
+                jti: "j",
+                now: 1_000,
+            },
+        );
+        let (_, claims) = decode(&format!("{bare}.sig")).expect("decodes");
+        assert!(claims.get("ath").is_none() && claims.get("nonce").is_none());
+        assert_eq!(p256_jwk(&[4u8; 64]), None);
+        assert_eq!(p256_jwk(&[3u8; 65]), None);
+    }
+
+    #[test]
+    fn a_nonce_is_taken_only_when_the_server_asks_for_one() {
+        let asked = nonce_asked(Some("use_dpop_nonce"), None, Some("abc"));
+        assert_eq!(asked.as_deref(), Some("abc"));
+        let www = Some(r#"DPoP error="use_dpop_nonce", error_description="fresh nonce""#);
+        assert_eq!(nonce_asked(None, www, Some("xyz")).as_deref(), Some("xyz"));
+        assert_eq!(nonce_asked(Some("invalid_grant"), None, Some("abc")), None);
+        assert_eq!(
+            nonce_asked(None, Some("Bearer error=\"use_dpop_nonce\""), Some("a")),
+            None
+        );
+        assert_eq!(nonce_asked(Some("use_dpop_nonce"), None, None), None);
+        assert_eq!(nonce_asked(Some("use_dpop_nonce"), None, Some("a b")), None);
+        assert_eq!(usable_nonce(" n-2 ").as_deref(), Some("n-2"));
+        assert_eq!(usable_nonce(&"n".repeat(513)), None);
+    }
+
+    #[test]
+    fn a_token_bound_to_another_key_or_to_none_is_refreshed_before_use() {
+        assert!(!binding_is_stale(None, None));
+        assert!(!binding_is_stale(Some("k"), Some("k")));
+        assert!(binding_is_stale(None, Some("k")), "DPoP turned on");
+        assert!(binding_is_stale(Some("old"), Some("k")), "the key replaced");
+        assert!(binding_is_stale(Some("k"), None), "DPoP turned off");
     }
 
     #[test]

@@ -18,8 +18,12 @@
 //! API that way. Off by default: only a proxy that strips the header from the outside may be
 //! trusted to set it).
 //!
+//! A DPoP-bound token (`cnf.jkt`, RFC 9449) counts only as `Authorization: DPoP` with a proof of
+//! its key made for this very request (method, URL, the token's hash, a fresh `iat`, a `jti` not
+//! seen before); as `Bearer`, or with a proof for another URL or used twice, it is refused.
+//!
 //! Catalogue: P04 (a token for another audience is refused), P02 (the request log shows what
-//! crossed the proxy).
+//! crossed the proxy), P10 (a stolen bound token alone, a replayed or misdirected proof).
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -30,6 +34,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use keycloak_bff_core::dpop;
 use keycloak_bff_core::jwt::{check_claims, parse_header, unverified_claims, Expected, Kind};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -71,6 +76,8 @@ struct AppState {
     orders: Mutex<HashMap<String, Vec<Order>>>,
     log: Mutex<Vec<Value>>,
     next_id: std::sync::atomic::AtomicU64,
+    /// DPoP proofs seen (`jkt:jti` → until when it is kept), so that none is used twice.
+    proofs_seen: Mutex<HashMap<String, i64>>,
 }
 
 type Shared = Arc<AppState>;
@@ -162,14 +169,81 @@ impl Issuer {
     }
 }
 
-/// The bearer token of the request, checked; the refusal otherwise.
-async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, Problem> {
+/// The DPoP proof of the request for the bound token `token` (key `jkt`): made by that key for
+/// this method and URL (`http://<Host><path>`, as the caller addressed it), with the token's
+/// hash, fresh, and never seen before.
+fn check_proof(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    token: &str,
+    jkt: &str,
+) -> Result<(), String> {
+    let mut proofs = headers.get_all("dpop").iter();
+    let (Some(proof), None) = (proofs.next(), proofs.next()) else {
+        return Err("exactly one DPoP proof is needed with a DPoP-bound token".into());
+    };
+    let proof = proof.to_str().map_err(|_| "malformed DPoP header")?;
+    let (header, claims) = dpop::decode(proof).map_err(|e| e.to_string())?;
+    let jwk = dpop::check_header(&header).map_err(|e| e.to_string())?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .ok_or("no Host header")?;
+    let url = format!("http://{host}{}", uri.path());
+    let now = now() as i64;
+    let expected = dpop::ProofFor {
+        method: method.as_str(),
+        url: &url,
+        access_token: token,
+        now,
+    };
+    let jti = dpop::check_claims(&claims, &expected).map_err(|e| e.to_string())?;
+    if dpop::jwk_thumbprint(jwk).as_deref() != Some(jkt) {
+        return Err(dpop::DpopError::Binding.to_string());
+    }
+    let alg = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .and_then(|a| a.parse::<Algorithm>().ok())
+        .ok_or("unknown algorithm")?;
+    let key = serde_json::from_value::<Jwk>(jwk.clone())
+        .ok()
+        .and_then(|jwk| DecodingKey::from_jwk(&jwk).ok())
+        .ok_or("unusable key")?;
+    let mut validation = Validation::new(alg);
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims = HashSet::new();
+    jsonwebtoken::decode::<Value>(proof, &key, &validation)
+        .map_err(|_| "the DPoP proof's signature does not verify")?;
+    let mut seen = state.proofs_seen.lock().map_err(|_| "busy")?;
+    seen.retain(|_, until| *until > now);
+    let first = seen
+        .insert(format!("{jkt}:{jti}"), now + 2 * dpop::PROOF_WINDOW_SECS)
+        .is_none();
+    if first {
+        Ok(())
+    } else {
+        Err("this DPoP proof was used before".into())
+    }
+}
+
+/// The token of the request (`Bearer`, or `DPoP` with its proof), checked; the refusal otherwise.
+async fn caller(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Caller, Problem> {
     let unauthorized = |why: &str| problem(StatusCode::UNAUTHORIZED, "invalid_token", why);
     let forwarded = headers
         .get("x-forwarded-access-token")
         .filter(|_| state.trust_forwarded_token)
         .and_then(|v| v.to_str().ok());
-    let token = match (headers.get(header::AUTHORIZATION), forwarded) {
+    let (token, dpop_scheme) = match (headers.get(header::AUTHORIZATION), forwarded) {
         (Some(value), _) => {
             let text = value
                 .to_str()
@@ -177,12 +251,13 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, Problem
             let Some((scheme, token)) = text.split_once(' ') else {
                 return Err(unauthorized("malformed header"));
             };
-            if !scheme.eq_ignore_ascii_case("bearer") {
-                return Err(unauthorized("expected a Bearer token"));
+            let dpop_scheme = scheme.eq_ignore_ascii_case("dpop");
+            if !dpop_scheme && !scheme.eq_ignore_ascii_case("bearer") {
+                return Err(unauthorized("expected a Bearer or DPoP token"));
             }
-            token.trim()
+            (token.trim(), dpop_scheme)
         }
-        (None, Some(token)) => token.trim(),
+        (None, Some(token)) => (token.trim(), false),
         (None, None) => return Err(unauthorized("a bearer token is required")),
     };
     let header =
@@ -218,6 +293,18 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, Problem
         now: now() as i64,
     };
     check_claims(&claims, &expected).map_err(|e| unauthorized(&e.to_string()))?;
+    let binding = dpop::token_binding(&claims);
+    match (binding, dpop_scheme) {
+        (Some(jkt), true) => check_proof(state, method, uri, headers, token, jkt)
+            .map_err(|why| unauthorized(&why))?,
+        (Some(_), false) => {
+            return Err(unauthorized(
+                "a DPoP-bound token is sent as Authorization: DPoP with a proof",
+            ))
+        }
+        (None, true) => return Err(unauthorized("the token is not DPoP-bound")),
+        (None, false) => {}
+    }
     let roles = claims
         .pointer(&format!("/resource_access/{}/roles", state.audience))
         .and_then(Value::as_array)
@@ -238,7 +325,7 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, Problem
             "azp": claims.get("azp"),
             "sub": claims.get("sub"),
             "preferred_username": claims.get("preferred_username"),
-            "binding": claims.pointer("/cnf/jkt").map_or(json!("none (a bearer token)"), |j| json!(format!("DPoP key {j}"))),
+            "binding": binding.map_or(json!("none (a bearer token)"), |j| json!(format!("DPoP key {j}, proof checked"))),
             "token_sha256_prefix": fingerprint,
         }),
     })
@@ -296,7 +383,7 @@ async fn admitted(
     role: &str,
 ) -> Result<Caller, Problem> {
     remember(state, method, uri, headers);
-    let caller = caller(state, headers).await?;
+    let caller = caller(state, method, uri, headers).await?;
     require(&caller, role)?;
     Ok(caller)
 }
@@ -510,6 +597,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         orders: Mutex::new(HashMap::new()),
         log: Mutex::new(Vec::new()),
         next_id: std::sync::atomic::AtomicU64::new(1),
+        proofs_seen: Mutex::new(HashMap::new()),
     });
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("orders-api listening on http://{}", listener.local_addr()?);

@@ -1,7 +1,9 @@
 //! Ids seen recently, each remembered until it could no longer be accepted anyway: the `jti` of
 //! DPoP proofs on the JSON API, so that a proof sent twice is refused the second time. Kept in
 //! this process's memory, bounded; past the bound a new id is refused (under a flood, refusing a
-//! good proof is better than accepting a replayed one).
+//! good proof is better than accepting a replayed one). Replicas also record each id in the
+//! shared session store (`AuthStore::first_use_of_dpop_proof`); this memory answers a replay to
+//! the same process without a store round trip.
 //!
 //! Catalogue: P09 (a replayed DPoP proof).
 

@@ -121,6 +121,10 @@ struct KeycloakSection {
     directory_client_id: Option<String>,
     #[serde(skip_serializing)]
     directory_client_secret: Option<SecretString>,
+    dpop: bool,
+    dpop_key_file: Option<PathBuf>,
+    #[serde(skip_serializing)]
+    dpop_key: Option<SecretString>,
 }
 
 impl Default for KeycloakSection {
@@ -139,6 +143,9 @@ impl Default for KeycloakSection {
             allow_insecure_http: false,
             directory_client_id: None,
             directory_client_secret: None,
+            dpop: false,
+            dpop_key_file: None,
+            dpop_key: None,
         }
     }
 }
@@ -270,6 +277,14 @@ pub struct KeycloakSettings {
     /// The service account that reads the realm's users for a user directory
     /// ([`crate::server::Directory`]), if the app has one.
     pub directory: Option<ServiceAccountSettings>,
+    /// DPoP (RFC 9449, `keycloak.dpop`): Keycloak binds the app's tokens to its key, and every
+    /// call with them carries a proof of that key; a stolen token alone is useless. Needs
+    /// Keycloak 26.4 or later; the client's "Require DPoP bound tokens" makes Keycloak insist.
+    pub dpop: bool,
+    /// The app's DPoP key, a P-256 private key in PEM (`APP_KEYCLOAK_DPOP_KEY`, or the file
+    /// `keycloak.dpop_key_file`); replicas share it. Without one, a key is made for each process
+    /// (a session's token bound to another process's key is refreshed before use).
+    pub dpop_key: Option<SecretString>,
 }
 
 /// A confidential client with a service account (client-credentials grant).
@@ -464,6 +479,12 @@ impl<A: DeserializeOwned + Serialize + Default> Settings<A> {
                      APP_KEYCLOAK_CLIENT_SECRET or keycloak.client_secret_file",
                 ));
             }
+            if kc.contains_key("dpop_key") {
+                return Err(invalid(
+                    "keycloak.dpop_key must not be written in the settings file: set \
+                     APP_KEYCLOAK_DPOP_KEY or keycloak.dpop_key_file",
+                ));
+            }
             if kc.contains_key("directory_client_secret") {
                 return Err(invalid(
                     "keycloak.directory_client_secret must not be written in the settings file: \
@@ -627,11 +648,22 @@ fn keycloak_settings(k: KeycloakSection) -> Result<KeycloakSettings, SettingsErr
     let client_secret =
         match (k.client_secret, &k.client_secret_file) {
             (Some(s), _) => s,
-            (None, Some(path)) => read_secret_file(path)?,
+            (None, Some(path)) => read_secret_file("keycloak.client_secret_file", path)?,
             (None, None) => return Err(invalid(
                 "no client secret: set APP_KEYCLOAK_CLIENT_SECRET or keycloak.client_secret_file",
             )),
         };
+    let dpop_key = match (k.dpop_key, &k.dpop_key_file) {
+        (Some(key), _) => Some(key),
+        (None, Some(path)) => Some(read_secret_file("keycloak.dpop_key_file", path)?),
+        (None, None) => None,
+    };
+    if dpop_key.is_some() && !k.dpop {
+        return Err(invalid(
+            "a DPoP key is given (APP_KEYCLOAK_DPOP_KEY or keycloak.dpop_key_file) but \
+             keycloak.dpop is off: set keycloak.dpop = true (APP_KEYCLOAK_DPOP), or remove the key",
+        ));
+    }
     Ok(KeycloakSettings {
         issuer_url,
         internal_url: internal_url(k.internal_url.as_deref())?,
@@ -644,6 +676,8 @@ fn keycloak_settings(k: KeycloakSection) -> Result<KeycloakSettings, SettingsErr
         token_relay_origins: relay_origins(&k.token_relay_origins, k.allow_insecure_http)?,
         allow_insecure_http: k.allow_insecure_http,
         directory: directory_account(k.directory_client_id.as_deref(), k.directory_client_secret)?,
+        dpop: k.dpop,
+        dpop_key,
     })
 }
 
@@ -858,19 +892,13 @@ fn parse_base_url(key: &str, value: &str) -> Result<Url, SettingsError> {
     Ok(url)
 }
 
-fn read_secret_file(path: &Path) -> Result<SecretString, SettingsError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        invalid(format!(
-            "keycloak.client_secret_file {}: {e}",
-            path.display()
-        ))
-    })?;
+/// The secret in the file `path` (the setting `key` names it), trimmed.
+fn read_secret_file(key: &str, path: &Path) -> Result<SecretString, SettingsError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid(format!("{key} {}: {e}", path.display())))?;
     let secret = text.trim();
     if secret.is_empty() {
-        return Err(invalid(format!(
-            "keycloak.client_secret_file {} is empty",
-            path.display()
-        )));
+        return Err(invalid(format!("{key} {} is empty", path.display())));
     }
     Ok(SecretString::from(secret.to_owned()))
 }
@@ -1332,6 +1360,55 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.auth.keycloak.client_id, "demo-app");
+    }
+
+    #[test]
+    fn a_dpop_key_comes_from_the_environment_or_its_file_never_from_the_settings_file() {
+        let on = [
+            ("APP_KEYCLOAK_CLIENT_SECRET", "s"),
+            ("APP_KEYCLOAK_DPOP", "true"),
+            ("APP_KEYCLOAK_DPOP_KEY", "PEM"),
+        ];
+        let s = parse(FILE, &env(&on)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(s.auth.keycloak.dpop);
+        let key = s
+            .auth
+            .keycloak
+            .dpop_key
+            .as_ref()
+            .map(|k| k.expose_secret().to_owned());
+        assert_eq!(key.as_deref(), Some("PEM"));
+        assert!(!format!("{s:?}").contains("PEM"), "the key never shows");
+        let s = parse(FILE, &env(&on[..2])).unwrap_or_else(|e| panic!("{e}"));
+        assert!(s.auth.keycloak.dpop && s.auth.keycloak.dpop_key.is_none());
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("dpop.pem");
+        std::fs::write(&path, "FROM FILE\n").unwrap_or_else(|e| panic!("{e}"));
+        let file = format!(
+            "{FILE}dpop = true\ndpop_key_file = {:?}\n",
+            path.display().to_string()
+        );
+        let s = parse(&file, &env(&on[..1])).unwrap_or_else(|e| panic!("{e}"));
+        let key = s
+            .auth
+            .keycloak
+            .dpop_key
+            .as_ref()
+            .map(|k| k.expose_secret().to_owned());
+        assert_eq!(key.as_deref(), Some("FROM FILE"));
+        let e = err(
+            &format!("{FILE}dpop = true\ndpop_key = \"PEM\"\n"),
+            &on[..1],
+        );
+        assert!(e.contains("APP_KEYCLOAK_DPOP_KEY"), "{e}");
+        let e = err(
+            FILE,
+            &[
+                ("APP_KEYCLOAK_CLIENT_SECRET", "s"),
+                ("APP_KEYCLOAK_DPOP_KEY", "PEM"),
+            ],
+        );
+        assert!(e.contains("keycloak.dpop is off"), "{e}");
     }
 
     #[test]

@@ -1,22 +1,27 @@
 //! Calling another API as the signed-in user, from the server: [`AsUser`] holds the session's
-//! access token (refreshed first when it was due) and sends it as a bearer token; the token never
-//! leaves the server, never reaches a log, and is never handed to the caller. Duende BFF calls
-//! this token relay.
+//! access token (refreshed first when it was due) and sends it as a bearer token, or, bound to
+//! the app's DPoP key (`keycloak.dpop`), as `Authorization: DPoP` with a fresh proof (and once
+//! more with the nonce the server asks for); the token never leaves the server, never reaches a
+//! log, and is never handed to the caller. Duende BFF calls this token relay.
 //!
 //! Its first use is Keycloak's own Account REST API: the user's sessions, and ending one of
 //! them or all the others ([`AsUser::sessions`], [`AsUser::end_session`],
 //! [`AsUser::end_other_sessions`]). The HTTP face builds an [`AsUser`] for the current request
 //! (`crate::server::web::account`); this file knows nothing of requests.
-//! Catalogue: the token stays on the server (B01); errors name no token (B04).
+//! Catalogue: the token stays on the server (B01); errors name no token (B04); a bound token
+//! goes with a proof (P10).
 
 use crate::error::AppError;
+use crate::server::base::clock::unix_now;
 use crate::server::base::http_client::read_limited;
 #[cfg(doc)]
 use crate::server::base::settings::KeycloakSettings;
 use crate::server::oidc::client::Oidc;
+use crate::server::oidc::dpop_key::{with_token, CallToken, DpopKey};
 use keycloak_bff_core::account::{is_session_id, sessions_from_devices, AccountSession};
 use reqwest::{Method, StatusCode};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
+use std::sync::Arc;
 use url::Url;
 
 /// Larger answers are refused.
@@ -29,7 +34,9 @@ pub struct AsUser {
     realm: Url,
     /// The origins the token may go to ([`KeycloakSettings::token_relay_allowed`]).
     allowed: Vec<String>,
-    token: SecretString,
+    token: CallToken,
+    /// The app's DPoP key, which a bound token is proven with.
+    dpop: Option<Arc<DpopKey>>,
     /// Keycloak's session id of this browser (`sid`).
     sid: Option<String>,
 }
@@ -41,15 +48,25 @@ impl std::fmt::Debug for AsUser {
 }
 
 impl AsUser {
-    /// The user whose access token is `token` (of Keycloak session `sid`), calling with the OIDC
-    /// client's HTTP client. The HTTP face makes one per request from the session.
-    pub(crate) fn new(oidc: &Oidc, token: String, sid: Option<String>) -> Result<Self, AppError> {
+    /// The user whose access token is `token` (of Keycloak session `sid`; `bound` to the app's
+    /// DPoP key), calling with the OIDC client's HTTP client. The HTTP face makes one per request
+    /// from the session.
+    pub(crate) fn new(
+        oidc: &Oidc,
+        token: String,
+        bound: bool,
+        sid: Option<String>,
+    ) -> Result<Self, AppError> {
         let realm = oidc.realm_url("").map_err(|_| AppError::Internal)?;
         Ok(AsUser {
             http: oidc.http().clone(),
             realm,
             allowed: oidc.keycloak_settings().token_relay_allowed(),
-            token: SecretString::from(token),
+            token: CallToken {
+                value: SecretString::from(token),
+                bound,
+            },
+            dpop: oidc.dpop_shared(),
             sid,
         })
     }
@@ -76,21 +93,24 @@ impl AsUser {
             ));
         }
         let keycloak = origin == self.realm.origin().ascii_serialization();
-        let response = self
-            .http
-            .request(method, url)
-            .bearer_auth(self.token.expose_secret())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, %host, "a call as the user failed");
-                if keycloak {
-                    AppError::IdpUnavailable
-                } else {
-                    AppError::Upstream("the service could not be reached".into())
-                }
-            })?;
+        let mut response = self.call(&method, &url, &host, keycloak).await?;
+        if let Some(key) = self.dpop.as_deref().filter(|_| self.token.bound) {
+            let www = response
+                .headers()
+                .get(reqwest::header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok());
+            let nonce = response
+                .headers()
+                .get("dpop-nonce")
+                .and_then(|v| v.to_str().ok());
+            let asked = keycloak_bff_core::dpop::nonce_asked(None, www, nonce);
+            key.note_answer(&url, response.headers());
+            if response.status() == StatusCode::UNAUTHORIZED && asked.is_some() {
+                // The server wants its nonce in the proof: once more, with it.
+                response = self.call(&method, &url, &host, keycloak).await?;
+                key.note_answer(&url, response.headers());
+            }
+        }
         let status = response.status();
         if keycloak && status.is_server_error() {
             tracing::warn!(%status, "Keycloak's API answered a server error");
@@ -100,6 +120,40 @@ impl AsUser {
             .await
             .map_err(AppError::Upstream)?;
         Ok((status, body))
+    }
+
+    /// One call of `method url` with the token (and a fresh proof when it is bound).
+    async fn call(
+        &self,
+        method: &Method,
+        url: &Url,
+        host: &str,
+        keycloak: bool,
+    ) -> Result<reqwest::Response, AppError> {
+        let request = self
+            .http
+            .request(method.clone(), url.clone())
+            .header(reqwest::header::ACCEPT, "application/json");
+        let request = with_token(
+            request,
+            self.dpop.as_deref(),
+            &self.token,
+            method,
+            url,
+            unix_now(),
+        )
+        .map_err(|e| {
+            tracing::warn!(error = %e, "a call as the user could not be made");
+            AppError::Internal
+        })?;
+        request.send().await.map_err(|e| {
+            tracing::warn!(error = %e, %host, "a call as the user failed");
+            if keycloak {
+                AppError::IdpUnavailable
+            } else {
+                AppError::Upstream("the service could not be reached".into())
+            }
+        })
     }
 
     /// `GET url` as the user, read as JSON; any answer but 2xx is an error that says so.
@@ -181,7 +235,11 @@ mod tests {
             http: reqwest::Client::new(),
             realm: Url::parse("http://127.0.0.1:9/realms/demo").expect("url"),
             allowed: allowed.iter().map(|s| s.to_string()).collect(),
-            token: SecretString::from("user-token"),
+            token: CallToken {
+                value: SecretString::from("user-token"),
+                bound: false,
+            },
+            dpop: None,
             sid: None,
         }
     }

@@ -15,7 +15,8 @@
 //! Catalogue: P04 (the session's own token never reaches an upstream that has an audience).
 
 use crate::error::AppError;
-use crate::server::oidc::client::{Oidc, OidcError};
+use crate::server::oidc::client::{Oidc, OidcError, TokenResponse};
+use crate::server::oidc::dpop_key::CallToken;
 use keycloak_bff_core::remote::exchanged_token_reuse_until;
 use secrecy::SecretString;
 use std::collections::HashMap;
@@ -29,7 +30,7 @@ const MAX_ENTRIES: usize = 100_000;
 
 #[derive(Clone)]
 struct Cached {
-    token: SecretString,
+    token: CallToken,
     reuse_until: i64,
     /// The hash of the session token it was exchanged for (a client token: zeros).
     subject: [u8; 32],
@@ -72,6 +73,15 @@ fn refused(what: &'static str, e: OidcError) -> AppError {
     }
 }
 
+/// The token of Keycloak's answer, bound when Keycloak says so (`token_type` DPoP: the request
+/// carried a proof of the app's key).
+fn call_token(answer: TokenResponse) -> CallToken {
+    CallToken {
+        bound: answer.is_dpop_bound(),
+        value: SecretString::from(answer.access_token),
+    }
+}
+
 impl UpstreamTokens {
     /// Tokens exchanged by this process since start-up.
     pub fn exchanges(&self) -> u64 {
@@ -93,7 +103,7 @@ impl UpstreamTokens {
         access_token: &str,
         audience: &str,
         now: i64,
-    ) -> Result<(SecretString, bool), AppError> {
+    ) -> Result<(CallToken, bool), AppError> {
         let subject = token_hash(access_token);
         let slot = self.slot(session, audience, now);
         let mut cached = slot.lock().await;
@@ -112,10 +122,11 @@ impl UpstreamTokens {
             .await
             .map_err(|e| refused("token exchange", e))?;
         self.exchanges.fetch_add(1, Ordering::Relaxed);
-        let token = SecretString::from(answer.access_token);
+        let reuse_until = exchanged_token_reuse_until(answer.expires_in, now);
+        let token = call_token(answer);
         *cached = Some(Cached {
             token: token.clone(),
-            reuse_until: exchanged_token_reuse_until(answer.expires_in, now),
+            reuse_until,
             subject,
         });
         Ok((token, true))
@@ -165,7 +176,7 @@ impl UpstreamTokens {
 
     /// The app's own access token (client credentials of its client), kept until shortly before
     /// it expires.
-    pub async fn client(&self, oidc: &Oidc, now: i64) -> Result<SecretString, AppError> {
+    pub async fn client(&self, oidc: &Oidc, now: i64) -> Result<CallToken, AppError> {
         let mut cached = self.client.lock().await;
         if let Some(c) = cached.as_ref().filter(|c| c.reuse_until > now) {
             return Ok(c.token.clone());
@@ -179,10 +190,11 @@ impl UpstreamTokens {
             .client_credentials_token(&provider, &settings.client_id, &settings.client_secret)
             .await
             .map_err(|e| refused("client credentials", e))?;
-        let token = SecretString::from(answer.access_token);
+        let reuse_until = exchanged_token_reuse_until(answer.expires_in, now);
+        let token = call_token(answer);
         *cached = Some(Cached {
             token: token.clone(),
-            reuse_until: exchanged_token_reuse_until(answer.expires_in, now),
+            reuse_until,
             subject: [0; 32],
         });
         Ok(token)

@@ -1,12 +1,15 @@
 //! The OpenID Connect relying party: discovery (cached, retried while Keycloak is down), the
 //! authorization request (PKCE S256, state, nonce), the code exchange and token validation.
 
+use crate::server::base::clock::unix_now;
 use crate::server::base::http_client::read_limited;
 use crate::server::base::metrics::Counter;
 use crate::server::base::settings::KeycloakSettings;
+use crate::server::oidc::dpop_key::DpopKey;
 use crate::server::oidc::keys::{KeyCache, Source};
 use crate::server::session::store::AuthSession;
 use keycloak_bff_core::claims::user_from_claims;
+use keycloak_bff_core::dpop::usable_nonce;
 use keycloak_bff_core::jwt::{self, Expected, Kind, TokenError};
 use keycloak_bff_core::refresh::session_end;
 use keycloak_bff_core::KeycloakUser;
@@ -117,6 +120,13 @@ pub struct TokenResponse {
     pub id_token: Option<String>,
 }
 
+impl TokenResponse {
+    /// Keycloak bound the access token to the DPoP key of the request (`token_type` DPoP).
+    pub fn is_dpop_bound(&self) -> bool {
+        self.token_type.eq_ignore_ascii_case("dpop")
+    }
+}
+
 impl std::fmt::Debug for TokenResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenResponse")
@@ -194,6 +204,9 @@ pub struct Oidc {
     /// When the token endpoint last failed (5xx, timeout, refused connection), until it answers.
     token_endpoint_failed_at: RwLock<Option<std::time::Instant>>,
     keys: KeyCache,
+    /// The app's DPoP key (`keycloak.dpop`): its token requests carry proofs of it, and the
+    /// tokens Keycloak issues it are bound to it.
+    dpop: Option<Arc<DpopKey>>,
 }
 
 /// How long a failed token endpoint counts as down for what can wait (a silent sign-in).
@@ -222,7 +235,23 @@ impl Oidc {
             discovering: tokio::sync::Mutex::new(()),
             discovery_failed_at: RwLock::new(None),
             token_endpoint_failed_at: RwLock::new(None),
+            dpop: None,
         })
+    }
+
+    /// The same client, binding its tokens to `key` (`keycloak.dpop`).
+    pub fn with_dpop(self, key: Option<Arc<DpopKey>>) -> Self {
+        Self { dpop: key, ..self }
+    }
+
+    /// The app's DPoP key, when its tokens are bound to one.
+    pub fn dpop(&self) -> Option<&DpopKey> {
+        self.dpop.as_deref()
+    }
+
+    /// The same, shared (for what outlives a borrow of this client).
+    pub(crate) fn dpop_shared(&self) -> Option<Arc<DpopKey>> {
+        self.dpop.clone()
     }
 
     pub fn issuer(&self) -> &str {
@@ -494,13 +523,19 @@ impl Oidc {
         url: &Url,
         form: &[(&str, &str)],
         (client_id, secret): (&str, &SecretString),
+        proof: Option<String>,
     ) -> Result<reqwest::Response, OidcError> {
         let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
         let (user, password) = (enc(client_id), enc(secret.expose_secret()));
-        self.http
+        let mut request = self
+            .http
             .post(url.clone())
             .basic_auth(user, Some(password))
-            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(proof) = proof {
+            request = request.header("DPoP", proof);
+        }
+        request
             .form(form)
             .send()
             .await
@@ -532,41 +567,78 @@ impl Oidc {
         result
     }
 
+    /// One token request. With the app's DPoP key and its own credentials, it carries a proof
+    /// (RFC 9449 §5), and is sent once more with the nonce Keycloak asks for (`use_dpop_nonce`);
+    /// the token Keycloak answers must then be bound (`token_type` DPoP).
     async fn token_call(
         &self,
         provider: &Provider,
         form: &[(&str, &str)],
         credentials: (&str, &SecretString),
     ) -> Result<TokenResponse, OidcError> {
-        let response = self
-            .client_post(
-                "token endpoint",
-                &provider.token_endpoint,
-                form,
-                credentials,
-            )
-            .await?;
-        let status = response.status();
-        let body = read_limited(response, MAX_TOKEN_RESPONSE_BYTES)
-            .await
-            .map_err(|e| {
-                if status.is_server_error() {
-                    OidcError::Unavailable(e)
-                } else {
-                    OidcError::BadResponse(e)
+        let key = self
+            .dpop
+            .as_deref()
+            .filter(|_| credentials.0 == self.settings.client_id);
+        let endpoint = &provider.token_endpoint;
+        let mut nonce_retried = false;
+        loop {
+            let proof = match key {
+                Some(key) => Some(
+                    key.proof("POST", endpoint, None, unix_now())
+                        .map_err(OidcError::BadResponse)?,
+                ),
+                None => None,
+            };
+            let response = self
+                .client_post("token endpoint", endpoint, form, credentials, proof)
+                .await?;
+            let status = response.status();
+            let nonce = response
+                .headers()
+                .get("dpop-nonce")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = read_limited(response, MAX_TOKEN_RESPONSE_BYTES)
+                .await
+                .map_err(|e| {
+                    if status.is_server_error() {
+                        OidcError::Unavailable(e)
+                    } else {
+                        OidcError::BadResponse(e)
+                    }
+                })?;
+            if status.is_server_error() {
+                return Err(OidcError::Unavailable(format!(
+                    "token endpoint answered {status}"
+                )));
+            }
+            if !status.is_success() {
+                let error = oauth_error(&body);
+                let asked =
+                    keycloak_bff_core::dpop::nonce_asked(error.as_deref(), None, nonce.as_deref());
+                if let (Some(key), Some(asked), false) = (key, asked, nonce_retried) {
+                    key.remember_nonce(endpoint, asked);
+                    nonce_retried = true;
+                    continue;
                 }
-            })?;
-        if status.is_server_error() {
-            return Err(OidcError::Unavailable(format!(
-                "token endpoint answered {status}"
-            )));
+                let error = error.unwrap_or_else(|| format!("status {status}"));
+                return Err(OidcError::Rejected { error });
+            }
+            let tokens: TokenResponse = serde_json::from_slice(&body)
+                .map_err(|e| OidcError::BadResponse(format!("token response: {e}")))?;
+            if let (Some(key), Some(nonce)) = (key, nonce.as_deref().and_then(usable_nonce)) {
+                key.remember_nonce(endpoint, nonce);
+            }
+            if key.is_some() && !tokens.is_dpop_bound() {
+                return Err(OidcError::BadResponse(
+                    "Keycloak did not bind the token to the app's DPoP key (token_type is not \
+                     DPoP; DPoP needs Keycloak 26.4 or later)"
+                        .into(),
+                ));
+            }
+            return Ok(tokens);
         }
-        if !status.is_success() {
-            let error = oauth_error(&body).unwrap_or_else(|| format!("status {status}"));
-            return Err(OidcError::Rejected { error });
-        }
-        serde_json::from_slice(&body)
-            .map_err(|e| OidcError::BadResponse(format!("token response: {e}")))
     }
 
     /// Ends the user's Keycloak session from the server (Keycloak's logout endpoint, called with
@@ -592,6 +664,7 @@ impl Oidc {
                 &endpoint,
                 &form,
                 self.own_credentials(),
+                None,
             )
             .await?;
         let status = response.status();
@@ -687,7 +760,7 @@ impl Oidc {
         nonce: &str,
         now: i64,
     ) -> Result<AuthSession, OidcError> {
-        check_bearer_type(&tokens)?;
+        check_token_type(&tokens, self.dpop.is_some())?;
         let Some(id_token) = tokens.id_token.clone() else {
             return Err(OidcError::BadResponse(
                 "no id_token in the token response".into(),
@@ -700,6 +773,7 @@ impl Oidc {
         let access_claims = self
             .verified_access_token(provider, &tokens.access_token, &expected)
             .await?;
+        self.check_binding(&access_claims)?;
         let set = TokenSet::matched(id_token, id_claims, access_claims)?;
         Ok(self.session_of(set, tokens, None, 0, now))
     }
@@ -848,7 +922,7 @@ impl Oidc {
         previous: &AuthSession,
         now: i64,
     ) -> Result<AuthSession, OidcError> {
-        check_bearer_type(&tokens)?;
+        check_token_type(&tokens, self.dpop.is_some())?;
         let expected = self.expected_id_token(None, now);
         // Keycloak sends a new ID token on refresh (scope openid); without one the previous stays.
         let (id_token, id_claims) = match &tokens.id_token {
@@ -866,6 +940,7 @@ impl Oidc {
         let access_claims = self
             .verified_access_token(provider, &tokens.access_token, &expected)
             .await?;
+        self.check_binding(&access_claims)?;
         let set = TokenSet::matched(id_token, id_claims, access_claims)?;
         if set.subject() != Some(previous.user.subject.as_str()) {
             return Err(OidcError::BadResponse("the subject changed".into()));
@@ -877,6 +952,18 @@ impl Oidc {
         }
         let generation = previous.generation.saturating_add(1);
         Ok(self.session_of(set, tokens, previous.refresh_token.clone(), generation, now))
+    }
+
+    /// The session's access token is bound to the app's DPoP key (`cnf.jkt` its thumbprint) when
+    /// the app has one, and to no key otherwise.
+    fn check_binding(&self, access_claims: &Value) -> Result<(), OidcError> {
+        let bound = keycloak_bff_core::dpop::token_binding(access_claims);
+        if bound == self.dpop().map(DpopKey::thumbprint) {
+            return Ok(());
+        }
+        Err(OidcError::BadResponse(
+            "the access token is not bound to the app's DPoP key".into(),
+        ))
     }
 
     /// What an ID token from the token endpoint must be (`nonce` at login only).
@@ -966,17 +1053,19 @@ impl Oidc {
             id_token: set.id_token,
             generation,
             refreshed_at: now,
+            dpop_jkt: keycloak_bff_core::dpop::token_binding(&set.access_claims).map(str::to_owned),
         }
     }
 }
 
-/// Keycloak answers `token_type` Bearer (DPoP-bound tokens are not accepted here).
-fn check_bearer_type(tokens: &TokenResponse) -> Result<(), OidcError> {
-    if tokens.token_type.eq_ignore_ascii_case("bearer") {
+/// Keycloak answers `token_type` Bearer, or DPoP when the app binds its tokens (and only then).
+fn check_token_type(tokens: &TokenResponse, dpop: bool) -> Result<(), OidcError> {
+    let expected = if dpop { "DPoP" } else { "Bearer" };
+    if tokens.token_type.eq_ignore_ascii_case(expected) {
         return Ok(());
     }
     Err(OidcError::BadResponse(format!(
-        "token_type {:?} is not Bearer",
+        "token_type {:?} is not {expected}",
         tokens.token_type.chars().take(16).collect::<String>()
     )))
 }

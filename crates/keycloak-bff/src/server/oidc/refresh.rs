@@ -164,12 +164,20 @@ impl Refresher {
         let Some(auth) = auth_session(session, now).await? else {
             return Ok(None);
         };
-        if keep_alive_due(
-            now,
-            auth.user.session_expires_at,
-            auth.refreshed_at,
-            self.warning_secs,
-        ) {
+        // A token bound to another DPoP key than the app's (or to none while the app binds its
+        // tokens) cannot be used as it is: a refresh binds the new one to the app's key.
+        let stale_binding = keycloak_bff_core::dpop::binding_is_stale(
+            auth.dpop_jkt.as_deref(),
+            self.oidc.dpop().map(|k| k.thumbprint()),
+        );
+        if stale_binding
+            || keep_alive_due(
+                now,
+                auth.user.session_expires_at,
+                auth.refreshed_at,
+                self.warning_secs,
+            )
+        {
             let goal = Goal::Extend {
                 generation: auth.generation,
             };
@@ -488,6 +496,7 @@ mod tests {
             sid: None,
             generation,
             refreshed_at: 0,
+            dpop_jkt: None,
         }
     }
 

@@ -25,7 +25,8 @@ impl AsUser {
             .await
             .map_err(fail)?
             .ok_or_else(|| fail(AppError::NotSignedIn))?;
-        AsUser::new(auth.oidc(), signed_in.access_token, signed_in.sid).map_err(fail)
+        let bound = signed_in.dpop_jkt.is_some();
+        AsUser::new(auth.oidc(), signed_in.access_token, bound, signed_in.sid).map_err(fail)
     }
 }
 

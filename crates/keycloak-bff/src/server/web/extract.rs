@@ -4,9 +4,10 @@
 //!
 //! A DPoP-bound token (`cnf.jkt`) is accepted only with the `DPoP` scheme and a proof made for
 //! this request (method, URL from the public URL, the token's hash, `iat` within a minute), signed
-//! by the key the token is bound to, whose `jti` this process has not seen: a stolen bound token
-//! alone, or a replayed proof, is refused (catalogue P09). One process remembers the `jti`s it
-//! accepted; replicas do not share them yet.
+//! by the key the token is bound to, whose `jti` has not been seen: a stolen bound token alone,
+//! or a replayed proof, is refused (catalogue P09). A process remembers the `jti`s it accepted,
+//! and replicas share them through the session store (Redis), so a proof accepted by one replica
+//! is refused by the others; the store out of reach is 503, never an acceptance.
 //!
 //! Refusals are [`AppError`]s, answered as RFC 6750 says: 401 with `WWW-Authenticate: Bearer
 //! error="invalid_token"` for a bad token, 403 with `error="insufficient_scope"` for a missing
@@ -61,14 +62,15 @@ fn credentials(value: &axum::http::HeaderValue) -> Result<(&str, bool), AppError
 }
 
 /// The DPoP proof of this request for `token`, bound to the key `jkt`: its claims, the key's
-/// thumbprint, its signature by that key, and a `jti` not seen before.
+/// thumbprint, its signature by that key, and a `jti` this process has not seen before. Returns
+/// the proof's one-time id (`jkt:jti`) and until when it must be remembered, for the replicas.
 fn check_proof(
     auth: &KeycloakAuth,
     parts: &Parts,
     token: &str,
     jkt: &str,
     now: i64,
-) -> Result<(), String> {
+) -> Result<(String, i64), String> {
     let mut proofs = parts.headers.get_all("dpop").iter();
     let (Some(proof), None) = (proofs.next(), proofs.next()) else {
         return Err("exactly one DPoP header is needed".into());
@@ -104,13 +106,35 @@ fn check_proof(
     jsonwebtoken::decode::<serde_json::Value>(proof, &key, &validation)
         .map_err(|_| "the DPoP proof's signature does not verify")?;
     let until = now + 2 * dpop::PROOF_WINDOW_SECS;
-    if !auth
-        .dpop_proofs()
-        .first_use(format!("{jkt}:{jti}"), until, now)
-    {
+    let id = format!("{jkt}:{jti}");
+    if !auth.dpop_proofs().first_use(id.clone(), until, now) {
         return Err("a DPoP proof was used again".into());
     }
-    Ok(())
+    Ok((id, until))
+}
+
+/// [`check_proof`], and the proof's first use across the replicas (a shared store).
+async fn check_proof_everywhere(
+    auth: &KeycloakAuth,
+    parts: &Parts,
+    token: &str,
+    jkt: &str,
+    now: i64,
+) -> Result<(), AppError> {
+    let refused = |why: &str| {
+        tracing::info!(reason = %why, "DPoP proof refused");
+        auth.metrics().bearer_refused("dpop_proof");
+        AppError::InvalidToken(INVALID_PROOF.into())
+    };
+    let (id, until) = check_proof(auth, parts, token, jkt, now).map_err(|why| refused(&why))?;
+    match auth.store().first_use_of_dpop_proof(&id, until, now).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(refused("a DPoP proof was used again, on another replica")),
+        Err(e) => {
+            tracing::warn!(error = %e, "a DPoP proof could not be checked against the store");
+            Err(AppError::StoreUnavailable)
+        }
+    }
 }
 
 impl<S> FromRequestParts<S> for ApiUser
@@ -148,14 +172,9 @@ where
                     ))
                 }
                 (None, true) => Err(AppError::InvalidToken("the token is not DPoP-bound".into())),
-                (Some(jkt), true) => match check_proof(&auth, parts, token, jkt, now) {
-                    Ok(()) => Ok(ApiUser(user)),
-                    Err(why) => {
-                        tracing::info!(reason = %why, "DPoP proof refused");
-                        auth.metrics().bearer_refused("dpop_proof");
-                        Err(AppError::InvalidToken(INVALID_PROOF.into()))
-                    }
-                },
+                (Some(jkt), true) => check_proof_everywhere(&auth, parts, token, jkt, now)
+                    .await
+                    .map(|()| ApiUser(user)),
             };
         }
         let session = parts

@@ -18,6 +18,7 @@ use crate::error::AppError;
 use crate::server::base::clock::unix_now;
 use crate::server::base::remote_api::RemoteApi;
 use crate::server::keycloak_api::upstream_tokens::UpstreamTokens;
+use crate::server::oidc::dpop_key::{with_token, CallToken};
 use crate::server::web::remote_ws;
 use crate::server::web::state::KeycloakAuth;
 use axum::body::Body;
@@ -30,7 +31,7 @@ use keycloak_bff_core::remote::{
     check_call, forwards_request_header, forwards_response_header, upstream_suffix, CallOrigin,
     CsrfRefusal, PathRefusal, UpstreamToken, CSRF_HEADER,
 };
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -175,7 +176,7 @@ fn admit(route: &Route, request: &Request) -> Result<(), Refusal> {
 async fn token_for(
     route: &Route,
     session: Option<tower_sessions::Session>,
-) -> Result<Option<SecretString>, AppError> {
+) -> Result<Option<CallToken>, AppError> {
     let auth = &route.auth;
     let api = &route.api;
     let now = unix_now();
@@ -197,7 +198,10 @@ async fn token_for(
                 };
             };
             let Some(audience) = &api.audience else {
-                return Ok(Some(SecretString::from(signed_in.access_token)));
+                return Ok(Some(CallToken {
+                    bound: signed_in.dpop_jkt.is_some(),
+                    value: SecretString::from(signed_in.access_token),
+                }));
             };
             let tokens = &auth.remote_apis().ok_or(AppError::Internal)?.tokens;
             let session_key =
@@ -267,14 +271,22 @@ async fn forward(route: &Route, request: Request, started: Instant) -> (Response
         return (AppError::Internal.into_response(), None);
     };
     let (parts, body) = request.into_parts();
-    let mut outgoing = remote.http.request(parts.method.clone(), url);
+    let mut outgoing = remote.http.request(parts.method.clone(), url.clone());
     for (name, value) in &parts.headers {
         if forwards_request_header(name.as_str()) {
             outgoing = outgoing.header(name, value);
         }
     }
+    let dpop = route.auth.oidc().dpop();
     if let Some(token) = &token {
-        outgoing = outgoing.bearer_auth(token.expose_secret());
+        let Ok(with) = with_token(outgoing, dpop, token, &parts.method, &url, unix_now()) else {
+            tracing::warn!(
+                route = api.path(),
+                "the token could not be sent (no DPoP proof)"
+            );
+            return (AppError::Internal.into_response(), None);
+        };
+        outgoing = with;
     }
     if !matches!(parts.method, Method::GET | Method::HEAD) {
         outgoing = outgoing.body(reqwest::Body::wrap_stream(body.into_data_stream()));
@@ -282,33 +294,44 @@ async fn forward(route: &Route, request: Request, started: Instant) -> (Response
     let answer = tokio::time::timeout(api.timeout, outgoing.send()).await;
     let seconds = Some(started.elapsed().as_secs_f64());
     let answer = match answer {
+        Ok(Ok(answer)) => answer,
+        failed => return (upstream_failed(api, failed.map(|r| r.err())), seconds),
+    };
+    if let Some(key) = dpop.filter(|_| token.as_ref().is_some_and(|t| t.bound)) {
+        // The nonce it asks for (on a refusal, or for the next call) goes into the next proofs.
+        key.note_answer(&url, answer.headers());
+    }
+    (streamed(answer), seconds)
+}
+
+/// The answer when the upstream did not answer in time (`Err`) or the call failed: 504 or 502
+/// with a generic message; the detail goes to the log.
+fn upstream_failed(
+    api: &RemoteApi,
+    failed: Result<Option<reqwest::Error>, tokio::time::error::Elapsed>,
+) -> Response {
+    let timed_out = match failed {
         Err(_) => {
             tracing::warn!(route = api.path(), "the upstream did not answer in time");
-            return (
-                refusal(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "gateway_timeout",
-                    "the service did not answer in time",
-                )
-                .into_response(),
-                seconds,
-            );
+            return refusal(
+                StatusCode::GATEWAY_TIMEOUT,
+                "gateway_timeout",
+                "the service did not answer in time",
+            )
+            .into_response();
         }
-        Ok(Err(e)) => {
+        Ok(Some(e)) => {
             tracing::warn!(route = api.path(), error = %e, "the upstream call failed");
-            let (status, error) = if e.is_timeout() {
-                (StatusCode::GATEWAY_TIMEOUT, "gateway_timeout")
-            } else {
-                (StatusCode::BAD_GATEWAY, "bad_gateway")
-            };
-            return (
-                refusal(status, error, "the service is unavailable").into_response(),
-                seconds,
-            );
+            e.is_timeout()
         }
-        Ok(Ok(answer)) => answer,
+        Ok(None) => false,
     };
-    (streamed(answer), seconds)
+    let (status, error) = if timed_out {
+        (StatusCode::GATEWAY_TIMEOUT, "gateway_timeout")
+    } else {
+        (StatusCode::BAD_GATEWAY, "bad_gateway")
+    };
+    refusal(status, error, "the service is unavailable").into_response()
 }
 
 /// A WebSocket through the route; one opened with the user's token closes with the session.
@@ -316,7 +339,7 @@ async fn socket(
     route: &Route,
     request: Request,
     url: url::Url,
-    token: Option<SecretString>,
+    token: Option<CallToken>,
     session_id: Option<tower_sessions::session::Id>,
 ) -> Response {
     let api = &route.api;

@@ -12,6 +12,7 @@
 use crate::error::AppError;
 use crate::server::base::clock::unix_now;
 use crate::server::base::remote_api::RemoteApi;
+use crate::server::oidc::dpop_key::{with_token, CallToken, DpopKey};
 use crate::server::session::events::Subscription;
 use crate::server::web::state::KeycloakAuth;
 use axum::extract::ws::{
@@ -22,7 +23,6 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use secrecy::{ExposeSecret, SecretString};
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame as UpstreamClose, Role};
@@ -59,7 +59,7 @@ pub async fn open(
     auth: KeycloakAuth,
     api: &RemoteApi,
     url: url::Url,
-    token: Option<SecretString>,
+    token: Option<CallToken>,
     watch: Option<SessionWatch>,
     mut parts: Parts,
 ) -> Response {
@@ -71,7 +71,21 @@ pub async fn open(
     let Some(remote) = auth.remote_apis() else {
         return AppError::Internal.into_response();
     };
-    let request = upgrade_request(&remote.http, url, &key, &parts.headers, token.as_ref());
+    let dpop = auth.oidc().dpop();
+    let request = match upgrade_request(
+        &remote.http,
+        url,
+        &key,
+        &parts.headers,
+        token.as_ref(),
+        dpop,
+    ) {
+        Ok(request) => request,
+        Err(e) => {
+            tracing::warn!(route = api.path(), error = %e, "the token could not be sent");
+            return AppError::Internal.into_response();
+        }
+    };
     let answer = match tokio::time::timeout(api.timeout, request.send()).await {
         Err(_) => {
             tracing::warn!(
@@ -135,10 +149,11 @@ fn upgrade_request(
     url: url::Url,
     key: &str,
     browser: &HeaderMap,
-    token: Option<&SecretString>,
-) -> reqwest::RequestBuilder {
+    token: Option<&CallToken>,
+    dpop: Option<&DpopKey>,
+) -> Result<reqwest::RequestBuilder, String> {
     let mut r = http
-        .get(url)
+        .get(url.clone())
         .header(header::CONNECTION, "upgrade")
         .header(header::UPGRADE, "websocket")
         .header(header::SEC_WEBSOCKET_VERSION, "13")
@@ -146,10 +161,10 @@ fn upgrade_request(
     if let Some(protocols) = browser.get(header::SEC_WEBSOCKET_PROTOCOL) {
         r = r.header(header::SEC_WEBSOCKET_PROTOCOL, protocols);
     }
-    if let Some(token) = token {
-        r = r.bearer_auth(token.expose_secret());
+    match token {
+        Some(token) => with_token(r, dpop, token, &reqwest::Method::GET, &url, unix_now()),
+        None => Ok(r),
     }
-    r
 }
 
 fn to_upstream(m: ToClient) -> ToUpstream {

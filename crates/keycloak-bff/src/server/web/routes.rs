@@ -688,6 +688,7 @@ mod tests {
             sid: None,
             generation: 0,
             refreshed_at: 0,
+            dpop_jkt: None,
         };
         start_session(&session, &signed_in).await.expect("started");
         session.save().await.expect("save");

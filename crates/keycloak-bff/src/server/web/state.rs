@@ -41,6 +41,9 @@ pub enum StartupError {
     #[error("{0}")]
     /// The remote API routes do not fit together or with the app's own paths.
     RemoteApi(String),
+    #[error("DPoP key: {0}")]
+    /// The DPoP key (`keycloak.dpop`) could not be read or made.
+    Dpop(String),
 }
 
 /// How often expired sessions are removed from the store.
@@ -164,6 +167,8 @@ impl KeycloakAuth {
         leptos_options: &LeptosOptions,
     ) -> Result<Self, StartupError> {
         say_when_nothing_is_logged();
+        // Before the store: a missing key is said without waiting for Redis.
+        let dpop = dpop_key(&settings)?;
         let store = open_store(&settings).await?;
         store.spawn_expiry_sweeper(SWEEP_PERIOD);
         let login_cookies = LoginCookies::new(&settings).map_err(StartupError::LoginCookies)?;
@@ -184,10 +189,9 @@ impl KeycloakAuth {
             )
         };
         let metrics = Arc::new(Metrics::default());
-        let oidc = Arc::new(Oidc::new(
-            settings.keycloak.clone(),
-            metrics.key_set_fetches.clone(),
-        )?);
+        let oidc = Arc::new(
+            Oidc::new(settings.keycloak.clone(), metrics.key_set_fetches.clone())?.with_dpop(dpop),
+        );
         let metrics_listener = match settings.metrics_addr {
             Some(addr) => Some(
                 tokio::net::TcpListener::bind(addr)
@@ -382,6 +386,43 @@ impl KeycloakAuth {
     ) -> Result<Option<AuthSession>, AppError> {
         self.0.refresher.extend(session, now).await
     }
+}
+
+/// The app's DPoP key when `keycloak.dpop` is on: the one given, or one made for this process.
+/// Replicas (the Redis store) must share one: a token bound to one replica's key would be
+/// refreshed again by every other replica that serves the session.
+fn dpop_key(
+    settings: &AuthSettings,
+) -> Result<Option<Arc<crate::server::oidc::dpop_key::DpopKey>>, StartupError> {
+    use crate::server::oidc::dpop_key::DpopKey;
+    let keycloak = &settings.keycloak;
+    if !keycloak.dpop {
+        return Ok(None);
+    }
+    let key = match &keycloak.dpop_key {
+        Some(pem) => DpopKey::from_pem(pem).map_err(StartupError::Dpop)?,
+        None if settings.session.store == StoreKind::Redis => {
+            return Err(StartupError::Dpop(
+                "replicas (session.store = \"redis\") must share one DPoP key: set \
+                 APP_KEYCLOAK_DPOP_KEY or keycloak.dpop_key_file (a P-256 private key in PEM, \
+                 e.g. from openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256)"
+                    .into(),
+            ))
+        }
+        None => {
+            tracing::info!(
+                "keycloak.dpop: a DPoP key was made for this process; sessions it did not bind \
+                 are refreshed at their next use (set APP_KEYCLOAK_DPOP_KEY or \
+                 keycloak.dpop_key_file to keep one key)"
+            );
+            DpopKey::generate().map_err(StartupError::Dpop)?
+        }
+    };
+    tracing::info!(
+        thumbprint = key.thumbprint(),
+        "the app's tokens are bound to its DPoP key"
+    );
+    Ok(Some(Arc::new(key)))
 }
 
 /// The remote API routes checked again as a set: [`AuthSettings::apis`] is a public field, so a

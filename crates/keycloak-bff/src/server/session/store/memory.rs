@@ -118,7 +118,7 @@ impl Backend for MemoryBackend {
         Ok(self.maps()?.ended_sids.contains_key(sid))
     }
 
-    async fn first_use_of_logout_token(
+    async fn first_use_of_jti(
         &self,
         jti: &str,
         until: i64,

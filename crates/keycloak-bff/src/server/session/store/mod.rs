@@ -85,9 +85,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     async fn remember_ended(&self, sid: &str, until: i64, now: i64) -> session_store::Result<()>;
     /// Whether Keycloak session `sid` was ended.
     async fn is_ended(&self, sid: &str) -> session_store::Result<bool>;
-    /// Records a logout token's `jti` until `until`; false when it was used before (or the guard
-    /// is full).
-    async fn first_use_of_logout_token(
+    /// Records a one-time id (a logout token's `jti`, a DPoP proof's) until `until`; false when
+    /// it was used before (or the guard is full).
+    async fn first_use_of_jti(
         &self,
         jti: &str,
         until: i64,
@@ -518,7 +518,24 @@ impl AuthStore {
         now: i64,
     ) -> session_store::Result<bool> {
         self.backend
-            .first_use_of_logout_token(&target.jti, target.replay_until, now)
+            .first_use_of_jti(&target.jti, target.replay_until, now)
+            .await
+    }
+
+    /// Records the use of a DPoP proof (`id`: its key's thumbprint and its `jti`) until `until`
+    /// in the shared store, so that a proof accepted by one replica is refused by every other;
+    /// false for a replay. A store of one process leaves that to the process's memory (`Ok(true)`).
+    pub async fn first_use_of_dpop_proof(
+        &self,
+        id: &str,
+        until: i64,
+        now: i64,
+    ) -> session_store::Result<bool> {
+        if !self.backend.is_shared() {
+            return Ok(true);
+        }
+        self.backend
+            .first_use_of_jti(&format!("dpop:{id}"), until, now)
             .await
     }
 
@@ -726,6 +743,10 @@ pub struct AuthSession {
     /// counts from.
     #[serde(default)]
     pub refreshed_at: i64,
+    /// The DPoP key its access token is bound to (`cnf.jkt`), if any: the app's own key when
+    /// `keycloak.dpop` is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 impl std::fmt::Debug for AuthSession {

@@ -687,7 +687,7 @@ impl Backend for RedisBackend {
     }
 
     /// Records a logout token's id until `until`; false when it was already there.
-    async fn first_use_of_logout_token(
+    async fn first_use_of_jti(
         &self,
         jti: &str,
         until: i64,

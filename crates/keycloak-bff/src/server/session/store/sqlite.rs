@@ -249,7 +249,7 @@ impl Backend for SqliteBackend {
             .contains_key(sid))
     }
 
-    async fn first_use_of_logout_token(
+    async fn first_use_of_jti(
         &self,
         jti: &str,
         until: i64,
