@@ -7,6 +7,7 @@ use crate::notes::NotesPage;
 use crate::orders::OrdersPage;
 use crate::pages::{AdminPage, EditorPage, HomePage, NotFound, ProfilePage, StaffPage};
 use crate::policy::{orders_page, STAFF_GROUP};
+use crate::security::SecurityPage;
 use keycloak_bff::{
     current_path, login_href, provide_user, Authorized, HasClientRole, HasRealmRole, InGroup,
     SessionWatch, SignedIn, WithUser,
@@ -56,6 +57,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin") view={Lazy::<AdminRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=path!("/notes") view={Lazy::<NotesRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=path!("/sessions") view={Lazy::<SessionsRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("/security") view={Lazy::<SecurityRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=path!("/orders") view={Lazy::<OrdersRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=path!("/staff") view={Lazy::<StaffRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=path!("/admin/users") view={Lazy::<DirectoryRoute>::new()} ssr=SsrMode::Async/>
@@ -94,6 +96,7 @@ lazy_page!(EditorRoute, EditorPage);
 lazy_page!(AdminRoute, AdminPage);
 lazy_page!(NotesRoute, NotesPage);
 lazy_page!(SessionsRoute, SessionsPage);
+lazy_page!(SecurityRoute, SecurityPage);
 lazy_page!(OrdersRoute, OrdersPage);
 lazy_page!(StaffRoute, StaffPage);
 lazy_page!(DirectoryRoute, DirectoryPageView);
@@ -109,6 +112,7 @@ fn TopBar() -> impl IntoView {
                 <SignedIn>
                     <NavLink href="/profile">"Profile"</NavLink>
                     <NavLink href="/sessions">"My sessions"</NavLink>
+                    <NavLink href="/security">"Security"</NavLink>
                 </SignedIn>
                 <Authorized rule=orders_page()>
                     <NavLink href="/orders">"Orders"</NavLink>

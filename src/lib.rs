@@ -8,6 +8,8 @@
 //! - [`notes`]: the notes board (model, rules, server functions, components, queries, JSON API).
 //! - [`orders`]: orders kept by another service (`examples/orders-api`), called through the
 //!   remote API route `/remote/orders` with a token exchanged for it.
+//! - [`security`]: password, authenticator app, passkeys and deleting the account, on Keycloak's
+//!   own pages (the library's account actions).
 //! - `server` (server): the app's state, settings and start-up.
 
 pub mod account;
@@ -18,6 +20,7 @@ pub mod notes;
 pub mod orders;
 pub mod pages;
 pub mod policy;
+pub mod security;
 
 #[cfg(feature = "ssr")]
 pub mod server;

@@ -4,8 +4,8 @@ use crate::format::format_utc;
 use crate::notes::rules::read_notes;
 use crate::policy;
 use keycloak_bff::{
-    login_href, AppError, Authorized, ErrorNotice, HasClientRole, HasRealmRole, KeycloakUser,
-    Protected, Rule, WithUser,
+    login_href, AccountActionNotice, AppError, Authorized, ErrorNotice, HasClientRole,
+    HasRealmRole, KeycloakUser, Protected, Rule, WithUser,
 };
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -38,6 +38,7 @@ fn chips(items: Vec<String>, empty: &'static str) -> impl IntoView {
 pub fn HomePage() -> impl IntoView {
     view! {
         <Title text="Home"/>
+        <AccountActionNotice/>
         <section class="hero">
             <h1>"Sign in once, with Keycloak"</h1>
             <p class="lead">

@@ -7,7 +7,7 @@ import { DevUser, seriousViolations, signIn } from './helpers';
 // with scripts running. No link appears or disappears after hydration. The same pass runs axe-core
 // on every hydrated page (and the 404 page): no serious or critical accessibility violation, for
 // each development user and signed out; one visit of each page serves both checks.
-const PAGES = ['/', '/profile', '/notes', '/editor', '/admin', '/staff', '/sessions', '/orders', '/admin/users'];
+const PAGES = ['/', '/profile', '/notes', '/editor', '/admin', '/staff', '/sessions', '/security', '/orders', '/admin/users'];
 /** Checked by axe only: a page outside the router. */
 const AXE_ONLY = ['/no-such-page'];
 

@@ -3,7 +3,7 @@ import { DevUser, SHOTS, signIn } from './helpers';
 
 // Renders the pictures of docs/screenshots/ (shown in the README) from the running app into
 // SHOTS (target/screenshots/), so that they stay true: each development user's home page, the 403
-// page, "My sessions" and the user directory. scripts/screenshots.sh updates the committed ones.
+// page, "My sessions", the user directory and Security. scripts/screenshots.sh updates the committed ones.
 // The session-ending banner's picture is taken by brief.spec.ts. One process only. Documentation,
 // not a test: the project `pictures`, run after the tests and outside their count.
 test.use({ viewport: { width: 1100, height: 720 } });
@@ -32,6 +32,9 @@ test('@docs pictures of what each development user sees', async ({ browser }) =>
       await shoot(page, 'my-sessions');
       await page.goto('/admin/users');
       await shoot(page, 'user-directory');
+      // As it looks back from Keycloak's password page after a cancel.
+      await page.goto('/security?account_action=update-password&outcome=cancelled');
+      await shoot(page, 'security');
     }
     await context.close();
   }

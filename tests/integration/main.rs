@@ -10,6 +10,7 @@ mod common;
 mod dpop;
 mod hostile;
 
+mod account_actions;
 mod authorization;
 mod failover;
 mod features;

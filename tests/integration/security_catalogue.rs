@@ -119,6 +119,7 @@ async fn a03_a_stolen_code_injected_into_another_browsers_callback_fails_on_pkce
                 created_at: keycloak_bff::server::unix_now(),
                 order: 0,
                 prompt: Default::default(),
+                action: None,
             },
         );
         let r = attacker

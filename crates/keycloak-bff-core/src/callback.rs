@@ -1,6 +1,6 @@
 //! The authorization response (`/auth/callback?…`), parsed and capped before anything else looks at
-//! it. Only `code`, `state`, `error` and `iss` are read: tokens in the query (an implicit-flow
-//! response) are ignored (catalogue A10).
+//! it. Only `code`, `state`, `error`, `iss` and `kc_action_status` are read: tokens in the query
+//! (an implicit-flow response) are ignored (catalogue A10).
 
 use serde::Deserialize;
 
@@ -20,6 +20,8 @@ pub struct CallbackParams {
     pub error: Option<String>,
     /// The issuer of the response (RFC 9207), when Keycloak sends it.
     pub iss: Option<String>,
+    /// How an account action ended (`success`, `cancelled`, `error`), when one was asked for.
+    pub kc_action_status: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -42,6 +44,7 @@ struct Raw {
     state: Option<String>,
     error: Option<String>,
     iss: Option<String>,
+    kc_action_status: Option<String>,
 }
 
 /// Parses and caps the callback's raw query.
@@ -59,6 +62,7 @@ pub fn parse(raw: &str) -> Result<CallbackParams, CallbackError> {
         code: q.code.filter(|c| !c.is_empty() && c.len() <= MAX_CODE),
         error: q.error.map(|e| e.chars().take(64).collect()),
         iss: q.iss,
+        kc_action_status: q.kc_action_status.map(|s| s.chars().take(16).collect()),
     })
 }
 

@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod account;
+pub mod account_action;
 pub mod callback;
 pub mod claims;
 pub mod client_setup;

@@ -29,6 +29,10 @@ pub struct PendingLogin {
     /// Keycloak does not know the browser.
     #[serde(default)]
     pub prompt: Prompt,
+    /// The account action this sign-in sends the user into (`kc_action`), if any: only its
+    /// callback's `kc_action_status` counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<crate::account_action::AccountAction>,
 }
 
 impl std::fmt::Debug for PendingLogin {
@@ -99,6 +103,7 @@ mod tests {
             created_at: at,
             order: 0,
             prompt: Default::default(),
+            action: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! its settings (`[auth]`); the page shares it with the browser during hydration, so both sides
 //! always agree and nothing is written twice.
 
+use keycloak_bff_core::account_action::AccountAction;
 use keycloak_bff_core::refresh::KeepAlive;
 use keycloak_bff_core::step_up::Prompt;
 use keycloak_bff_core::ReturnTo;
@@ -75,6 +76,15 @@ impl UiConfig {
     /// The sign-in link that comes back to `return_to` (sanitised: a foreign URL becomes `/`).
     pub fn login_href(&self, return_to: &str) -> String {
         ReturnTo::new(Some(return_to)).login_href(&self.route("/login"))
+    }
+
+    /// The link into Keycloak's page for `action` (`<prefix>/action/<name>`) that comes back to
+    /// `return_to` with the outcome.
+    pub fn action_href(&self, action: AccountAction, return_to: &str) -> String {
+        keycloak_bff_core::account_action::action_link(
+            &self.route(&format!("/action/{}", action.name())),
+            &ReturnTo::new(Some(return_to)),
+        )
     }
 
     /// The step-up sign-in (`prompt=login`: Keycloak asks for the password whatever its session)

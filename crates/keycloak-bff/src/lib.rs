@@ -94,7 +94,11 @@ pub mod server;
 pub use config::UiConfig;
 pub use error::AppError;
 pub use keycloak_bff_core as core;
+pub use keycloak_bff_core::account_action::{AccountAction, ActionOutcome};
 pub use keycloak_bff_core::{Access, KeycloakUser, ReturnTo, Rule};
+pub use ui::actions::{
+    account_action_href, account_action_outcome, AccountActionLink, AccountActionNotice,
+};
 pub use ui::context::{
     current_path, current_user, login_href, logout_action, now_secs, provide_user, step_up_href,
     use_session_state, use_ui_config, use_user, SessionState, UserResource, WithUser,

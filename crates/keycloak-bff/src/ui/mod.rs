@@ -1,6 +1,7 @@
 //! The browser side (also rendered on the server): the user in context, gated components, the
 //! session watcher, and calls to the app's remote API routes.
 
+pub mod actions;
 pub mod context;
 pub mod failure;
 pub mod gates;

@@ -472,13 +472,15 @@ impl Oidc {
         Ok(provider)
     }
 
-    /// Builds the authorization code request with PKCE S256, a fresh `state` and `nonce`, and
-    /// `prompt` when the sign-in asks for one (a step-up, a silent sign-in).
+    /// Builds the authorization code request with PKCE S256, a fresh `state` and `nonce`,
+    /// `prompt` when the sign-in asks for one (a step-up, a silent sign-in), and `kc_action` for an
+    /// account action.
     pub fn authorization_request(
         &self,
         provider: &Provider,
         redirect_uri: &str,
         prompt: keycloak_bff_core::step_up::Prompt,
+        action: Option<keycloak_bff_core::account_action::AccountAction>,
     ) -> Result<AuthorizationRequest, OidcError> {
         let redirect = RedirectUrl::new(redirect_uri.to_owned())
             .map_err(|e| OidcError::BadResponse(format!("redirect URI: {e}")))?;
@@ -500,6 +502,9 @@ impl Oidc {
             .set_pkce_challenge(challenge);
         if let Some(prompt) = prompt.as_param() {
             request = request.add_extra_param("prompt", prompt);
+        }
+        if let Some(action) = action {
+            request = request.add_extra_param("kc_action", action.kc_action());
         }
         let (url, state, nonce) = request.url();
         Ok(AuthorizationRequest {
@@ -951,7 +956,12 @@ impl Oidc {
             ));
         }
         let generation = previous.generation.saturating_add(1);
-        Ok(self.session_of(set, tokens, previous.refresh_token.clone(), generation, now))
+        let refreshed =
+            self.session_of(set, tokens, previous.refresh_token.clone(), generation, now);
+        Ok(AuthSession {
+            deletion_requested_at: previous.deletion_requested_at,
+            ..refreshed
+        })
     }
 
     /// The session's access token is bound to the app's DPoP key (`cnf.jkt` its thumbprint) when
@@ -1054,6 +1064,7 @@ impl Oidc {
             generation,
             refreshed_at: now,
             dpop_jkt: keycloak_bff_core::dpop::token_binding(&set.access_claims).map(str::to_owned),
+            deletion_requested_at: None,
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::server::oidc::client::{Oidc, OidcError};
 use crate::server::session::store::{
     auth_session, keep_session_end, AuthSession, AuthStore, AUTH_KEY,
 };
+use keycloak_bff_core::account_action::deletion_check_due;
 use keycloak_bff_core::refresh::{decide, keep_alive_due, Backoff, Decision};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -171,6 +172,7 @@ impl Refresher {
             self.oidc.dpop().map(|k| k.thumbprint()),
         );
         if stale_binding
+            || deletion_check_due(auth.deletion_requested_at, auth.refreshed_at, now)
             || keep_alive_due(
                 now,
                 auth.user.session_expires_at,
@@ -363,9 +365,32 @@ impl Refresher {
             Outcome::End(why, label) => {
                 self.metrics.refresh(label);
                 self.backoffs.set(key, None, now).await;
+                if auth.deletion_requested_at.is_some() && label == "invalid_grant" {
+                    // The user set off to delete their account and Keycloak no longer knows the
+                    // session: every session of theirs in the app ends, on every replica.
+                    self.end_every_session_of(&auth.user.subject, now).await;
+                }
                 self.end(session, why, label).await;
                 Ok(None)
             }
+        }
+    }
+
+    /// Ends every session of the user `subject` in the app (their account was deleted).
+    async fn end_every_session_of(&self, subject: &str, now: i64) {
+        match self
+            .store()
+            .end_app_sessions_of(None, Some(subject), now)
+            .await
+        {
+            Ok(ended) => {
+                tracing::info!(%subject, ended, "account deleted: every session of the user ended");
+                self.metrics.session_ended("account_deleted");
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                "account deleted, but the user's other sessions could not be ended now"
+            ),
         }
     }
 
@@ -497,6 +522,7 @@ mod tests {
             generation,
             refreshed_at: 0,
             dpop_jkt: None,
+            deletion_requested_at: None,
         }
     }
 

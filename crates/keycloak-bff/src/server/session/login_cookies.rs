@@ -174,6 +174,7 @@ mod tests {
             created_at: at,
             order: 0,
             prompt: Default::default(),
+            action: None,
         }
     }
 

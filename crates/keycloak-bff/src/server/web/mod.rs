@@ -5,6 +5,7 @@
 //! (a proxy to other APIs with the user's token), and the router that mounts it all. It may import every wing below; none of them imports it.
 
 pub mod account;
+pub mod actions;
 pub mod assets;
 pub mod deferred;
 pub mod directory;

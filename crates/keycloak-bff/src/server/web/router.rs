@@ -1,6 +1,7 @@
 //! Mounting the library on an app's router: its routes, and the layers every request goes
 //! through (security headers, sessions, the origin check, the state for server functions).
 
+use crate::server::web::actions::account_action;
 use crate::server::web::logout::{backchannel_logout, frontchannel_logout};
 use crate::server::web::middleware::{
     answered_by_app, browser_session_cookie, canonical_host, origin_check, provide_state,
@@ -29,6 +30,7 @@ impl KeycloakAuth {
         let ui = self.ui_config();
         let mut auth_routes = Router::new()
             .route(&ui.route("/login"), get(login))
+            .route(&ui.route("/action/{name}"), get(account_action))
             .route(&ui.route("/callback"), get(callback))
             .route(&ui.route("/logout"), post(logout))
             .route(&ui.route("/refresh"), post(refresh))

@@ -16,7 +16,8 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use keycloak_bff_core::callback;
+use keycloak_bff_core::account_action::{with_outcome, AccountAction, ActionOutcome};
+use keycloak_bff_core::callback::{self, CallbackParams};
 use keycloak_bff_core::expiry;
 use keycloak_bff_core::pending::PendingLogin;
 use keycloak_bff_core::refresh::next_check_in_idle;
@@ -36,7 +37,7 @@ fn escape(text: &str) -> String {
 
 /// A small, complete page in the app's style, for answers outside the Leptos router. Its status
 /// is `error`'s.
-fn message_page(
+pub(crate) fn message_page(
     auth: &KeycloakAuth,
     error: &AppError,
     title: &str,
@@ -131,6 +132,18 @@ pub async fn login(
     let query = query.map(|q| q.0).ok();
     let return_to = ReturnTo::new(query.as_ref().and_then(|q| q.return_to.as_deref()));
     let prompt = Prompt::from_query(query.as_ref().and_then(|q| q.prompt.as_deref()));
+    start_sign_in(&auth, &headers, return_to, prompt, None).await
+}
+
+/// Sends the browser to Keycloak's authorization endpoint (with `kc_action` for an account
+/// action), the sign-in's secrets sealed in a cookie of its own.
+pub(crate) async fn start_sign_in(
+    auth: &KeycloakAuth,
+    headers: &HeaderMap,
+    return_to: ReturnTo,
+    prompt: Prompt,
+    action: Option<AccountAction>,
+) -> Response {
     let oidc = auth.oidc();
     let provider = match oidc.provider().await {
         Ok(p) => p,
@@ -139,9 +152,10 @@ pub async fn login(
             tracing::info!(error = %e, "no silent sign-in: Keycloak is unavailable");
             return Redirect::to(return_to.as_str()).into_response();
         }
-        Err(_) => return idp_unavailable(&auth, &return_to),
+        Err(_) => return idp_unavailable(auth, &return_to),
     };
-    let request = match oidc.authorization_request(&provider, &auth.redirect_uri(), prompt) {
+    let request = match oidc.authorization_request(&provider, &auth.redirect_uri(), prompt, action)
+    {
         Ok(r) => r,
         Err(e) if prompt == Prompt::Silent => {
             tracing::error!(error = %e, "cannot build the authorization request; no silent sign-in");
@@ -149,7 +163,7 @@ pub async fn login(
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot build the authorization request");
-            return internal_error(&auth);
+            return internal_error(auth);
         }
     };
     let now = unix_now();
@@ -161,10 +175,11 @@ pub async fn login(
         created_at: now,
         order: unix_nanos(),
         prompt,
+        action,
     };
-    let Some(cookies) = auth.login_cookies().start(&headers, &pending, now) else {
+    let Some(cookies) = auth.login_cookies().start(headers, &pending, now) else {
         tracing::error!("cannot seal the pending login");
-        return internal_error(&auth);
+        return internal_error(auth);
     };
     auth.metrics().sign_in("started");
     let mut response = Redirect::to(request.url.as_str()).into_response();
@@ -258,6 +273,11 @@ enum SignIn {
     StoreUnavailable,
     Error,
     Refused,
+    /// An account action came back without new tokens (cancelled, refused): the session is as
+    /// it was.
+    ActionOnly,
+    /// The user deleted their account: every session of theirs ended.
+    AccountDeleted,
 }
 
 impl SignIn {
@@ -269,6 +289,8 @@ impl SignIn {
             SignIn::StoreUnavailable => "failed_store_unavailable",
             SignIn::Error => "failed_error",
             SignIn::Refused => "failed_refused",
+            SignIn::ActionOnly => "account_action_only",
+            SignIn::AccountDeleted => "account_deleted",
         }
     }
 }
@@ -282,6 +304,9 @@ async fn finish_login(
     login: PendingLogin,
     now: i64,
 ) -> (SignIn, Response) {
+    if let Some(action) = login.action {
+        return finish_action(auth, session, query, login, action, now).await;
+    }
     let refused = |message: &str| {
         (
             SignIn::Refused,
@@ -460,6 +485,106 @@ async fn start_session(session: &Session, signed_in: &AuthSession) -> Result<(),
     session.save().await?;
     tracing::info!(subject = %signed_in.user.subject, impersonator = ?signed_in.user.impersonator, "signed in");
     Ok(())
+}
+
+/// The callback of a sign-in that asked for `action` (catalogue AA02: only such a callback's
+/// `kc_action_status` counts).
+async fn finish_action(
+    auth: &KeycloakAuth,
+    session: &Session,
+    query: &CallbackParams,
+    login: PendingLogin,
+    action: AccountAction,
+    now: i64,
+) -> (SignIn, Response) {
+    let outcome = ActionOutcome::from_status(query.kc_action_status.as_deref());
+    let back = |outcome| {
+        Redirect::to(&with_outcome(login.return_to.as_str(), action, outcome)).into_response()
+    };
+    if action.ends_the_account() && outcome == ActionOutcome::Success {
+        return account_deleted(auth, session, now).await;
+    }
+    let (Some(code), None) = (query.code.as_deref(), query.error.as_deref()) else {
+        // No new sign-in (Keycloak refused, or the user left its page): the session is as it was.
+        let outcome = match outcome {
+            ActionOutcome::Success => ActionOutcome::Error,
+            other => other,
+        };
+        tracing::info!(
+            action = action.name(),
+            outcome = outcome.name(),
+            error = query.error.as_deref().unwrap_or_default(),
+            "an account action came back without a sign-in"
+        );
+        return (SignIn::ActionOnly, back(outcome));
+    };
+    let provider = match auth.oidc().provider().await {
+        Ok(p) => p,
+        Err(_) => return (SignIn::Unavailable, back(ActionOutcome::Error)),
+    };
+    if !iss_fits(auth, &provider, query.iss.as_deref()) {
+        return (SignIn::Refused, back(ActionOutcome::Error));
+    }
+    let signed_in = match redeem(auth, &provider, code, &login, now).await {
+        Ok(signed_in) => signed_in,
+        Err(failed) => return failed,
+    };
+    match start_session(session, &signed_in).await {
+        Ok(()) => {
+            tracing::info!(
+                action = action.name(),
+                outcome = outcome.name(),
+                "an account action came back"
+            );
+            (SignIn::Completed, back(outcome))
+        }
+        Err(NotStarted::StoreUnavailable) => (
+            SignIn::StoreUnavailable,
+            store_unavailable_at_sign_in(auth, &login.return_to),
+        ),
+        Err(NotStarted::Internal) => (SignIn::Error, back(ActionOutcome::Error)),
+    }
+}
+
+/// Keycloak says the account was deleted: believed only once a refresh of the session fails
+/// (the user, and with them their Keycloak sessions, are gone); then every session of that user
+/// in the app ends (catalogue AA03), and the browser goes home with the outcome. A refresh that
+/// works means the account is still there: nothing ends, and the outcome is an error.
+async fn account_deleted(auth: &KeycloakAuth, session: &Session, now: i64) -> (SignIn, Response) {
+    let home = |outcome| {
+        Redirect::to(&with_outcome("/", AccountAction::DeleteAccount, outcome)).into_response()
+    };
+    let subject = match auth_session(session, now).await {
+        Ok(Some(signed_in)) => signed_in.user.subject,
+        Ok(None) => return (SignIn::ActionOnly, home(ActionOutcome::Error)),
+        Err(e) => return (SignIn::StoreUnavailable, e.into_response()),
+    };
+    match auth.extend_session(session, now).await {
+        Ok(Some(_)) => {
+            tracing::warn!("an account deletion was announced, but the account still exists");
+            return (SignIn::ActionOnly, home(ActionOutcome::Error));
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "could not confirm an account deletion with Keycloak");
+            return (SignIn::Unavailable, home(ActionOutcome::Error));
+        }
+    }
+    match auth
+        .store()
+        .end_app_sessions_of(None, Some(&subject), now)
+        .await
+    {
+        Ok(ended) => {
+            tracing::info!(%subject, ended, "account deleted: every session of the user ended");
+            auth.metrics().session_ended("account_deleted");
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "account deleted, but its other sessions could not be ended now");
+        }
+    }
+    let _ = session.flush().await;
+    (SignIn::AccountDeleted, home(ActionOutcome::Success))
 }
 
 /// Signs out: ends the local session first, then Keycloak's, from the server (the refresh token
@@ -689,6 +814,7 @@ mod tests {
             generation: 0,
             refreshed_at: 0,
             dpop_jkt: None,
+            deletion_requested_at: None,
         };
         start_session(&session, &signed_in).await.expect("started");
         session.save().await.expect("save");

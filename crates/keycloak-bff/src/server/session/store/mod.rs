@@ -747,6 +747,11 @@ pub struct AuthSession {
     /// `keycloak.dpop` is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_jkt: Option<String>,
+    /// When the user set off to delete their account on Keycloak's page, if they did: the
+    /// session then checks that the account still exists at its next uses
+    /// (`core::account_action::deletion_check_due`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_requested_at: Option<i64>,
 }
 
 impl std::fmt::Debug for AuthSession {
