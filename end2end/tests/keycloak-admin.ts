@@ -37,3 +37,28 @@ export async function userId(realm: string, username: string): Promise<string> {
   })).json();
   return users[0].id;
 }
+
+/** A throw-away user of `realm` (password `<username>-dev-pw`); its name. Deleted with
+ * [`deleteUser`]. */
+export async function createUser(realm: string, prefix: string): Promise<string> {
+  const token = await adminToken();
+  const username = `${prefix}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
+  const r = await fetch(`${KEYCLOAK}/admin/realms/${realm}/users`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({
+      username, enabled: true, emailVerified: true, email: `${username}@example.test`,
+      firstName: 'Test', lastName: prefix,
+      credentials: [{ type: 'password', value: `${username}-dev-pw`, temporary: false }],
+    }),
+  });
+  if (r.status !== 201) throw new Error(`create ${username}: ${r.status}`);
+  return username;
+}
+
+/** Deletes the user `username` of `realm`. */
+export async function deleteUser(realm: string, username: string) {
+  const token = await adminToken();
+  const id = await userId(realm, username);
+  await fetch(`${KEYCLOAK}/admin/realms/${realm}/users/${id}`, { method: 'DELETE', headers: { Authorization: `Bearer ${token}` } });
+}

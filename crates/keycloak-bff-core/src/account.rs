@@ -1,5 +1,5 @@
-//! What the app shows of a user's Keycloak sessions (the Account REST API, called as the user;
-//! the realm's users are in `directory.rs`). Keycloak's JSON is read leniently: a field of an
+//! What the app shows of a user's Keycloak sessions and sign-in methods (the Account REST API,
+//! called as the user; the realm's users are in `directory.rs`). Keycloak's JSON is read leniently: a field of an
 //! unexpected type counts as absent, never as an error page.
 
 use serde::{Deserialize, Serialize};
@@ -92,6 +92,63 @@ pub fn is_session_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// One kind of the user's sign-in methods, as Keycloak's Account API lists them
+/// (`GET /realms/{realm}/account/credentials`): what it is, and the user's credentials of it by
+/// their labels. No secret, no credential data: only what the user would see in Keycloak's own
+/// account console.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInMethod {
+    /// Keycloak's credential type: `password`, `otp`, `webauthn` (a security key as a second
+    /// factor) or `webauthn-passwordless` (a passkey).
+    pub kind: String,
+    /// Its name for people: "Password", "Authenticator app", "Security key", "Passkey".
+    pub name: String,
+    /// The user's credentials of this kind, by label (Keycloak's `userLabel`, or the kind's name
+    /// when the user gave none). Empty: not set up.
+    pub labels: Vec<String>,
+}
+
+/// The user's sign-in methods in the answer of `GET /realms/{realm}/account/credentials`: the
+/// known kinds (password, authenticator app, passkey, security key), in that order, each with the
+/// user's credentials of it. A kind Keycloak does not list (it lists those its flows use, and
+/// those the user has) is there with none: not set up.
+pub fn sign_in_methods(credentials: &Value) -> Vec<SignInMethod> {
+    const KNOWN: [(&str, &str); 4] = [
+        ("password", "Password"),
+        ("otp", "Authenticator app"),
+        ("webauthn-passwordless", "Passkey"),
+        ("webauthn", "Security key"),
+    ];
+    let listed = credentials
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    KNOWN
+        .iter()
+        .map(|(kind, name)| {
+            let labels = listed
+                .iter()
+                .find(|c| text(c, "type").as_deref() == Some(*kind))
+                .and_then(|c| c.get("userCredentialMetadatas"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .take(50)
+                .map(|m| {
+                    m.get("credential")
+                        .and_then(|c| text(c, "userLabel"))
+                        .unwrap_or_else(|| (*name).to_owned())
+                })
+                .collect();
+            SignInMethod {
+                kind: (*kind).to_owned(),
+                name: (*name).to_owned(),
+                labels,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +194,41 @@ mod tests {
         for bad in ["", "../admin", "a/b", "a?b", "a b", &"x".repeat(65)] {
             assert!(!is_session_id(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn sign_in_methods_are_the_known_kinds_with_their_labels_and_no_secret() {
+        let answer = serde_json::json!([
+            {"type": "password", "userCredentialMetadatas": [
+                {"credential": {"id": "1", "type": "password", "createdDate": 1, "credentialData": "{\"hashIterations\":5}"}}
+            ]},
+            {"type": "otp", "userCredentialMetadatas": []},
+            {"type": "webauthn-passwordless", "userCredentialMetadatas": [
+                {"credential": {"id": "2", "userLabel": "My laptop", "credentialData": "{\"aaguid\":\"x\"}"}}
+            ]},
+            {"type": "recovery-authn-codes", "userCredentialMetadatas": [{"credential": {"id": "3"}}]},
+            {"type": 7}
+        ]);
+        let methods = sign_in_methods(&answer);
+        let kinds: Vec<&str> = methods.iter().map(|m| m.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["password", "otp", "webauthn-passwordless", "webauthn"]
+        );
+        assert_eq!(methods[0].labels, ["Password"]);
+        assert!(
+            methods[1].labels.is_empty(),
+            "an authenticator app not set up"
+        );
+        assert_eq!(methods[2].name, "Passkey");
+        assert_eq!(methods[2].labels, ["My laptop"]);
+        let shown = serde_json::to_string(&methods).unwrap_or_default();
+        assert!(!shown.contains("hashIterations") && !shown.contains("aaguid"));
+        assert!(
+            methods[3].labels.is_empty(),
+            "a kind Keycloak did not list: not set up"
+        );
+        let nothing = sign_in_methods(&serde_json::json!({"error": "x"}));
+        assert!(nothing.iter().all(|m| m.labels.is_empty()));
     }
 }

@@ -18,7 +18,9 @@ use crate::server::base::http_client::read_limited;
 use crate::server::base::settings::KeycloakSettings;
 use crate::server::oidc::client::Oidc;
 use crate::server::oidc::dpop_key::{with_token, CallToken, DpopKey};
-use keycloak_bff_core::account::{is_session_id, sessions_from_devices, AccountSession};
+use keycloak_bff_core::account::{
+    is_session_id, sessions_from_devices, sign_in_methods, AccountSession, SignInMethod,
+};
 use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use std::sync::Arc;
@@ -188,6 +190,13 @@ impl AsUser {
             self.realm.as_str().trim_end_matches('/')
         ))
         .map_err(|_| AppError::Internal)
+    }
+
+    /// The user's sign-in methods (password, authenticator app, passkeys, security keys) and
+    /// their credentials by label, read from Keycloak's Account REST API as the user.
+    pub async fn sign_in_methods(&self) -> Result<Vec<SignInMethod>, AppError> {
+        let url = self.account_url("/credentials")?;
+        Ok(sign_in_methods(&self.get_json(url).await?))
     }
 
     /// The user's Keycloak sessions (every browser signed in to the realm), the current one

@@ -12,7 +12,7 @@ use crate::error::AppError;
 use crate::server::base::clock::unix_now;
 use crate::server::keycloak_api::account::AsUser;
 use crate::server::web::guard::{fail, request_session, use_keycloak_auth};
-use keycloak_bff_core::account::AccountSession;
+use keycloak_bff_core::account::{AccountSession, SignInMethod};
 
 impl AsUser {
     /// The user of the current request (a server function or a page), the tokens refreshed
@@ -28,6 +28,16 @@ impl AsUser {
         let bound = signed_in.dpop_jkt.is_some();
         AsUser::new(auth.oidc(), signed_in.access_token, bound, signed_in.sid).map_err(fail)
     }
+}
+
+/// The signed-in user's sign-in methods (password, authenticator app, passkeys, security keys),
+/// each with the user's credentials of it by label ([`AsUser::sign_in_methods`]).
+pub async fn my_sign_in_methods() -> Result<Vec<SignInMethod>, AppError> {
+    AsUser::current()
+        .await?
+        .sign_in_methods()
+        .await
+        .map_err(fail)
 }
 
 /// What the handles of "My sessions" are made for (the HMAC's purpose).
