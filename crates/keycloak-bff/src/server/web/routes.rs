@@ -513,7 +513,8 @@ async fn finish_action(
         tracing::info!(
             action = action.name(),
             outcome = outcome.name(),
-            error = query.error.as_deref().unwrap_or_default(),
+            // Whether Keycloak said `error=`, not its text: the query is the browser's to write.
+            keycloak_error = query.error.is_some(),
             "an account action came back without a sign-in"
         );
         return (SignIn::ActionOnly, back(outcome));
