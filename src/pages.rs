@@ -119,8 +119,24 @@ fn ProfileCard(user: KeycloakUser) -> impl IntoView {
                 <dt>"App roles"</dt><dd data-testid="client-roles">{chips(user.client_roles.clone(), "none")}</dd>
                 <dt>"Groups"</dt><dd data-testid="groups">{chips(user.groups.clone(), "none")}</dd>
                 <dt>"Session ends"</dt><dd data-testid="session-expires">{session_ends(user.session_expires_at)}</dd>
+                <dt>"Signed in with"</dt><dd data-testid="sign-in-strength">{sign_in_strength(&user)}</dd>
             </dl>
         </section>
+    }
+}
+
+/// How the sign-in went, as Keycloak said (`acr`, and `amr` when the realm sends it).
+fn sign_in_strength(user: &KeycloakUser) -> String {
+    let level = match user.acr.as_deref() {
+        Some("1") => "a sign-in on Keycloak's page (level 1)".to_owned(),
+        Some("0") => "Keycloak's session, without a new sign-in (level 0)".to_owned(),
+        Some(other) => format!("level {other}"),
+        None => "not said".to_owned(),
+    };
+    if user.amr.is_empty() {
+        level
+    } else {
+        format!("{level}; methods: {}", user.amr.join(", "))
     }
 }
 

@@ -55,6 +55,8 @@ async fn signing_in_as_the_admin_gives_a_rotated_http_only_session_and_the_keycl
     let user = app.current_user().await;
     assert_eq!(user["username"], "alice");
     assert_eq!(user["display_name"], "Alice Admin");
+    // A sign-in with the password just now: Keycloak's level 1 (its session cookie would be 0).
+    assert_eq!(user["acr"], "1", "{user}");
     assert_eq!(user["email"], "alice@example.test");
     let realm = strings(&user["realm_roles"]);
     assert!(

@@ -103,6 +103,12 @@ pub fn user_from_claims(
         session_expires_at,
         auth_time: time_claim(id, "auth_time").or_else(|| time_claim(access, "auth_time")),
         impersonator: impersonator(access).or_else(|| impersonator(id)),
+        // The ID token's: it says how this sign-in went (the access token's may be a refresh's).
+        acr: string_claim(id, "acr").or_else(|| string_claim(access, "acr")),
+        amr: match string_list(id, &["amr"]) {
+            amr if amr.is_empty() => string_list(access, &["amr"]),
+            amr => amr,
+        },
     }
 }
 
@@ -239,5 +245,21 @@ mod tests {
         );
         assert_eq!(u.realm_roles.len(), MAX_ENTRIES);
         assert_eq!(u.groups, vec!["/ok"]);
+    }
+
+    #[test]
+    fn how_the_sign_in_went_comes_from_the_id_token_first() {
+        let id = json!({"sub": "0b5c-user", "acr": "1", "amr": ["pwd", "otp"]});
+        let access = json!({"sub": "0b5c-user", "acr": "0"});
+        let u = user_from_claims(&access, &id, "demo-app", 99);
+        assert_eq!(u.acr.as_deref(), Some("1"));
+        assert_eq!(u.amr, ["otp", "pwd"], "sorted, as every list here");
+        let u = user_from_claims(&access, &json!({}), "demo-app", 99);
+        assert_eq!(
+            u.acr.as_deref(),
+            Some("0"),
+            "the access token's when the ID token says none"
+        );
+        assert!(u.amr.is_empty());
     }
 }

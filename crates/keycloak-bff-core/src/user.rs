@@ -31,6 +31,14 @@ pub struct KeycloakUser {
     /// console (`impersonator.username`, or the `act` claim), when one does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub impersonator: Option<String>,
+    /// How strongly the sign-in proved who the person is (`acr`): Keycloak's level (`1` a sign-in
+    /// with the credentials, `0` from its session cookie) or the name of the realm's level map.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// How the person signed in (`amr`, when the realm's client scopes put it in the tokens:
+    /// `pwd`, `otp`, `hwk` for a passkey or security key…; sorted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
 }
 
 impl KeycloakUser {
