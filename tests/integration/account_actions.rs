@@ -67,6 +67,15 @@ async fn back_to_app(app: &TestApp, keycloak_answer: &reqwest::Response) -> reqw
         .expect("callback")
 }
 
+/// `r`, or the page Keycloak's redirects on its own origin lead to from it.
+async fn follow_keycloak(app: &TestApp, mut r: reqwest::Response) -> reqwest::Response {
+    while r.status() == StatusCode::FOUND && location(&r).starts_with(KEYCLOAK) {
+        let next = location(&r);
+        r = app.client.get(&next).send().await.expect("Keycloak");
+    }
+    r
+}
+
 /// Starts `action` from the app and returns Keycloak's first page (HTML).
 async fn open_action(app: &TestApp, action: &str) -> String {
     let r = app
@@ -75,12 +84,9 @@ async fn open_action(app: &TestApp, action: &str) -> String {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let authorize = location(&r);
     assert!(authorize.contains("kc_action="), "{authorize}");
-    let mut page = app.client.get(&authorize).send().await.expect("Keycloak");
+    let page = app.client.get(&authorize).send().await.expect("Keycloak");
     // Keycloak goes on to its required-action page on its own origin.
-    while page.status() == StatusCode::FOUND && location(&page).starts_with(KEYCLOAK) {
-        let next = location(&page);
-        page = app.client.get(&next).send().await.expect("Keycloak");
-    }
+    let page = follow_keycloak(app, page).await;
     assert_eq!(
         page.status(),
         StatusCode::OK,
@@ -243,12 +249,8 @@ async fn deleting_the_account_ends_every_session_of_the_user_and_keycloak_forget
         } else {
             Vec::new()
         };
-        let mut r = submit(&app, &html, &fields).await;
         // Keycloak may go on to its next page by a redirect on its own origin.
-        while r.status() == StatusCode::FOUND && location(&r).starts_with(KEYCLOAK) {
-            let next = location(&r);
-            r = app.client.get(&next).send().await.expect("Keycloak");
-        }
+        let r = follow_keycloak(&app, submit(&app, &html, &fields).await).await;
         assert_eq!(
             r.status(),
             StatusCode::OK,

@@ -105,8 +105,9 @@ async fn proxy(State(route): State<Route>, request: Request) -> Response {
     response
 }
 
-/// The checks made before any upstream call; the refusal to answer with when one fails.
-fn admit(route: &Route, request: &Request) -> Result<(), Refusal> {
+/// The checks made before any upstream call: the rest of the path to forward (checked), or the
+/// refusal to answer with when one fails.
+fn admit(route: &Route, request: &Request) -> Result<String, Refusal> {
     let api = &route.api;
     if !api.methods.contains(request.method()) {
         let allow = api
@@ -123,14 +124,17 @@ fn admit(route: &Route, request: &Request) -> Result<(), Refusal> {
         r.allow = Some(allow);
         return Err(r);
     }
-    if let Err(e) = upstream_suffix(api.path(), request.uri().path()) {
-        let status = match e {
-            PathRefusal::NotUnder => StatusCode::NOT_FOUND,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        tracing::info!(route = api.path(), reason = %e, "refused a remote API path");
-        return Err(refusal(status, "invalid_request", &e.to_string()));
-    }
+    let suffix = match upstream_suffix(api.path(), request.uri().path()) {
+        Ok(suffix) => suffix.to_owned(),
+        Err(e) => {
+            let status = match e {
+                PathRefusal::NotUnder => StatusCode::NOT_FOUND,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            tracing::info!(route = api.path(), reason = %e, "refused a remote API path");
+            return Err(refusal(status, "invalid_request", &e.to_string()));
+        }
+    };
     let headers = request.headers();
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if remote_ws::is_upgrade(headers) {
@@ -168,7 +172,7 @@ fn admit(route: &Route, request: &Request) -> Result<(), Refusal> {
         };
         return Err(refusal(StatusCode::FORBIDDEN, error, &e.to_string()));
     }
-    Ok(())
+    Ok(suffix)
 }
 
 /// The token for this call: `None` when the route sends none (or nobody is signed in on a
@@ -231,10 +235,9 @@ async fn token_for(
     }
 }
 
-/// The upstream's URL for this request: the route's upstream, the rest of the path (checked by
-/// [`admit`]) and the query.
-fn upstream_url(api: &RemoteApi, request: &Request) -> Option<url::Url> {
-    let suffix = upstream_suffix(api.path(), request.uri().path()).ok()?;
+/// The upstream's URL for this request: the route's upstream, the rest of the path (`suffix`,
+/// checked by [`admit`]) and the query.
+fn upstream_url(api: &RemoteApi, suffix: &str, request: &Request) -> Option<url::Url> {
     let mut text = format!("{}{suffix}", api.upstream().as_str().trim_end_matches('/'));
     if let Some(query) = request.uri().query() {
         text.push('?');
@@ -244,9 +247,10 @@ fn upstream_url(api: &RemoteApi, request: &Request) -> Option<url::Url> {
 }
 
 async fn forward(route: &Route, request: Request, started: Instant) -> (Response, Option<f64>) {
-    if let Err(refused) = admit(route, &request) {
-        return (refused.into_response(), None);
-    }
+    let suffix = match admit(route, &request) {
+        Ok(suffix) => suffix,
+        Err(refused) => return (refused.into_response(), None),
+    };
     let session = request
         .extensions()
         .get::<tower_sessions::Session>()
@@ -257,7 +261,7 @@ async fn forward(route: &Route, request: Request, started: Instant) -> (Response
         Err(e) => return (e.into_response(), None),
     };
     let api = &route.api;
-    let Some(url) = upstream_url(api, &request) else {
+    let Some(url) = upstream_url(api, &suffix, &request) else {
         return (
             AppError::BadRequest("the path or query cannot be forwarded".into()).into_response(),
             None,

@@ -548,44 +548,31 @@ async fn finish_action(
 }
 
 /// Keycloak says the account was deleted: believed only once a refresh of the session fails
-/// (the user, and with them their Keycloak sessions, are gone); then every session of that user
-/// in the app ends (catalogue AA03), and the browser goes home with the outcome. A refresh that
-/// works means the account is still there: nothing ends, and the outcome is an error.
+/// (the user, and with them their Keycloak sessions, are gone). The action marked the session
+/// (`deletion_requested_at`), so that refused refresh itself ends every session of the user in the
+/// app (`server/oidc/refresh.rs`, catalogue AA03), as it does when the user comes back by
+/// Keycloak's own "deleted" page; the browser goes home with the outcome. A refresh that works
+/// means the account is still there: nothing ends, and the outcome is an error.
 async fn account_deleted(auth: &KeycloakAuth, session: &Session, now: i64) -> (SignIn, Response) {
     let home = |outcome| {
         Redirect::to(&with_outcome("/", AccountAction::DeleteAccount, outcome)).into_response()
     };
-    let subject = match auth_session(session, now).await {
-        Ok(Some(signed_in)) => signed_in.user.subject,
+    match auth_session(session, now).await {
+        Ok(Some(_)) => {}
         Ok(None) => return (SignIn::ActionOnly, home(ActionOutcome::Error)),
         Err(e) => return (SignIn::StoreUnavailable, e.into_response()),
-    };
+    }
     match auth.extend_session(session, now).await {
         Ok(Some(_)) => {
             tracing::warn!("an account deletion was announced, but the account still exists");
-            return (SignIn::ActionOnly, home(ActionOutcome::Error));
+            (SignIn::ActionOnly, home(ActionOutcome::Error))
         }
-        Ok(None) => {}
+        Ok(None) => (SignIn::AccountDeleted, home(ActionOutcome::Success)),
         Err(e) => {
             tracing::warn!(error = %e, "could not confirm an account deletion with Keycloak");
-            return (SignIn::Unavailable, home(ActionOutcome::Error));
+            (SignIn::Unavailable, home(ActionOutcome::Error))
         }
     }
-    match auth
-        .store()
-        .end_app_sessions_of(None, Some(&subject), now)
-        .await
-    {
-        Ok(ended) => {
-            tracing::info!(%subject, ended, "account deleted: every session of the user ended");
-            auth.metrics().session_ended("account_deleted");
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "account deleted, but its other sessions could not be ended now");
-        }
-    }
-    let _ = session.flush().await;
-    (SignIn::AccountDeleted, home(ActionOutcome::Success))
 }
 
 /// Signs out: ends the local session first, then Keycloak's, from the server (the refresh token
