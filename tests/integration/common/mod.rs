@@ -507,6 +507,48 @@ impl KeycloakAdmin {
         }
     }
 
+    /// A realm of its own for a test that changes realm-wide settings (such as the signing keys),
+    /// which would break the tests that run beside it on a shared realm: a copy of `demo` named
+    /// `name`, made again from the realm file (a copy left by an interrupted run is deleted
+    /// first). [`KeycloakAdmin::delete_realm`] removes it at the end.
+    pub async fn copy_of_demo_realm(name: &str) -> Self {
+        let text =
+            std::fs::read_to_string(repo().join("keycloak/demo-realm.json")).expect("realm file");
+        let default_roles = format!("default-roles-{name}");
+        let text = text.replace("\"default-roles-demo\"", &format!("\"{default_roles}\""));
+        let mut realm: Value = serde_json::from_str(&text).expect("realm JSON");
+        realm["realm"] = Value::from(name);
+        let admin = Self::new(name);
+        admin.delete_realm().await;
+        let r = admin
+            .http
+            .post(format!("{KEYCLOAK}/admin/realms"))
+            .bearer_auth(admin.token().await)
+            .json(&realm)
+            .send()
+            .await
+            .expect("realm import");
+        assert_eq!(r.status(), StatusCode::CREATED, "realm {name} imported");
+        admin
+    }
+
+    /// Deletes this admin's realm, if it exists.
+    pub async fn delete_realm(&self) {
+        let status = self
+            .http
+            .delete(format!("{KEYCLOAK}/admin/realms/{}", self.realm))
+            .bearer_auth(self.token().await)
+            .send()
+            .await
+            .expect("realm deletion")
+            .status();
+        assert!(
+            status.is_success() || status == StatusCode::NOT_FOUND,
+            "delete realm {}: {status}",
+            self.realm
+        );
+    }
+
     async fn token(&self) -> String {
         let r: Value = self
             .http
