@@ -29,5 +29,9 @@ pub fn staff_room() -> Rule {
     Rule::group(STAFF_GROUP, true)
 }
 
+/// The level of authentication of the dangerous parts (the user directory for programs): the
+/// password and a code of the authenticator app (the realm's `acr` value `otp`, level 2).
+pub const STRONG_SIGN_IN: &str = "otp";
+
 /// The staff group's path.
 pub const STAFF_GROUP: &str = "/staff";

@@ -260,6 +260,34 @@ async fn a_step_up_answered_with_an_old_sign_in_is_refused_and_starts_no_session
 }
 
 #[tokio::test]
+async fn aa04_a_sign_in_that_asked_for_a_level_and_came_back_weaker_is_refused_and_starts_no_session(
+) {
+    let op = HostileOp::start().await;
+    let at_level = "/auth/login?return_to=/profile&acr=otp";
+    // The provider ignores the essential `acr` asked for and answers with the password level.
+    op.set(id(json!({"acr": "password"})));
+    let app = app_against(&op, &[]).await;
+    let r = login_from(&app, at_level).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let html = r.text().await.expect("html");
+    assert!(
+        html.contains("Keycloak did not confirm the stronger sign-in"),
+        "{html}"
+    );
+    assert_eq!(app.current_user().await, Value::Null, "no session");
+    // No acr at all is no level either.
+    op.set(Behaviour::default());
+    let r = login_from(&app, at_level).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(app.current_user().await, Value::Null, "no session");
+    // The level asked for: accepted.
+    op.set(id(json!({"acr": "otp"})));
+    let r = login_from(&app, at_level).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.current_user().await["acr"], "otp");
+}
+
+#[tokio::test]
 async fn a_kept_bearer_token_is_checked_again_after_a_minute_and_refused_once_its_key_is_withdrawn()
 {
     let op = HostileOp::start().await;

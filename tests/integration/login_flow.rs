@@ -55,8 +55,9 @@ async fn signing_in_as_the_admin_gives_a_rotated_http_only_session_and_the_keycl
     let user = app.current_user().await;
     assert_eq!(user["username"], "alice");
     assert_eq!(user["display_name"], "Alice Admin");
-    // A sign-in with the password just now: Keycloak's level 1 (its session cookie would be 0).
-    assert_eq!(user["acr"], "1", "{user}");
+    // A sign-in with the password just now: level 1, which the realm's ACR → LoA map names
+    // `password`.
+    assert_eq!(user["acr"], "password", "{user}");
     assert_eq!(user["email"], "alice@example.test");
     let realm = strings(&user["realm_roles"]);
     assert!(

@@ -17,6 +17,7 @@ mod features;
 mod host;
 mod hostile_provider;
 mod layers;
+mod levels;
 mod login_flow;
 mod push;
 mod remote_api;

@@ -120,6 +120,7 @@ async fn a03_a_stolen_code_injected_into_another_browsers_callback_fails_on_pkce
                 order: 0,
                 prompt: Default::default(),
                 action: None,
+                acr: None,
             },
         );
         let r = attacker

@@ -21,6 +21,7 @@
 //! - [`csp`]: the Content-Security-Policy and HSTS headers.
 //! - [`status`]: the answer of the silent-refresh route, shared by the browser and the server.
 //! - [`step_up`]: recent sign-ins for dangerous actions, and the kinds of sign-in (`prompt`).
+//! - [`level`]: levels of authentication (`acr`), ranked as the realm ranks them.
 //! - [`expiry`]: the warning before Keycloak's session ends, and when extending no longer helps.
 //! - [`host`]: a page opened on another loopback name of the public URL goes there first.
 //! - [`streams`]: the back-off, jitter and age limits of the session event streams.
@@ -41,6 +42,7 @@ pub mod dpop;
 pub mod expiry;
 pub mod host;
 pub mod jwt;
+pub mod level;
 pub mod pending;
 pub mod refresh;
 pub mod remote;

@@ -33,6 +33,10 @@ pub struct PendingLogin {
     /// callback's `kc_action_status` counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<crate::account_action::AccountAction>,
+    /// The level of authentication this sign-in asked for (`acr`, such as `otp`), if any: the
+    /// tokens that come back must reach it ([`crate::level::AcrLevels::meets`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
 }
 
 impl std::fmt::Debug for PendingLogin {
@@ -41,6 +45,7 @@ impl std::fmt::Debug for PendingLogin {
             .field("return_to", &self.return_to)
             .field("created_at", &self.created_at)
             .field("prompt", &self.prompt)
+            .field("acr", &self.acr)
             .finish_non_exhaustive()
     }
 }
@@ -104,6 +109,7 @@ mod tests {
             order: 0,
             prompt: Default::default(),
             action: None,
+            acr: None,
         }
     }
 

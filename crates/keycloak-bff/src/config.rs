@@ -3,6 +3,7 @@
 //! always agree and nothing is written twice.
 
 use keycloak_bff_core::account_action::AccountAction;
+use keycloak_bff_core::level::AcrLevels;
 use keycloak_bff_core::refresh::KeepAlive;
 use keycloak_bff_core::step_up::Prompt;
 use keycloak_bff_core::ReturnTo;
@@ -39,6 +40,12 @@ pub struct UiConfig {
     /// always (`session.keep_alive`).
     #[serde(default)]
     pub keep_alive: KeepAlive,
+    /// The realm's `acr` values the app uses, weakest first (`keycloak.acr_levels`, for example
+    /// `["password", "otp"]` for Keycloak's ACR → LoA map `{"password": 1, "otp": 2}`); empty:
+    /// Keycloak's level numbers. [`crate::server::require_acr`] and the sign-in route's `acr`
+    /// compare by it.
+    #[serde(default)]
+    pub acr_levels: AcrLevels,
 }
 
 fn default_clock_leeway() -> i64 {
@@ -63,6 +70,7 @@ impl Default for UiConfig {
             clock_leeway_secs: default_clock_leeway(),
             step_up_allows_impersonation: false,
             keep_alive: KeepAlive::Activity,
+            acr_levels: AcrLevels::default(),
         }
     }
 }
@@ -84,6 +92,16 @@ impl UiConfig {
         keycloak_bff_core::account_action::action_link(
             &self.route(&format!("/action/{}", action.name())),
             &ReturnTo::new(Some(return_to)),
+        )
+    }
+
+    /// The sign-in that asks Keycloak for the level `acr` (its authenticator, say) and comes back
+    /// to `return_to`: `<prefix>/login?return_to=…&acr=…`.
+    pub fn level_href(&self, acr: &str, return_to: &str) -> String {
+        format!(
+            "{}&acr={}",
+            ReturnTo::new(Some(return_to)).login_href(&self.route("/login")),
+            keycloak_bff_core::return_to::encode_component(acr)
         )
     }
 
@@ -110,6 +128,10 @@ mod tests {
             "/sso/login?return_to=%2Fadmin%2Fusers&prompt=login"
         );
         assert_eq!(c.login_href("/notes"), "/sso/login?return_to=%2Fnotes");
+        assert_eq!(
+            c.level_href("otp", "/admin/users"),
+            "/sso/login?return_to=%2Fadmin%2Fusers&acr=otp"
+        );
         assert_eq!(
             c.login_href("https://evil.example"),
             "/sso/login?return_to=%2F"

@@ -22,6 +22,11 @@ pub enum AppError {
     /// RFC 9470's `insufficient_user_authentication`.
     #[error("This action needs you to confirm it is you: sign in again.")]
     StepUpRequired,
+    /// Signed in, but this needs a stronger sign-in (a higher level of authentication, the
+    /// `acr` named here, such as `otp`): 401 with RFC 9470's `insufficient_user_authentication`
+    /// and `acr_values`. The page sends the browser through Keycloak for that level.
+    #[error("This needs a stronger sign-in: confirm it is you with your authenticator.")]
+    LevelRequired(String),
     /// A step-up action in a session an administrator opened as the user (Keycloak's
     /// impersonation): 403, unless `auth.step_up_allows_impersonation`.
     #[error(
@@ -79,7 +84,10 @@ impl AppError {
     /// The HTTP status this error is answered with: the only place that decides it.
     pub fn status_code(&self) -> u16 {
         match self {
-            AppError::NotSignedIn | AppError::InvalidToken(_) | AppError::StepUpRequired => 401,
+            AppError::NotSignedIn
+            | AppError::InvalidToken(_)
+            | AppError::StepUpRequired
+            | AppError::LevelRequired(_) => 401,
             AppError::Forbidden | AppError::NotWhileImpersonating => 403,
             AppError::IdpUnavailable | AppError::StoreUnavailable => 503,
             AppError::BadRequest(_) | AppError::ServerFn(_) => 400,
@@ -104,7 +112,9 @@ impl AppError {
             AppError::InvalidToken(_) => "invalid_token",
             AppError::Forbidden => "insufficient_scope",
             AppError::NotWhileImpersonating => "access_denied",
-            AppError::StepUpRequired => "insufficient_user_authentication",
+            AppError::StepUpRequired | AppError::LevelRequired(_) => {
+                "insufficient_user_authentication"
+            }
             AppError::IdpUnavailable | AppError::StoreUnavailable => "temporarily_unavailable",
             AppError::BadRequest(_) | AppError::ServerFn(_) => "invalid_request",
             AppError::NotFound => "not_found",
@@ -127,6 +137,7 @@ impl axum::response::IntoResponse for AppError {
             AppError::Forbidden => "a role this request needs is missing".to_owned(),
             AppError::NotWhileImpersonating => "not while impersonating".to_owned(),
             AppError::StepUpRequired => "a recent sign-in is required".to_owned(),
+            AppError::LevelRequired(_) => "a stronger sign-in is required".to_owned(),
             AppError::IdpUnavailable => "identity provider unavailable".to_owned(),
             AppError::StoreUnavailable => "session store unavailable".to_owned(),
             AppError::BadRequest(reason)
@@ -144,6 +155,12 @@ impl axum::response::IntoResponse for AppError {
             AppError::StepUpRequired => {
                 Some(r#"Bearer error="insufficient_user_authentication""#.to_owned())
             }
+            // RFC 9470 §3: the levels that would do. Only well-formed values reach here (the
+            // settings check them), and quotes are dropped all the same.
+            AppError::LevelRequired(acr) => Some(format!(
+                r#"Bearer error="insufficient_user_authentication", error_description="a stronger sign-in is required", acr_values="{}""#,
+                acr.replace(['"', '\\'], "")
+            )),
             _ => None,
         };
         let body = if description.is_empty() {

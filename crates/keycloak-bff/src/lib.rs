@@ -100,13 +100,13 @@ pub use ui::actions::{
     account_action_href, account_action_outcome, AccountActionLink, AccountActionNotice,
 };
 pub use ui::context::{
-    current_path, current_user, login_href, logout_action, now_secs, provide_user, step_up_href,
-    use_session_state, use_ui_config, use_user, SessionState, UserResource, WithUser,
+    current_path, current_user, level_href, login_href, logout_action, now_secs, provide_user,
+    step_up_href, use_session_state, use_ui_config, use_user, SessionState, UserResource, WithUser,
 };
 pub use ui::failure::{report_failures, FAILURE_NOTICE_ID};
 pub use ui::gates::{
-    set_page_status, Authorized, ErrorNotice, Forbidden, HasClientRole, HasRealmRole, InGroup,
-    Protected, SignInNeeded, SignedIn, StepUpNeeded,
+    set_page_status, AtLevel, Authorized, ErrorNotice, Forbidden, HasClientRole, HasRealmRole,
+    InGroup, Protected, SignInNeeded, SignedIn, StepUpNeeded,
 };
 pub use ui::remote::{call_remote, RemoteAnswer};
 pub use ui::step_up::{needs_step_up, step_up_for, take_stepped_up};

@@ -5,8 +5,9 @@
 //!   [`KeycloakAuth::serve`] (or [`KeycloakAuth::serve_until`], or
 //!   [`KeycloakAuth::into_make_service`] for an own serve loop): the library's layers go around the
 //!   finished router there, so no route can be added past them.
-//! - Server functions: [`require`], [`require_recent`] (a recent sign-in), [`request_user`],
-//!   [`fail`]; JSON routes: the [`ApiUser`] extractor (a bearer token or the session).
+//! - Server functions: [`require`], [`require_recent`] (a recent sign-in), [`require_acr`] (a
+//!   level of authentication), [`request_user`], [`fail`]; JSON routes: the [`ApiUser`]
+//!   extractor (a bearer token or the session).
 //! - Calling Keycloak: [`AsUser`] (the Account API as the signed-in user), [`Directory`] and
 //!   [`search_directory`] (the realm's users, read by a service account), [`my_sessions`],
 //!   [`end_my_session`], [`end_my_other_sessions`], [`my_sign_in_methods`].
@@ -52,6 +53,6 @@ pub use web::account::{end_my_other_sessions, end_my_session, my_sessions, my_si
 pub use web::assets::static_files;
 pub use web::directory::search_directory;
 pub use web::extract::ApiUser;
-pub use web::guard::{fail, request_user, require, require_recent, use_keycloak_auth};
+pub use web::guard::{fail, request_user, require, require_acr, require_recent, use_keycloak_auth};
 pub use web::router::shutdown_signal;
 pub use web::state::{Counters, KeycloakAuth, StartupError};

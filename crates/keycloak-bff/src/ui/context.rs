@@ -69,6 +69,12 @@ pub fn step_up_href(return_to: &str) -> String {
     use_ui_config().step_up_href(return_to)
 }
 
+/// The sign-in that asks Keycloak for the level `acr` (see [`crate::UiConfig::level_href`]) and
+/// comes back to `return_to`.
+pub fn level_href(acr: &str, return_to: &str) -> String {
+    use_ui_config().level_href(acr, return_to)
+}
+
 /// The current Unix time in seconds, by the server's clock while rendering there and the
 /// browser's after hydration.
 pub fn now_secs() -> i64 {

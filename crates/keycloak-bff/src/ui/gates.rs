@@ -3,7 +3,8 @@
 
 use crate::error::AppError;
 use crate::ui::context::{
-    current_path, login_href, now_secs, step_up_href, use_session_state, use_ui_config, WithUser,
+    current_path, level_href, login_href, now_secs, step_up_href, use_session_state, use_ui_config,
+    WithUser,
 };
 use keycloak_bff_core::step_up::{step_up as check_step_up, StepUp};
 use keycloak_bff_core::KeycloakUser;
@@ -22,6 +23,49 @@ pub fn Authorized(
         <WithUser render=move |user| match user {
             Ok(u) if rule.allows(u.as_ref()) => children().into_any(),
             _ => fallback.run(),
+        }/>
+    }
+}
+
+/// Shows `children` when the signed-in user's sign-in reached the level `acr` (ranked by
+/// `keycloak.acr_levels`: `otp` meets `otp` and `password`); to a user signed in more weakly, a
+/// prompt that sends the browser through Keycloak for that level (its one-time code, say) and
+/// back to this page; to nobody signed in, nothing. Only what is shown: the server function
+/// behind it checks again with [`crate::server::require_acr`].
+#[component]
+pub fn AtLevel(
+    /// The `acr` value the content needs (`otp`).
+    #[prop(into)]
+    acr: String,
+    /// What the prompt says the stronger sign-in is for.
+    #[prop(optional, into)]
+    purpose: Option<String>,
+    children: ChildrenFn,
+) -> impl IntoView {
+    view! {
+        <WithUser render=move |user| {
+            let levels = use_ui_config().acr_levels;
+            match user {
+                Ok(Some(u)) if levels.meets(u.acr.as_deref(), &acr) => children().into_any(),
+                Ok(Some(_)) => {
+                    let href = level_href(&acr, &current_path());
+                    let purpose = purpose
+                        .clone()
+                        .unwrap_or_else(|| "This part".to_owned());
+                    view! {
+                        <section class="card notice level-prompt" data-acr=acr.clone()>
+                            <h2>"Verify it is you"</h2>
+                            <p>
+                                {purpose}
+                                " needs a stronger sign-in: a code from your authenticator app, on Keycloak's page."
+                            </p>
+                            <a class="button" rel="external" href=href>"Verify with your authenticator"</a>
+                        </section>
+                    }
+                        .into_any()
+                }
+                _ => ().into_any(),
+            }
         }/>
     }
 }
@@ -193,6 +237,10 @@ pub fn ErrorNotice(error: AppError) -> impl IntoView {
         ),
         AppError::StepUpRequired => Some(
             view! { <a class="button" rel="external" href=step_up_href(&here)>"Confirm with Keycloak"</a> }
+                .into_any(),
+        ),
+        AppError::LevelRequired(ref acr) => Some(
+            view! { <a class="button" rel="external" href=level_href(acr, &here)>"Verify with your authenticator"</a> }
                 .into_any(),
         ),
         _ => None,

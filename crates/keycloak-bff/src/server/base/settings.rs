@@ -16,6 +16,7 @@
 use super::remote_api::{ApiSection, RemoteApi};
 use crate::config::UiConfig;
 use keycloak_bff_core::cookie;
+use keycloak_bff_core::level::AcrLevels;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -116,6 +117,7 @@ struct KeycloakSection {
     leeway_secs: u64,
     algorithms: Vec<String>,
     bearer_clients: Vec<String>,
+    acr_levels: Vec<String>,
     token_relay_origins: Vec<String>,
     allow_insecure_http: bool,
     directory_client_id: Option<String>,
@@ -139,6 +141,7 @@ impl Default for KeycloakSection {
             leeway_secs: 30,
             algorithms: vec!["RS256".into()],
             bearer_clients: Vec::new(),
+            acr_levels: Vec::new(),
             token_relay_origins: Vec::new(),
             allow_insecure_http: false,
             directory_client_id: None,
@@ -532,7 +535,7 @@ fn validate(
         public_url,
         brand: a.brand.clone(),
         metrics_addr: metrics_addr(&a.metrics_addr)?,
-        ui: ui_config(&a, &s, k.leeway_secs.min(300) as i64)?,
+        ui: ui_config(&a, &s, &k)?,
         silent_sso: a.silent_sso,
         silent_sso_skip: paths("auth.silent_sso_skip", &a.silent_sso_skip)?,
         static_paths: paths("auth.static_paths", &a.static_paths)?,
@@ -594,8 +597,11 @@ fn metrics_addr(text: &str) -> Result<Option<std::net::SocketAddr>, SettingsErro
 fn ui_config(
     a: &AuthSection,
     s: &SessionSection,
-    clock_leeway_secs: i64,
+    k: &KeycloakSection,
 ) -> Result<UiConfig, SettingsError> {
+    let clock_leeway_secs = k.leeway_secs.min(300) as i64;
+    let acr_levels = AcrLevels::new(k.acr_levels.clone())
+        .map_err(|e| invalid(format!("keycloak.acr_levels: {e}")))?;
     let route_prefix = a.route_prefix.trim_end_matches('/').to_owned();
     let prefix_ok = route_prefix.starts_with('/')
         && route_prefix.len() > 1
@@ -622,6 +628,7 @@ fn ui_config(
         clock_leeway_secs,
         step_up_allows_impersonation: a.step_up_allows_impersonation,
         keep_alive: s.keep_alive,
+        acr_levels,
     })
 }
 

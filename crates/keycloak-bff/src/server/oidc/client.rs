@@ -481,6 +481,7 @@ impl Oidc {
         redirect_uri: &str,
         prompt: keycloak_bff_core::step_up::Prompt,
         action: Option<keycloak_bff_core::account_action::AccountAction>,
+        acr: Option<&str>,
     ) -> Result<AuthorizationRequest, OidcError> {
         let redirect = RedirectUrl::new(redirect_uri.to_owned())
             .map_err(|e| OidcError::BadResponse(format!("redirect URI: {e}")))?;
@@ -505,6 +506,14 @@ impl Oidc {
         }
         if let Some(action) = action {
             request = request.add_extra_param("kc_action", action.kc_action());
+        }
+        // A level of authentication as an essential claim: Keycloak runs the flow up to that
+        // level (its one-time code, say), and fails the sign-in rather than answer with less.
+        if let Some(acr) = acr {
+            request = request.add_extra_param(
+                "claims",
+                keycloak_bff_core::level::essential_acr_claims(acr),
+            );
         }
         let (url, state, nonce) = request.url();
         Ok(AuthorizationRequest {

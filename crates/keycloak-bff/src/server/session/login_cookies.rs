@@ -175,6 +175,7 @@ mod tests {
             order: 0,
             prompt: Default::default(),
             action: None,
+            acr: None,
         }
     }
 

@@ -84,5 +84,13 @@ pub async fn account_action(
         }
         Err(e) => return e.into_response(),
     }
-    start_sign_in(&auth, &headers, return_to, Prompt::Normal, Some(action)).await
+    start_sign_in(
+        &auth,
+        &headers,
+        return_to,
+        Prompt::Normal,
+        Some(action),
+        None,
+    )
+    .await
 }

@@ -27,17 +27,61 @@ use keycloak_bff_core::{Access, KeycloakUser, Rule};
 /// The one reason a refused token gets, whatever was wrong with it.
 pub const INVALID_TOKEN: &str = "the access token is invalid or has expired";
 
-/// The caller of an API request: a bearer token's subject, or the browser session's user.
-pub struct ApiUser(pub KeycloakUser);
+/// The caller of an API request: a bearer token's subject, or the browser session's user
+/// (`ApiUser { user, .. }: ApiUser` in a handler's arguments).
+pub struct ApiUser {
+    /// Who calls.
+    pub user: KeycloakUser,
+    auth: KeycloakAuth,
+}
 
 impl ApiUser {
     /// The caller, if `rule` allows them; otherwise 403 (`insufficient_scope`).
     pub fn require(&self, rule: &Rule) -> Result<&KeycloakUser, AppError> {
-        match rule.check(Some(&self.0)) {
-            Access::Allowed => Ok(&self.0),
+        match rule.check(Some(&self.user)) {
+            Access::Allowed => Ok(&self.user),
             Access::NotSignedIn => Err(AppError::NotSignedIn),
             Access::Forbidden => Err(AppError::Forbidden),
         }
+    }
+
+    /// The caller, if `rule` allows them and their token's `acr` reached the level `acr`
+    /// (ranked by `keycloak.acr_levels`). A weaker token is 401 with RFC 9470's challenge,
+    /// `WWW-Authenticate: Bearer error="insufficient_user_authentication", acr_values="<acr>"`,
+    /// which tells the client to get a token at that level; an impersonated session is 403
+    /// unless `auth.step_up_allows_impersonation`.
+    pub fn require_acr(&self, rule: &Rule, acr: &str) -> Result<&KeycloakUser, AppError> {
+        use keycloak_bff_core::level::{check_level, LevelCheck};
+        let user = self.require(rule)?;
+        let ui = self.auth.ui_config();
+        match check_level(user, &ui.acr_levels, acr, ui.step_up_allows_impersonation) {
+            LevelCheck::Allowed => Ok(user),
+            LevelCheck::NeedsLevel => Err(AppError::LevelRequired(acr.to_owned())),
+            LevelCheck::NotWhileImpersonating => Err(AppError::NotWhileImpersonating),
+        }
+    }
+
+    /// The realm's users, read by the directory's service account (as
+    /// [`crate::server::search_directory`] does for pages), for a caller `rule` allows at the
+    /// level `acr` ([`ApiUser::require_acr`]); checked before any call to Keycloak. No directory
+    /// account configured: 502.
+    pub async fn search_directory(
+        &self,
+        rule: &Rule,
+        acr: &str,
+        search: &str,
+        page: u32,
+        per_page: Option<u32>,
+    ) -> Result<keycloak_bff_core::directory::DirectoryPage, AppError> {
+        self.require_acr(rule, acr)?;
+        let Some(directory) = self.auth.directory() else {
+            return Err(AppError::Upstream(
+                "no directory service account is configured (keycloak.directory_client_id)".into(),
+            ));
+        };
+        directory
+            .search(self.auth.oidc(), search, page, per_page, unix_now())
+            .await
     }
 }
 
@@ -164,7 +208,7 @@ where
                 }
             };
             return match (binding.as_deref(), as_dpop) {
-                (None, false) => Ok(ApiUser(user)),
+                (None, false) => Ok(ApiUser { user, auth }),
                 (Some(_), false) => {
                     auth.metrics().bearer_refused("dpop_bound_as_bearer");
                     Err(AppError::InvalidToken(
@@ -174,7 +218,7 @@ where
                 (None, true) => Err(AppError::InvalidToken("the token is not DPoP-bound".into())),
                 (Some(jkt), true) => check_proof_everywhere(&auth, parts, token, jkt, now)
                     .await
-                    .map(|()| ApiUser(user)),
+                    .map(|()| ApiUser { user, auth }),
             };
         }
         let session = parts
@@ -183,7 +227,10 @@ where
             .cloned()
             .ok_or(AppError::Internal)?;
         match auth.fresh_auth(&session, now).await {
-            Ok(Some(signed_in)) => Ok(ApiUser(signed_in.user)),
+            Ok(Some(signed_in)) => Ok(ApiUser {
+                user: signed_in.user,
+                auth,
+            }),
             Ok(None) => Err(AppError::NotSignedIn),
             Err(e) => Err(e),
         }

@@ -160,6 +160,30 @@ pub async fn require_recent(rule: &Rule) -> Result<KeycloakUser, AppError> {
     }
 }
 
+/// Like [`require`], and the user's sign-in reached the level `acr` (the `acr` of the session's
+/// tokens, ranked by `keycloak.acr_levels`: `otp` meets `otp` and `password`). Otherwise
+/// [`AppError::LevelRequired`] (401): the page sends the browser through Keycloak for that level
+/// ([`crate::ui::gates::AtLevel`], [`crate::UiConfig::level_href`]). A session an administrator
+/// opened as the user is refused with [`AppError::NotWhileImpersonating`], as for step-up,
+/// unless `auth.step_up_allows_impersonation`: its level is the administrator's sign-in.
+pub async fn require_acr(rule: &Rule, acr: &str) -> Result<KeycloakUser, AppError> {
+    use keycloak_bff_core::level::{check_level, LevelCheck};
+    let user = require(rule).await?;
+    let auth = use_keycloak_auth()?;
+    let ui = auth.ui_config();
+    match check_level(&user, &ui.acr_levels, acr, ui.step_up_allows_impersonation) {
+        LevelCheck::Allowed => Ok(user),
+        LevelCheck::NeedsLevel => {
+            tracing::info!(subject = %user.subject, have = ?user.acr, want = %acr, "a stronger sign-in is needed");
+            Err(fail(AppError::LevelRequired(acr.to_owned())))
+        }
+        LevelCheck::NotWhileImpersonating => {
+            tracing::info!(subject = %user.subject, impersonator = ?user.impersonator, "a level-gated action refused to an impersonator");
+            Err(fail(AppError::NotWhileImpersonating))
+        }
+    }
+}
+
 /// Answers the page being rendered with `302 Found` to `href`, whatever the request's `Accept`
 /// header says (unlike `leptos_axum::redirect`, which only redirects requests that accept HTML).
 pub fn redirect_page(href: &str) {

@@ -119,6 +119,8 @@ pub struct LoginQuery {
     /// `login` (a step-up: the password again) or `none` (a silent sign-in); anything else is a
     /// normal sign-in.
     prompt: Option<String>,
+    /// A level of authentication to ask Keycloak for (`otp`): one of `keycloak.acr_levels`.
+    acr: Option<String>,
 }
 
 /// Starts the authorization code flow: PKCE S256, `state` and `nonce` travel sealed in a cookie
@@ -132,7 +134,24 @@ pub async fn login(
     let query = query.map(|q| q.0).ok();
     let return_to = ReturnTo::new(query.as_ref().and_then(|q| q.return_to.as_deref()));
     let prompt = Prompt::from_query(query.as_ref().and_then(|q| q.prompt.as_deref()));
-    start_sign_in(&auth, &headers, return_to, prompt, None).await
+    let acr = query
+        .as_ref()
+        .and_then(|q| q.acr.clone())
+        .filter(|a| !a.is_empty());
+    if let Some(acr) = &acr {
+        // Only a level the app ranks: anything else would ask Keycloak for what no check here
+        // could confirm (catalogue AA05).
+        if !auth.ui_config().acr_levels.knows(acr) || prompt == Prompt::Silent {
+            return message_page(
+                &auth,
+                &AppError::BadRequest("unknown level of authentication".into()),
+                "Unknown level of sign-in",
+                "This sign-in link asks for a level of authentication this app does not use.",
+                &[(return_to.as_str(), "Back")],
+            );
+        }
+    }
+    start_sign_in(&auth, &headers, return_to, prompt, None, acr).await
 }
 
 /// Sends the browser to Keycloak's authorization endpoint (with `kc_action` for an account
@@ -143,6 +162,7 @@ pub(crate) async fn start_sign_in(
     return_to: ReturnTo,
     prompt: Prompt,
     action: Option<AccountAction>,
+    acr: Option<String>,
 ) -> Response {
     let oidc = auth.oidc();
     let provider = match oidc.provider().await {
@@ -154,8 +174,13 @@ pub(crate) async fn start_sign_in(
         }
         Err(_) => return idp_unavailable(auth, &return_to),
     };
-    let request = match oidc.authorization_request(&provider, &auth.redirect_uri(), prompt, action)
-    {
+    let request = match oidc.authorization_request(
+        &provider,
+        &auth.redirect_uri(),
+        prompt,
+        action,
+        acr.as_deref(),
+    ) {
         Ok(r) => r,
         Err(e) if prompt == Prompt::Silent => {
             tracing::error!(error = %e, "cannot build the authorization request; no silent sign-in");
@@ -176,6 +201,7 @@ pub(crate) async fn start_sign_in(
         order: unix_nanos(),
         prompt,
         action,
+        acr,
     };
     let Some(cookies) = auth.login_cookies().start(headers, &pending, now) else {
         tracing::error!("cannot seal the pending login");
@@ -341,6 +367,19 @@ async fn finish_login(
     {
         tracing::warn!("a step-up sign-in came back without a new sign-in");
         return refused("Keycloak did not ask for your password again. Please try again.");
+    }
+    // The level is read from what came back, never from what was asked (catalogue AA04).
+    if let Some(want) = login.acr.as_deref() {
+        if !auth
+            .ui_config()
+            .acr_levels
+            .meets(signed_in.user.acr.as_deref(), want)
+        {
+            tracing::warn!(have = ?signed_in.user.acr, want = %want, "a sign-in came back below the level it asked for");
+            return refused(
+                "Keycloak did not confirm the stronger sign-in this needs. Please try again.",
+            );
+        }
     }
     match start_session(session, &signed_in).await {
         Ok(()) => (

@@ -84,7 +84,7 @@ const FRONTCHANNEL_LOGOUTS_PER_SECOND: u32 = 50;
 /// # }
 ///
 /// /// A bearer token or the session's user; anything else is a 401 in JSON.
-/// async fn hello(keycloak_bff::server::ApiUser(user): keycloak_bff::server::ApiUser) -> String {
+/// async fn hello(keycloak_bff::server::ApiUser { user, .. }: keycloak_bff::server::ApiUser) -> String {
 ///     format!("hello {}", user.username)
 /// }
 /// # let _ = |_: KeycloakUser, _: AppError| ();
