@@ -1,10 +1,15 @@
 //! `/admin/users`: the realm's users with their realm roles, this app's roles and groups, read
 //! from Keycloak's Admin REST API by a read-only service account
-//! (`keycloak_bff::server::search_directory`). For admins, with a recent sign-in (step-up).
+//! (`keycloak_bff::server::search_directory`). For admins, with a recent sign-in (step-up). A
+//! user's detail (where they are signed in, their authenticator, pending actions) needs the level
+//! `otp` besides: the page prompts for the authenticator's code first (`AtLevel`), and the server
+//! function checks it again (`keycloak_bff::server::directory_user_detail`). So does the JSON for
+//! programs, `GET /api/v1/users`.
 
+use crate::format::format_utc;
 use crate::policy;
-use keycloak_bff::core::directory::DirectoryPage;
-use keycloak_bff::{AppError, ErrorNotice, Protected};
+use keycloak_bff::core::directory::{DirectoryPage, DirectoryUserDetail};
+use keycloak_bff::{use_ui_config, use_user, AppError, AtLevel, ErrorNotice, Protected};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
@@ -19,11 +24,23 @@ pub async fn user_directory(
     keycloak_bff::server::search_directory(&policy::user_directory(), &search, page, per_page).await
 }
 
+/// One user's detail: admins at the level `otp` (the password and the authenticator's code).
+#[server(prefix = "/api", endpoint = "user_detail")]
+pub async fn user_detail(id: String) -> Result<DirectoryUserDetail, AppError> {
+    keycloak_bff::server::directory_user_detail(
+        &policy::user_directory(),
+        policy::STRONG_SIGN_IN,
+        &id,
+    )
+    .await
+}
+
 #[component]
 pub fn DirectoryPageView() -> impl IntoView {
     view! {
         <Title text="Users"/>
         <Protected rule=policy::user_directory() step_up=true>
+            <DetailSlot/>
             <Directory/>
         </Protected>
     }
@@ -62,6 +79,13 @@ fn Directory() -> impl IntoView {
         format!(
             "/admin/users?q={}&page={page}&per={per}",
             keycloak_bff::core::return_to::encode_component(search)
+        )
+    };
+    let detail_href = move |search: &str, page: u32, per: u32, id: &str| {
+        format!(
+            "{}&detail={}",
+            href(search, page, per),
+            keycloak_bff::core::return_to::encode_component(id)
         )
     };
     view! {
@@ -104,6 +128,10 @@ fn Directory() -> impl IntoView {
                                                     <strong>{u.name.clone()}</strong><br/>
                                                     <span class="muted">{u.username.clone()}</span>
                                                     {(!u.enabled).then(|| view! { <span class="chip">"disabled"</span> })}
+                                                    <br/>
+                                                    <a href=detail_href(&p.search, p.page, p.per_page, &u.id)>
+                                                        "Details"
+                                                    </a>
                                                 </td>
                                                 <td>{chips(&u.realm_roles)}</td>
                                                 <td>{chips(&u.client_roles)}</td>
@@ -122,5 +150,103 @@ fn Directory() -> impl IntoView {
                 })}
             </Transition>
         </section>
+    }
+}
+
+/// The detail of the user the query names (`?detail=<id>`), at the level `otp`: otherwise the
+/// prompt for it (`AtLevel`). The detail is loaded here, beside the directory, and only for a
+/// session at that level (the server function checks again): a resource made inside `AtLevel`'s
+/// own wait for the user would hydrate out of step with the server's page.
+#[component]
+fn DetailSlot() -> impl IntoView {
+    let query = use_query_map();
+    let detail = move || query.with(|q| q.get("detail").filter(|d| !d.is_empty()));
+    let user = use_user();
+    let levels = use_ui_config().acr_levels;
+    let loaded = Resource::new(detail, move |id| {
+        let levels = levels.clone();
+        async move {
+            let Some(id) = id else { return Ok(None) };
+            let at_level = matches!(
+                user.await,
+                Ok(Some(u)) if levels.meets(u.acr.as_deref(), policy::STRONG_SIGN_IN)
+            );
+            if !at_level {
+                return Ok(None);
+            }
+            user_detail(id).await.map(Some)
+        }
+    });
+    move || {
+        detail().map(|_| {
+            view! {
+                <AtLevel acr=policy::STRONG_SIGN_IN purpose="A user's details">
+                    <UserDetail loaded/>
+                </AtLevel>
+            }
+        })
+    }
+}
+
+/// The detail card of one user, as [`DetailSlot`] loaded it.
+#[component]
+fn UserDetail(loaded: Resource<Result<Option<DirectoryUserDetail>, AppError>>) -> impl IntoView {
+    view! {
+        <Transition fallback=|| view! { <p class="muted">"Loading the user…"</p> }>
+            {move || Suspend::new(async move {
+                match loaded.await {
+                    Err(error) => view! { <ErrorNotice error/> }.into_any(),
+                    Ok(None) => ().into_any(),
+                    Ok(Some(d)) => {
+                        let created = d.created_at.map(format_utc).unwrap_or_else(|| "unknown".into());
+                        let pending = if d.required_actions.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            d.required_actions.join(", ")
+                        };
+                        view! {
+                            <section class="card" data-testid="user-detail" data-username=d.user.username.clone()>
+                                <h2>{d.user.name.clone()}</h2>
+                                <dl class="facts">
+                                    <dt>"Username"</dt><dd>{d.user.username.clone()}</dd>
+                                    <dt>"E-mail"</dt>
+                                    <dd>
+                                        {d.user.email.clone().unwrap_or_else(|| "none".into())}
+                                        {if d.email_verified { " (verified)" } else { " (not verified)" }}
+                                    </dd>
+                                    <dt>"Account made"</dt><dd>{created}</dd>
+                                    <dt>"Authenticator app"</dt>
+                                    <dd data-testid="detail-authenticator">{if d.has_authenticator { "yes" } else { "no" }}</dd>
+                                    <dt>"Pending actions"</dt><dd>{pending}</dd>
+                                </dl>
+                                <h3>"Signed in at"</h3>
+                                {if d.sessions.is_empty() {
+                                    view! { <p class="muted" data-testid="detail-sessions">"No Keycloak session."</p> }.into_any()
+                                } else {
+                                    view! {
+                                        <table class="directory" data-testid="detail-sessions">
+                                            <thead><tr>
+                                                <th scope="col">"Address"</th><th scope="col">"Started"</th>
+                                                <th scope="col">"Last active"</th><th scope="col">"Applications"</th>
+                                            </tr></thead>
+                                            <tbody>
+                                                {d.sessions.iter().map(|s| view! {
+                                                    <tr>
+                                                        <td>{s.ip.clone()}</td>
+                                                        <td>{format_utc(s.started)}</td>
+                                                        <td>{format_utc(s.last_access)}</td>
+                                                        <td>{chips(&s.clients)}</td>
+                                                    </tr>
+                                                }).collect_view()}
+                                            </tbody>
+                                        </table>
+                                    }.into_any()
+                                }}
+                            </section>
+                        }.into_any()
+                    }
+                }
+            })}
+        </Transition>
     }
 }

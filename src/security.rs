@@ -86,7 +86,7 @@ fn SecurityActions() -> impl IntoView {
                     <AccountActionLink action=AccountAction::ConfigureTotp return_to=HERE class="button">
                         "Set up an authenticator app"
                     </AccountActionLink>
-                    <span class="muted">" A one-time code from your phone, asked for at each sign-in."</span>
+                    <span class="muted">" A one-time code from your phone, asked for when something needs a stronger sign-in."</span>
                 </li>
                 <li>
                     <AccountActionLink action=AccountAction::AddPasskey return_to=HERE class="button">

@@ -56,6 +56,18 @@ export async function createUser(realm: string, prefix: string): Promise<string>
   return username;
 }
 
+/** Grants the user `username` of `realm` the realm role `role`. */
+export async function grantRealmRole(realm: string, username: string, role: string) {
+  const token = await adminToken();
+  const headers = { Authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+  const id = await userId(realm, username);
+  const rep = await (await fetch(`${KEYCLOAK}/admin/realms/${realm}/roles/${role}`, { headers })).json();
+  const r = await fetch(`${KEYCLOAK}/admin/realms/${realm}/users/${id}/role-mappings/realm`, {
+    method: 'POST', headers, body: JSON.stringify([rep]),
+  });
+  if (r.status !== 204) throw new Error(`grant ${role} to ${username}: ${r.status}`);
+}
+
 /** Deletes the user `username` of `realm`. */
 export async function deleteUser(realm: string, username: string) {
   const token = await adminToken();

@@ -32,7 +32,7 @@ test('deleting the account needs the confirmation ticked first', async ({ page }
   expect(missing, 'the confirmation is required').toBe(true);
 });
 
-test('a passkey added from Security with a (virtual) authenticator is listed there', async ({ page, context }) => {
+test('a passkey added from Security with a (virtual) authenticator is listed there and signs in alone', async ({ page, context }) => {
   const realm = process.env.APP_REALM ?? 'demo-short';
   const username = await createUser(realm, 'passkey');
   // Chromium's virtual authenticator (the DevTools protocol's WebAuthn domain): a platform
@@ -61,5 +61,26 @@ test('a passkey added from Security with a (virtual) authenticator is listed the
   // The key is on the (virtual) device, Keycloak holds only its public part.
   const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
   expect(credentials.filter((c) => c.isResidentCredential)).toHaveLength(1);
+
+  // Signed out (Keycloak's session too), the passkey alone signs in: no username, no password.
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await expect(page.getByRole('link', { name: 'Sign in', exact: true })).toBeVisible();
+  await page.goto('/security');
+  await page.waitForURL((url) => url.origin === KEYCLOAK);
+  // Keycloak's page asks the browser for a passkey as it loads (conditional mediation), which
+  // Chromium's virtual authenticator answers by itself; otherwise its "Sign in with Passkey"
+  // button does. Nothing is typed either way.
+  const back = page.waitForURL((url) => url.origin !== KEYCLOAK, { timeout: 20_000 });
+  await page.locator('#authenticateWebAuthnButton').click({ timeout: 5_000 }).catch(() => undefined);
+  await back;
+  expect(new URL(page.url()).pathname).toBe('/security');
+  await expect(page.getByTestId('signed-in-as')).toBeVisible();
+  await expect(passkeys).not.toHaveText('not set up');
+  const me = await (await page.request.get('/api/v1/me')).json();
+  expect(me.username).toBe(username);
+  // A passkey is a sign-in at level 1 in the demo realm's flow (the password form offers it).
+  expect(me.acr).toBe('password');
+  const after = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
+  expect(after.credentials[0].signCount, 'the passkey signed the sign-in').toBeGreaterThan(credentials[0].signCount);
   await deleteUser(realm, username);
 });

@@ -33,7 +33,7 @@ fn the_totp_codes_are_those_of_rfc_6238() {
     assert_eq!(totp(secret, 2_000_000_000), "279037");
 }
 
-/// A throw-away admin of realm `demo` with a password and an authenticator app whose secret is
+/// A throw-away admin of `admin`'s realm with a password and an authenticator app whose secret is
 /// returned.
 async fn admin_with_authenticator(admin: &KeycloakAdmin) -> (TestUser, String) {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -180,6 +180,13 @@ async fn a_password_session_gets_rfc_9470s_challenge_and_a_code_from_the_authent
     );
     let body: Value = r.json().await.expect("JSON");
     assert_eq!(body["error"], "insufficient_user_authentication");
+    // The page's server function says the same, with the level it needs, and calls nobody.
+    let (status, body) = crate::authorization::call(&app, "user_detail", &[("id", &user.id)]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(
+        body.contains("LevelRequired") && body.contains("otp"),
+        "{body}"
+    );
 
     // The step-up for the level: Keycloak knows the browser, so it asks only for the code.
     let authorize = start_at_level(&app, "otp").await;
@@ -217,6 +224,25 @@ async fn a_password_session_gets_rfc_9470s_challenge_and_a_code_from_the_authent
     assert_eq!(r.status(), StatusCode::OK);
     let page: Value = r.json().await.expect("JSON");
     assert!(page["users"].as_array().is_some_and(|u| !u.is_empty()));
+    // The detail: where the user is signed in (this very session), and the authenticator.
+    let (status, body) = crate::authorization::call(&app, "user_detail", &[("id", &user.id)]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let detail: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(detail["user"]["username"], user.username.as_str());
+    assert_eq!(detail["has_authenticator"], true);
+    assert!(
+        detail["user"]["realm_roles"].to_string().contains("admin"),
+        "{detail}"
+    );
+    let clients = detail["sessions"][0]["clients"].to_string();
+    assert!(clients.contains("demo-app"), "{detail}");
+    // An id that is not one never reaches Keycloak; an unknown one is 404.
+    let (status, _) =
+        crate::authorization::call(&app, "user_detail", &[("id", "../clients")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let unknown = "00000000-0000-0000-0000-000000000000";
+    let (status, _) = crate::authorization::call(&app, "user_detail", &[("id", unknown)]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     admin.delete_user(&user).await;
 }
 
@@ -232,6 +258,40 @@ async fn a_sign_in_at_the_otp_level_asks_for_the_password_then_the_code_on_keycl
     assert_eq!(me["acr"], "otp", "{me}");
     assert_eq!(users_api(&app, None).await.status(), StatusCode::OK);
     admin.delete_user(&user).await;
+}
+
+#[tokio::test]
+async fn the_level_stays_through_a_refresh_of_the_tokens() {
+    let admin = KeycloakAdmin::new("demo-short");
+    let (user, secret) = admin_with_authenticator(&admin).await;
+    let app = spawn_short_app().await;
+    let authorize = start_at_level(&app, "otp").await;
+    let r = sign_in_at_keycloak(&app, &authorize, &user, &secret).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let cookie = session_cookie_value(&set_cookies(&r)).expect("session cookie");
+    let generation = stored_generation(&app, &cookie).await;
+    // The access token lives 10 s and is refreshed 3 s ahead: the next call refreshes it.
+    tokio::time::sleep(std::time::Duration::from_secs(SHORT_TOKEN_SECS - 2)).await;
+    assert_eq!(users_api(&app, None).await.status(), StatusCode::OK);
+    assert!(
+        stored_generation(&app, &cookie).await > generation,
+        "refreshed"
+    );
+    assert_eq!(app.current_user().await["acr"], "otp");
+    admin.delete_user(&user).await;
+}
+
+async fn stored_generation(app: &TestApp, cookie: &str) -> u64 {
+    use keycloak_bff::server::test_support::Internals as _;
+    let id: tower_sessions::session::Id = cookie.parse().expect("session id");
+    app.state
+        .auth
+        .store()
+        .load_auth(&id)
+        .await
+        .expect("store answers")
+        .expect("signed in")
+        .generation
 }
 
 #[tokio::test]
@@ -291,4 +351,8 @@ async fn a_level_the_app_does_not_rank_is_refused_before_keycloak() {
         let body = r.text().await.expect("page");
         assert!(body.contains("level of authentication"), "{body:.300}");
     }
+    let r = app
+        .get("/auth/login?return_to=%2F&acr=otp&prompt=none")
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "silent and a level");
 }

@@ -127,6 +127,88 @@ pub fn group_paths(v: &Value) -> Vec<String> {
     paths
 }
 
+/// What the directory shows of one user on its detail, which needs a stronger sign-in (the
+/// demo: level `otp`): the user with roles and groups, and where they are signed in.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryUserDetail {
+    /// The user, roles and groups included.
+    pub user: DirectoryUser,
+    /// Whether Keycloak verified the e-mail address.
+    pub email_verified: bool,
+    /// When the account was made, Unix seconds.
+    pub created_at: Option<i64>,
+    /// Keycloak's required actions pending for the account (`UPDATE_PASSWORD`, …).
+    pub required_actions: Vec<String>,
+    /// Whether the account has an authenticator app (Keycloak's `totp`).
+    pub has_authenticator: bool,
+    /// The account's Keycloak sessions, most recently used first.
+    pub sessions: Vec<UserSessionSummary>,
+}
+
+/// One Keycloak session of a user, as the directory's detail shows it (no session id).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSessionSummary {
+    /// The address Keycloak saw.
+    pub ip: String,
+    /// Started, Unix seconds.
+    pub started: i64,
+    /// Last used, Unix seconds.
+    pub last_access: i64,
+    /// The clients of the session, by client id, sorted.
+    pub clients: Vec<String>,
+}
+
+/// Whether `id` may name a user in an Admin API path: 1 to 64 of `A-Z a-z 0-9 -` (Keycloak's
+/// ids are UUIDs). Anything else never reaches Keycloak.
+pub fn user_id_ok(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// The detail of a user from `GET /users/{id}` and `GET /users/{id}/sessions` (roles and groups
+/// are filled in separately).
+pub fn user_detail(user: &Value, sessions: &Value) -> Option<DirectoryUserDetail> {
+    let millis = |v: &Value, key: &str| v.get(key).and_then(Value::as_i64).map(|ms| ms / 1000);
+    let mut sessions: Vec<UserSessionSummary> = sessions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let mut clients: Vec<String> = s
+                .get("clients")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, c)| c.as_str().map(str::to_owned))
+                .collect();
+            clients.sort();
+            UserSessionSummary {
+                ip: text(s, "ipAddress").unwrap_or_default(),
+                started: millis(s, "start").unwrap_or(0),
+                last_access: millis(s, "lastAccess").unwrap_or(0),
+                clients,
+            }
+        })
+        .collect();
+    sessions.sort_by_key(|s| std::cmp::Reverse(s.last_access));
+    Some(DirectoryUserDetail {
+        user: directory_user(user)?,
+        email_verified: user
+            .get("emailVerified")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        created_at: millis(user, "createdTimestamp"),
+        required_actions: user
+            .get("requiredActions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect(),
+        has_authenticator: user.get("totp").and_then(Value::as_bool).unwrap_or(false),
+        sessions,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +233,36 @@ mod tests {
         let u = directory_user(&json!({"id": "u2", "username": "nora"}));
         assert_eq!(u.map(|u| (u.name, u.enabled)), Some(("nora".into(), false)));
         assert_eq!(directory_user(&json!({"username": "no-id"})), None);
+    }
+
+    #[test]
+    fn a_users_detail_lists_their_sessions_newest_first_without_session_ids() {
+        let user = json!({"id": "u1", "username": "otto", "enabled": true, "emailVerified": true,
+            "createdTimestamp": 1_700_000_000_123_i64, "requiredActions": ["UPDATE_PASSWORD"],
+            "totp": true});
+        let sessions = json!([
+            {"id": "s1", "ipAddress": "10.0.0.1", "start": 1_000_000, "lastAccess": 2_000_000,
+             "clients": {"c1": "demo-app"}},
+            {"id": "s2", "ipAddress": "10.0.0.2", "start": 1_000_000, "lastAccess": 3_000_000,
+             "clients": {"c2": "other-app", "c1": "demo-app"}},
+        ]);
+        let d = user_detail(&user, &sessions).expect("detail");
+        assert!(d.email_verified && d.has_authenticator);
+        assert_eq!(d.created_at, Some(1_700_000_000));
+        assert_eq!(d.required_actions, ["UPDATE_PASSWORD"]);
+        assert_eq!(d.sessions[0].ip, "10.0.0.2");
+        assert_eq!(d.sessions[0].clients, ["demo-app", "other-app"]);
+        assert_eq!(d.sessions[1].last_access, 2_000);
+        assert!(!serde_json::to_string(&d).expect("JSON").contains("s1"));
+        assert_eq!(user_detail(&json!({}), &sessions), None);
+    }
+
+    #[test]
+    fn only_an_id_of_plain_characters_names_a_user() {
+        assert!(user_id_ok("1f7c0e9a-5b2d-4c1e-9a8b-0123456789ab"));
+        for bad in ["", "../../clients", "a/b", "a?b", &"a".repeat(65)] {
+            assert!(!user_id_ok(bad), "{bad}");
+        }
     }
 
     #[test]

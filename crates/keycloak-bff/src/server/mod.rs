@@ -9,7 +9,8 @@
 //!   level of authentication), [`request_user`], [`fail`]; JSON routes: the [`ApiUser`]
 //!   extractor (a bearer token or the session).
 //! - Calling Keycloak: [`AsUser`] (the Account API as the signed-in user), [`Directory`] and
-//!   [`search_directory`] (the realm's users, read by a service account), [`my_sessions`],
+//!   [`search_directory`] (the realm's users, read by a service account) and
+//!   [`directory_user_detail`] (one user, at a level of authentication), [`my_sessions`],
 //!   [`end_my_session`], [`end_my_other_sessions`], [`my_sign_in_methods`].
 //! - Calling other APIs as the user: remote API routes ([`RemoteApi`], `[[apis]]` in the
 //!   settings), served by [`KeycloakAuth::routes`] with the user's token, one exchanged for the
@@ -51,7 +52,7 @@ pub use keycloak_bff_core::remote::UpstreamToken;
 pub use session::store::open_sqlite;
 pub use web::account::{end_my_other_sessions, end_my_session, my_sessions, my_sign_in_methods};
 pub use web::assets::static_files;
-pub use web::directory::search_directory;
+pub use web::directory::{directory_user_detail, search_directory};
 pub use web::extract::ApiUser;
 pub use web::guard::{fail, request_user, require, require_acr, require_recent, use_keycloak_auth};
 pub use web::router::shutdown_signal;

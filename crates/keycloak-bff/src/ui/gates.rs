@@ -31,7 +31,9 @@ pub fn Authorized(
 /// `keycloak.acr_levels`: `otp` meets `otp` and `password`); to a user signed in more weakly, a
 /// prompt that sends the browser through Keycloak for that level (its one-time code, say) and
 /// back to this page; to nobody signed in, nothing. Only what is shown: the server function
-/// behind it checks again with [`crate::server::require_acr`].
+/// behind it checks again with [`crate::server::require_acr`]. Make the resources the content
+/// reads beside `AtLevel`, not inside it: one made inside is made after its wait for the user,
+/// and hydrates out of step with the server's page (see the demo's `src/directory.rs`).
 #[component]
 pub fn AtLevel(
     /// The `acr` value the content needs (`otp`).
@@ -53,7 +55,7 @@ pub fn AtLevel(
                         .clone()
                         .unwrap_or_else(|| "This part".to_owned());
                     view! {
-                        <section class="card notice level-prompt" data-acr=acr.clone()>
+                        <section class="card notice" data-testid="level-prompt" data-acr=acr.clone()>
                             <h2>"Verify it is you"</h2>
                             <p>
                                 {purpose}

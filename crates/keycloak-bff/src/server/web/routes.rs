@@ -140,13 +140,20 @@ pub async fn login(
         .filter(|a| !a.is_empty());
     if let Some(acr) = &acr {
         // Only a level the app ranks: anything else would ask Keycloak for what no check here
-        // could confirm (catalogue AA05).
-        if !auth.ui_config().acr_levels.knows(acr) || prompt == Prompt::Silent {
+        // could confirm (catalogue AA05). A silent sign-in shows no page, so it cannot reach one.
+        let refusal = if !auth.ui_config().acr_levels.knows(acr) {
+            Some("This sign-in link asks for a level of authentication this app does not use.")
+        } else if prompt == Prompt::Silent {
+            Some("A sign-in without Keycloak's page cannot ask for a level of authentication.")
+        } else {
+            None
+        };
+        if let Some(message) = refusal {
             return message_page(
                 &auth,
-                &AppError::BadRequest("unknown level of authentication".into()),
+                &AppError::BadRequest("unusable level of authentication".into()),
                 "Unknown level of sign-in",
-                "This sign-in link asks for a level of authentication this app does not use.",
+                message,
                 &[(return_to.as_str(), "Back")],
             );
         }
