@@ -9,6 +9,7 @@
 use crate::format::format_utc;
 use crate::policy;
 use keycloak_bff::core::directory::{DirectoryPage, DirectoryUserDetail};
+use keycloak_bff::core::level::{check_level, LevelCheck};
 use keycloak_bff::{use_ui_config, use_user, AppError, AtLevel, ErrorNotice, Protected};
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -162,14 +163,15 @@ fn DetailSlot() -> impl IntoView {
     let query = use_query_map();
     let detail = move || query.with(|q| q.get("detail").filter(|d| !d.is_empty()));
     let user = use_user();
-    let levels = use_ui_config().acr_levels;
+    let config = use_ui_config();
     let loaded = Resource::new(detail, move |id| {
-        let levels = levels.clone();
+        let config = config.clone();
         async move {
             let Some(id) = id else { return Ok(None) };
             let at_level = matches!(
                 user.await,
-                Ok(Some(u)) if levels.meets(u.acr.as_deref(), policy::STRONG_SIGN_IN)
+                Ok(Some(u)) if check_level(&u, &config.acr_levels, policy::STRONG_SIGN_IN,
+                    config.step_up_allows_impersonation) == LevelCheck::Allowed
             );
             if !at_level {
                 return Ok(None);

@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { expect, test } from './console';
-import { KEYCLOAK } from './helpers';
+import { KEYCLOAK, seriousViolations } from './helpers';
 import { createUser, deleteUser, grantRealmRole } from './keycloak-admin';
 
 // Levels of authentication in Chromium, on Keycloak's real pages: otto (an admin of the demo
@@ -56,6 +56,7 @@ test('otto verifies with his authenticator to see a user\'s details, which the p
   const prompt = page.getByTestId('level-prompt');
   await expect(prompt).toContainText("A user's details needs a stronger sign-in");
   await expect(page.getByTestId('user-detail')).toHaveCount(0);
+  expect(await seriousViolations(page, 'the prompt')).toEqual([]);
   const detailUrl = new URL(page.url());
   expect(detailUrl.searchParams.get('detail')).toBeTruthy();
 
@@ -72,6 +73,7 @@ test('otto verifies with his authenticator to see a user\'s details, which the p
   await expect(detail.getByTestId('detail-authenticator')).toHaveText('yes');
   await expect(detail.getByTestId('detail-sessions')).toContainText('demo-app');
   await expect(page.getByTestId('level-prompt')).toHaveCount(0);
+  expect(await seriousViolations(page, "a user's details")).toEqual([]);
   const after = await page.request.get('/api/v1/users?search=otto&page=0');
   expect(after.status()).toBe(200);
   const found = await after.json();

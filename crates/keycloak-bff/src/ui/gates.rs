@@ -6,6 +6,7 @@ use crate::ui::context::{
     current_path, level_href, login_href, now_secs, step_up_href, use_session_state, use_ui_config,
     WithUser,
 };
+use keycloak_bff_core::level::{check_level, LevelCheck};
 use keycloak_bff_core::step_up::{step_up as check_step_up, StepUp};
 use keycloak_bff_core::KeycloakUser;
 use keycloak_bff_core::{Access, Rule};
@@ -30,7 +31,8 @@ pub fn Authorized(
 /// Shows `children` when the signed-in user's sign-in reached the level `acr` (ranked by
 /// `keycloak.acr_levels`: `otp` meets `otp` and `password`); to a user signed in more weakly, a
 /// prompt that sends the browser through Keycloak for that level (its one-time code, say) and
-/// back to this page; to nobody signed in, nothing. Only what is shown: the server function
+/// back to this page; to an administrator acting as the user, the refusal the server gives
+/// (unless `auth.step_up_allows_impersonation`); to nobody signed in, nothing. Only what is shown: the server function
 /// behind it checks again with [`crate::server::require_acr`]. Make the resources the content
 /// reads beside `AtLevel`, not inside it: one made inside is made after its wait for the user,
 /// and hydrates out of step with the server's page (see the demo's `src/directory.rs`).
@@ -46,9 +48,16 @@ pub fn AtLevel(
 ) -> impl IntoView {
     view! {
         <WithUser render=move |user| {
-            let levels = use_ui_config().acr_levels;
+            let config = use_ui_config();
+            let check = |u: &KeycloakUser| {
+                check_level(u, &config.acr_levels, &acr, config.step_up_allows_impersonation)
+            };
             match user {
-                Ok(Some(u)) if levels.meets(u.acr.as_deref(), &acr) => children().into_any(),
+                Ok(Some(u)) if check(&u) == LevelCheck::Allowed => children().into_any(),
+                Ok(Some(u)) if check(&u) == LevelCheck::NotWhileImpersonating => {
+                    let error = AppError::NotWhileImpersonating;
+                    view! { <ErrorNotice error/> }.into_any()
+                }
                 Ok(Some(_)) => {
                     let href = level_href(&acr, &current_path());
                     let purpose = purpose
