@@ -68,6 +68,29 @@ export async function grantRealmRole(realm: string, username: string, role: stri
   if (r.status !== 204) throw new Error(`grant ${role} to ${username}: ${r.status}`);
 }
 
+/** Grants the user `username` of `realm` the role `role` of the realm's client `clientId`. */
+export async function grantClientRole(realm: string, username: string, clientId: string, role: string) {
+  const token = await adminToken();
+  const headers = { Authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+  const id = await userId(realm, username);
+  const clients = await (await fetch(`${KEYCLOAK}/admin/realms/${realm}/clients?clientId=${clientId}`, { headers })).json();
+  const client = clients[0].id;
+  const rep = await (await fetch(`${KEYCLOAK}/admin/realms/${realm}/clients/${client}/roles/${role}`, { headers })).json();
+  const r = await fetch(`${KEYCLOAK}/admin/realms/${realm}/users/${id}/role-mappings/clients/${client}`, {
+    method: 'POST', headers, body: JSON.stringify([rep]),
+  });
+  if (r.status !== 204) throw new Error(`grant ${clientId}'s ${role} to ${username}: ${r.status}`);
+}
+
+/** Whether `realm` has a user named `username`. */
+export async function userExists(realm: string, username: string): Promise<boolean> {
+  const token = await adminToken();
+  const users = await (await fetch(`${KEYCLOAK}/admin/realms/${realm}/users?username=${username}&exact=true`, {
+    headers: { Authorization: `Bearer ${token}` },
+  })).json();
+  return users.length > 0;
+}
+
 /** Deletes the user `username` of `realm`. */
 export async function deleteUser(realm: string, username: string) {
   const token = await adminToken();

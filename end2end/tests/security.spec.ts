@@ -1,12 +1,13 @@
 import { expect, test } from './console';
 import { KEYCLOAK, signIn } from './helpers';
-import { createUser, deleteUser } from './keycloak-admin';
+import { createUser, deleteUser, grantClientRole, userExists } from './keycloak-admin';
 
 // The Security page: each button opens Keycloak's own page for an account action (kc_action) and
 // comes back with the outcome, and the page lists how the account signs in. alice only cancels on
-// Keycloak's page, so nothing of the development users changes; a throw-away user adds a passkey
-// with Chromium's virtual authenticator; the library's integration tests change another's password
-// and delete another (tests/integration/account_actions.rs).
+// Keycloak's page, so nothing of the development users changes; throw-away users change their
+// password, add a passkey with Chromium's virtual authenticator and sign in with it, and delete
+// their account with a second tab open (tests/integration/account_actions.rs does the same over
+// HTTP).
 
 test('alice opens Keycloak\'s password page from Security, cancels, and the page says so', async ({ page }) => {
   await signIn(page, 'alice');
@@ -83,4 +84,75 @@ test('a passkey added from Security with a (virtual) authenticator is listed the
   const after = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
   expect(after.credentials[0].signCount, 'the passkey signed the sign-in').toBeGreaterThan(credentials[0].signCount);
   await deleteUser(realm, username);
+});
+
+/** Signs `username` (password `password`) in on Keycloak's page the browser is on. */
+async function keycloakSignIn(page: import('@playwright/test').Page, username: string, password: string) {
+  await page.waitForURL((url) => url.origin === KEYCLOAK);
+  await page.locator('#username').fill(username);
+  await page.locator('#password').fill(password);
+  await page.locator('#kc-login').click();
+}
+
+test('a password changed from Security signs in afterwards, and the old one no longer does', async ({ page }) => {
+  const realm = process.env.APP_REALM ?? 'demo-short';
+  const username = await createUser(realm, 'password');
+  const [old, changed] = [`${username}-dev-pw`, `${username}-changed-pw`];
+  await page.goto('/security');
+  await keycloakSignIn(page, username, old);
+  await page.waitForURL((url) => url.origin !== KEYCLOAK);
+  await page.getByRole('link', { name: 'Change password' }).click();
+  await page.waitForURL((url) => url.origin === KEYCLOAK);
+  await page.locator('#password-new').fill(changed);
+  await page.locator('#password-confirm').fill(changed);
+  await page.locator('#password-confirm').press('Enter');
+  await page.waitForURL((url) => url.origin !== KEYCLOAK);
+  await expect(page.getByTestId('account-action-outcome')).toHaveText('Your password was changed.');
+
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await expect(page.getByRole('link', { name: 'Sign in', exact: true })).toBeVisible();
+  await page.goto('/security');
+  await keycloakSignIn(page, username, old);
+  await expect(page.locator('#input-error, .pf-m-error, [id^="input-error"]').first()).toBeVisible();
+  expect(new URL(page.url()).origin, 'the old password is refused').toBe(KEYCLOAK);
+  await page.locator('#password').fill(changed);
+  await page.locator('#kc-login').click();
+  await page.waitForURL((url) => url.origin !== KEYCLOAK);
+  await expect(page.getByTestId('signed-in-as')).toBeVisible();
+  await deleteUser(realm, username);
+});
+
+test('deleting the account from one tab signs the other tab out and Keycloak forgets the user', async ({ context }) => {
+  const realm = process.env.APP_REALM ?? 'demo-short';
+  const username = await createUser(realm, 'delete');
+  await grantClientRole(realm, username, 'account', 'delete-account');
+  const here = await context.newPage();
+  await here.goto('/security');
+  await keycloakSignIn(here, username, `${username}-dev-pw`);
+  await here.waitForURL((url) => url.origin !== KEYCLOAK);
+  const other = await context.newPage();
+  await other.goto('/profile');
+  await expect(other.getByTestId('signed-in-as')).toBeVisible();
+
+  const form = here.getByTestId('delete-account');
+  await form.getByRole('checkbox').check();
+  await form.getByRole('button', { name: 'Delete my account' }).click();
+  await here.waitForURL((url) => url.origin === KEYCLOAK);
+  // Keycloak may ask for the password again, then for the confirmation, then says it is done.
+  for (let step = 0; step < 3; step++) {
+    if (await here.getByText('User deleted successfully').count()) break;
+    if (await here.locator('#password').count()) {
+      await here.locator('#password').fill(`${username}-dev-pw`);
+      await here.locator('#kc-login').click();
+    } else {
+      await here.getByRole('button', { name: 'Confirm' }).click();
+    }
+    await here.waitForLoadState();
+  }
+  await expect(here.getByText('User deleted successfully')).toBeVisible();
+
+  // The other tab is told, without a reload, once the app has checked with Keycloak (at its
+  // next refresh: the tokens of these realms live 10 s).
+  await expect(other.getByTestId('signed-in-as')).toHaveCount(0, { timeout: 30_000 });
+  expect(await userExists(realm, username), 'Keycloak no longer has the user').toBe(false);
 });
