@@ -10,7 +10,7 @@ use crate::format::format_utc;
 use crate::policy;
 use keycloak_bff::core::directory::{DirectoryPage, DirectoryUserDetail};
 use keycloak_bff::core::level::{check_level, LevelCheck};
-use keycloak_bff::{use_ui_config, use_user, AppError, AtLevel, ErrorNotice, Protected};
+use keycloak_bff::{use_ui_config, use_user, AppError, ErrorNotice, LevelPrompt, Protected};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
@@ -154,101 +154,141 @@ fn Directory() -> impl IntoView {
     }
 }
 
-/// The detail of the user the query names (`?detail=<id>`), at the level `otp`: otherwise the
-/// prompt for it (`AtLevel`). The detail is loaded here, beside the directory, and only for a
-/// session at that level (the server function checks again): a resource made inside `AtLevel`'s
-/// own wait for the user would hydrate out of step with the server's page.
+/// What the detail slot shows, decided once per `?detail=`: nothing, the prompt for a stronger
+/// sign-in, or the detail.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+enum Shown {
+    Nothing,
+    NeedsLevel,
+    Detail(Box<DirectoryUserDetail>),
+}
+
+/// The detail of the user the query names (`?detail=<id>`), for a session at the level `otp`;
+/// otherwise the prompt for it (`LevelPrompt`). One resource decides both (it waits for the user,
+/// then asks the server function, which checks again), under one `Transition`: what `AtLevel`
+/// does, without a second wait for the user nor a resource made inside it.
 #[component]
 fn DetailSlot() -> impl IntoView {
     let query = use_query_map();
     let detail = move || query.with(|q| q.get("detail").filter(|d| !d.is_empty()));
     let user = use_user();
     let config = use_ui_config();
-    let loaded = Resource::new(detail, move |id| {
+    let shown = Resource::new(detail, move |id| {
         let config = config.clone();
         async move {
-            let Some(id) = id else { return Ok(None) };
-            let at_level = matches!(
-                user.await,
-                Ok(Some(u)) if check_level(&u, &config.acr_levels, policy::STRONG_SIGN_IN,
-                    config.step_up_allows_impersonation) == LevelCheck::Allowed
-            );
-            if !at_level {
-                return Ok(None);
+            let Some(id) = id else {
+                return Ok(Shown::Nothing);
+            };
+            let Ok(Some(u)) = user.await else {
+                return Ok(Shown::Nothing);
+            };
+            match check_level(
+                &u,
+                &config.acr_levels,
+                policy::STRONG_SIGN_IN,
+                config.step_up_allows_impersonation,
+            ) {
+                LevelCheck::Allowed => user_detail(id).await.map(|d| Shown::Detail(Box::new(d))),
+                LevelCheck::NeedsLevel => Ok(Shown::NeedsLevel),
+                LevelCheck::NotWhileImpersonating => Err(AppError::NotWhileImpersonating),
             }
-            user_detail(id).await.map(Some)
         }
     });
-    move || {
-        detail().map(|_| {
-            view! {
-                <AtLevel acr=policy::STRONG_SIGN_IN purpose="A user's details">
-                    <UserDetail loaded/>
-                </AtLevel>
-            }
-        })
-    }
-}
-
-/// The detail card of one user, as [`DetailSlot`] loaded it.
-#[component]
-fn UserDetail(loaded: Resource<Result<Option<DirectoryUserDetail>, AppError>>) -> impl IntoView {
     view! {
-        <Transition fallback=|| view! { <p class="muted">"Loading the user…"</p> }>
+        <Transition fallback=|| ()>
             {move || Suspend::new(async move {
-                match loaded.await {
+                match shown.await {
                     Err(error) => view! { <ErrorNotice error/> }.into_any(),
-                    Ok(None) => ().into_any(),
-                    Ok(Some(d)) => {
-                        let created = d.created_at.map(format_utc).unwrap_or_else(|| "unknown".into());
-                        let pending = if d.required_actions.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            d.required_actions.join(", ")
-                        };
-                        view! {
-                            <section class="card" data-testid="user-detail" data-username=d.user.username.clone()>
-                                <h2>{d.user.name.clone()}</h2>
-                                <dl class="facts">
-                                    <dt>"Username"</dt><dd>{d.user.username.clone()}</dd>
-                                    <dt>"E-mail"</dt>
-                                    <dd>
-                                        {d.user.email.clone().unwrap_or_else(|| "none".into())}
-                                        {if d.email_verified { " (verified)" } else { " (not verified)" }}
-                                    </dd>
-                                    <dt>"Account made"</dt><dd>{created}</dd>
-                                    <dt>"Authenticator app"</dt>
-                                    <dd data-testid="detail-authenticator">{if d.has_authenticator { "yes" } else { "no" }}</dd>
-                                    <dt>"Pending actions"</dt><dd>{pending}</dd>
-                                </dl>
-                                <h3>"Signed in at"</h3>
-                                {if d.sessions.is_empty() {
-                                    view! { <p class="muted" data-testid="detail-sessions">"No Keycloak session."</p> }.into_any()
-                                } else {
-                                    view! {
-                                        <table class="directory" data-testid="detail-sessions">
-                                            <thead><tr>
-                                                <th scope="col">"Address"</th><th scope="col">"Started"</th>
-                                                <th scope="col">"Last active"</th><th scope="col">"Applications"</th>
-                                            </tr></thead>
-                                            <tbody>
-                                                {d.sessions.iter().map(|s| view! {
-                                                    <tr>
-                                                        <td>{s.ip.clone()}</td>
-                                                        <td>{format_utc(s.started)}</td>
-                                                        <td>{format_utc(s.last_access)}</td>
-                                                        <td>{chips(&s.clients)}</td>
-                                                    </tr>
-                                                }).collect_view()}
-                                            </tbody>
-                                        </table>
-                                    }.into_any()
-                                }}
-                            </section>
-                        }.into_any()
+                    Ok(Shown::Nothing) => ().into_any(),
+                    Ok(Shown::NeedsLevel) => {
+                        view! { <LevelPrompt acr=policy::STRONG_SIGN_IN purpose="A user's details"/> }
+                            .into_any()
                     }
+                    Ok(Shown::Detail(d)) => detail_card(*d).into_any(),
                 }
             })}
         </Transition>
+    }
+}
+
+/// One user's detail card: facts as (key, label, value) rows, then the sessions as rows of text.
+fn detail_card(d: DirectoryUserDetail) -> impl IntoView {
+    let yes_no = |b: bool| if b { "yes" } else { "no" }.to_owned();
+    let email = match &d.user.email {
+        Some(e) => format!(
+            "{e} ({})",
+            if d.email_verified {
+                "verified"
+            } else {
+                "not verified"
+            }
+        ),
+        None => "none".to_owned(),
+    };
+    let pending = if d.required_actions.is_empty() {
+        "none".to_owned()
+    } else {
+        d.required_actions.join(", ")
+    };
+    let facts = [
+        ("username", "Username", d.user.username.clone()),
+        ("email", "E-mail", email),
+        (
+            "created",
+            "Account made",
+            d.created_at
+                .map(format_utc)
+                .unwrap_or_else(|| "unknown".into()),
+        ),
+        (
+            "authenticator",
+            "Authenticator app",
+            yes_no(d.has_authenticator),
+        ),
+        ("pending", "Pending actions", pending),
+    ];
+    let rows: Vec<[String; 4]> = if d.sessions.is_empty() {
+        vec![[
+            "No Keycloak session".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]]
+    } else {
+        d.sessions
+            .iter()
+            .map(|s| {
+                [
+                    s.ip.clone(),
+                    format_utc(s.started),
+                    format_utc(s.last_access),
+                    s.clients.join(", "),
+                ]
+            })
+            .collect()
+    };
+    view! {
+        <section class="card" data-testid="user-detail" data-username=d.user.username.clone()>
+            <h2>{d.user.name.clone()}</h2>
+            <dl class="facts">
+                {facts
+                    .into_iter()
+                    .map(|(key, label, value)| view! { <dt>{label}</dt><dd data-fact=key>{value}</dd> })
+                    .collect_view()}
+            </dl>
+            <table class="directory" data-testid="detail-sessions">
+                <caption>"Signed in at"</caption>
+                <thead><tr>
+                    <th scope="col">"Address"</th><th scope="col">"Started"</th>
+                    <th scope="col">"Last active"</th><th scope="col">"Applications"</th>
+                </tr></thead>
+                <tbody>
+                    {rows
+                        .into_iter()
+                        .map(|row| view! { <tr>{row.into_iter().map(|c| view! { <td>{c}</td> }).collect_view()}</tr> })
+                        .collect_view()}
+                </tbody>
+            </table>
+        </section>
     }
 }

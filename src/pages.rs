@@ -128,10 +128,11 @@ fn ProfileCard(user: KeycloakUser) -> impl IntoView {
 /// How the sign-in went, as Keycloak said (`acr`, and `amr` when the realm sends it).
 fn sign_in_strength(user: &KeycloakUser) -> String {
     let level = match user.acr.as_deref() {
-        Some("password") | Some("1") => "the password, on Keycloak's page (level 1)".to_owned(),
-        Some("otp") | Some("2") => {
-            "the password and the authenticator app's code (level 2)".to_owned()
+        // Level 1 is the password form, which also takes a passkey: the level does not say which.
+        Some("password") | Some("1") => {
+            "a password or a passkey, on Keycloak's page (level 1)".to_owned()
         }
+        Some("otp") | Some("2") => "that and the authenticator app's code (level 2)".to_owned(),
         Some("0") => "Keycloak's session, without a new sign-in (level 0)".to_owned(),
         Some(other) => format!("level {other}"),
         None => "not said".to_owned(),

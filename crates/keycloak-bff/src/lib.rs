@@ -106,7 +106,7 @@ pub use ui::context::{
 pub use ui::failure::{report_failures, FAILURE_NOTICE_ID};
 pub use ui::gates::{
     set_page_status, AtLevel, Authorized, ErrorNotice, Forbidden, HasClientRole, HasRealmRole,
-    InGroup, Protected, SignInNeeded, SignedIn, StepUpNeeded,
+    InGroup, LevelPrompt, Protected, SignInNeeded, SignedIn, StepUpNeeded,
 };
 pub use ui::remote::{call_remote, RemoteAnswer};
 pub use ui::step_up::{needs_step_up, step_up_for, take_stepped_up};

@@ -35,7 +35,8 @@ pub fn Authorized(
 /// (unless `auth.step_up_allows_impersonation`); to nobody signed in, nothing. Only what is shown: the server function
 /// behind it checks again with [`crate::server::require_acr`]. Make the resources the content
 /// reads beside `AtLevel`, not inside it: one made inside is made after its wait for the user,
-/// and hydrates out of step with the server's page (see the demo's `src/directory.rs`).
+/// and hydrates out of step with the server's page. Content that is loaded anyway can decide
+/// the level in its own resource and show [`LevelPrompt`] (the demo's `src/directory.rs`).
 #[component]
 pub fn AtLevel(
     /// The `acr` value the content needs (`otp`).
@@ -58,26 +59,40 @@ pub fn AtLevel(
                     let error = AppError::NotWhileImpersonating;
                     view! { <ErrorNotice error/> }.into_any()
                 }
-                Ok(Some(_)) => {
-                    let href = level_href(&acr, &current_path());
-                    let purpose = purpose
-                        .clone()
-                        .unwrap_or_else(|| "This part".to_owned());
-                    view! {
-                        <section class="card notice" data-testid="level-prompt" data-acr=acr.clone()>
-                            <h2>"Verify it is you"</h2>
-                            <p>
-                                {purpose}
-                                " needs a stronger sign-in: a code from your authenticator app, on Keycloak's page."
-                            </p>
-                            <a class="button" rel="external" href=href>"Verify with your authenticator"</a>
-                        </section>
-                    }
-                        .into_any()
-                }
+                Ok(Some(_)) => match purpose.clone() {
+                    Some(purpose) => view! { <LevelPrompt acr=acr.clone() purpose/> }.into_any(),
+                    None => view! { <LevelPrompt acr=acr.clone()/> }.into_any(),
+                },
                 _ => ().into_any(),
             }
         }/>
+    }
+}
+
+/// The prompt for a stronger sign-in: what `purpose` needs the level `acr`, and the link through
+/// Keycloak for it (its one-time code, say) that comes back to this page. [`AtLevel`] shows it;
+/// a page that decides the level itself (in a resource that also loads the content, say) shows
+/// it directly.
+#[component]
+pub fn LevelPrompt(
+    /// The `acr` value asked for (`otp`).
+    #[prop(into)]
+    acr: String,
+    /// What needs it ("A user's details"); "This part" when not given.
+    #[prop(optional, into)]
+    purpose: Option<String>,
+) -> impl IntoView {
+    let href = level_href(&acr, &current_path());
+    let purpose = purpose.unwrap_or_else(|| "This part".to_owned());
+    view! {
+        <section class="card notice" data-testid="level-prompt" data-acr=acr>
+            <h2>"Verify it is you"</h2>
+            <p>
+                {purpose}
+                " needs a stronger sign-in: a code from your authenticator app, on Keycloak's page."
+            </p>
+            <a class="button" rel="external" href=href>"Verify with your authenticator"</a>
+        </section>
     }
 }
 
