@@ -50,52 +50,101 @@ pub fn SessionWatch() -> impl IntoView {
     Effect::new(move |_| browser::start(user, state, config.clone()));
     #[cfg(not(feature = "hydrate"))]
     let _ = (user, config);
-    let notice = Memo::new(move |_| match state.ends_at.get() {
-        Some(ends_at) if !state.ended.get() => session_notice(
+    // The expiry warnings and the end of the session, one at a time; Keycloak's outage beside
+    // them. Every notice is the same view (a banner, its text, what it offers): one view type
+    // instead of four keeps the watcher small in every page's first download.
+    let session_notice = Memo::new(move |_| {
+        if state.ended.get() {
+            return Some(Banner::Ended);
+        }
+        let ends_at = state.ends_at.get()?;
+        match session_notice(
             state.now.get(),
             ends_at,
             warn_before,
             state.at_maximum.get(),
-        ),
-        _ => SessionNotice::Quiet,
-    });
-    let remaining = move |ends_at: i64| describe_remaining(ends_at - state.now.get());
-    view! {
-        {move || match notice.get() {
+        ) {
             SessionNotice::Quiet => None,
-            SessionNotice::EndsSoon { ends_at } => Some(view! {
-                <div class="banner warn" role="status" data-testid="session-expiring">
-                    <span>"Your session ends " {move || remaining(ends_at)} " unless you stay."</span>
-                    <button type="button" class="button" on:click=move |_| stay_signed_in()>
-                        "Stay signed in"
-                    </button>
-                </div>
-            }.into_any()),
-            SessionNotice::EndsAtMaximum { ends_at } => Some(view! {
-                <div class="banner warn" role="status" data-testid="session-at-maximum">
-                    <span>
-                        "Your session reaches its maximum length " {move || remaining(ends_at)}
-                        ". Sign in again to keep working."
-                    </span>
-                    <a class="button" rel="external" href=move || login_href(&current_path())>
-                        "Sign in again"
-                    </a>
-                </div>
-            }.into_any()),
-        }}
-        <Show when=move || state.ended.get()>
-            <div class="banner" role="status" data-testid="session-ended">
-                <span>"Your session has ended."</span>
+            SessionNotice::EndsSoon { ends_at } => Some(Banner::EndsSoon(ends_at)),
+            SessionNotice::EndsAtMaximum { ends_at } => Some(Banner::AtMaximum(ends_at)),
+        }
+    });
+    let outage = move || {
+        state
+            .idp_unavailable
+            .get()
+            .then(|| banner(Banner::IdpUnavailable, state.now))
+    };
+    view! {
+        {move || session_notice.get().map(|shown| banner(shown, state.now))}
+        {outage}
+    }
+}
+
+/// The notices of [`SessionWatch`].
+#[derive(Clone, Copy, PartialEq)]
+enum Banner {
+    /// Keycloak's session ends at this time unless the user stays.
+    EndsSoon(i64),
+    /// The session reaches its maximum length at this time: only a new sign-in goes on.
+    AtMaximum(i64),
+    Ended,
+    IdpUnavailable,
+}
+
+impl Banner {
+    fn test_id(self) -> &'static str {
+        match self {
+            Banner::EndsSoon(_) => "session-expiring",
+            Banner::AtMaximum(_) => "session-at-maximum",
+            Banner::Ended => "session-ended",
+            Banner::IdpUnavailable => "idp-unavailable",
+        }
+    }
+
+    fn text(self, now: i64) -> String {
+        match self {
+            Banner::EndsSoon(ends_at) => format!(
+                "Your session ends {} unless you stay.",
+                describe_remaining(ends_at - now)
+            ),
+            Banner::AtMaximum(ends_at) => format!(
+                "Your session reaches its maximum length {}. Sign in again to keep working.",
+                describe_remaining(ends_at - now)
+            ),
+            Banner::Ended => "Your session has ended.".to_owned(),
+            Banner::IdpUnavailable => {
+                "The identity provider cannot be reached right now. You stay signed in; retrying…"
+                    .to_owned()
+            }
+        }
+    }
+}
+
+/// A notice: a status banner with its text (kept up to date with `now`, the watcher's clock) and
+/// what it offers (staying signed in, or a new sign-in that comes back to this page).
+fn banner(shown: Banner, now: RwSignal<i64>) -> impl IntoView {
+    let class = if shown == Banner::Ended {
+        "banner"
+    } else {
+        "banner warn"
+    };
+    let stay = matches!(shown, Banner::EndsSoon(_));
+    let sign_in = matches!(shown, Banner::AtMaximum(_) | Banner::Ended);
+    view! {
+        <div class=class role="status" data-testid=shown.test_id()>
+            <span>{move || shown.text(now.get())}</span>
+            {stay.then(|| view! {
+                <button type="button" class="button" on:click=move |_| stay_signed_in()>
+                    "Stay signed in"
+                </button>
+            })}
+            {sign_in.then(|| view! {
                 <a class="button" rel="external" href=move || login_href(&current_path())>
                     "Sign in again"
                 </a>
-            </div>
-        </Show>
-        <Show when=move || state.idp_unavailable.get()>
-            <div class="banner warn" role="status" data-testid="idp-unavailable">
-                "The identity provider cannot be reached right now. You stay signed in; retrying…"
-            </div>
-        </Show>
+            })}
+        </div>
     }
 }
 
@@ -126,7 +175,6 @@ mod browser {
     use keycloak_bff_core::user::shown_user_changes;
     use keycloak_bff_core::KeycloakUser;
     use leptos::prelude::*;
-    use serde::{Deserialize, Serialize};
     use std::cell::{Cell, RefCell};
     use std::rc::Rc;
     use std::time::Duration;
@@ -137,12 +185,32 @@ mod browser {
 
     type UserResource = Resource<Result<Option<KeycloakUser>, AppError>>;
 
-    /// What the elected tab heard, as passed to the others: the HTTP status (200 signed in,
-    /// 401 signed out, 503 Keycloak unreachable) and the server's answer.
-    #[derive(Serialize, Deserialize)]
+    /// What the elected tab heard: the HTTP status (200 signed in, 401 signed out, 503 Keycloak
+    /// unreachable) and the server's answer, parsed, and as the server wrote it. The other tabs
+    /// get `"<code> <text>"`: the server's own JSON passed on, never serialized again here (a
+    /// serializer of the status and the user would cost every page's first download).
     struct Heard {
         code: u16,
         status: Option<SessionStatus>,
+        text: String,
+    }
+
+    impl Heard {
+        fn new(code: u16, text: String) -> Self {
+            let status = serde_json::from_str(&text).ok();
+            Heard { code, status, text }
+        }
+
+        /// The message for the other tabs.
+        fn message(&self) -> String {
+            format!("{} {}", self.code, self.text)
+        }
+
+        /// A message of another tab (see [`Heard::message`]).
+        fn from_message(message: &str) -> Option<Self> {
+            let (code, text) = message.split_once(' ')?;
+            Some(Heard::new(code.parse().ok()?, text.to_owned()))
+        }
     }
 
     /// The message of a page that just loaded.
@@ -211,8 +279,8 @@ mod browser {
             return;
         };
         leptos::task::spawn_local(async move {
-            if let Some((code, status)) = call_refresh(&watcher.config.route("/extend")).await {
-                watcher.heard(Heard { code, status });
+            if let Some(heard) = call_refresh(&watcher.config.route("/extend")).await {
+                watcher.heard(heard);
             }
         });
     }
@@ -340,8 +408,8 @@ mod browser {
         /// Applies and passes on to the other tabs.
         fn heard(self: &Rc<Self>, heard: Heard) {
             self.apply(&heard);
-            if let (Some(channel), Ok(text)) = (&self.channel, serde_json::to_string(&heard)) {
-                let _ = channel.post_message(&JsValue::from_str(&text));
+            if let Some(channel) = &self.channel {
+                let _ = channel.post_message(&JsValue::from_str(&heard.message()));
             }
             if !self.leader.get() {
                 return;
@@ -398,7 +466,7 @@ mod browser {
             let this = Rc::clone(self);
             leptos::task::spawn_local(async move {
                 match call_refresh(&url).await {
-                    Some((code, status)) => this.heard(Heard { code, status }),
+                    Some(heard) => this.heard(heard),
                     // The app itself cannot be reached: nothing to conclude; ask again later.
                     None if this.leader.get() => this.check_after(RETRY),
                     None => {}
@@ -443,17 +511,11 @@ mod browser {
             let this = Rc::clone(self);
             let on_status = Closure::<dyn Fn(web_sys::MessageEvent)>::new(
                 move |event: web_sys::MessageEvent| {
-                    let status = event
-                        .data()
-                        .as_string()
-                        .and_then(|text| serde_json::from_str::<SessionStatus>(&text).ok());
-                    match status {
-                        Some(status) if status.signed_in => {
+                    let heard = event.data().as_string().map(|text| Heard::new(200, text));
+                    match heard {
+                        Some(heard) if heard.status.as_ref().is_some_and(|s| s.signed_in) => {
                             this.stream_failures.set(0);
-                            this.heard(Heard {
-                                code: 200,
-                                status: Some(status),
-                            });
+                            this.heard(heard);
                         }
                         // The session this stream watched is over. The browser's cookie may name a
                         // newer one (signed in again in another tab): ask before saying it ended.
@@ -515,14 +577,14 @@ mod browser {
                 self.wake();
                 return;
             }
-            if let Ok(heard) = serde_json::from_str::<Heard>(&text) {
+            if let Some(heard) = Heard::from_message(&text) {
                 self.apply(&heard);
             }
         }
     }
 
-    /// `(status, body)` of the silent-refresh route, or `None` when the app cannot be reached.
-    async fn call_refresh(url: &str) -> Option<(u16, Option<SessionStatus>)> {
+    /// What the silent-refresh route answered, or `None` when the app cannot be reached.
+    async fn call_refresh(url: &str) -> Option<Heard> {
         let window = web_sys::window()?;
         let init = RequestInit::new();
         init.set_method("POST");
@@ -537,14 +599,13 @@ mod browser {
             .await
             .ok()?
             .as_string()?;
-        let status: Option<SessionStatus> = serde_json::from_str(&text).ok();
+        let mut heard = Heard::new(response.status(), text);
         // The server answers "signed out" with a 200 (a clean console); the watcher's own code
         // for it is 401.
-        let code = match (response.status(), &status) {
-            (200, Some(s)) if !s.signed_in => 401,
-            (code, _) => code,
-        };
-        Some((code, status))
+        if heard.code == 200 && heard.status.as_ref().is_some_and(|s| !s.signed_in) {
+            heard.code = 401;
+        }
+        Some(heard)
     }
 
     /// Notes the user's input in this tab ([`ACTIVITY_EVENTS`], passive listeners on the window).
