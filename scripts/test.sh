@@ -70,6 +70,10 @@ for example in minimal template; do
   cargo clippy "${example_manifest[@]}" --all-targets --features ssr -- -D warnings
   cargo clippy "${example_manifest[@]}" --lib --target wasm32-unknown-unknown --features hydrate -- -D warnings
 done
+# The template's `floor` (the benchmark's floor of a split app's main chunk).
+cargo clippy --manifest-path "$ROOT/examples/template/Cargo.toml" --all-targets --features ssr,floor -- -D warnings
+cargo clippy --manifest-path "$ROOT/examples/template/Cargo.toml" --lib --target wasm32-unknown-unknown \
+  --features hydrate,floor -- -D warnings
 
 say "packaging: both library crates as cargo would publish them (metadata, versioned dependencies, files)"
 # --no-verify: the build of the packaged crates (about 40 s; it passed) is left to a release.

@@ -7,7 +7,7 @@
 // script working), BENCH_OAUTH2_PROXY (its binary), BENCH_CRITERION (the criterion output),
 // BENCH_VERSIONS (text), BENCH_ORDERS_API (examples/orders-api's binary: the remote API route's
 // upstream).
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync, statSync } from 'node:fs';
 import { tmpdir, cpus, totalmem } from 'node:os';
 import { join, dirname, basename } from 'node:path';
@@ -313,6 +313,49 @@ async function startProxy(upstream, extra = []) {
   return proxy;
 }
 
+// (Not 4190: fetch refuses the ports of other protocols, ManageSieve's among them.)
+const NGINX = 'http://127.0.0.1:4192';
+const NGINX_VERSION = (() => {
+  const r = spawnSync('nginx', ['-v'], { encoding: 'utf8' });
+  return (r.stderr ?? '').trim().split('/')[1] ?? '?';
+})();
+
+/** nginx on :4192 in front of `upstream` (its own prefix in a temporary folder; no root needed). */
+async function startNginx(upstream) {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-nginx-'));
+  const port = new URL(NGINX).port;
+  writeFileSync(join(dir, 'nginx.conf'), `daemon off;
+worker_processes auto;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  upstream up {
+    server ${new URL(upstream).host};
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`);
+  const nginx = spawn('nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir], { stdio: ['ignore', 'ignore', 'inherit'] });
+  children.push(nginx);
+  await waitFor(`${NGINX}/health`, nginx, 'nginx');
+  return nginx;
+}
+
 /**
  * A remote API route against its upstream: the same GET of examples/orders-api straight (with a
  * token it accepts: the app's own, client credentials), through the app's /remote/orders (alice's
@@ -331,8 +374,10 @@ async function remoteApi() {
   const viaApp = { cookie: await appSignIn('alice'), 'sec-fetch-site': 'same-origin' };
   const proxy = await startProxy(`${ORDERS}/`, ['--pass-access-token=true']);
   const viaProxy = { cookie: await proxySignIn('alice') };
+  const nginx = await startNginx(ORDERS);
   for (const [url, headers, what] of [[`${ORDERS}/orders`, direct, 'orders-api straight'],
-    [`${APP}/remote/orders`, viaApp, 'the remote API route'], [`${PROXY}/orders`, viaProxy, 'oauth2-proxy → orders-api']]) {
+    [`${APP}/remote/orders`, viaApp, 'the remote API route'], [`${PROXY}/orders`, viaProxy, 'oauth2-proxy → orders-api'],
+    [`${NGINX}/orders`, direct, 'nginx → orders-api']]) {
     const body = JSON.parse(await expectOk(url, headers, what));
     if (!Array.isArray(body.orders)) throw new Error(`${what}: not the orders`);
   }
@@ -340,7 +385,9 @@ async function remoteApi() {
     direct: [`${ORDERS}/orders`, direct],
     viaApp: [`${APP}/remote/orders`, viaApp],
     viaProxy: [`${PROXY}/orders`, viaProxy],
+    viaNginx: [`${NGINX}/orders`, direct],
   });
+  await stop(nginx);
   await stop(proxy);
   await stop(orders);
   const g = 'A remote API route: GET /orders of examples/orders-api (wrk as above; the three rows in 3 alternating rounds; req/s)';
@@ -351,6 +398,11 @@ async function remoteApi() {
   add({ group: g, what: 'through oauth2-proxy 7.15.6 (its cookie session, --pass-access-token)', ...r(m.viaProxy), unit: 'req/s' });
   add({ group: g, what: 'ours against oauth2-proxy in front of the same upstream', value: m.viaApp.rps / m.viaProxy.rps, unit: '×',
     goal: '> 1', met: m.viaApp.rps > m.viaProxy.rps });
+  // What a proxy hop alone costs on this machine: nginx passing the same bearer request on (no
+  // session, no token work), its workers and kept-alive upstream connections tuned for speed.
+  add({ group: g, what: `reference: nginx ${NGINX_VERSION} proxy_pass, no authentication (wrk's bearer token passed on)`, ...r(m.viaNginx), unit: 'req/s',
+    ratio: m.viaNginx.rps / m.direct.rps, ratioOf: 'of straight' });
+  add({ group: g, what: 'ours against that nginx hop', value: m.viaApp.rps / m.viaNginx.rps, unit: '×' });
   for (const x of Object.values(m)) {
     if (x.non2xx) throw new Error(`a measured URL answered errors: ${JSON.stringify(x)}`);
   }
@@ -508,6 +560,23 @@ async function bundle() {
   add({ group: g, what: 'main chunk: wasm + JS + the chunk loader, raw', value: sum(main, (b) => b.length), unit: 'B' });
   add({ group: g, what: 'main chunk, gzip -9', value: mainGz, unit: 'B', goal: '≤ 204,800', met: mainGz <= 200 * 1024 });
   add({ group: g, what: 'main chunk, brotli 11 (what browsers are sent)', value: sum(main, br), unit: 'B' });
+  // The floor: a bare split Leptos app with only what the main chunk cannot do without (the
+  // template with its `floor` feature; scripts/bench.sh builds it in release).
+  const floorPkg = join(ROOT, 'examples', 'template', 'target', 'floor-pkg');
+  let floorFiles = [];
+  try { floorFiles = readdirSync(floorPkg); } catch { /* the smoke run does not build it */ }
+  const floorPick = (pred) => floorFiles.find(pred);
+  const floor = [floorPick((f) => f.startsWith('template.') && f.endsWith('.wasm')),
+    floorPick((f) => f.startsWith('template.') && f.endsWith('.js')),
+    floorPick((f) => f.startsWith('__wasm_split.') && f.endsWith('.js'))];
+  if (floor.every(Boolean)) {
+    const bytes = floor.map((f) => readFileSync(join(floorPkg, f)));
+    add({ group: g, what: 'the floor: examples/template with one server function read in a Transition, one lazy route and hydrate_lazy (no keycloak-bff), main chunk, gzip -9',
+      value: sum(bytes, gz), unit: 'B', ratio: sum(bytes, gz) / (200 * 1024), ratioOf: 'of the 200 KB goal' });
+    add({ group: g, what: 'the floor, brotli 11', value: sum(bytes, br), unit: 'B', ratio: sum(bytes, br) / UNSPLIT_WASM_JS_BROTLI, ratioOf: "of the unsplit app's first visit" });
+  } else {
+    log('examples/template has no floor build: the floor is not measured');
+  }
   const manifest = JSON.parse(file((f) => f.startsWith('__wasm_split_manifest.') && f.endsWith('.json'), 'split manifest').toString('utf8'));
   const wasmOf = (name) => readFileSync(join(pkg, `${name}.wasm`));
   for (const [split, needs] of Object.entries(manifest).sort()) {

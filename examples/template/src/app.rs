@@ -2,6 +2,7 @@
 //! baseline that `scripts/bench.sh` compares `examples/minimal` with, so that the difference of
 //! their WebAssembly bundles is what the library costs a browser (docs/performance.md).
 //! `diff -r examples/template/src examples/minimal/src` shows what adopting the library changes.
+//! With the feature `floor`, it is also the floor of a split app's main chunk (see Cargo.toml).
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
@@ -45,11 +46,12 @@ pub fn App() -> impl IntoView {
             <nav>
                 <a href="/">"Home"</a>
                 <a href="/account">"Account"</a>
+                {who()}
             </nav>
             <main>
                 <Routes fallback=|| "Page not found.".into_view()>
                     <Route path=StaticSegment("") view=HomePage/>
-                    <Route path=StaticSegment("account") view=AccountPage/>
+                    <Route path=StaticSegment("account") view=account()/>
                 </Routes>
             </main>
         </Router>
@@ -74,5 +76,71 @@ fn HomePage() -> impl IntoView {
 fn AccountPage() -> impl IntoView {
     view! {
         <h1 data-testid="account">"Your account"</h1>
+    }
+}
+
+/// Without the feature `floor`: nothing.
+#[cfg(not(feature = "floor"))]
+fn who() {}
+
+/// Without the feature `floor`: the second page as it is.
+#[cfg(not(feature = "floor"))]
+fn account() -> impl leptos_router::ChooseView {
+    AccountPage
+}
+
+/// With the feature `floor` (see Cargo.toml): a server function's answer, read in a `Transition`.
+#[cfg(feature = "floor")]
+fn who() -> impl IntoView {
+    let who = Resource::new_blocking(|| (), |_| floor::get_who());
+    view! {
+        <Transition>
+            {move || Suspend::new(async move {
+                who.await.ok().flatten().map(|w| view! { <span>{w.name}</span> })
+            })}
+        </Transition>
+    }
+}
+
+/// With the feature `floor`: the second page as a chunk of its own.
+#[cfg(feature = "floor")]
+fn account() -> impl leptos_router::ChooseView {
+    leptos_router::Lazy::<AccountRoute>::new()
+}
+
+#[cfg(feature = "floor")]
+struct AccountRoute;
+
+#[cfg(feature = "floor")]
+#[leptos_router::lazy_route]
+impl leptos_router::LazyRoute for AccountRoute {
+    fn data() -> Self {
+        AccountRoute
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <AccountPage/> }.into_any()
+    }
+}
+
+/// The server function of the feature `floor`.
+#[cfg(feature = "floor")]
+mod floor {
+    use leptos::prelude::*;
+    use serde::{Deserialize, Serialize};
+
+    /// Stands for the signed-in user: a small struct from a server function.
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    pub struct Who {
+        pub name: String,
+        pub roles: Vec<String>,
+    }
+
+    #[server]
+    pub async fn get_who() -> Result<Option<Who>, ServerFnError> {
+        Ok(Some(Who {
+            name: "alice".into(),
+            roles: vec!["admin".into()],
+        }))
     }
 }
