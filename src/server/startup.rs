@@ -11,7 +11,7 @@ use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, AxumRouteListing, LeptosRoutes};
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use tokio::net::TcpListener;
 
 /// The notes database under `app.data_dir`, its schema brought up to date (`migrations/`).
@@ -42,7 +42,7 @@ pub async fn build_router(
     let db = notes_database(&settings).await?;
     let auth = KeycloakAuth::new(settings.auth, &leptos_options).await?;
     let state = AppState {
-        leptos_options: leptos_options.clone(),
+        leptos_options: Arc::new(leptos_options.clone()),
         auth: auth.clone(),
         db,
     };
