@@ -18,12 +18,17 @@ export async function signIn(page: Page, user: DevUser, from = '/') {
   if (new URL(page.url()).origin !== KEYCLOAK) {
     await page.getByRole('link', { name: 'Sign in', exact: true }).click();
   }
-  await page.waitForURL((url) => url.origin === KEYCLOAK);
-  await page.locator('#username').fill(user);
-  await page.locator('#password').fill(`${user}-dev-pw`);
-  await page.locator('#kc-login').click();
+  await keycloakSignIn(page, user, `${user}-dev-pw`);
   await page.waitForURL((url) => url.origin !== KEYCLOAK);
   await expect(page.getByTestId('signed-in-as')).toBeVisible();
+}
+
+/** Signs `username` (password `password`) in on Keycloak's page the browser is on. */
+export async function keycloakSignIn(page: Page, username: string, password: string) {
+  await page.waitForURL((url) => url.origin === KEYCLOAK);
+  await page.locator('#username').fill(username);
+  await page.locator('#password').fill(password);
+  await page.locator('#kc-login').click();
 }
 
 /** Three base64url segments, the first starting like a JSON object: a JWT. */

@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { expect, test } from './console';
-import { KEYCLOAK, seriousViolations } from './helpers';
+import { KEYCLOAK, keycloakSignIn, seriousViolations } from './helpers';
 import { createUser, deleteUser, grantRealmRole } from './keycloak-admin';
 
 // Levels of authentication in Chromium, on Keycloak's real pages: otto (an admin of the demo
@@ -38,10 +38,7 @@ function base32(text: string): Buffer {
 
 test('otto verifies with his authenticator to see a user\'s details, which the page and the API both asked for', async ({ page }) => {
   await page.goto('/admin/users?q=otto');
-  await page.waitForURL((url) => url.origin === KEYCLOAK);
-  await page.locator('#username').fill('otto');
-  await page.locator('#password').fill('otto-dev-pw');
-  await page.locator('#kc-login').click();
+  await keycloakSignIn(page, 'otto', 'otto-dev-pw');
   await page.waitForURL((url) => url.origin !== KEYCLOAK);
   const row = page.getByTestId('directory-user').filter({ has: page.getByText('otto', { exact: true }) });
   await expect(row).toHaveCount(1);
@@ -85,10 +82,7 @@ test('an admin sets up an authenticator app from Security with a computed code, 
   const username = await createUser(realm, 'totp');
   await grantRealmRole(realm, username, 'admin');
   await page.goto('/security');
-  await page.waitForURL((url) => url.origin === KEYCLOAK);
-  await page.locator('#username').fill(username);
-  await page.locator('#password').fill(`${username}-dev-pw`);
-  await page.locator('#kc-login').click();
+  await keycloakSignIn(page, username, `${username}-dev-pw`);
   await page.waitForURL((url) => url.origin !== KEYCLOAK);
   const authenticator = page.getByTestId('sign-in-methods').locator('dd[data-kind="otp"]');
   await expect(authenticator).toHaveText('not set up');

@@ -1,5 +1,5 @@
 import { expect, test } from './console';
-import { KEYCLOAK, signIn } from './helpers';
+import { KEYCLOAK, keycloakSignIn, signIn } from './helpers';
 import { createUser, deleteUser, grantClientRole, userExists } from './keycloak-admin';
 
 // The Security page: each button opens Keycloak's own page for an account action (kc_action) and
@@ -89,14 +89,6 @@ test('a passkey added from Security with a (virtual) authenticator is listed the
   expect(after.credentials[0].signCount, 'the passkey signed the sign-in').toBeGreaterThan(credentials[0].signCount);
   await deleteUser(realm, username);
 });
-
-/** Signs `username` (password `password`) in on Keycloak's page the browser is on. */
-async function keycloakSignIn(page: import('@playwright/test').Page, username: string, password: string) {
-  await page.waitForURL((url) => url.origin === KEYCLOAK);
-  await page.locator('#username').fill(username);
-  await page.locator('#password').fill(password);
-  await page.locator('#kc-login').click();
-}
 
 test('a password changed from Security signs in afterwards, and the old one no longer does', async ({ page }) => {
   const realm = process.env.APP_REALM ?? 'demo-short';

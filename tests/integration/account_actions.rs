@@ -10,7 +10,7 @@ use crate::common::*;
 use reqwest::StatusCode;
 
 /// The form of a Keycloak page (the first one with an `action`) and its hidden fields.
-fn page_form(html: &str) -> (String, Vec<(String, String)>) {
+pub(crate) fn page_form(html: &str) -> (String, Vec<(String, String)>) {
     let doc = scraper::Html::parse_document(html);
     let forms = scraper::Selector::parse("form[action]").expect("selector");
     let hidden = scraper::Selector::parse("input[type=hidden]").expect("selector");
@@ -47,24 +47,6 @@ async fn submit(app: &TestApp, html: &str, fields: &[(&str, &str)]) -> reqwest::
         .send()
         .await
         .expect("Keycloak form POST")
-}
-
-/// The app's answer to Keycloak's redirect back (the callback URL rewritten to the test app).
-async fn back_to_app(app: &TestApp, keycloak_answer: &reqwest::Response) -> reqwest::Response {
-    assert_eq!(
-        keycloak_answer.status(),
-        StatusCode::FOUND,
-        "Keycloak redirects back"
-    );
-    let callback = location(keycloak_answer);
-    let rest = callback
-        .strip_prefix(PUBLIC_ORIGIN)
-        .unwrap_or_else(|| panic!("back to the registered callback: {callback}"));
-    app.client
-        .get(app.url(rest))
-        .send()
-        .await
-        .expect("callback")
 }
 
 /// `r`, or the page Keycloak's redirects on its own origin lead to from it.
@@ -120,7 +102,7 @@ async fn changing_the_password_comes_back_with_success_and_only_the_new_password
         ],
     )
     .await;
-    let r = back_to_app(&app, &done).await;
+    let r = app.follow_callback(&done).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(
         location(&r),
@@ -153,7 +135,7 @@ async fn cancelling_an_action_comes_back_cancelled_and_changes_nothing() {
     let (admin, user, app) = signed_in_user("aia-cancel").await;
     let html = open_action(&app, "update-password").await;
     let cancelled = submit(&app, &html, &[("cancel-aia", "true")]).await;
-    let r = back_to_app(&app, &cancelled).await;
+    let r = app.follow_callback(&cancelled).await;
     assert_eq!(
         location(&r),
         "/security?account_action=update-password&outcome=cancelled"

@@ -27,7 +27,7 @@ async fn user_token(realm: &str, username: &str) -> Value {
     r.json().await.expect("json")
 }
 
-async fn access_token(realm: &str, username: &str) -> String {
+pub(crate) async fn access_token(realm: &str, username: &str) -> String {
     user_token(realm, username).await["access_token"]
         .as_str()
         .expect("access_token")

@@ -329,7 +329,7 @@ async fn dpop_app(
 }
 
 /// The signed-in part of the session this browser holds, as the store keeps it.
-async fn stored_session(app: &TestApp, cookie: &str) -> (String, Option<String>, u64) {
+pub(crate) async fn stored_session(app: &TestApp, cookie: &str) -> (String, Option<String>, u64) {
     let id: tower_sessions::session::Id = cookie.parse().expect("session id");
     let auth = app
         .state

@@ -111,22 +111,12 @@ async fn sign_in_at_keycloak(
         asked_for_password,
         "a new browser is asked for the password first"
     );
-    let back = location(&page);
-    let rest = back.strip_prefix(PUBLIC_ORIGIN).expect("the callback");
-    app.client
-        .get(app.url(rest))
-        .send()
-        .await
-        .expect("callback")
+    app.follow_callback(&page).await
 }
 
+/// Where the form of Keycloak's page `html` posts.
 fn form_action(html: &str) -> String {
-    let doc = scraper::Html::parse_document(html);
-    let selector = scraper::Selector::parse("form").expect("selector");
-    doc.select(&selector)
-        .find_map(|f| f.value().attr("action"))
-        .expect("a form")
-        .to_owned()
+    crate::account_actions::page_form(html).0
 }
 
 fn now_secs() -> u64 {
@@ -208,14 +198,7 @@ async fn a_password_session_gets_rfc_9470s_challenge_and_a_code_from_the_authent
         .send()
         .await
         .expect("code");
-    let back = location(&page);
-    let rest = back.strip_prefix(PUBLIC_ORIGIN).expect("the callback");
-    let r = app
-        .client
-        .get(app.url(rest))
-        .send()
-        .await
-        .expect("callback");
+    let r = app.follow_callback(&page).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "signed in at the level");
     assert_eq!(location(&r), "/admin");
     assert_eq!(app.current_user().await["acr"], "otp");
@@ -282,16 +265,7 @@ async fn the_level_stays_through_a_refresh_of_the_tokens() {
 }
 
 async fn stored_generation(app: &TestApp, cookie: &str) -> u64 {
-    use keycloak_bff::server::test_support::Internals as _;
-    let id: tower_sessions::session::Id = cookie.parse().expect("session id");
-    app.state
-        .auth
-        .store()
-        .load_auth(&id)
-        .await
-        .expect("store answers")
-        .expect("signed in")
-        .generation
+    crate::dpop::stored_session(app, cookie).await.2
 }
 
 #[tokio::test]
@@ -302,25 +276,7 @@ async fn a_bearer_token_of_the_password_level_gets_the_challenge_and_a_non_admin
         &[("APP_KEYCLOAK_BEARER_CLIENTS", "notes-reader,api-tester")],
     )
     .await;
-    let token = |username: &'static str| async move {
-        let r: Value = reqwest::Client::new()
-            .post(format!(
-                "{KEYCLOAK}/realms/demo/protocol/openid-connect/token"
-            ))
-            .form(&[
-                ("grant_type", "password"),
-                ("client_id", "api-tester"),
-                ("username", username),
-                ("password", &format!("{username}-dev-pw")),
-            ])
-            .send()
-            .await
-            .expect("token")
-            .json()
-            .await
-            .expect("JSON");
-        r["access_token"].as_str().expect("token").to_owned()
-    };
+    let token = |username| crate::authorization::access_token("demo", username);
     let r = users_api(&app, Some(&token("alice").await)).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(

@@ -333,8 +333,21 @@ impl TestApp {
         let authorize = self.start_login(return_to).await;
         let r = self.client.get(&authorize).send().await.expect("authorize");
         assert_eq!(r.status(), StatusCode::FOUND, "no password asked");
-        let back = location(&r);
-        let rest = back.strip_prefix(PUBLIC_ORIGIN).expect("the callback");
+        self.follow_callback(&r).await
+    }
+
+    /// The app's answer to Keycloak's redirect back (the registered callback URL, rewritten to
+    /// this test app).
+    pub async fn follow_callback(&self, keycloak_answer: &Response) -> Response {
+        assert_eq!(
+            keycloak_answer.status(),
+            StatusCode::FOUND,
+            "Keycloak redirects back"
+        );
+        let callback = location(keycloak_answer);
+        let rest = callback
+            .strip_prefix(PUBLIC_ORIGIN)
+            .unwrap_or_else(|| panic!("back to the registered callback: {callback}"));
         self.client
             .get(self.url(rest))
             .send()

@@ -22,11 +22,7 @@ pub async fn search_directory(
 ) -> Result<DirectoryPage, AppError> {
     require_recent(rule).await?;
     let auth = use_keycloak_auth()?;
-    let Some(directory) = auth.directory() else {
-        return Err(fail(AppError::Upstream(
-            "no directory service account is configured (keycloak.directory_client_id)".into(),
-        )));
-    };
+    let directory = auth.configured_directory().map_err(fail)?;
     directory
         .search(auth.oidc(), search, page, per_page, unix_now())
         .await
@@ -45,11 +41,7 @@ pub async fn directory_user_detail(
 ) -> Result<DirectoryUserDetail, AppError> {
     require_acr(rule, acr).await?;
     let auth = use_keycloak_auth()?;
-    let Some(directory) = auth.directory() else {
-        return Err(fail(AppError::Upstream(
-            "no directory service account is configured (keycloak.directory_client_id)".into(),
-        )));
-    };
+    let directory = auth.configured_directory().map_err(fail)?;
     directory
         .user_detail(auth.oidc(), id, unix_now())
         .await

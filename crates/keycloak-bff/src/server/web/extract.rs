@@ -74,12 +74,8 @@ impl ApiUser {
         per_page: Option<u32>,
     ) -> Result<keycloak_bff_core::directory::DirectoryPage, AppError> {
         self.require_acr(rule, acr)?;
-        let Some(directory) = self.auth.directory() else {
-            return Err(AppError::Upstream(
-                "no directory service account is configured (keycloak.directory_client_id)".into(),
-            ));
-        };
-        directory
+        self.auth
+            .configured_directory()?
             .search(self.auth.oidc(), search, page, per_page, unix_now())
             .await
     }

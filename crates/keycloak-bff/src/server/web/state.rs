@@ -340,6 +340,18 @@ impl KeycloakAuth {
         self.0.directory.as_ref()
     }
 
+    /// The user directory, or the error of an app that calls it without configuring its service
+    /// account (a 502 with a plain notice).
+    pub(crate) fn configured_directory(
+        &self,
+    ) -> Result<&crate::server::keycloak_api::directory::Directory, crate::error::AppError> {
+        self.directory().ok_or_else(|| {
+            crate::error::AppError::Upstream(
+                "no directory service account is configured (keycloak.directory_client_id)".into(),
+            )
+        })
+    }
+
     /// The app's stylesheet, for the pages the library renders itself.
     pub(crate) fn stylesheet(&self) -> &str {
         &self.0.stylesheet
