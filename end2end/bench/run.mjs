@@ -8,7 +8,7 @@
 // BENCH_VERSIONS (text), BENCH_ORDERS_API (examples/orders-api's binary: the remote API route's
 // upstream).
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, statSync } from 'node:fs';
 import { tmpdir, cpus, totalmem } from 'node:os';
 import { join, dirname, basename } from 'node:path';
 import { gzipSync, brotliCompressSync, constants as zlibConstants } from 'node:zlib';
@@ -352,6 +352,7 @@ http {
 `);
   const nginx = spawn('nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir], { stdio: ['ignore', 'ignore', 'inherit'] });
   children.push(nginx);
+  nginx.on('exit', () => rmSync(dir, { recursive: true, force: true }));
   await waitFor(`${NGINX}/health`, nginx, 'nginx');
   return nginx;
 }
