@@ -51,12 +51,12 @@ else
   say "building the release site (server + WebAssembly, precompressed)"
   leptos build --release --precompress --split --project kc-leptos
   cargo build -q --release -p orders-api
-  say "building the WebAssembly of examples/minimal and examples/template (the same app without keycloak-bff), release"
   # The template's style/main.scss: end2end's npm `sass` (cargo-leptos would download dart-sass).
   say "building the floor of a split app (examples/template --lib-features hydrate,floor, --split), release"
   (cd "$ROOT/examples/template" && PATH="$ROOT/end2end/node_modules/.bin:$PATH" \
     leptos build --release --frontend-only --split --lib-features hydrate,floor \
     && rm -rf target/floor-pkg && cp -r target/site/pkg target/floor-pkg)
+  say "building the WebAssembly of examples/minimal and examples/template (the same app without keycloak-bff), release"
   for example in minimal template; do
     (cd "$ROOT/examples/$example" && PATH="$ROOT/end2end/node_modules/.bin:$PATH" leptos build --release --frontend-only)
   done

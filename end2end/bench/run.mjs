@@ -541,6 +541,17 @@ const sum = (bufs, size) => bufs.reduce((n, b) => n + size(b), 0);
  * 2026-11-30 (docs/performance.md at commit f73f138), the whole app in one module. */
 const UNSPLIT_WASM_JS_BROTLI = 331_157;
 
+/** The wasm and JS of the site `name` built into `pkg` (and its chunk loader when `split`), or null
+ * when it has not been built. */
+function builtSite(pkg, name, { split = false } = {}) {
+  let files;
+  try { files = readdirSync(pkg); } catch { return null; }
+  const names = [files.find((f) => f.startsWith(`${name}.`) && f.endsWith('.wasm')),
+    files.find((f) => f.startsWith(`${name}.`) && f.endsWith('.js')),
+    ...(split ? [files.find((f) => f.startsWith('__wasm_split.') && f.endsWith('.js'))] : [])];
+  return names.every(Boolean) ? names.map((f) => readFileSync(join(pkg, f))) : null;
+}
+
 /** The site's WebAssembly: the main chunk (what every first visit loads), and each page's chunk
  * with the shared chunks it needs besides (cargo leptos build --split; wasm-split's manifest). */
 async function bundle() {
@@ -563,15 +574,9 @@ async function bundle() {
   add({ group: g, what: 'main chunk, brotli 11 (what browsers are sent)', value: sum(main, br), unit: 'B' });
   // The floor: a bare split Leptos app with only what the main chunk cannot do without (the
   // template with its `floor` feature; scripts/bench.sh builds it in release).
-  const floorPkg = join(ROOT, 'examples', 'template', 'target', 'floor-pkg');
-  let floorFiles = [];
-  try { floorFiles = readdirSync(floorPkg); } catch { /* the smoke run does not build it */ }
-  const floorPick = (pred) => floorFiles.find(pred);
-  const floor = [floorPick((f) => f.startsWith('template.') && f.endsWith('.wasm')),
-    floorPick((f) => f.startsWith('template.') && f.endsWith('.js')),
-    floorPick((f) => f.startsWith('__wasm_split.') && f.endsWith('.js'))];
-  if (floor.every(Boolean)) {
-    const bytes = floor.map((f) => readFileSync(join(floorPkg, f)));
+  // (The smoke run does not build it.)
+  const bytes = builtSite(join(ROOT, 'examples', 'template', 'target', 'floor-pkg'), 'template', { split: true });
+  if (bytes) {
     add({ group: g, what: 'the floor: examples/template with one server function read in a Transition, one lazy route and hydrate_lazy (no keycloak-bff), main chunk, gzip -9',
       value: sum(bytes, gz), unit: 'B', ratio: sum(bytes, gz) / (200 * 1024), ratioOf: 'of the 200 KB goal' });
     add({ group: g, what: 'the floor, brotli 11', value: sum(bytes, br), unit: 'B', ratio: sum(bytes, br) / UNSPLIT_WASM_JS_BROTLI, ratioOf: "of the unsplit app's first visit" });
@@ -598,15 +603,7 @@ async function bundle() {
  * start-axum with the same pages, without the library), both release builds. */
 async function footprint() {
   const g = "The library's footprint in the browser (release, wasm-opt)";
-  const site = (example) => {
-    const pkg = join(ROOT, 'examples', example, 'target', 'site', 'pkg');
-    let files;
-    try { files = readdirSync(pkg); } catch { return null; }
-    const pick = (ext) => files.find((f) => f.startsWith(`${example}.`) && f.endsWith(ext) && !f.endsWith('.d.ts'));
-    const [wasm, js] = [pick('.wasm'), pick('.js')];
-    if (!wasm || !js) return null;
-    return [readFileSync(join(pkg, wasm)), readFileSync(join(pkg, js))];
-  };
+  const site = (example) => builtSite(join(ROOT, 'examples', example, 'target', 'site', 'pkg'), example);
   const [minimal, template] = [site('minimal'), site('template')];
   if (!minimal || !template) {
     // The smoke run builds neither in release: no rows, a line in the log.

@@ -10,12 +10,21 @@ async function adminToken(): Promise<string> {
   return (await r.json()).access_token;
 }
 
+/** The users of `realm` named exactly `username`: none or one. */
+async function usersNamed(realm: string, username: string, token: string): Promise<{ id: string }[]> {
+  const r = await fetch(`${KEYCLOAK}/admin/realms/${realm}/users?username=${username}&exact=true`, {
+    headers: { Authorization: `Bearer ${token}` },
+  });
+  return r.json();
+}
+
 /** Ends every Keycloak session of `username` in `realm`, as an administrator would. */
 export async function adminLogout(realm: string, username: string) {
   const token = await adminToken();
-  const headers = { Authorization: `Bearer ${token}` };
-  const users = await (await fetch(`${KEYCLOAK}/admin/realms/${realm}/users?username=${username}&exact=true`, { headers })).json();
-  const r = await fetch(`${KEYCLOAK}/admin/realms/${realm}/users/${users[0].id}/logout`, { method: 'POST', headers });
+  const [user] = await usersNamed(realm, username, token);
+  const r = await fetch(`${KEYCLOAK}/admin/realms/${realm}/users/${user.id}/logout`, {
+    method: 'POST', headers: { Authorization: `Bearer ${token}` },
+  });
   if (r.status !== 204) throw new Error(`logout ${username}: ${r.status}`);
 }
 
@@ -31,11 +40,8 @@ export async function userToken(realm: string, username: string): Promise<string
 
 /** Keycloak's id of `username` in `realm`. */
 export async function userId(realm: string, username: string): Promise<string> {
-  const token = await adminToken();
-  const users = await (await fetch(`${KEYCLOAK}/admin/realms/${realm}/users?username=${username}&exact=true`, {
-    headers: { Authorization: `Bearer ${token}` },
-  })).json();
-  return users[0].id;
+  const [user] = await usersNamed(realm, username, await adminToken());
+  return user.id;
 }
 
 /** A throw-away user of `realm` (password `<username>-dev-pw`); its name. Deleted with
@@ -84,11 +90,7 @@ export async function grantClientRole(realm: string, username: string, clientId:
 
 /** Whether `realm` has a user named `username`. */
 export async function userExists(realm: string, username: string): Promise<boolean> {
-  const token = await adminToken();
-  const users = await (await fetch(`${KEYCLOAK}/admin/realms/${realm}/users?username=${username}&exact=true`, {
-    headers: { Authorization: `Bearer ${token}` },
-  })).json();
-  return users.length > 0;
+  return (await usersNamed(realm, username, await adminToken())).length > 0;
 }
 
 /** Deletes the user `username` of `realm`. */
