@@ -46,8 +46,16 @@ pub struct UpstreamTokens {
     exchanges: AtomicU64,
 }
 
+/// A hash that tells a session's access tokens apart. Of a signed JWT, only its signature is
+/// hashed: the signature stands for the whole token (two tokens with one signature would forge
+/// one of them) and is a quarter of its length; any other token is hashed whole.
 fn token_hash(access_token: &str) -> [u8; 32] {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, access_token.as_bytes());
+    let mut parts = access_token.split('.');
+    let signed = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some(_), Some(signature), None) if signature.len() >= 43 => signature,
+        _ => access_token,
+    };
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, signed.as_bytes());
     let mut key = [0u8; 32];
     key.copy_from_slice(digest.as_ref());
     key

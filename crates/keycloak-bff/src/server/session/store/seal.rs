@@ -16,6 +16,8 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Mutex;
 use tower_sessions::session::Record;
 
 /// The fields of a stored session that hold tokens.
@@ -87,11 +89,35 @@ fn unpack(packed: &[u8]) -> Result<String, String> {
     }
 }
 
+/// How many opened tokens a [`Sealer`] remembers: the three of each of about a thousand
+/// sessions in use. Past it, it forgets them all and opens again what is read next.
+const REMEMBERED: usize = 3 * 1024;
+
+/// The end of a sealed token's text, where its authentication tag is: what remembered tokens
+/// are looked up by (each is then compared whole).
+const TAIL: usize = 22;
+
+/// A token opened once, kept with the sealed text it came from.
+struct Opened {
+    field: &'static str,
+    sealed: Box<str>,
+    token: String,
+}
+
 /// Seals and opens the token fields of session records.
+///
+/// A session in use is read on every request, and its tokens change only when they are
+/// refreshed: what was opened (or sealed) lately is remembered by its sealed text, so that a
+/// read compares that text instead of decrypting it again. Remembered tokens live in this
+/// process's memory only, where the tokens of requests in flight are anyway.
 pub struct Sealer {
     current: LessSafeKey,
     previous: Option<LessSafeKey>,
     random: SystemRandom,
+    opened: Mutex<HashMap<[u8; TAIL], Opened>>,
+    /// How many tokens it decrypted (tests).
+    #[cfg(test)]
+    decrypted: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -123,6 +149,9 @@ impl Sealer {
             current: aead_key(&derived(secret))?,
             previous: previous.map(|p| aead_key(&derived(p))).transpose()?,
             random: SystemRandom::new(),
+            opened: Mutex::default(),
+            #[cfg(test)]
+            decrypted: Default::default(),
         })
     }
 
@@ -137,6 +166,9 @@ impl Sealer {
             current: aead_key(&bytes)?,
             previous: None,
             random,
+            opened: Mutex::default(),
+            #[cfg(test)]
+            decrypted: Default::default(),
         })
     }
 
@@ -165,6 +197,9 @@ impl Sealer {
             current: aead_key(&key)?,
             previous: None,
             random: SystemRandom::new(),
+            opened: Mutex::default(),
+            #[cfg(test)]
+            decrypted: Default::default(),
         })
     }
 
@@ -177,7 +212,9 @@ impl Sealer {
         for field in TOKEN_FIELDS {
             if let Some(Value::String(token)) = auth.get_mut(field) {
                 if !token.starts_with(SEALED) {
-                    *token = self.seal_one(field, token)?;
+                    let sealed = self.seal_one(field, token)?;
+                    self.remember(field, &sealed[SEALED.len()..], token);
+                    *token = sealed;
                 }
             }
         }
@@ -218,7 +255,44 @@ impl Sealer {
         Ok(format!("{SEALED}{}", URL_SAFE_NO_PAD.encode(out)))
     }
 
-    fn open_one(&self, field: &str, sealed: &str) -> Result<String, String> {
+    /// The token sealed as `sealed` (without its prefix) in `field`: remembered, or opened and
+    /// then remembered.
+    fn open_one(&self, field: &'static str, sealed: &str) -> Result<String, String> {
+        let tail = tail_of(sealed);
+        if let (Some(tail), Ok(opened)) = (tail, self.opened.lock()) {
+            if let Some(known) = opened
+                .get(&tail)
+                .filter(|o| o.field == field && *o.sealed == *sealed)
+            {
+                return Ok(known.token.clone());
+            }
+        }
+        let token = self.decrypt(field, sealed)?;
+        self.remember(field, sealed, &token);
+        Ok(token)
+    }
+
+    fn remember(&self, field: &'static str, sealed: &str, token: &str) {
+        let (Some(tail), Ok(mut opened)) = (tail_of(sealed), self.opened.lock()) else {
+            return;
+        };
+        if opened.len() >= REMEMBERED {
+            opened.clear();
+        }
+        opened.insert(
+            tail,
+            Opened {
+                field,
+                sealed: sealed.into(),
+                token: token.to_owned(),
+            },
+        );
+    }
+
+    fn decrypt(&self, field: &str, sealed: &str) -> Result<String, String> {
+        #[cfg(test)]
+        self.decrypted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let bytes = URL_SAFE_NO_PAD
             .decode(sealed)
             .map_err(|_| "a sealed token is not base64url".to_owned())?;
@@ -240,6 +314,12 @@ impl Sealer {
                 .into(),
         )
     }
+}
+
+/// The last [`TAIL`] characters of a sealed token's text (its tag), if it is that long.
+fn tail_of(sealed: &str) -> Option<[u8; TAIL]> {
+    let start = sealed.len().checked_sub(TAIL)?;
+    sealed.as_bytes().get(start..)?.try_into().ok()
 }
 
 /// Writes `bytes` to a new file `path` that only its owner can read.
@@ -380,6 +460,68 @@ mod tests {
                 .open_one("access_token", &sealed[SEALED.len()..])
                 .as_deref(),
             Ok(token.as_str())
+        );
+    }
+
+    #[test]
+    fn a_session_read_again_is_not_decrypted_again_and_an_altered_token_is_still_refused() {
+        let sealer = Sealer::random().unwrap_or_else(|e| panic!("{e}"));
+        let record = signed_in("sid-3", "carol", 600);
+        let sealed = sealer.seal(&record).unwrap_or_else(|e| panic!("{e}"));
+        for _ in 0..3 {
+            let opened = sealer
+                .open(sealed.clone())
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(tokens(&opened), tokens(&record));
+        }
+        let decrypted = || sealer.decrypted.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(decrypted(), 0, "what it sealed, it remembers");
+
+        let sealed_field = |record: &Record, field: &str| {
+            record.data[super::super::AUTH_KEY][field]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let with_field = |field: &str, text: String| {
+            let mut r = sealed.clone();
+            if let Some(Value::Object(auth)) = r.data.get_mut(super::super::AUTH_KEY) {
+                auth.insert(field.to_owned(), Value::String(text));
+            }
+            r
+        };
+        // One character changed in the middle, the tail kept: not the remembered token.
+        let access = sealed_field(&sealed, "access_token");
+        let middle = access.len() / 2;
+        let flipped = if access.as_bytes()[middle] == b'A' {
+            "B"
+        } else {
+            "A"
+        };
+        let altered = format!("{}{flipped}{}", &access[..middle], &access[middle + 1..]);
+        assert_eq!(tail_of(&altered), tail_of(&access));
+        assert!(sealer.open(with_field("access_token", altered)).is_err());
+        // The ID token's sealed text in the access token's field: sealed for another field.
+        let id = sealed_field(&sealed, "id_token");
+        assert!(sealer.open(with_field("access_token", id)).is_err());
+        assert_eq!(decrypted(), 2, "both were decrypted, and refused");
+    }
+
+    #[test]
+    fn past_the_tokens_it_remembers_a_sealer_opens_them_again() {
+        let sealer = Sealer::random().unwrap_or_else(|e| panic!("{e}"));
+        let first = signed_in("sid-0", "dave", 600);
+        let first_sealed = sealer.seal(&first).unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..=REMEMBERED / 3 {
+            let _ = sealer.seal(&signed_in(&format!("sid-{i}"), "dave", 600));
+        }
+        assert!(sealer.opened.lock().map(|o| o.len()).unwrap_or(0) <= REMEMBERED);
+        let opened = sealer.open(first_sealed).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(tokens(&opened), tokens(&first));
+        assert_eq!(
+            sealer.decrypted.load(std::sync::atomic::Ordering::Relaxed),
+            3,
+            "forgotten, so opened again"
         );
     }
 
