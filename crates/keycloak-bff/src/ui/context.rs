@@ -36,10 +36,37 @@ pub fn provide_user() -> UserResource {
         }
     })
     .into_inner();
+    let refresh = config.route("/refresh");
     provide_context(config);
-    let resource = UserResource(Resource::new_blocking(|| (), |_| current_user()));
+    let resource = UserResource(Resource::new_blocking(
+        || (),
+        move |_| user_now(refresh.clone()),
+    ));
     provide_context(resource);
     resource
+}
+
+/// The user as the server knows it now: on the server, the request's (what [`current_user`]
+/// answers). In the browser, where the resource is fetched only when an app refetches it (the
+/// page's own user comes with its HTML, and the session watcher sets every later one), it is
+/// the answer of the session route the watcher calls (`POST <prefix>/refresh`, at
+/// `refresh_url`), fetched the watcher's way: the browser's first download then carries no
+/// server-function client for the user.
+async fn user_now(refresh_url: String) -> Result<Option<KeycloakUser>, AppError> {
+    #[cfg(feature = "ssr")]
+    {
+        let _ = refresh_url;
+        crate::server::web::guard::request_user().await
+    }
+    #[cfg(all(not(feature = "ssr"), feature = "hydrate"))]
+    {
+        crate::ui::session_route::user_now(refresh_url).await
+    }
+    #[cfg(all(not(feature = "ssr"), not(feature = "hydrate")))]
+    {
+        let _ = refresh_url;
+        current_user().await
+    }
 }
 
 /// The user resource. Panics outside a component tree under [`provide_user`] (a programming

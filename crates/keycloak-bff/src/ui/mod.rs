@@ -6,5 +6,6 @@ pub mod context;
 pub mod failure;
 pub mod gates;
 pub mod remote;
+mod session_route;
 pub mod step_up;
 pub mod watch;

@@ -168,9 +168,9 @@ mod browser {
     use crate::config::UiConfig;
     use crate::error::AppError;
     use crate::ui::context::{now_secs, SessionState};
+    use crate::ui::session_route::{call_refresh, Heard};
     use keycloak_bff_core::expiry::{session_notice, warning_due_in, SessionNotice};
     use keycloak_bff_core::refresh::timer_refreshes;
-    use keycloak_bff_core::status::SessionStatus;
     use keycloak_bff_core::streams::browser_retry_ms;
     use keycloak_bff_core::user::shown_user_changes;
     use keycloak_bff_core::KeycloakUser;
@@ -180,38 +180,9 @@ mod browser {
     use std::time::Duration;
     use wasm_bindgen::prelude::*;
     use wasm_bindgen::JsCast;
-    use wasm_bindgen_futures::JsFuture;
-    use web_sys::{BroadcastChannel, EventSource, RequestCredentials, RequestInit};
+    use web_sys::{BroadcastChannel, EventSource};
 
     type UserResource = Resource<Result<Option<KeycloakUser>, AppError>>;
-
-    /// What the elected tab heard: the HTTP status (200 signed in, 401 signed out, 503 Keycloak
-    /// unreachable) and the server's answer, parsed, and as the server wrote it. The other tabs
-    /// get `"<code> <text>"`: the server's own JSON passed on, never serialized again here (a
-    /// serializer of the status and the user would cost every page's first download).
-    struct Heard {
-        code: u16,
-        status: Option<SessionStatus>,
-        text: String,
-    }
-
-    impl Heard {
-        fn new(code: u16, text: String) -> Self {
-            let status = serde_json::from_str(&text).ok();
-            Heard { code, status, text }
-        }
-
-        /// The message for the other tabs.
-        fn message(&self) -> String {
-            format!("{} {}", self.code, self.text)
-        }
-
-        /// A message of another tab (see [`Heard::message`]).
-        fn from_message(message: &str) -> Option<Self> {
-            let (code, text) = message.split_once(' ')?;
-            Some(Heard::new(code.parse().ok()?, text.to_owned()))
-        }
-    }
 
     /// The message of a page that just loaded.
     const HELLO: &str = "hello";
@@ -581,31 +552,6 @@ mod browser {
                 self.apply(&heard);
             }
         }
-    }
-
-    /// What the silent-refresh route answered, or `None` when the app cannot be reached.
-    async fn call_refresh(url: &str) -> Option<Heard> {
-        let window = web_sys::window()?;
-        let init = RequestInit::new();
-        init.set_method("POST");
-        init.set_credentials(RequestCredentials::SameOrigin);
-        let request = web_sys::Request::new_with_str_and_init(url, &init).ok()?;
-        let response: web_sys::Response = JsFuture::from(window.fetch_with_request(&request))
-            .await
-            .ok()?
-            .dyn_into()
-            .ok()?;
-        let text = JsFuture::from(response.text().ok()?)
-            .await
-            .ok()?
-            .as_string()?;
-        let mut heard = Heard::new(response.status(), text);
-        // The server answers "signed out" with a 200 (a clean console); the watcher's own code
-        // for it is 401.
-        if heard.code == 200 && heard.status.as_ref().is_some_and(|s| !s.signed_in) {
-            heard.code = 401;
-        }
-        Some(heard)
     }
 
     /// Notes the user's input in this tab ([`ACTIVITY_EVENTS`], passive listeners on the window).
