@@ -48,7 +48,8 @@ pub struct UpstreamTokens {
 
 /// A hash that tells a session's access tokens apart. Of a signed JWT, only its signature is
 /// hashed: the signature stands for the whole token (two tokens with one signature would forge
-/// one of them) and is a quarter of its length; any other token is hashed whole.
+/// one of them) and is a quarter of its length; any other token (or a signature shorter than 32
+/// bytes, 43 characters: none of Keycloak's algorithms makes one) is hashed whole.
 fn token_hash(access_token: &str) -> [u8; 32] {
     let mut parts = access_token.split('.');
     let signed = match (parts.next(), parts.next(), parts.next(), parts.next()) {
