@@ -459,12 +459,18 @@ function holdStream(cookie) {
  * reaching its stream while the others stay open. The other sessions are copies of alice's, each
  * with a user of its own (the default limits apply: 16 streams per user, 20,000 per process).
  */
-/** Ends every Keycloak session of `username` (realm demo); how many there were. */
-async function endKeycloakSessions(username) {
+/** An admin token of Keycloak, and the id of `username` in realm demo. */
+async function keycloakUser(username) {
   const token = await adminToken();
   const [user] = await admin(token, 'demo', 'GET', `/users?username=${username}&exact=true`);
-  const sessions = await admin(token, 'demo', 'GET', `/users/${user.id}/sessions`);
-  if (sessions.length) await admin(token, 'demo', 'POST', `/users/${user.id}/logout`);
+  return { token, id: user.id };
+}
+
+/** Ends every Keycloak session of `username` (realm demo); how many there were. */
+async function endKeycloakSessions(username) {
+  const { token, id } = await keycloakUser(username);
+  const sessions = await admin(token, 'demo', 'GET', `/users/${id}/sessions`);
+  if (sessions.length) await admin(token, 'demo', 'POST', `/users/${id}/logout`);
   return sessions.length;
 }
 
@@ -500,10 +506,9 @@ async function manyStreams() {
   await sleep(SMOKE ? 1000 : 10_000);
   const held = rssMb(app.child.pid);
   // Keycloak ends paul's sessions (its admin API) and tells the app by back-channel logout.
-  const token = await adminToken();
-  const [user] = await admin(token, 'demo', 'GET', '/users?username=paul&exact=true');
+  const { token, id } = await keycloakUser('paul');
   const asked = performance.now();
-  await admin(token, 'demo', 'POST', `/users/${user.id}/logout`);
+  await admin(token, 'demo', 'POST', `/users/${id}/logout`);
   const reached = await Promise.race([paul.ended, sleep(10_000).then(() => NaN)]);
   const latency = (reached - asked) / 1000;
   await sleep(500);
