@@ -1,7 +1,8 @@
 //! Remote API routes against the real Keycloak (`demo-short`) and a real upstream process
 //! (`examples/orders-api`, started per test on a free port): the token exchange, what crosses the
 //! proxy and what never does, the refusals made before any upstream call, streaming, and a
-//! failing upstream. The upstream's own request log (`GET /_requests`) is the witness.
+//! failing upstream, and an https upstream spoken to over TLS only. The upstream's own request log
+//! (`GET /_requests`) is the witness.
 //!
 //! Catalogue: P01 (cross-origin, header-less), P02 (`Cookie`, `Authorization`, `Set-Cookie`),
 //! P03 (path safety), P04 (the session's token never reaches an upstream with an audience), P06
@@ -588,4 +589,55 @@ async fn a_websocket_from_another_origin_or_on_a_route_without_sockets_is_refuse
         "no refused socket reached the upstream"
     );
     admin.delete_user(&user).await;
+}
+
+#[tokio::test]
+async fn an_https_upstream_is_called_over_tls_never_in_clear_and_a_failed_handshake_is_a_502() {
+    // A listener that keeps the first bytes it is sent, and hangs up: what the app sent to an
+    // https upstream.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listener");
+    let port = listener.local_addr().expect("address").port();
+    let (first_bytes, received) = tokio::sync::oneshot::channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        if let Ok((mut socket, _)) = listener.accept().await {
+            let mut buffer = vec![0u8; 512];
+            let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buffer))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or(0);
+            buffer.truncate(n);
+            let _ = first_bytes.send(buffer);
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = settings(dir.path(), SHORT_REALM);
+    let mut auth = settings.auth.clone();
+    auth.apis.clear();
+    let tls = RemoteApi::new("/remote/tls", &format!("https://127.0.0.1:{port}/orders"))
+        .expect("route")
+        .token(UpstreamToken::None);
+    settings.auth = auth.with_api(tls).expect("route fits");
+    let app = spawn_app_with(settings, dir, browser(), 0).await;
+
+    let r = call(&app, Method::GET, "/remote/tls/7?q=1", None).await;
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    let text = r.text().await.expect("body");
+    assert!(text.contains("the service is unavailable"), "{text}");
+    let sent = tokio::time::timeout(Duration::from_secs(5), received)
+        .await
+        .expect("the app called the upstream")
+        .expect("bytes");
+    assert_eq!(
+        sent.first(),
+        Some(&0x16),
+        "a TLS handshake record first, got {:?}",
+        String::from_utf8_lossy(&sent)
+    );
+    assert!(
+        !String::from_utf8_lossy(&sent).contains("/orders/7"),
+        "the request itself never crosses in clear"
+    );
 }

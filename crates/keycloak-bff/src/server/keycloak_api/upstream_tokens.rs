@@ -210,22 +210,50 @@ impl UpstreamTokens {
     }
 }
 
-/// What the remote API routes share: the HTTP client to upstreams and the tokens made for them.
+/// The client remote API routes call their upstreams with (HTTP/1.1, pooled connections; https
+/// with the webpki roots, as reqwest's).
+pub(crate) type UpstreamClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    axum::body::Body,
+>;
+
+/// What the remote API routes share: the HTTP clients to upstreams and the tokens made for them.
 pub struct RemoteApis {
+    /// For WebSocket upgrades.
     pub(crate) http: reqwest::Client,
+    /// For every other call: hyper's client, which follows no redirect and keeps no cookies.
+    pub(crate) upstream: UpstreamClient,
     pub(crate) tokens: UpstreamTokens,
 }
 
 impl RemoteApis {
-    /// A client without a total time limit (a stream may last), that follows no redirect (the
-    /// token would go with it) and keeps no cookies.
-    pub fn new(connect_timeout: std::time::Duration) -> Result<Self, reqwest::Error> {
+    /// Clients without a total time limit (a stream may last), that follow no redirect (the
+    /// token would go with it) and keep no cookies.
+    pub fn new(connect_timeout: std::time::Duration) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(connect_timeout)
-            .build()?;
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        // https URLs go to the TLS connector around this one (it is never asked for them here).
+        connector.enforce_http(false);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(provider)
+            .map_err(|e| format!("TLS to upstreams: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        let upstream =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .build(connector);
         Ok(RemoteApis {
             http,
+            upstream,
             tokens: UpstreamTokens::default(),
         })
     }

@@ -16,6 +16,7 @@ use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNIN
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use keycloak_bff_core::dpop::{jwk_thumbprint, p256_jwk, signing_input, NewProof};
+use reqwest::header::HeaderValue;
 use reqwest::{Method, RequestBuilder};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
@@ -175,8 +176,36 @@ impl std::fmt::Debug for CallToken {
     }
 }
 
-/// `request` (`method url`) with `token`: `Authorization: Bearer`, or for a bound token
-/// `Authorization: DPoP` and a fresh proof of `key` for this request.
+/// The headers that carry `token` on a call of `method url`: `Authorization` (`Bearer`, or
+/// `DPoP` for a bound token, marked sensitive so that no debug output shows it) and, for a bound
+/// token, a fresh `DPoP` proof of `key` for this request.
+pub fn token_headers(
+    key: Option<&DpopKey>,
+    token: &CallToken,
+    method: &Method,
+    url: &Url,
+    now: i64,
+) -> Result<(HeaderValue, Option<HeaderValue>), String> {
+    let value = token.value.expose_secret();
+    let (scheme, proof) = match (token.bound, key) {
+        (false, _) => ("Bearer", None),
+        (true, Some(key)) => (
+            "DPoP",
+            Some(key.proof(method.as_str(), url, Some(value), now)?),
+        ),
+        (true, None) => return Err("a DPoP-bound token without the app's DPoP key".into()),
+    };
+    let mut authorization = HeaderValue::from_str(&format!("{scheme} {value}"))
+        .map_err(|_| "the token cannot be sent in a header".to_owned())?;
+    authorization.set_sensitive(true);
+    let proof = proof
+        .map(|p| HeaderValue::from_str(&p))
+        .transpose()
+        .map_err(|_| "the DPoP proof cannot be sent in a header".to_owned())?;
+    Ok((authorization, proof))
+}
+
+/// `request` (`method url`) with `token`: the headers of [`token_headers`].
 pub fn with_token(
     request: RequestBuilder,
     key: Option<&DpopKey>,
@@ -185,17 +214,12 @@ pub fn with_token(
     url: &Url,
     now: i64,
 ) -> Result<RequestBuilder, String> {
-    let value = token.value.expose_secret();
-    match (token.bound, key) {
-        (false, _) => Ok(request.bearer_auth(value)),
-        (true, Some(key)) => {
-            let proof = key.proof(method.as_str(), url, Some(value), now)?;
-            Ok(request
-                .header(reqwest::header::AUTHORIZATION, format!("DPoP {value}"))
-                .header("DPoP", proof))
-        }
-        (true, None) => Err("a DPoP-bound token without the app's DPoP key".into()),
-    }
+    let (authorization, proof) = token_headers(key, token, method, url, now)?;
+    let request = request.header(reqwest::header::AUTHORIZATION, authorization);
+    Ok(match proof {
+        Some(proof) => request.header("DPoP", proof),
+        None => request,
+    })
 }
 
 #[cfg(test)]

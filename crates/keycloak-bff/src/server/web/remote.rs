@@ -18,7 +18,7 @@ use crate::error::AppError;
 use crate::server::base::clock::unix_now;
 use crate::server::base::remote_api::RemoteApi;
 use crate::server::keycloak_api::upstream_tokens::UpstreamTokens;
-use crate::server::oidc::dpop_key::{with_token, CallToken};
+use crate::server::oidc::dpop_key::{token_headers, CallToken};
 use crate::server::web::remote_ws;
 use crate::server::web::state::KeycloakAuth;
 use axum::body::Body;
@@ -275,31 +275,48 @@ async fn forward(route: &Route, request: Request, started: Instant) -> (Response
         return (AppError::Internal.into_response(), None);
     };
     let (parts, body) = request.into_parts();
-    let mut outgoing = remote.http.request(parts.method.clone(), url.clone());
+    let Ok(uri) = axum::http::Uri::try_from(url.as_str()) else {
+        return (
+            AppError::BadRequest("the path or query cannot be forwarded".into()).into_response(),
+            None,
+        );
+    };
+    let mut outgoing =
+        axum::http::Request::new(if matches!(parts.method, Method::GET | Method::HEAD) {
+            Body::empty()
+        } else {
+            body
+        });
+    *outgoing.method_mut() = parts.method.clone();
+    *outgoing.uri_mut() = uri;
+    let headers = outgoing.headers_mut();
     for (name, value) in &parts.headers {
         if forwards_request_header(name.as_str()) {
-            outgoing = outgoing.header(name, value);
+            headers.append(name, value.clone());
         }
     }
     let dpop = route.auth.oidc().dpop();
     if let Some(token) = &token {
-        let Ok(with) = with_token(outgoing, dpop, token, &parts.method, &url, unix_now()) else {
+        let Ok((authorization, proof)) =
+            token_headers(dpop, token, &parts.method, &url, unix_now())
+        else {
             tracing::warn!(
                 route = api.path(),
                 "the token could not be sent (no DPoP proof)"
             );
             return (AppError::Internal.into_response(), None);
         };
-        outgoing = with;
+        headers.insert(header::AUTHORIZATION, authorization);
+        if let Some(proof) = proof {
+            headers.insert("dpop", proof);
+        }
     }
-    if !matches!(parts.method, Method::GET | Method::HEAD) {
-        outgoing = outgoing.body(reqwest::Body::wrap_stream(body.into_data_stream()));
-    }
-    let answer = tokio::time::timeout(api.timeout, outgoing.send()).await;
+    let answer = tokio::time::timeout(api.timeout, remote.upstream.request(outgoing)).await;
     let seconds = Some(started.elapsed().as_secs_f64());
     let answer = match answer {
         Ok(Ok(answer)) => answer,
-        failed => return (upstream_failed(api, failed.map(|r| r.err())), seconds),
+        Ok(Err(e)) => return (upstream_failed(api, Some(&e)), seconds),
+        Err(_) => return (upstream_failed(api, None), seconds),
     };
     if let Some(key) = dpop.filter(|_| token.as_ref().is_some_and(|t| t.bound)) {
         // The nonce it asks for (on a refusal, or for the next call) goes into the next proofs.
@@ -308,28 +325,34 @@ async fn forward(route: &Route, request: Request, started: Instant) -> (Response
     (streamed(answer), seconds)
 }
 
-/// The answer when the upstream did not answer in time (`Err`) or the call failed: 504 or 502
-/// with a generic message; the detail goes to the log.
+/// The answer when the upstream call failed (`Some`) or did not answer in time (`None`): 502 or
+/// 504 with a generic message; the detail goes to the log.
 fn upstream_failed(
     api: &RemoteApi,
-    failed: Result<Option<reqwest::Error>, tokio::time::error::Elapsed>,
+    failed: Option<&hyper_util::client::legacy::Error>,
 ) -> Response {
-    let timed_out = match failed {
-        Err(_) => {
-            tracing::warn!(route = api.path(), "the upstream did not answer in time");
-            return refusal(
-                StatusCode::GATEWAY_TIMEOUT,
-                "gateway_timeout",
-                "the service did not answer in time",
-            )
-            .into_response();
-        }
-        Ok(Some(e)) => {
-            tracing::warn!(route = api.path(), error = %e, "the upstream call failed");
-            e.is_timeout()
-        }
-        Ok(None) => false,
+    let Some(e) = failed else {
+        tracing::warn!(route = api.path(), "the upstream did not answer in time");
+        return refusal(
+            StatusCode::GATEWAY_TIMEOUT,
+            "gateway_timeout",
+            "the service did not answer in time",
+        )
+        .into_response();
     };
+    // hyper's errors say what failed in their sources (refused, reset, timed out).
+    let mut detail = e.to_string();
+    let mut timed_out = false;
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        detail.push_str(": ");
+        detail.push_str(&cause.to_string());
+        timed_out |= cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+        source = cause.source();
+    }
+    tracing::warn!(route = api.path(), error = %detail, "the upstream call failed");
     let (status, error) = if timed_out {
         (StatusCode::GATEWAY_TIMEOUT, "gateway_timeout")
     } else {
@@ -363,21 +386,19 @@ async fn socket(
 
 /// The upstream's answer for the browser: its status, the headers that may cross, and its body
 /// as it arrives.
-fn streamed(answer: reqwest::Response) -> Response {
-    let mut response = Response::builder().status(answer.status().as_u16());
-    for (name, value) in answer.headers() {
-        if forwards_response_header(name.as_str()) {
-            response = response.header(name.as_str(), value.as_bytes());
+fn streamed<B>(answer: axum::http::Response<B>) -> Response
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    let (parts, body) = answer.into_parts();
+    let mut response = Response::new(Body::new(body));
+    *response.status_mut() = parts.status;
+    let headers = response.headers_mut();
+    for (name, value) in parts.headers {
+        if let Some(name) = name.filter(|n| forwards_response_header(n.as_str())) {
+            headers.append(name, value);
         }
     }
     response
-        .body(Body::from_stream(answer.bytes_stream()))
-        .unwrap_or_else(|_| {
-            refusal(
-                StatusCode::BAD_GATEWAY,
-                "bad_gateway",
-                "the service's answer could not be forwarded",
-            )
-            .into_response()
-        })
 }

@@ -185,7 +185,8 @@ impl KeycloakAuth {
             Some(
                 crate::server::keycloak_api::upstream_tokens::RemoteApis::new(
                     settings.keycloak.http_timeout,
-                )?,
+                )
+                .map_err(StartupError::RemoteApi)?,
             )
         };
         let metrics = Arc::new(Metrics::default());
