@@ -6,7 +6,8 @@
 // the chart goes next to it), BENCH_SMOKE=1 (seconds-long run with tiny counts, to keep the
 // script working), BENCH_OAUTH2_PROXY (its binary), BENCH_CRITERION (the criterion output),
 // BENCH_VERSIONS (text), BENCH_ORDERS_API (examples/orders-api's binary: the remote API route's
-// upstream).
+// upstream; its bare-hop binary, the reference hop on the same stack, is beside it), BENCH_ONLY
+// (`streams` or `remote`: those rows alone, printed, for working on them).
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, statSync } from 'node:fs';
 import { tmpdir, cpus, totalmem } from 'node:os';
@@ -21,6 +22,9 @@ const SITE_ROOT = must('BENCH_SITE_ROOT');
 const OUT = must('BENCH_OUT');
 const PROXY_BIN = must('BENCH_OAUTH2_PROXY');
 const ORDERS_BIN = must('BENCH_ORDERS_API');
+/** examples/orders-api's bin/bare-hop.rs: a hop on axum and hyper's client with nothing else. */
+const BARE_HOP_BIN = join(dirname(ORDERS_BIN), 'bare-hop');
+const BARE_HOP = 'http://127.0.0.1:4193';
 /** examples/orders-api, where Leptos.toml's remote API route /remote/orders forwards. */
 const ORDERS = 'http://127.0.0.1:4001';
 const APP = 'http://localhost:3000';
@@ -376,9 +380,15 @@ async function remoteApi() {
   const proxy = await startProxy(`${ORDERS}/`, ['--pass-access-token=true']);
   const viaProxy = { cookie: await proxySignIn('alice') };
   const nginx = await startNginx(ORDERS);
+  const bareHop = spawn(BARE_HOP_BIN, [], {
+    env: { ...process.env, BARE_HOP_ADDR: new URL(BARE_HOP).host, BARE_HOP_UPSTREAM: ORDERS },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  children.push(bareHop);
+  await waitFor(`${BARE_HOP}/health`, bareHop, 'bare-hop');
   for (const [url, headers, what] of [[`${ORDERS}/orders`, direct, 'orders-api straight'],
     [`${APP}/remote/orders`, viaApp, 'the remote API route'], [`${PROXY}/orders`, viaProxy, 'oauth2-proxy → orders-api'],
-    [`${NGINX}/orders`, direct, 'nginx → orders-api']]) {
+    [`${NGINX}/orders`, direct, 'nginx → orders-api'], [`${BARE_HOP}/orders`, direct, 'bare-hop → orders-api']]) {
     const body = JSON.parse(await expectOk(url, headers, what));
     if (!Array.isArray(body.orders)) throw new Error(`${what}: not the orders`);
   }
@@ -387,11 +397,13 @@ async function remoteApi() {
     viaApp: [`${APP}/remote/orders`, viaApp],
     viaProxy: [`${PROXY}/orders`, viaProxy],
     viaNginx: [`${NGINX}/orders`, direct],
+    viaBareHop: [`${BARE_HOP}/orders`, direct],
   });
+  await stop(bareHop);
   await stop(nginx);
   await stop(proxy);
   await stop(orders);
-  const g = 'A remote API route: GET /orders of examples/orders-api (wrk as above; the three rows in 3 alternating rounds; req/s)';
+  const g = 'A remote API route: GET /orders of examples/orders-api (wrk as above; the rows in 3 alternating rounds; req/s)';
   const r = (x) => ({ value: x.rps, p50: x.p50, p99: x.p99, non2xx: x.non2xx });
   add({ group: g, what: 'straight to orders-api (a bearer token it accepts)', ...r(m.direct), unit: 'req/s' });
   add({ group: g, what: 'through the app\'s /remote/orders (session cookie; the token exchanged for orders-api, cached)', ...r(m.viaApp), unit: 'req/s',
@@ -404,6 +416,11 @@ async function remoteApi() {
   add({ group: g, what: `reference: nginx ${NGINX_VERSION} proxy_pass, no authentication (wrk's bearer token passed on)`, ...r(m.viaNginx), unit: 'req/s',
     ratio: m.viaNginx.rps / m.direct.rps, ratioOf: 'of straight' });
   add({ group: g, what: 'ours against that nginx hop', value: m.viaApp.rps / m.viaNginx.rps, unit: '×' });
+  // The same hop on the stack of the remote API routes (axum in front, hyper's pooled client
+  // behind), nothing else: the difference from ours is the library's own work per call.
+  add({ group: g, what: 'reference: bare-hop (examples/orders-api; axum and hyper\'s pooled client, the same stack as the route, nothing else; wrk\'s bearer token passed on)', ...r(m.viaBareHop), unit: 'req/s',
+    ratio: m.viaBareHop.rps / m.direct.rps, ratioOf: 'of straight' });
+  add({ group: g, what: 'ours against that bare hop', value: m.viaApp.rps / m.viaBareHop.rps, unit: '×' });
   for (const x of Object.values(m)) {
     if (x.non2xx) throw new Error(`a measured URL answered errors: ${JSON.stringify(x)}`);
   }
@@ -808,6 +825,13 @@ async function main() {
   // BENCH_ONLY=streams: the open-tabs rows alone, printed (for working on them).
   if (process.env.BENCH_ONLY === 'streams') {
     await manyStreams();
+    console.log(report());
+    return;
+  }
+  if (process.env.BENCH_ONLY === 'remote') {
+    const only = await startApp('demo');
+    await remoteApi();
+    await stop(only.child);
     console.log(report());
     return;
   }
