@@ -33,6 +33,24 @@ type Histograms = Family<Label, Histogram, fn() -> Histogram>;
 /// Labels whose values the operator chose (a route's path, an audience).
 type Named = Vec<(&'static str, String)>;
 
+/// One remote API route's series, taken from the families the first time each is used (a
+/// clone shares the family's value).
+#[derive(Debug, Default)]
+pub(crate) struct RouteMetrics {
+    route: String,
+    by_status: Mutex<std::collections::HashMap<u16, Counter>>,
+    latency: std::sync::OnceLock<Histogram>,
+}
+
+impl RouteMetrics {
+    pub(crate) fn new(route: &str) -> Self {
+        Self {
+            route: route.to_owned(),
+            ..Self::default()
+        }
+    }
+}
+
 pub struct Metrics {
     registry: Mutex<Registry>,
     /// Calls to Keycloak's token endpoint with a refresh token.
@@ -244,6 +262,52 @@ impl Metrics {
             self.remote_latency
                 .get_or_create(&vec![("route", route.to_owned())])
                 .observe(seconds);
+        }
+    }
+
+    /// A call through remote API route `route` (its [`RouteMetrics`]), answered with `status`;
+    /// `upstream_seconds` when the upstream was called. As [`Metrics::remote`], without building
+    /// the labels again once the route has counted a status.
+    pub(crate) fn remote_counted(
+        &self,
+        route: &RouteMetrics,
+        status: u16,
+        upstream_seconds: Option<f64>,
+    ) {
+        let counter = route.by_status.lock().ok().and_then(|mut by_status| {
+            if by_status.len() > 64 && !by_status.contains_key(&status) {
+                return None;
+            }
+            Some(
+                by_status
+                    .entry(status)
+                    .or_insert_with(|| {
+                        self.remote_requests
+                            .get_or_create(&vec![
+                                ("route", route.route.clone()),
+                                ("status", status.to_string()),
+                            ])
+                            .clone()
+                    })
+                    .clone(),
+            )
+        });
+        match counter {
+            Some(counter) => {
+                counter.inc();
+                if let Some(seconds) = upstream_seconds {
+                    route
+                        .latency
+                        .get_or_init(|| {
+                            self.remote_latency
+                                .get_or_create(&vec![("route", route.route.clone())])
+                                .clone()
+                        })
+                        .observe(seconds);
+                }
+            }
+            // Statuses past the first 64 (an odd upstream): counted the long way.
+            None => self.remote(&route.route, status, upstream_seconds),
         }
     }
 

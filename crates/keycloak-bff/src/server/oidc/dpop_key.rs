@@ -187,22 +187,26 @@ pub fn token_headers(
     now: i64,
 ) -> Result<(HeaderValue, Option<HeaderValue>), String> {
     let value = token.value.expose_secret();
-    let (scheme, proof) = match (token.bound, key) {
-        (false, _) => ("Bearer", None),
-        (true, Some(key)) => (
-            "DPoP",
-            Some(key.proof(method.as_str(), url, Some(value), now)?),
-        ),
+    let proof = match (token.bound, key) {
+        (false, _) => return Ok((bearer(token)?, None)),
+        (true, Some(key)) => key.proof(method.as_str(), url, Some(value), now)?,
         (true, None) => return Err("a DPoP-bound token without the app's DPoP key".into()),
     };
-    let mut authorization = HeaderValue::from_str(&format!("{scheme} {value}"))
+    let mut authorization = HeaderValue::from_str(&format!("DPoP {value}"))
         .map_err(|_| "the token cannot be sent in a header".to_owned())?;
     authorization.set_sensitive(true);
-    let proof = proof
-        .map(|p| HeaderValue::from_str(&p))
-        .transpose()
+    let proof = HeaderValue::from_str(&proof)
         .map_err(|_| "the DPoP proof cannot be sent in a header".to_owned())?;
-    Ok((authorization, proof))
+    Ok((authorization, Some(proof)))
+}
+
+/// `Authorization: Bearer <token>` for a token that is not bound (marked sensitive, so that no
+/// debug output shows it).
+pub fn bearer(token: &CallToken) -> Result<HeaderValue, String> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.value.expose_secret()))
+        .map_err(|_| "the token cannot be sent in a header".to_owned())?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// `request` (`method url`) with `token`: the headers of [`token_headers`].

@@ -162,7 +162,8 @@ impl Refresher {
         session: &Session,
         now: i64,
     ) -> Result<Option<AuthSession>, AppError> {
-        let Some(auth) = auth_session(session, now).await? else {
+        // The common path: a session in use, decoded once until it changes.
+        let Some(auth) = self.store().auth_session(session, now).await? else {
             return Ok(None);
         };
         // A token bound to another DPoP key than the app's (or to none while the app binds its

@@ -16,9 +16,10 @@
 
 use crate::error::AppError;
 use crate::server::base::clock::unix_now;
+use crate::server::base::metrics::RouteMetrics;
 use crate::server::base::remote_api::RemoteApi;
 use crate::server::keycloak_api::upstream_tokens::UpstreamTokens;
-use crate::server::oidc::dpop_key::{token_headers, CallToken};
+use crate::server::oidc::dpop_key::{bearer, token_headers, CallToken};
 use crate::server::web::remote_ws;
 use crate::server::web::state::KeycloakAuth;
 use axum::body::Body;
@@ -39,6 +40,9 @@ use std::time::Instant;
 struct Route {
     auth: KeycloakAuth,
     api: Arc<RemoteApi>,
+    /// The app's origin (`auth.public_url`'s), which same-origin calls come from.
+    origin: Arc<str>,
+    metrics: Arc<RouteMetrics>,
 }
 
 /// The routes of `[[apis]]`: each path, and everything below it.
@@ -48,6 +52,8 @@ pub fn remote_routes<S: Clone + Send + Sync + 'static>(auth: &KeycloakAuth) -> R
         let route = Route {
             auth: auth.clone(),
             api: Arc::new(api.clone()),
+            origin: auth.settings().public_origin().into(),
+            metrics: Arc::new(RouteMetrics::new(api.path())),
         };
         router = router.merge(
             Router::new()
@@ -97,8 +103,8 @@ impl IntoResponse for Refusal {
 async fn proxy(State(route): State<Route>, request: Request) -> Response {
     let started = Instant::now();
     let (response, upstream_seconds) = forward(&route, request, started).await;
-    route.auth.metrics().remote(
-        route.api.path(),
+    route.auth.metrics().remote_counted(
+        &route.metrics,
         response.status().as_u16(),
         upstream_seconds,
     );
@@ -146,7 +152,7 @@ fn admit(route: &Route, request: &Request) -> Result<String, Refusal> {
             ));
         }
         // Browsers always send Origin on a WebSocket; the page must be the app's own.
-        if text(header::ORIGIN.as_str()) != Some(route.auth.settings().public_origin().as_str()) {
+        if text(header::ORIGIN.as_str()) != Some(&*route.origin) {
             tracing::info!(
                 route = api.path(),
                 "refused a WebSocket from another origin"
@@ -164,7 +170,7 @@ fn admit(route: &Route, request: &Request) -> Result<String, Refusal> {
         sec_fetch_site: text("sec-fetch-site"),
         csrf_header: text(CSRF_HEADER),
     };
-    if let Err(e) = check_call(&call, &route.auth.settings().public_origin()) {
+    if let Err(e) = check_call(&call, &route.origin) {
         tracing::info!(route = api.path(), reason = %e, "refused a remote API call");
         let error = match e {
             CsrfRefusal::CrossOrigin => "cross_origin",
@@ -236,14 +242,36 @@ async fn token_for(
 }
 
 /// The upstream's URL for this request: the route's upstream, the rest of the path (`suffix`,
-/// checked by [`admit`]) and the query.
-fn upstream_url(api: &RemoteApi, suffix: &str, request: &Request) -> Option<url::Url> {
+/// checked by [`admit`]: no dot segment, no encoded separator, so nothing for a URL parser to
+/// normalize) and the query.
+fn upstream_target(api: &RemoteApi, suffix: &str, request: &Request) -> String {
     let mut text = format!("{}{suffix}", api.upstream().as_str().trim_end_matches('/'));
     if let Some(query) = request.uri().query() {
         text.push('?');
         text.push_str(query);
     }
-    url::Url::parse(&text).ok()
+    text
+}
+
+/// Where the call goes: `target` as it is; for a DPoP-bound token, `target` as the url crate
+/// writes it, the URL its proof names (`htu`), returned too.
+fn call_target(
+    target: String,
+    token: Option<&CallToken>,
+) -> Option<(axum::http::Uri, Option<url::Url>)> {
+    if token.is_some_and(|t| t.bound) {
+        let url = url::Url::parse(&target).ok()?;
+        let uri = axum::http::Uri::try_from(url.as_str()).ok()?;
+        return Some((uri, Some(url)));
+    }
+    Some((axum::http::Uri::try_from(target).ok()?, None))
+}
+
+fn cannot_forward() -> (Response, Option<f64>) {
+    (
+        AppError::BadRequest("the path or query cannot be forwarded".into()).into_response(),
+        None,
+    )
 }
 
 async fn forward(route: &Route, request: Request, started: Instant) -> (Response, Option<f64>) {
@@ -261,26 +289,21 @@ async fn forward(route: &Route, request: Request, started: Instant) -> (Response
         Err(e) => return (e.into_response(), None),
     };
     let api = &route.api;
-    let Some(url) = upstream_url(api, &suffix, &request) else {
-        return (
-            AppError::BadRequest("the path or query cannot be forwarded".into()).into_response(),
-            None,
-        );
-    };
+    let target = upstream_target(api, &suffix, &request);
     if remote_ws::is_upgrade(request.headers()) {
+        let Ok(url) = url::Url::parse(&target) else {
+            return cannot_forward();
+        };
         let response = socket(route, request, url, token, session_id).await;
         return (response, Some(started.elapsed().as_secs_f64()));
     }
     let Some(remote) = route.auth.remote_apis() else {
         return (AppError::Internal.into_response(), None);
     };
-    let (parts, body) = request.into_parts();
-    let Ok(uri) = axum::http::Uri::try_from(url.as_str()) else {
-        return (
-            AppError::BadRequest("the path or query cannot be forwarded".into()).into_response(),
-            None,
-        );
+    let Some((uri, url)) = call_target(target, token.as_ref()) else {
+        return cannot_forward();
     };
+    let (parts, body) = request.into_parts();
     let mut outgoing =
         axum::http::Request::new(if matches!(parts.method, Method::GET | Method::HEAD) {
             Body::empty()
@@ -297,9 +320,11 @@ async fn forward(route: &Route, request: Request, started: Instant) -> (Response
     }
     let dpop = route.auth.oidc().dpop();
     if let Some(token) = &token {
-        let Ok((authorization, proof)) =
-            token_headers(dpop, token, &parts.method, &url, unix_now())
-        else {
+        let sent = match &url {
+            Some(url) => token_headers(dpop, token, &parts.method, url, unix_now()),
+            None => bearer(token).map(|authorization| (authorization, None)),
+        };
+        let Ok((authorization, proof)) = sent else {
             tracing::warn!(
                 route = api.path(),
                 "the token could not be sent (no DPoP proof)"
@@ -318,9 +343,9 @@ async fn forward(route: &Route, request: Request, started: Instant) -> (Response
         Ok(Err(e)) => return (upstream_failed(api, Some(&e)), seconds),
         Err(_) => return (upstream_failed(api, None), seconds),
     };
-    if let Some(key) = dpop.filter(|_| token.as_ref().is_some_and(|t| t.bound)) {
+    if let (Some(key), Some(url)) = (dpop, &url) {
         // The nonce it asks for (on a refusal, or for the next call) goes into the next proofs.
-        key.note_answer(&url, answer.headers());
+        key.note_answer(url, answer.headers());
     }
     (streamed(answer), seconds)
 }

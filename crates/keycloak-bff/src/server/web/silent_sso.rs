@@ -21,7 +21,6 @@
 
 use crate::server::base::clock::unix_now;
 use crate::server::base::cookies::cookie_value;
-use crate::server::session::store::auth_session;
 use crate::server::web::state::KeycloakAuth;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method};
@@ -92,7 +91,10 @@ pub async fn silent_sso(
         return next.run(request).await;
     };
     // Signed in, or the store cannot say: the page itself decides.
-    if !matches!(auth_session(&session, unix_now()).await, Ok(None)) {
+    if !matches!(
+        auth.store().auth_session(&session, unix_now()).await,
+        Ok(None)
+    ) {
         return next.run(request).await;
     }
     let probing = silent::is_probing(request.uri().query());

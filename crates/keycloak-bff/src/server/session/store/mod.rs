@@ -12,6 +12,11 @@
 //! brings back a session that was deleted (D04); every save and delete is announced to the
 //! session's open pages. A record that cannot be decoded counts as "no session"; a store that
 //! does not answer is [`AppError::StoreUnavailable`] (503), never a sign-out (E03).
+//!
+//! A session in use is decoded once: [`AuthStore::auth_session`] keeps what it decoded with the
+//! very record (the backend read cache's allocation) it came from, and decodes again when that
+//! record is replaced (a save, a refresh) or gone; the ended-session and end checks run on every
+//! read.
 
 use crate::error::AppError;
 use crate::server::base::clock::{now_utc, unix_now};
@@ -111,6 +116,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn event_key(&self, id: &str) -> String {
         id.to_owned()
     }
+    /// Record `id` as this process's read cache holds it, shared (not copied), when the backend
+    /// keeps one that is always up to date (SQLite: written through by its only process); `None`
+    /// means "not held here", never "no such session".
+    fn cached(&self, _id: &Id, _now: i64) -> Option<Arc<Record>> {
+        None
+    }
     /// Takes session `id`'s refresh lock with `token`; false while another holder has it.
     async fn try_lock(&self, _id: &str, _token: &str) -> session_store::Result<bool> {
         Ok(true)
@@ -183,6 +194,30 @@ pub struct AuthStore {
     sealer: Arc<seal::Sealer>,
     /// The event streams' leases, when the backend is not shared.
     leases: streams::LocalLeases,
+    /// The signed-in sessions last decoded from the backend's cached records
+    /// ([`AuthStore::auth_session`]).
+    decoded: Arc<Decoded>,
+}
+
+/// How many decoded sessions are kept (the backend's read cache holds as many records).
+const DECODED_SESSIONS: usize = 256;
+
+/// Sessions in use, decoded: each with the very record (the backend cache's allocation) it was
+/// decoded from, so that a read finds out whether the record changed since by comparing
+/// pointers, without copying or decoding it. Holding the record also keeps its allocation from
+/// being reused by another record meanwhile.
+#[derive(Default)]
+struct Decoded {
+    sessions: std::sync::Mutex<std::collections::HashMap<Id, (Arc<Record>, AuthSession)>>,
+    /// How many records were decoded (tests count them).
+    #[cfg(test)]
+    count: std::sync::atomic::AtomicUsize,
+}
+
+impl std::fmt::Debug for Decoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoded").finish_non_exhaustive()
+    }
 }
 
 /// A session's refresh lock held across replicas; see [`AuthStore::lock_refresh`].
@@ -254,7 +289,67 @@ impl AuthStore {
             events,
             sealer: Arc::new(sealer),
             leases: streams::LocalLeases::default(),
+            decoded: Arc::default(),
         }
+    }
+
+    /// The signed-in session of `session`, as [`auth_session`] reads it; but a session in use
+    /// whose record is unchanged since this process last decoded it (the backend's read cache
+    /// still holds that very record) is neither copied, opened nor decoded again. A session this
+    /// request changed, a record not held by the backend's cache (Redis, a session not read
+    /// lately), one of an ended Keycloak session or one past its end take [`auth_session`]'s way.
+    pub async fn auth_session(
+        &self,
+        session: &Session,
+        now: i64,
+    ) -> Result<Option<AuthSession>, AppError> {
+        if let Some(auth) = self.decoded_auth(session, now).await {
+            return Ok(Some(auth));
+        }
+        auth_session(session, now).await
+    }
+
+    async fn decoded_auth(&self, session: &Session, now: i64) -> Option<AuthSession> {
+        if session.is_modified() {
+            return None;
+        }
+        let id = session.id()?;
+        let record = self.backend.cached(&id, now)?;
+        let known = self.decoded.sessions.lock().ok().and_then(|decoded| {
+            decoded
+                .get(&id)
+                .filter(|(seen, _)| Arc::ptr_eq(seen, &record))
+                .map(|(_, auth)| auth.clone())
+        });
+        let auth = match known {
+            Some(auth) => auth,
+            None => self.decode(id, record)?,
+        };
+        // As a load does: a session of an ended Keycloak session is not read (the load that
+        // follows deletes it).
+        if let Some(sid) = &auth.sid {
+            if self.backend.is_ended(sid).await.unwrap_or(true) {
+                return None;
+            }
+        }
+        (now < auth.user.session_expires_at).then_some(auth)
+    }
+
+    /// Opens and decodes `record` (session `id`), and remembers it with what it holds.
+    fn decode(&self, id: Id, record: Arc<Record>) -> Option<AuthSession> {
+        let mut opened = self.sealer.open(Record::clone(&record)).ok()?;
+        let auth: AuthSession = serde_json::from_value(opened.data.remove(AUTH_KEY)?).ok()?;
+        #[cfg(test)]
+        self.decoded
+            .count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut decoded) = self.decoded.sessions.lock() {
+            if decoded.len() >= DECODED_SESSIONS && !decoded.contains_key(&id) {
+                decoded.clear();
+            }
+            decoded.insert(id, (record, auth.clone()));
+        }
+        Some(auth)
     }
 
     /// Takes a lease for one more event stream of session `id` (user `sub`), within `limits`
@@ -620,6 +715,7 @@ impl AuthStore {
                     events: events.clone(),
                     sealer: sealer.clone(),
                     leases: streams::LocalLeases::default(),
+                    decoded: Arc::default(),
                 };
                 if let Err(e) = store.sweep_once(unix_now()).await {
                     tracing::warn!(error = %e, "could not delete expired sessions");
@@ -848,6 +944,115 @@ mod tests {
 
     async fn sqlite_store() -> AuthStore {
         AuthStore::sqlite(sqlite_pool().await).await.expect("store")
+    }
+
+    fn full_auth(access_token: &str, generation: u64, session_end: i64) -> AuthSession {
+        AuthSession {
+            user: KeycloakUser {
+                subject: "alice".into(),
+                realm_roles: vec!["reader".into(), "writer".into()],
+                session_expires_at: session_end,
+                ..Default::default()
+            },
+            access_token: access_token.into(),
+            access_expires_at: unix_now() + 60,
+            refresh_token: Some(format!("refresh-{generation}")),
+            id_token: "id".into(),
+            sid: Some("sid-d".into()),
+            generation,
+            refreshed_at: 0,
+            dpop_jkt: None,
+            deletion_requested_at: None,
+        }
+    }
+
+    fn record_of(id: Id, auth: &AuthSession) -> Record {
+        let mut data = std::collections::HashMap::new();
+        data.insert(
+            AUTH_KEY.to_owned(),
+            serde_json::to_value(auth).expect("JSON"),
+        );
+        Record {
+            id,
+            data,
+            expiry_date: OffsetDateTime::now_utc() + time::Duration::seconds(600),
+        }
+    }
+
+    fn decoded(store: &AuthStore) -> usize {
+        store
+            .decoded
+            .count
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// What a request of the session reads (a fresh `Session`, as the session layer makes).
+    async fn read(store: &AuthStore, id: Id) -> Option<String> {
+        let session = Session::new(Some(id), Arc::new(store.clone()), None);
+        store
+            .auth_session(&session, unix_now())
+            .await
+            .expect("read")
+            .map(|a| a.access_token)
+    }
+
+    #[tokio::test]
+    async fn a_session_in_use_is_decoded_once_until_its_record_changes_and_never_read_stale() {
+        let store = sqlite_store().await;
+        let end = unix_now() + 600;
+        let mut r = record_of(Id::default(), &full_auth("access-1", 1, end));
+        store.create(&mut r).await.expect("create");
+        let id = r.id;
+
+        assert_eq!(read(&store, id).await.as_deref(), Some("access-1"));
+        assert_eq!(read(&store, id).await.as_deref(), Some("access-1"));
+        assert_eq!(
+            decoded(&store),
+            1,
+            "the second request did not decode it again"
+        );
+
+        // A refresh saved new tokens: the next request reads them.
+        store
+            .save(&record_of(id, &full_auth("access-2", 2, end)))
+            .await
+            .expect("save");
+        assert_eq!(read(&store, id).await.as_deref(), Some("access-2"));
+        assert_eq!(decoded(&store), 2);
+
+        // What this request itself changed wins over the store's.
+        let session = Session::new(Some(id), Arc::new(store.clone()), None);
+        session
+            .insert(AUTH_KEY, full_auth("access-3", 3, end))
+            .await
+            .expect("insert");
+        let mine = store
+            .auth_session(&session, unix_now())
+            .await
+            .expect("read");
+        assert_eq!(mine.map(|a| a.access_token).as_deref(), Some("access-3"));
+
+        // Its Keycloak session ended (as another replica's logout would leave it): not read.
+        store
+            .backend
+            .remember_ended("sid-d", unix_now() + 600, unix_now())
+            .await
+            .expect("ended");
+        assert_eq!(read(&store, id).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_decoded_session_past_its_end_or_deleted_is_signed_out() {
+        let store = sqlite_store().await;
+        let mut r = record_of(Id::default(), &full_auth("access-1", 1, unix_now() + 600));
+        store.create(&mut r).await.expect("create");
+        assert_eq!(read(&store, r.id).await.as_deref(), Some("access-1"));
+        store.delete(&r.id).await.expect("delete");
+        assert_eq!(read(&store, r.id).await, None, "deleted");
+
+        let mut ended = record_of(Id::default(), &full_auth("access-9", 1, unix_now() - 1));
+        store.create(&mut ended).await.expect("create");
+        assert_eq!(read(&store, ended.id).await, None, "past Keycloak's end");
     }
 
     #[tokio::test]

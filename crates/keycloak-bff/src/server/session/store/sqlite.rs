@@ -13,7 +13,7 @@
 use super::{expires_at, identity, may_replace, store_error, Backend, Saved};
 use sqlx::SqlitePool;
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
 use tower_sessions_sqlx_store::SqliteStore;
@@ -26,12 +26,13 @@ const CACHED_RECORDS: usize = 256;
 /// meanwhile (`epoch`), so the cache never holds an older token set or a deleted session.
 #[derive(Debug, Default)]
 struct RecordCache {
-    records: HashMap<Id, Record>,
+    /// Shared: a reader that only looks (`Backend::cached`) takes no copy.
+    records: HashMap<Id, Arc<Record>>,
     epoch: u64,
 }
 
 impl RecordCache {
-    fn get(&self, id: &Id, now: i64) -> Option<Record> {
+    fn get(&self, id: &Id, now: i64) -> Option<Arc<Record>> {
         self.records
             .get(id)
             .filter(|r| expires_at(r) > now)
@@ -48,7 +49,7 @@ impl RecordCache {
                 }
             }
         }
-        self.records.insert(record.id, record.clone());
+        self.records.insert(record.id, Arc::new(record.clone()));
     }
 
     /// A write: `record` is the newest (or `None`: deleted), and reads in flight are stale.
@@ -149,7 +150,7 @@ impl SqliteBackend {
         let epoch = {
             let cache = self.cache()?;
             if let Some(record) = cache.get(id, now) {
-                return Ok(Some(record));
+                return Ok(Some(Record::clone(&record)));
             }
             cache.epoch
         };
@@ -168,6 +169,10 @@ impl SqliteBackend {
 impl Backend for SqliteBackend {
     async fn load(&self, id: &Id, now: i64) -> session_store::Result<Option<Record>> {
         self.read(id, now).await
+    }
+
+    fn cached(&self, id: &Id, now: i64) -> Option<Arc<Record>> {
+        self.cache().ok()?.get(id, now)
     }
 
     async fn create(&self, record: &mut Record, now: i64) -> session_store::Result<()> {
