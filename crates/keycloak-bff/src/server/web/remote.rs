@@ -420,10 +420,43 @@ where
     let mut response = Response::new(Body::new(body));
     *response.status_mut() = parts.status;
     let headers = response.headers_mut();
-    for (name, value) in parts.headers {
-        if let Some(name) = name.filter(|n| forwards_response_header(n.as_str())) {
-            headers.append(name, value);
+    // By reference: every value of a header sent more than once (a clone shares its bytes).
+    for (name, value) in &parts.headers {
+        if forwards_response_header(name.as_str()) {
+            headers.append(name, value.clone());
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upstream_header_sent_twice_crosses_with_both_values_and_set_cookie_never() {
+        let answer = axum::http::Response::builder()
+            .status(StatusCode::CREATED)
+            .header(header::CACHE_CONTROL, "no-store")
+            .header(header::CACHE_CONTROL, "private")
+            .header(header::SET_COOKIE, "upstream=1")
+            .header(header::SET_COOKIE, "other=2")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::empty())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let response = streamed(answer);
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let values: Vec<_> = response
+            .headers()
+            .get_all(header::CACHE_CONTROL)
+            .iter()
+            .map(|v| v.to_str().unwrap_or_default())
+            .collect();
+        assert_eq!(values, ["no-store", "private"]);
+        assert!(response.headers().get(header::SET_COOKIE).is_none());
+        assert_eq!(
+            response.headers().get(header::CONTENT_TYPE),
+            Some(&HeaderValue::from_static("application/json"))
+        );
+    }
 }

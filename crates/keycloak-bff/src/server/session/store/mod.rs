@@ -335,6 +335,14 @@ impl AuthStore {
         (now < auth.user.session_expires_at).then_some(auth)
     }
 
+    /// Forgets what was decoded of session `id`, which was deleted: its tokens leave this
+    /// process's memory with it.
+    fn forget_decoded(&self, id: &str) {
+        if let (Ok(id), Ok(mut decoded)) = (id.parse::<Id>(), self.decoded.sessions.lock()) {
+            decoded.remove(&id);
+        }
+    }
+
     /// Opens and decodes `record` (session `id`), and remembers it with what it holds.
     fn decode(&self, id: Id, record: Arc<Record>) -> Option<AuthSession> {
         let mut opened = self.sealer.open(Record::clone(&record)).ok()?;
@@ -677,7 +685,9 @@ impl AuthStore {
         let mut deleted = 0;
         for id in ids {
             // The index may still name sessions that went away.
-            if self.backend.delete(&id).await? {
+            let existed = self.backend.delete(&id).await?;
+            self.forget_decoded(&id);
+            if existed {
                 deleted += 1;
                 self.announce(&id);
             }
@@ -788,6 +798,7 @@ impl SessionStore for AuthStore {
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         let id = id.to_string();
         self.backend.delete(&id).await?;
+        self.forget_decoded(&id);
         self.announce(&id);
         Ok(())
     }
@@ -1048,6 +1059,16 @@ mod tests {
         store.create(&mut r).await.expect("create");
         assert_eq!(read(&store, r.id).await.as_deref(), Some("access-1"));
         store.delete(&r.id).await.expect("delete");
+        let held = store
+            .decoded
+            .sessions
+            .lock()
+            .map(|d| d.contains_key(&r.id))
+            .unwrap_or(true);
+        assert!(
+            !held,
+            "a deleted session's tokens leave the process's memory"
+        );
         assert_eq!(read(&store, r.id).await, None, "deleted");
 
         let mut ended = record_of(Id::default(), &full_auth("access-9", 1, unix_now() - 1));
