@@ -64,10 +64,7 @@ impl AsUser {
             http: oidc.http().clone(),
             realm,
             allowed: oidc.keycloak_settings().token_relay_allowed(),
-            token: CallToken {
-                value: SecretString::from(token),
-                bound,
-            },
+            token: CallToken::new(SecretString::from(token), bound),
             dpop: oidc.dpop_shared(),
             sid,
         })
@@ -96,7 +93,7 @@ impl AsUser {
         }
         let keycloak = origin == self.realm.origin().ascii_serialization();
         let mut response = self.call(&method, &url, &host, keycloak).await?;
-        if let Some(key) = self.dpop.as_deref().filter(|_| self.token.bound) {
+        if let Some(key) = self.dpop.as_deref().filter(|_| self.token.is_bound()) {
             let www = response
                 .headers()
                 .get(reqwest::header::WWW_AUTHENTICATE)
@@ -244,10 +241,7 @@ mod tests {
             http: reqwest::Client::new(),
             realm: Url::parse("http://127.0.0.1:9/realms/demo").expect("url"),
             allowed: allowed.iter().map(|s| s.to_string()).collect(),
-            token: CallToken {
-                value: SecretString::from("user-token"),
-                bound: false,
-            },
+            token: CallToken::new(SecretString::from("user-token"), false),
             dpop: None,
             sid: None,
         }

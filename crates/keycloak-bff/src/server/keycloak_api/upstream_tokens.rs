@@ -85,10 +85,8 @@ fn refused(what: &'static str, e: OidcError) -> AppError {
 /// The token of Keycloak's answer, bound when Keycloak says so (`token_type` DPoP: the request
 /// carried a proof of the app's key).
 fn call_token(answer: TokenResponse) -> CallToken {
-    CallToken {
-        bound: answer.is_dpop_bound(),
-        value: SecretString::from(answer.access_token),
-    }
+    let bound = answer.is_dpop_bound();
+    CallToken::new(SecretString::from(answer.access_token), bound)
 }
 
 impl UpstreamTokens {

@@ -159,19 +159,45 @@ impl DpopKey {
     }
 }
 
-/// A token to call an API with, and whether Keycloak bound it to the app's DPoP key.
+/// A token to call an API with, and whether Keycloak bound it to the app's DPoP key. A clone
+/// shares it (a reference count): a cached token is handed to every call that uses it.
 #[derive(Clone)]
-pub struct CallToken {
+pub struct CallToken(std::sync::Arc<Token>);
+
+struct Token {
     /// The access token.
-    pub value: SecretString,
+    value: SecretString,
     /// Bound (`token_type` DPoP): sent as `Authorization: DPoP` with a proof.
-    pub bound: bool,
+    bound: bool,
+    /// `Authorization: Bearer …` of a token that is not bound, made at its first use.
+    bearer: std::sync::OnceLock<HeaderValue>,
+}
+
+impl CallToken {
+    /// `value`, bound to the app's DPoP key or not.
+    pub fn new(value: SecretString, bound: bool) -> Self {
+        Self(std::sync::Arc::new(Token {
+            value,
+            bound,
+            bearer: std::sync::OnceLock::new(),
+        }))
+    }
+
+    /// Whether Keycloak bound it to the app's DPoP key (sent as `Authorization: DPoP` with a
+    /// proof).
+    pub fn is_bound(&self) -> bool {
+        self.0.bound
+    }
+
+    fn secret(&self) -> &str {
+        self.0.value.expose_secret()
+    }
 }
 
 impl std::fmt::Debug for CallToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CallToken")
-            .field("bound", &self.bound)
+            .field("bound", &self.is_bound())
             .finish_non_exhaustive()
     }
 }
@@ -186,8 +212,8 @@ pub fn token_headers(
     url: &Url,
     now: i64,
 ) -> Result<(HeaderValue, Option<HeaderValue>), String> {
-    let value = token.value.expose_secret();
-    let proof = match (token.bound, key) {
+    let value = token.secret();
+    let proof = match (token.is_bound(), key) {
         (false, _) => return Ok((bearer(token)?, None)),
         (true, Some(key)) => key.proof(method.as_str(), url, Some(value), now)?,
         (true, None) => return Err("a DPoP-bound token without the app's DPoP key".into()),
@@ -201,12 +227,15 @@ pub fn token_headers(
 }
 
 /// `Authorization: Bearer <token>` for a token that is not bound (marked sensitive, so that no
-/// debug output shows it).
+/// debug output shows it), made once per token: a clone shares its bytes.
 pub fn bearer(token: &CallToken) -> Result<HeaderValue, String> {
-    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.value.expose_secret()))
+    if let Some(made) = token.0.bearer.get() {
+        return Ok(made.clone());
+    }
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.secret()))
         .map_err(|_| "the token cannot be sent in a header".to_owned())?;
     value.set_sensitive(true);
-    Ok(value)
+    Ok(token.0.bearer.get_or_init(|| value).clone())
 }
 
 /// `request` (`method url`) with `token`: the headers of [`token_headers`].
@@ -230,6 +259,22 @@ pub fn with_token(
 mod tests {
     use super::*;
     use keycloak_bff_core::dpop::{check_claims, check_header, decode, ProofFor};
+
+    #[test]
+    fn a_bearer_header_is_made_once_per_token_shared_by_its_clones_and_marked_sensitive() {
+        let token = CallToken::new(SecretString::from("tok"), false);
+        let first = bearer(&token).expect("header");
+        let again = bearer(&token.clone()).expect("header");
+        assert_eq!(first, "Bearer tok");
+        assert!(first.is_sensitive());
+        assert_eq!(
+            first.as_bytes().as_ptr(),
+            again.as_bytes().as_ptr(),
+            "the same bytes, not a copy made again"
+        );
+        let other = bearer(&CallToken::new(SecretString::from("tok"), false)).expect("header");
+        assert_ne!(first.as_bytes().as_ptr(), other.as_bytes().as_ptr());
+    }
 
     #[test]
     fn a_proof_is_signed_by_the_key_its_header_names_and_says_the_request() {

@@ -208,10 +208,10 @@ async fn token_for(
                 };
             };
             let Some(audience) = &api.audience else {
-                return Ok(Some(CallToken {
-                    bound: signed_in.dpop_jkt.is_some(),
-                    value: SecretString::from(signed_in.access_token),
-                }));
+                return Ok(Some(CallToken::new(
+                    SecretString::from(signed_in.access_token),
+                    signed_in.dpop_jkt.is_some(),
+                )));
             };
             let tokens = &auth.remote_apis().ok_or(AppError::Internal)?.tokens;
             let session_key =
@@ -259,7 +259,7 @@ fn call_target(
     target: String,
     token: Option<&CallToken>,
 ) -> Option<(axum::http::Uri, Option<url::Url>)> {
-    if token.is_some_and(|t| t.bound) {
+    if token.is_some_and(CallToken::is_bound) {
         let url = url::Url::parse(&target).ok()?;
         let uri = axum::http::Uri::try_from(url.as_str()).ok()?;
         return Some((uri, Some(url)));
