@@ -86,10 +86,6 @@ impl OrdersApi {
 
 /// The app on `demo-short` with the routes of these tests, each to `upstream`.
 async fn app_with_routes(upstream: &str) -> TestApp {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut settings = settings(dir.path(), SHORT_REALM);
-    let mut auth = settings.auth.clone();
-    auth.apis.clear();
     let orders = RemoteApi::new("/remote/orders", &format!("{upstream}/orders"))
         .expect("route")
         .audience("orders-api")
@@ -106,7 +102,16 @@ async fn app_with_routes(upstream: &str) -> TestApp {
     let relayed = RemoteApi::new("/remote/relayed", &format!("{upstream}/orders"))
         .expect("route")
         .token(UpstreamToken::User);
-    for api in [orders, as_app, open, relayed] {
+    app_with_apis([orders, as_app, open, relayed]).await
+}
+
+/// The app on `demo-short` with `apis` as its only remote API routes.
+async fn app_with_apis(apis: impl IntoIterator<Item = RemoteApi>) -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = settings(dir.path(), SHORT_REALM);
+    let mut auth = settings.auth.clone();
+    auth.apis.clear();
+    for api in apis {
         auth = auth.with_api(api).expect("routes fit");
     }
     settings.auth = auth;
@@ -612,15 +617,10 @@ async fn an_https_upstream_is_called_over_tls_never_in_clear_and_a_failed_handsh
             let _ = first_bytes.send(buffer);
         }
     });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut settings = settings(dir.path(), SHORT_REALM);
-    let mut auth = settings.auth.clone();
-    auth.apis.clear();
     let tls = RemoteApi::new("/remote/tls", &format!("https://127.0.0.1:{port}/orders"))
         .expect("route")
         .token(UpstreamToken::None);
-    settings.auth = auth.with_api(tls).expect("route fits");
-    let app = spawn_app_with(settings, dir, browser(), 0).await;
+    let app = app_with_apis([tls]).await;
 
     let r = call(&app, Method::GET, "/remote/tls/7?q=1", None).await;
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
