@@ -38,10 +38,18 @@ struct Cached {
 
 type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
 
+/// The slots by session, then audience: found without making a key (a call's common path).
+#[derive(Default)]
+struct Slots {
+    by_session: HashMap<String, HashMap<String, Slot>>,
+    /// Slots held, over every session.
+    count: usize,
+}
+
 /// The exchanged tokens and the app's own token, with what they cost.
 #[derive(Default)]
 pub struct UpstreamTokens {
-    exchanged: Mutex<HashMap<(String, String), Slot>>,
+    exchanged: Mutex<Slots>,
     client: tokio::sync::Mutex<Option<Cached>>,
     exchanges: AtomicU64,
 }
@@ -97,7 +105,7 @@ impl UpstreamTokens {
 
     /// Exchanged tokens held now.
     pub fn held(&self) -> usize {
-        self.exchanged.lock().map(|m| m.len()).unwrap_or(0)
+        self.exchanged.lock().map(|m| m.count).unwrap_or(0)
     }
 
     /// The user's token `access_token` (of the session `session`) exchanged for one whose
@@ -142,31 +150,45 @@ impl UpstreamTokens {
     /// The slot of one session and audience, made when missing; expired slots are swept when
     /// there are many.
     fn slot(&self, session: &str, audience: &str, now: i64) -> Slot {
-        let Ok(mut map) = self.exchanged.lock() else {
+        let Ok(mut slots) = self.exchanged.lock() else {
             return Slot::default();
         };
-        let key = (session.to_owned(), audience.to_owned());
-        if let Some(slot) = map.get(&key) {
+        if let Some(slot) = slots
+            .by_session
+            .get(session)
+            .and_then(|audiences| audiences.get(audience))
+        {
             return slot.clone();
         }
-        if map.len() >= SWEEP_ABOVE {
+        if slots.count >= SWEEP_ABOVE {
             // A slot in use (locked) is kept; an empty or expired one goes.
-            map.retain(|_, slot| match slot.try_lock() {
-                Ok(c) => c.as_ref().is_some_and(|c| c.reuse_until > now),
-                Err(_) => true,
+            slots.by_session.retain(|_, audiences| {
+                audiences.retain(|_, slot| match slot.try_lock() {
+                    Ok(c) => c.as_ref().is_some_and(|c| c.reuse_until > now),
+                    Err(_) => true,
+                });
+                !audiences.is_empty()
             });
+            slots.count = slots.by_session.values().map(HashMap::len).sum();
         }
         let slot = Slot::default();
-        if map.len() < MAX_ENTRIES {
-            map.insert(key, slot.clone());
+        if slots.count < MAX_ENTRIES {
+            slots
+                .by_session
+                .entry(session.to_owned())
+                .or_default()
+                .insert(audience.to_owned(), slot.clone());
+            slots.count += 1;
         }
         slot
     }
 
     /// Drops what was exchanged for the session `session` (it ended).
     pub fn forget(&self, session: &str) {
-        if let Ok(mut map) = self.exchanged.lock() {
-            map.retain(|(k, _), _| k != session);
+        if let Ok(mut slots) = self.exchanged.lock() {
+            if let Some(audiences) = slots.by_session.remove(session) {
+                slots.count = slots.count.saturating_sub(audiences.len());
+            }
         }
     }
 
@@ -254,5 +276,60 @@ impl RemoteApis {
             upstream,
             tokens: UpstreamTokens::default(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_and_audience_keep_one_slot_until_the_session_is_forgotten() {
+        let tokens = UpstreamTokens::default();
+        let first = tokens.slot("sid:a", "orders-api", 100);
+        assert!(Arc::ptr_eq(
+            &first,
+            &tokens.slot("sid:a", "orders-api", 100)
+        ));
+        let other_audience = tokens.slot("sid:a", "billing-api", 100);
+        let other_session = tokens.slot("sid:b", "orders-api", 100);
+        assert!(!Arc::ptr_eq(&first, &other_audience));
+        assert!(!Arc::ptr_eq(&first, &other_session));
+        assert_eq!(tokens.held(), 3);
+        tokens.forget("sid:a");
+        assert_eq!(tokens.held(), 1, "both audiences of the session went");
+        assert!(!Arc::ptr_eq(
+            &first,
+            &tokens.slot("sid:a", "orders-api", 100)
+        ));
+        assert!(Arc::ptr_eq(
+            &other_session,
+            &tokens.slot("sid:b", "orders-api", 100)
+        ));
+    }
+
+    #[tokio::test]
+    async fn many_slots_sweep_the_empty_and_expired_ones_and_keep_the_fresh() {
+        let tokens = UpstreamTokens::default();
+        let fresh = tokens.slot("sid:fresh", "orders-api", 100);
+        *fresh.lock().await = Some(Cached {
+            token: CallToken::new(SecretString::from("t".to_owned()), false),
+            reuse_until: 200,
+            subject: [0; 32],
+        });
+        for i in 1..SWEEP_ABOVE {
+            tokens.slot(&format!("sid:{i}"), "orders-api", 100);
+        }
+        assert_eq!(tokens.held(), SWEEP_ABOVE, "no sweep below the limit");
+        let new = tokens.slot("sid:new", "orders-api", 150);
+        assert_eq!(tokens.held(), 2, "the fresh slot and the new one");
+        assert!(Arc::ptr_eq(
+            &fresh,
+            &tokens.slot("sid:fresh", "orders-api", 150)
+        ));
+        assert!(Arc::ptr_eq(
+            &new,
+            &tokens.slot("sid:new", "orders-api", 150)
+        ));
     }
 }

@@ -161,7 +161,7 @@ impl Refresher {
         &self,
         session: &Session,
         now: i64,
-    ) -> Result<Option<AuthSession>, AppError> {
+    ) -> Result<Option<Arc<AuthSession>>, AppError> {
         // The common path: a session in use, decoded once until it changes.
         let Some(auth) = self.store().auth_session(session, now).await? else {
             return Ok(None);
@@ -184,7 +184,11 @@ impl Refresher {
             let goal = Goal::Extend {
                 generation: auth.generation,
             };
-            return self.single_flight(session, now, goal, auth).await;
+            let auth = Arc::unwrap_or_clone(auth);
+            return Ok(self
+                .single_flight(session, now, goal, auth)
+                .await?
+                .map(Arc::new));
         }
         // Still fresh whatever the back-off: no store round trip on the common path.
         if decide(
@@ -196,7 +200,11 @@ impl Refresher {
         {
             return Ok(Some(auth));
         }
-        self.single_flight(session, now, Goal::Use, auth).await
+        let auth = Arc::unwrap_or_clone(auth);
+        Ok(self
+            .single_flight(session, now, Goal::Use, auth)
+            .await?
+            .map(Arc::new))
     }
 
     /// Refreshes now, however fresh the tokens (the "Stay signed in" of the expiry warning), so

@@ -224,7 +224,7 @@ where
             .ok_or(AppError::Internal)?;
         match auth.fresh_auth(&session, now).await {
             Ok(Some(signed_in)) => Ok(ApiUser {
-                user: signed_in.user,
+                user: signed_in.user.clone(),
                 auth,
             }),
             Ok(None) => Err(AppError::NotSignedIn),

@@ -105,7 +105,7 @@ pub async fn request_user() -> Result<Option<KeycloakUser>, AppError> {
         .fresh_auth(&session, unix_now())
         .await
         .inspect_err(set_status_for)?;
-    Ok(signed_in.map(|a| a.user))
+    Ok(signed_in.map(|a| a.user.clone()))
 }
 
 /// The user of the current request if `rule` allows them; otherwise 401 or 403, with the HTTP

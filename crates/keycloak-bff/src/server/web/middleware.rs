@@ -1,14 +1,124 @@
 //! Cross-cutting protections applied to every response and request, and the hand-over of the
-//! library's state to server functions and pages.
+//! library's state to server functions and pages: the layers around the whole app, two
+//! hand-written services on either side of the session layer.
+//!
+//! Catalogue: F03, G03 (cross-origin requests refused), E03 (a session the store could not save
+//! is a 503, never an empty 500), G (security headers on every response).
 
 use crate::error::AppError;
 use crate::server::web::guard::NONCE_HEADER;
+use crate::server::web::silent_sso::silent_sso;
 use crate::server::web::state::KeycloakAuth;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, Method};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use keycloak_bff_core::{cookie, csp};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tower_service::Service;
+
+/// What the library's layers answer with: one box per request and layer group.
+type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+/// The library's layers outside the session layer `S`, in this order from the outside: the
+/// security headers, the canonical host, the browser-session cookie, the session layer's failed
+/// save. One hand-written service rather than one `from_fn` layer each: such a layer boxes a
+/// future, the service under it and that service's future for every request (three
+/// allocations), where this boxes one future.
+#[derive(Clone)]
+pub(crate) struct OuterLayers<S> {
+    auth: KeycloakAuth,
+    inner: S,
+}
+
+impl<S> OuterLayers<S> {
+    pub(crate) fn new(auth: KeycloakAuth, inner: S) -> Self {
+        Self { auth, inner }
+    }
+}
+
+impl<S> Service<Request> for OuterLayers<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Answer {
+        // The service made ready is the one called; the clone waits for the next request.
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let auth = self.auth.clone();
+        Box::pin(async move {
+            let is_static = is_static_asset(request.uri().path(), &auth);
+            let response = match canonical_host(&auth, &request) {
+                Some(redirect) => redirect,
+                None => {
+                    let Ok(response) = inner.call(request).await;
+                    browser_session_cookie(&auth, session_save_failed(response))
+                }
+            };
+            Ok(security_headers(&auth, is_static, response))
+        })
+    }
+}
+
+/// The library's layers inside the session layer, around the app `S`, in this order from the
+/// outside: the origin check, silent sign-on, the state for server functions and pages, and the
+/// mark of the app's own answers ([`AnsweredByApp`]). One service, as [`OuterLayers`].
+#[derive(Clone)]
+pub(crate) struct InnerLayers<S> {
+    auth: KeycloakAuth,
+    inner: S,
+}
+
+impl<S> InnerLayers<S> {
+    pub(crate) fn new(auth: KeycloakAuth, inner: S) -> Self {
+        Self { auth, inner }
+    }
+}
+
+impl<S> Service<Request> for InnerLayers<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Answer {
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let auth = self.auth.clone();
+        Box::pin(async move {
+            if let Some(refused) = origin_check(&auth, &request) {
+                return Ok(refused);
+            }
+            let (mut parts, body) = request.into_parts();
+            if let Some(redirect) = silent_sso(&auth, &parts).await {
+                return Ok(redirect);
+            }
+            // Where server functions and pages find it (leptos_axum provides the request's
+            // parts as context).
+            parts.extensions.insert(auth);
+            let Ok(response) = inner.call(Request::from_parts(parts, body)).await;
+            Ok(answered_by_app(response))
+        })
+    }
+}
 
 /// Marks a response that Keycloak's own pages may frame (the front-channel logout page): it gets
 /// [`csp::framed_by_issuer`] and no `X-Frame-Options`.
@@ -22,12 +132,9 @@ fn is_static_asset(path: &str, auth: &KeycloakAuth) -> bool {
 /// A page opened on another loopback name of the public URL's host (`127.0.0.1` for
 /// `localhost`, the URL cargo-leptos prints) goes to the public URL first, before anything sets a
 /// cookie: see [`keycloak_bff_core::host`]. Outermost but for the security headers; only top-level
-/// page loads (GET, `Sec-Fetch-Mode: navigate`, `Sec-Fetch-Dest: document`).
-pub async fn canonical_host(
-    State(auth): State<KeycloakAuth>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// page loads (GET, `Sec-Fetch-Mode: navigate`, `Sec-Fetch-Dest: document`). `Some`: the
+/// redirect that answers instead of the app.
+fn canonical_host(auth: &KeycloakAuth, request: &Request) -> Option<Response> {
     use keycloak_bff_core::host::{self, HostCheck};
     let headers = request.headers();
     let is = |name: &str, value: &str| {
@@ -40,19 +147,19 @@ pub async fn canonical_host(
         && is("sec-fetch-dest", "document");
     let host_header = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let (Some(host_header), true) = (host_header, navigation) else {
-        return next.run(request).await;
+        return None;
     };
     let public = &auth.settings().public_url;
     let (Some(public_host), Some(public_port)) =
         (public.host_str(), public.port_or_known_default())
     else {
-        return next.run(request).await;
+        return None;
     };
     let uri = request.uri();
     let marked = host::is_marked(uri.query());
     let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
     let to = match host::check((public_host, public_port), host_header, marked) {
-        HostCheck::Serve => return next.run(request).await,
+        HostCheck::Serve => return None,
         HostCheck::HostRewritten => {
             static WARNED: std::sync::Once = std::sync::Once::new();
             WARNED.call_once(|| {
@@ -63,7 +170,7 @@ pub async fn canonical_host(
                      there: something between the browser and the app rewrites Host; serving it"
                 );
             });
-            return next.run(request).await;
+            return None;
         }
         HostCheck::ToPublic => auth
             .settings()
@@ -74,7 +181,7 @@ pub async fn canonical_host(
             .settings()
             .absolute(&host::marked(path_and_query, false)),
     };
-    Redirect::to(&to).into_response()
+    Some(Redirect::to(&to).into_response())
 }
 
 /// Marks every response the app itself made (the innermost layer), so that
@@ -83,8 +190,7 @@ pub async fn canonical_host(
 struct AnsweredByApp;
 
 /// The innermost layer: see [`AnsweredByApp`].
-pub async fn answered_by_app(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
+fn answered_by_app(mut response: Response) -> Response {
     response.extensions_mut().insert(AnsweredByApp);
     response
 }
@@ -93,8 +199,7 @@ pub async fn answered_by_app(request: Request, next: Next) -> Response {
 /// app answered (the store went away in between, a Redis failover), it drops the app's answer
 /// for an empty 500. That is a store outage like any other: 503 with the usual plain reason
 /// (catalogue E03, G: never a 500), and the browser keeps its cookie and its session.
-pub async fn session_save_failed(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+fn session_save_failed(response: Response) -> Response {
     if response.status() == axum::http::StatusCode::INTERNAL_SERVER_ERROR
         && response.extensions().get::<AnsweredByApp>().is_none()
     {
@@ -106,31 +211,31 @@ pub async fn session_save_failed(request: Request, next: Next) -> Response {
 /// Security headers on every response: the Content-Security-Policy ([`csp::policy`], with the
 /// page's script nonce; not on static files), HSTS under https, and `Cache-Control: no-store` on everything that is not a
 /// static asset, so pages that show a user are never cached and the back button after sign-out
-/// asks the server again.
-pub async fn security_headers(
-    State(auth): State<KeycloakAuth>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let is_static = is_static_asset(request.uri().path(), &auth);
-    let mut response = next.run(request).await;
+/// asks the server again. `is_static`: whether the request was for a static asset
+/// ([`is_static_asset`]).
+fn security_headers(auth: &KeycloakAuth, is_static: bool, mut response: Response) -> Response {
     let framed = response.extensions().get::<FramedByIssuer>().is_some();
     let headers = response.headers_mut();
     let nonce = headers.remove(NONCE_HEADER);
     // A policy only means something for documents: scripts, WebAssembly and stylesheets go
     // without (and without the cost of writing it). The front-channel logout page has its own.
+    let nonce = nonce.as_ref().and_then(|n| n.to_str().ok());
     let policy = if framed {
-        Some(csp::framed_by_issuer(auth.issuer_origin()))
-    } else if !is_static {
-        Some(csp::policy(
-            nonce.as_ref().and_then(|n| n.to_str().ok()),
+        HeaderValue::from_str(&csp::framed_by_issuer(auth.issuer_origin())).ok()
+    } else if is_static {
+        None
+    } else if let Some(nonce) = nonce {
+        HeaderValue::from_str(&csp::policy(
+            Some(nonce),
             auth.issuer_origin(),
             auth.dev_reload_socket(),
         ))
+        .ok()
     } else {
-        None
+        // Without a nonce it is the same every time: made once, at start-up.
+        auth.plain_policy().cloned()
     };
-    if let Some(value) = policy.and_then(|p| HeaderValue::from_str(&p).ok()) {
+    if let Some(value) = policy {
         headers.insert(header::CONTENT_SECURITY_POLICY, value);
     }
     if let Some(hsts) = csp::hsts(auth.settings().public_url_is_https()) {
@@ -169,16 +274,13 @@ pub async fn security_headers(
 /// `Origin` or, without one, a `Sec-Fetch-Site` of `same-origin`. Non-browser clients that send
 /// neither are let through: they carry no ambient cookies that a third-party site could abuse.
 /// The back-channel logout is exempt: it comes from Keycloak, authenticated by its signed token.
-pub async fn origin_check(
-    State(auth): State<KeycloakAuth>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// `Some`: the refusal that answers instead of the app.
+fn origin_check(auth: &KeycloakAuth, request: &Request) -> Option<Response> {
     let method = request.method();
     let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     let path = request.uri().path();
     if safe || path == auth.ui_config().route("/backchannel-logout") {
-        return next.run(request).await;
+        return None;
     }
     let headers = request.headers();
     let allowed = match headers.get(header::ORIGIN) {
@@ -189,38 +291,23 @@ pub async fn origin_check(
         },
     };
     if allowed {
-        next.run(request).await
-    } else {
-        tracing::info!(path, "refused a cross-origin request");
+        return None;
+    }
+    tracing::info!(path, "refused a cross-origin request");
+    Some(
         (
             axum::http::StatusCode::FORBIDDEN,
             "cross-origin request refused\n",
         )
-            .into_response()
-    }
-}
-
-/// Puts the library's state in the request's extensions, where server functions and pages find
-/// it (leptos_axum provides the request's parts as context).
-pub async fn provide_state(
-    State(auth): State<KeycloakAuth>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    request.extensions_mut().insert(auth);
-    next.run(request).await
+            .into_response(),
+    )
 }
 
 /// Keeps the session cookie a browser-session cookie (`session.persistent_cookie = false`, the
 /// default): tower-sessions writes `Max-Age` up to the end of Keycloak's session, which the
 /// server-side record keeps, but the browser forgets the cookie when it closes (a shared
 /// computer, a kiosk). A removal (`Max-Age=0`, at sign-out) is kept as it is.
-pub async fn browser_session_cookie(
-    State(auth): State<KeycloakAuth>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let mut response = next.run(request).await;
+fn browser_session_cookie(auth: &KeycloakAuth, mut response: Response) -> Response {
     let settings = auth.settings();
     if settings.session.persistent_cookie || !response.headers().contains_key(header::SET_COOKIE) {
         return response;
@@ -258,38 +345,21 @@ fn until_browser_closes(value: &HeaderValue, name: &str) -> Option<HeaderValue> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::body::Body;
     use axum::http::StatusCode;
-    use axum::routing::get;
-    use tower::ServiceExt;
 
-    /// The app answers `status`; the layer in the session layer's place drops the answer for an
-    /// empty 500 when `save_fails` (what tower-sessions does when the store fails at its save).
+    /// The app answers `status` (marked by the innermost layer); the session layer then drops
+    /// the answer for an empty 500 when `save_fails` (what tower-sessions does when the store
+    /// fails at its save); what [`session_save_failed`] makes of it.
     async fn answer(status: StatusCode, save_fails: bool) -> (StatusCode, String) {
-        let app = axum::Router::new()
-            .route(
-                "/",
-                get(move || async move { (status, "the app's answer") }),
-            )
-            .layer(axum::middleware::from_fn(answered_by_app))
-            .layer(axum::middleware::from_fn(
-                move |request: Request, next: Next| async move {
-                    let response = next.run(request).await;
-                    if save_fails {
-                        let mut failed = Response::default();
-                        *failed.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                        return failed;
-                    }
-                    response
-                },
-            ))
-            .layer(axum::middleware::from_fn(session_save_failed));
-        let request = Request::builder().uri("/").body(Body::empty());
-        let response = match request {
-            Ok(request) => app.oneshot(request).await,
-            Err(e) => panic!("{e}"),
+        let app = answered_by_app((status, "the app's answer").into_response());
+        let from_session_layer = if save_fails {
+            let mut failed = Response::default();
+            *failed.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            failed
+        } else {
+            app
         };
-        let response = response.unwrap_or_else(|e| match e {});
+        let response = session_save_failed(from_session_layer);
         let status = response.status();
         let body = axum::body::to_bytes(response.into_body(), 4096)
             .await

@@ -209,7 +209,7 @@ async fn token_for(
             };
             let Some(audience) = &api.audience else {
                 return Ok(Some(CallToken::new(
-                    SecretString::from(signed_in.access_token),
+                    SecretString::from(signed_in.access_token.clone()),
                     signed_in.dpop_jkt.is_some(),
                 )));
             };
@@ -312,6 +312,8 @@ async fn forward(route: &Route, request: Request, started: Instant) -> (Response
         });
     *outgoing.method_mut() = parts.method.clone();
     *outgoing.uri_mut() = uri;
+    // Room for the token, its proof and the client's `Host`: made once, never grown.
+    *outgoing.headers_mut() = axum::http::HeaderMap::with_capacity(parts.headers.len() + 3);
     let headers = outgoing.headers_mut();
     for (name, value) in &parts.headers {
         if forwards_request_header(name.as_str()) {
@@ -419,6 +421,8 @@ where
     let (parts, body) = answer.into_parts();
     let mut response = Response::new(Body::new(body));
     *response.status_mut() = parts.status;
+    // Room for the security headers too: the map is made once, never grown.
+    *response.headers_mut() = axum::http::HeaderMap::with_capacity(parts.headers.len() + 10);
     let headers = response.headers_mut();
     // By reference: every value of a header sent more than once (a clone shares its bytes).
     for (name, value) in &parts.headers {

@@ -3,16 +3,12 @@
 
 use crate::server::web::actions::account_action;
 use crate::server::web::logout::{backchannel_logout, frontchannel_logout};
-use crate::server::web::middleware::{
-    answered_by_app, browser_session_cookie, canonical_host, origin_check, provide_state,
-    security_headers, session_save_failed,
-};
+use crate::server::web::middleware::{InnerLayers, OuterLayers};
 use crate::server::web::push::events;
 use crate::server::web::routes::{callback, extend, login, logout, refresh};
-use crate::server::web::silent_sso::silent_sso;
 use crate::server::web::state::KeycloakAuth;
 use crate::server::web::{health, latency};
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::Router;
@@ -113,19 +109,11 @@ impl KeycloakAuth {
                 ),
             ));
         // Around the router as one service, not with `Router::layer`: that puts each layer
-        // around every route in a box of its own, and each `from_fn` layer clones what is
-        // under it for every request, so every request cloned (allocated) the boxes under each
-        // of the nine layers, dozens of them. Around the router, a clone is a few `Arc` counts.
-        let app = router.with_state(());
-        let app = from_fn(answered_by_app).layer(app);
-        let app = from_fn_with_state(self.clone(), provide_state).layer(app);
-        let app = from_fn_with_state(self.clone(), silent_sso).layer(app);
-        let app = from_fn_with_state(self.clone(), origin_check).layer(app);
-        let app = sessions.layer(app);
-        let app = from_fn(session_save_failed).layer(app);
-        let app = from_fn_with_state(self.clone(), browser_session_cookie).layer(app);
-        let app = from_fn_with_state(self.clone(), canonical_host).layer(app);
-        let app = from_fn_with_state(self.clone(), security_headers).layer(app);
+        // around every route in a box of its own, and a layer clones what is under it for
+        // every request. Around the router, a clone is a few `Arc` counts. The layers on either
+        // side of the session layer are one hand-written service each (see `OuterLayers`).
+        let app = InnerLayers::new(self.clone(), router.with_state(()));
+        let app = OuterLayers::new(self.clone(), sessions.layer(app));
         Router::new().fallback_service(app)
     }
 }

@@ -751,6 +751,7 @@ pub async fn refresh(
     }
     // Refreshed when due, and kept alive when Keycloak's idle end nears (Refresher::fresh_auth).
     let result = auth.fresh_auth(&session, now).await;
+    let result = result.map(|signed_in| signed_in.map(std::sync::Arc::unwrap_or_clone));
     status_response(result, now, Answer::Checked, warning)
 }
 

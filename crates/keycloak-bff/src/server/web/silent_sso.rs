@@ -22,9 +22,8 @@
 use crate::server::base::clock::unix_now;
 use crate::server::base::cookies::cookie_value;
 use crate::server::web::state::KeycloakAuth;
-use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use keycloak_bff_core::cookie;
 use keycloak_bff_core::silent_sso::{self as silent, Silent, SEEN, TRIED};
@@ -64,50 +63,41 @@ fn is_page_navigation(
             .any(|skip| path.starts_with(skip.as_str()))
 }
 
-/// The middleware (inside the session layer): see the module's documentation.
-pub async fn silent_sso(
-    State(auth): State<KeycloakAuth>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// The layer's work (inside the session layer, [`crate::server::web::middleware`]): see the
+/// module's documentation. `Some`: the redirect that answers instead of the app. (The request's
+/// parts, not the request: its body cannot be shared across threads.)
+pub(crate) async fn silent_sso(auth: &KeycloakAuth, request: &Parts) -> Option<Response> {
     let settings = auth.settings();
     if !settings.silent_sso
-        || !is_page_navigation(
-            request.method(),
-            request.headers(),
-            request.uri().path(),
-            &auth,
-        )
+        || !is_page_navigation(&request.method, &request.headers, request.uri.path(), auth)
     {
-        return next.run(request).await;
+        return None;
     }
     let https = settings.public_url_is_https();
     let (marker, _) = cookie::silent_sso_cookie(https, &settings.session.cookie_name, TRIED);
-    let sent = cookie_value(request.headers(), &marker);
+    let sent = cookie_value(&request.headers, &marker);
     if sent.as_deref() == Some(TRIED) {
-        return next.run(request).await;
+        return None;
     }
-    let Some(session) = request.extensions().get::<Session>().cloned() else {
-        return next.run(request).await;
-    };
+    let session = request.extensions.get::<Session>()?;
     // Signed in, or the store cannot say: the page itself decides.
     if !matches!(
-        auth.store().auth_session(&session, unix_now()).await,
+        auth.store().auth_session(session, unix_now()).await,
         Ok(None)
     ) {
-        return next.run(request).await;
+        return None;
     }
-    let probing = silent::is_probing(request.uri().query());
-    let here = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let probing = silent::is_probing(request.uri.query());
+    let here = request.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let (to, value) =
         match silent::decide(sent.as_deref(), probing, auth.oidc().known_unavailable()) {
             Silent::Skip => {
                 tracing::debug!("no silent sign-in: Keycloak is known to be down");
-                return next.run(request).await;
+                return None;
             }
             Silent::NoCookies => {
                 tracing::info!("no silent sign-in: the browser returned no cookie");
-                return next.run(request).await;
+                return None;
             }
             Silent::Probe => (silent::with_probe(here), SEEN),
             Silent::Try => {
@@ -123,7 +113,7 @@ pub async fn silent_sso(
     if let Ok(value) = HeaderValue::from_str(&set_marker) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
-    response
+    Some(response)
 }
 
 #[cfg(test)]

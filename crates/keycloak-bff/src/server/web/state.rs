@@ -127,6 +127,9 @@ struct Inner {
     pkg_prefix: String,
     issuer_origin: String,
     dev_reload_socket: Option<String>,
+    /// The Content-Security-Policy of a response without a script nonce (everything but a
+    /// page), made once: it is the same for every such response.
+    plain_policy: Option<axum::http::HeaderValue>,
     /// Front-channel logouts admitted per second (the route needs no credentials).
     frontchannel_limiter: RateLimit,
     /// Set once the app shuts down: open event streams end, so the server can stop.
@@ -208,15 +211,24 @@ impl KeycloakAuth {
             metrics.clone(),
             store.clone(),
         );
+        let issuer_origin = settings.keycloak.issuer_url.origin().ascii_serialization();
+        // `cargo leptos watch` sets LEPTOS_WATCH and serves its reload socket on this port.
+        let dev_reload_socket = std::env::var_os("LEPTOS_WATCH").map(|_| {
+            let port = leptos_options.reload_port;
+            format!("ws://localhost:{port} ws://127.0.0.1:{port}")
+        });
+        let plain_policy = axum::http::HeaderValue::from_str(&keycloak_bff_core::csp::policy(
+            None,
+            &issuer_origin,
+            dev_reload_socket.as_deref(),
+        ))
+        .ok();
         let auth = Self(Arc::new(Inner {
             stylesheet: crate::server::web::assets::site_file(leptos_options, "css", "css"),
             pkg_prefix: format!("/{}/", leptos_options.site_pkg_dir),
-            issuer_origin: settings.keycloak.issuer_url.origin().ascii_serialization(),
-            // `cargo leptos watch` sets LEPTOS_WATCH and serves its reload socket on this port.
-            dev_reload_socket: std::env::var_os("LEPTOS_WATCH").map(|_| {
-                let port = leptos_options.reload_port;
-                format!("ws://localhost:{port} ws://127.0.0.1:{port}")
-            }),
+            issuer_origin,
+            dev_reload_socket,
+            plain_policy,
             closing: tokio::sync::watch::channel(false).0,
             metrics_addr: metrics_listener.as_ref().and_then(|l| l.local_addr().ok()),
             metrics_listener: std::sync::Mutex::new(metrics_listener),
@@ -363,6 +375,11 @@ impl KeycloakAuth {
         &self.0.issuer_origin
     }
 
+    /// The Content-Security-Policy of a response without a script nonce, made at start-up.
+    pub(crate) fn plain_policy(&self) -> Option<&axum::http::HeaderValue> {
+        self.0.plain_policy.as_ref()
+    }
+
     /// The live-reload socket of `cargo leptos watch`, when it runs.
     pub(crate) fn dev_reload_socket(&self) -> Option<&str> {
         self.0.dev_reload_socket.as_deref()
@@ -386,7 +403,7 @@ impl KeycloakAuth {
         &self,
         session: &Session,
         now: i64,
-    ) -> Result<Option<AuthSession>, AppError> {
+    ) -> Result<Option<Arc<AuthSession>>, AppError> {
         self.0.refresher.fresh_auth(session, now).await
     }
 

@@ -199,6 +199,9 @@ pub struct AuthStore {
     decoded: Arc<Decoded>,
 }
 
+/// A session decoded: the record it was decoded from, and what it holds.
+type DecodedSession = (Arc<Record>, Arc<AuthSession>);
+
 /// How many decoded sessions are kept (the backend's read cache holds as many records).
 const DECODED_SESSIONS: usize = 256;
 
@@ -208,7 +211,7 @@ const DECODED_SESSIONS: usize = 256;
 /// being reused by another record meanwhile.
 #[derive(Default)]
 struct Decoded {
-    sessions: std::sync::Mutex<std::collections::HashMap<Id, (Arc<Record>, AuthSession)>>,
+    sessions: std::sync::Mutex<std::collections::HashMap<Id, DecodedSession>>,
     /// How many records were decoded (tests count them).
     #[cfg(test)]
     count: std::sync::atomic::AtomicUsize,
@@ -298,18 +301,19 @@ impl AuthStore {
     /// still holds that very record) is neither copied, opened nor decoded again. A session this
     /// request changed, a record not held by the backend's cache (Redis, a session not read
     /// lately), one of an ended Keycloak session or one past its end take [`auth_session`]'s way.
+    /// Shared, not copied: the requests of a session in use get the same decoded session.
     pub async fn auth_session(
         &self,
         session: &Session,
         now: i64,
-    ) -> Result<Option<AuthSession>, AppError> {
+    ) -> Result<Option<Arc<AuthSession>>, AppError> {
         if let Some(auth) = self.decoded_auth(session, now).await {
             return Ok(Some(auth));
         }
-        auth_session(session, now).await
+        Ok(auth_session(session, now).await?.map(Arc::new))
     }
 
-    async fn decoded_auth(&self, session: &Session, now: i64) -> Option<AuthSession> {
+    async fn decoded_auth(&self, session: &Session, now: i64) -> Option<Arc<AuthSession>> {
         if session.is_modified() {
             return None;
         }
@@ -319,7 +323,7 @@ impl AuthStore {
             decoded
                 .get(&id)
                 .filter(|(seen, _)| Arc::ptr_eq(seen, &record))
-                .map(|(_, auth)| auth.clone())
+                .map(|(_, auth)| Arc::clone(auth))
         });
         let auth = match known {
             Some(auth) => auth,
@@ -344,9 +348,10 @@ impl AuthStore {
     }
 
     /// Opens and decodes `record` (session `id`), and remembers it with what it holds.
-    fn decode(&self, id: Id, record: Arc<Record>) -> Option<AuthSession> {
+    fn decode(&self, id: Id, record: Arc<Record>) -> Option<Arc<AuthSession>> {
         let mut opened = self.sealer.open(Record::clone(&record)).ok()?;
         let auth: AuthSession = serde_json::from_value(opened.data.remove(AUTH_KEY)?).ok()?;
+        let auth = Arc::new(auth);
         #[cfg(test)]
         self.decoded
             .count
@@ -355,7 +360,7 @@ impl AuthStore {
             if decoded.len() >= DECODED_SESSIONS && !decoded.contains_key(&id) {
                 decoded.clear();
             }
-            decoded.insert(id, (record, auth.clone()));
+            decoded.insert(id, (record, Arc::clone(&auth)));
         }
         Some(auth)
     }
@@ -1004,7 +1009,7 @@ mod tests {
             .auth_session(&session, unix_now())
             .await
             .expect("read")
-            .map(|a| a.access_token)
+            .map(|a| a.access_token.clone())
     }
 
     #[tokio::test]
@@ -1041,7 +1046,10 @@ mod tests {
             .auth_session(&session, unix_now())
             .await
             .expect("read");
-        assert_eq!(mine.map(|a| a.access_token).as_deref(), Some("access-3"));
+        assert_eq!(
+            mine.map(|a| a.access_token.clone()).as_deref(),
+            Some("access-3")
+        );
 
         // Its Keycloak session ended (as another replica's logout would leave it): not read.
         store
@@ -1050,6 +1058,26 @@ mod tests {
             .await
             .expect("ended");
         assert_eq!(read(&store, id).await, None);
+    }
+
+    #[tokio::test]
+    async fn the_requests_of_a_session_in_use_share_one_decoded_copy_not_one_each() {
+        let store = sqlite_store().await;
+        let mut r = record_of(Id::default(), &full_auth("access-1", 1, unix_now() + 600));
+        store.create(&mut r).await.expect("create");
+        let request = || async {
+            let session = Session::new(Some(r.id), Arc::new(store.clone()), None);
+            store
+                .auth_session(&session, unix_now())
+                .await
+                .expect("read")
+                .expect("signed in")
+        };
+        let (first, second) = (request().await, request().await);
+        assert!(
+            Arc::ptr_eq(&first, &second),
+            "the second request got a copy of its own"
+        );
     }
 
     #[tokio::test]
