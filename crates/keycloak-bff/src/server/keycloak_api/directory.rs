@@ -231,10 +231,7 @@ impl Directory {
             // Service accounts are clients, not people.
             .filter(|u| !u.username.starts_with("service-account-"))
             .collect();
-        let users = at_most_at_once(USERS_AT_ONCE, users, |u| {
-            self.fill(oidc, &token, &client, u)
-        })
-        .await?;
+        let users = fill_page(users, |u| self.fill(oidc, &token, &client, u)).await?;
         Ok(DirectoryPage {
             search,
             page,
@@ -274,6 +271,32 @@ impl Directory {
 
 /// `f` on every item, at most `limit` at a time, the answers in the items' order; the first
 /// error ends it.
+/// The listed `users`, each filled by `fill` ([`USERS_AT_ONCE`] at a time, in order). A user
+/// whose roles or groups Keycloak no longer finds (404) was deleted between the list and the
+/// look-up, by an admin meanwhile: left out, and the page still answers with the others. Any
+/// other failure fails the page.
+async fn fill_page<F, Fut>(
+    users: Vec<DirectoryUser>,
+    fill: F,
+) -> Result<Vec<DirectoryUser>, AppError>
+where
+    F: Fn(DirectoryUser) -> Fut,
+    Fut: std::future::Future<Output = Result<DirectoryUser, AppError>>,
+{
+    let filled = at_most_at_once(USERS_AT_ONCE, users, |u| {
+        let filled = fill(u);
+        async move {
+            match filled.await {
+                Ok(user) => Ok(Some(user)),
+                Err(AppError::NotFound) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+    })
+    .await?;
+    Ok(filled.into_iter().flatten().collect())
+}
+
 async fn at_most_at_once<T, U, F, Fut>(
     limit: usize,
     items: Vec<T>,
@@ -317,5 +340,51 @@ mod tests {
         let peak = peak.load(Ordering::SeqCst);
         assert!(peak <= USERS_AT_ONCE, "{peak} at once");
         assert!(peak > 1, "still concurrent: {peak}");
+    }
+
+    fn user(name: &str) -> DirectoryUser {
+        DirectoryUser {
+            id: name.to_owned(),
+            username: name.to_owned(),
+            ..DirectoryUser::default()
+        }
+    }
+
+    /// A page of `listed` users, each filled by `look_up` (`NotFound`: Keycloak answers 404, the
+    /// user was deleted meanwhile), as `Directory::search` fills a page.
+    async fn page(
+        listed: &[&str],
+        look_up: impl Fn(&str) -> Result<DirectoryUser, AppError>,
+    ) -> Result<Vec<String>, AppError> {
+        let users = listed.iter().map(|name| user(name)).collect();
+        let filled = fill_page(users, |u| {
+            let answer = look_up(&u.id);
+            async { answer }
+        })
+        .await?;
+        Ok(filled.into_iter().map(|u| u.username).collect())
+    }
+
+    #[tokio::test]
+    async fn a_user_deleted_between_the_list_and_the_look_up_is_left_out_not_a_404_page() {
+        let found = |id: &str| match id {
+            "bob" => Err(AppError::NotFound),
+            other => Ok(user(other)),
+        };
+        let page = page(&["alice", "bob", "carol"], found).await;
+        assert_eq!(
+            page.map_err(|e| e.to_string()),
+            Ok(vec!["alice".to_owned(), "carol".to_owned()])
+        );
+    }
+
+    #[tokio::test]
+    async fn any_other_failure_of_a_look_up_still_fails_the_page() {
+        let down = |id: &str| match id {
+            "bob" => Err(AppError::IdpUnavailable),
+            other => Ok(user(other)),
+        };
+        let page = page(&["alice", "bob", "carol"], down).await;
+        assert!(matches!(page, Err(AppError::IdpUnavailable)), "{page:?}");
     }
 }
