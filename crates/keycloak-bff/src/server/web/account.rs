@@ -26,8 +26,8 @@ impl AsUser {
             .map_err(fail)?
             .ok_or_else(|| fail(AppError::NotSignedIn))?;
         let bound = signed_in.dpop_jkt.is_some();
-        let signed_in = std::sync::Arc::unwrap_or_clone(signed_in);
-        AsUser::new(auth.oidc(), signed_in.access_token, bound, signed_in.sid).map_err(fail)
+        let (token, sid) = (signed_in.access_token.clone(), signed_in.sid.clone());
+        AsUser::new(auth.oidc(), token, bound, sid).map_err(fail)
     }
 }
 

@@ -312,8 +312,10 @@ async fn forward(route: &Route, request: Request, started: Instant) -> (Response
         });
     *outgoing.method_mut() = parts.method.clone();
     *outgoing.uri_mut() = uri;
-    // Room for the token, its proof and the client's `Host`: made once, never grown.
-    *outgoing.headers_mut() = axum::http::HeaderMap::with_capacity(parts.headers.len() + 3);
+    // Room for the token, its proof and the client's `Host`: made once, never grown (hyper
+    // admits 100 headers at most; the bound keeps `with_capacity` far from its limit anyway).
+    *outgoing.headers_mut() =
+        axum::http::HeaderMap::with_capacity(parts.headers.len().min(MAX_HEADERS) + 3);
     let headers = outgoing.headers_mut();
     for (name, value) in &parts.headers {
         if forwards_request_header(name.as_str()) {
@@ -411,6 +413,9 @@ async fn socket(
     remote_ws::open(route.auth.clone(), api, url, token, watch, parts).await
 }
 
+/// Headers a map is made for at most at once (more grow it as usual).
+const MAX_HEADERS: usize = 128;
+
 /// The upstream's answer for the browser: its status, the headers that may cross, and its body
 /// as it arrives.
 fn streamed<B>(answer: axum::http::Response<B>) -> Response
@@ -422,7 +427,8 @@ where
     let mut response = Response::new(Body::new(body));
     *response.status_mut() = parts.status;
     // Room for the security headers too: the map is made once, never grown.
-    *response.headers_mut() = axum::http::HeaderMap::with_capacity(parts.headers.len() + 10);
+    *response.headers_mut() =
+        axum::http::HeaderMap::with_capacity(parts.headers.len().min(MAX_HEADERS) + 10);
     let headers = response.headers_mut();
     // By reference: every value of a header sent more than once (a clone shares its bytes).
     for (name, value) in &parts.headers {
