@@ -11,10 +11,9 @@ use crate::server::web::{health, latency};
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
-use axum::{Router, ServiceExt};
+use axum::Router;
 use keycloak_bff_core::cookie;
 use tower_layer::Layer;
-use tower_service::Service;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
@@ -93,23 +92,6 @@ impl KeycloakAuth {
     /// to the finished router, so that no route can be added after them and skip them
     /// (axum applies a layer to the routes present when it is added).
     fn layered(&self, router: Router) -> Router {
-        Router::new().fallback_service(self.layered_service(router))
-    }
-
-    /// [`KeycloakAuth::layered`] as the service itself, which [`KeycloakAuth::serve_until`]
-    /// serves without a router around it (a router would clone it, boxed, for every request).
-    fn layered_service(
-        &self,
-        router: Router,
-    ) -> impl Service<
-        axum::extract::Request,
-        Response = axum::response::Response,
-        Error = std::convert::Infallible,
-        Future = impl Send + 'static,
-    > + Clone
-           + Send
-           + Sync
-           + 'static {
         let settings = self.settings();
         let policy = cookie::policy(
             settings.public_url_is_https(),
@@ -131,7 +113,8 @@ impl KeycloakAuth {
         // every request. Around the router, a clone is a few `Arc` counts. The layers on either
         // side of the session layer are one hand-written service each (see `OuterLayers`).
         let app = InnerLayers::new(self.clone(), router.with_state(()));
-        OuterLayers::new(self.clone(), sessions.layer(app))
+        let app = OuterLayers::new(self.clone(), sessions.layer(app));
+        Router::new().fallback_service(app)
     }
 }
 
@@ -153,10 +136,7 @@ impl KeycloakAuth {
     /// When shutdown begins, the open event streams end (browsers reconnect by themselves), or
     /// the server would wait for them for ever. It returns once the operators' listener has
     /// stopped too: nothing it started holds the app's state any more, so a SQLite session file
-    /// is free for the next process (or the next app in the same one). The routes are turned
-    /// into services once (see [`KeycloakAuth::into_make_service`]), and the layered app is
-    /// served as it is: a connection costs a few reference counts, a request no clone of a boxed
-    /// service.
+    /// is free for the next process (or the next app in the same one).
     pub async fn serve_until(
         &self,
         listener: tokio::net::TcpListener,
@@ -169,9 +149,7 @@ impl KeycloakAuth {
             }
         });
         let auth = self.clone();
-        let app =
-            ServiceExt::<axum::extract::Request>::into_make_service(self.layered_service(router));
-        let served = axum::serve(listener, app)
+        let served = axum::serve(listener, self.into_make_service(router))
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 auth.close_event_streams();
