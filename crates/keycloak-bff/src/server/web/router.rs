@@ -114,6 +114,9 @@ impl KeycloakAuth {
         // side of the session layer are one hand-written service each (see `OuterLayers`).
         let app = InnerLayers::new(self.clone(), router.with_state(()));
         let app = OuterLayers::new(self.clone(), sessions.layer(app));
+        // Served inside a router, which a connection clones as one `Arc`. Served as it is, each
+        // connection held a copy of the layers (the session layer's settings are owned strings):
+        // 10,000 open streams took 256.8 MB against 254.0 (docs/performance.md).
         Router::new().fallback_service(app)
     }
 }
