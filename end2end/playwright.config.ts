@@ -21,8 +21,11 @@ export default defineConfig({
   reporter: [['list']],
   projects: [
     // PW_OUTPUT_DIR: the cluster's run of `main` beside the single process's keeps its own.
-    { name: 'main', testIgnore: /(brief|screenshots)\.spec\.ts/, outputDir: process.env.PW_OUTPUT_DIR ?? './test-results/main' },
+    { name: 'main', testIgnore: /(brief|outage|screenshots)\.spec\.ts/, outputDir: process.env.PW_OUTPUT_DIR ?? './test-results/main' },
     { name: 'brief', testMatch: /brief\.spec\.ts/, outputDir: './test-results/brief' },
+    // Keycloak cut off from an app of its own (:3006, started by the test), run after `brief` in
+    // the same process, beside `main`.
+    { name: 'outage', testMatch: /outage\.spec\.ts/, outputDir: './test-results/outage' },
     // Not tests: the README's pictures, taken from the running single process after `main`.
     { name: 'pictures', testMatch: /screenshots\.spec\.ts/, outputDir: './test-results/pictures' },
   ],

@@ -23,12 +23,16 @@ else
   fi
   cp "$KC_DIR/demo-realm.json" "$KC_HOME/data/import/demo-realm.json"
   # demo-short: the same realm with 10-second access tokens, for the token-lifecycle tests. It
-  # records refresh events, so that tests can count the refreshes Keycloak itself saw.
+  # records refresh events, so that tests can count the refreshes Keycloak itself saw. demo-app
+  # may also come back to http://localhost:3006, the app that end2end/tests/outage.spec.ts starts.
   jq '.realm = "demo-short"
       | .displayName = "kc-leptos demo (short-lived tokens, for tests)"
       | .accessTokenLifespan = 10 | .ssoSessionIdleTimeout = 900 | .ssoSessionMaxLifespan = 3600
       | .eventsEnabled = true | .eventsExpiration = 3600
       | .enabledEventTypes = ["REFRESH_TOKEN", "REFRESH_TOKEN_ERROR", "TOKEN_EXCHANGE"]
+      | .clients |= map(if .clientId == "demo-app" then
+            .redirectUris += ["http://localhost:3006/auth/callback"]
+          else . end)
       | .users |= map(if .realmRoles then .realmRoles |= map(if . == "default-roles-demo" then "default-roles-demo-short" else . end) else . end)' \
     "$KC_DIR/demo-realm.json" > "$KC_HOME/data/import/demo-short-realm.json"
   # demo-brief: sessions that end within minutes, for the expiry warning's browser tests, with

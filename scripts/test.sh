@@ -107,7 +107,7 @@ export APP_KEYCLOAK_DIRECTORY_CLIENT_SECRET="${APP_KEYCLOAK_DIRECTORY_CLIENT_SEC
 
 # The back-channel logout tests and the browser tests use http://localhost:3000, the URL the realm
 # registers for the app.
-for port in 3000 3002 3004 3100 4001; do
+for port in 3000 3002 3004 3006 3100 4001; do
   if curl -s -m 2 -o /dev/null "http://localhost:$port/"; then
     echo "port $port is in use (a dev server?); stop it to run the tests" >&2
     exit 1
@@ -189,11 +189,14 @@ CLUSTER_BUILD=0 CLUSTER_PORT=3100 APP_KEYCLOAK_ISSUER_URL=http://localhost:8080/
 # touch another's users: the single process (project main, :3000, realm demo-short) in the
 # foreground; beside it, at the same time, the realm demo-brief's tests (project brief, :3004;
 # they mostly wait on Keycloak's clocks) and the same tests as main against the cluster (:3100,
-# realm demo-cluster; the single-process-only ones, @single, left out).
+# realm demo-cluster; the single-process-only ones, @single, left out). After the brief tests, in
+# their process: Keycloak cut off from an app that the test starts itself on :3006 (project outage;
+# the binary and site below, its log in the logs folder).
+export KC_APP_BIN="$(site_bin kc-leptos)" KC_SITE_ROOT="$site_root" KC_LOG_DIR="$LOG_DIR"
 browser_tests() {
   (
     # Both at once: the brief suite mostly waits on Keycloak's session clocks.
-    (cd end2end && npx playwright test --project=brief) >"$LOG_DIR/playwright-brief.log" 2>&1 &
+    (cd end2end && npx playwright test --project=brief --project=outage) >"$LOG_DIR/playwright-brief.log" 2>&1 &
     brief=$!
     rc=0
     (cd end2end && APP_URL=http://localhost:3100 APP_REALM=demo-cluster PW_OUTPUT_DIR=./test-results/cluster \
@@ -268,7 +271,8 @@ fi
 
 
 say "scanning the apps' logs (default level) for tokens, secrets and panics"
-for log in "$LOG_DIR/app.log" "$LOG_DIR/minimal.log" "$LOG_DIR/brief.log" "$LOG_DIR"/replica-*.log; do
+for log in "$LOG_DIR/app.log" "$LOG_DIR/minimal.log" "$LOG_DIR/brief.log" "$LOG_DIR/outage-app.log" \
+  "$LOG_DIR"/replica-*.log; do
   if grep -n -A3 "panicked at" "$log"; then
     echo "$log shows a panic (above): bad input must get a 4xx, never a panic" >&2
     exit 1
