@@ -1022,12 +1022,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let sentinel = TestSentinel::start(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         let url = sentinel.url();
-        // A second per command: the replica's silence (WAIT, half of it) answers well before the
-        // client's own time limit, even on a loaded machine (at 500 ms the client once timed out
-        // first in CI, and the error said "timed out" instead of naming the replica).
+        // Four seconds per command: the replica's silence (WAIT, half of it) answers well before
+        // the client's own time limit, even on a loaded machine (at 500 ms the client once timed
+        // out first in CI, and the error said "timed out" instead of naming the replica), and a
+        // replica that is only slow confirms in time (at one second, 500 ms for WAIT, the
+        // confirmation of the first write once came too late in CI, with the test command's
+        // other tests and builds beside it).
         let backend = RedisBackend::connect(RedisOptions::for_tests(
             &url,
-            std::time::Duration::from_millis(1_000),
+            std::time::Duration::from_millis(4_000),
         ))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
