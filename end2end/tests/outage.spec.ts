@@ -1,5 +1,5 @@
 import { ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, openSync } from 'node:fs';
+import { mkdtempSync, openSync, rmSync } from 'node:fs';
 import { createServer, connect, Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -56,8 +56,9 @@ class Relay {
   }
 }
 
-/** The app on :3006 with `keycloak.internal_url` on `relay`; its log goes beside the others. */
-async function startApp(relay: Relay): Promise<ChildProcess> {
+/** The app on :3006 with `keycloak.internal_url` on `relay`, and its data folder; its log goes
+ * beside the others. */
+async function startApp(relay: Relay): Promise<{ child: ChildProcess; data: string }> {
   const bin = process.env.KC_APP_BIN;
   const site = process.env.KC_SITE_ROOT;
   if (!bin || !site) throw new Error('KC_APP_BIN and KC_SITE_ROOT name the app and its site (scripts/test.sh sets them)');
@@ -81,11 +82,24 @@ async function startApp(relay: Relay): Promise<ChildProcess> {
   for (let i = 0; i < 200; i++) {
     if (child.exitCode !== null) throw new Error(`the app on :${PORT} exited (${child.exitCode}); see outage-app.log`);
     const up = await fetch(`${ORIGIN}/health/live`).then((r) => r.ok, () => false);
-    if (up) return child;
+    if (up) return { child, data };
     await new Promise((r) => setTimeout(r, 100));
   }
-  child.kill();
+  await stopApp({ child, data });
   throw new Error(`the app on :${PORT} did not answer within 20 s; see outage-app.log`);
+}
+
+/** Stops the app (and waits until it has, so that its port is free) and removes its data. */
+async function stopApp({ child, data }: { child: ChildProcess; data: string }) {
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise((done) => child.once('exit', done));
+    child.kill('SIGTERM');
+    // A graceful shutdown takes a moment; one that hangs is not this test's subject.
+    const late = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(late);
+  }
+  rmSync(data, { recursive: true, force: true });
 }
 
 test('@single with Keycloak out of reach the page says so and keeps the user signed in, and the notice goes when it is back', async ({ page }) => {
@@ -94,8 +108,9 @@ test('@single with Keycloak out of reach the page says so and keeps the user sig
   const relay = new Relay();
   await relay.open();
   const app = await startApp(relay);
-  const username = await createUser(REALM, 'outage');
+  let username: string | undefined;
   try {
+    username = await createUser(REALM, 'outage');
     const refreshes: number[] = [];
     page.on('response', (r) => {
       if (r.url().startsWith(`${ORIGIN}/auth/refresh`)) refreshes.push(r.status());
@@ -139,8 +154,8 @@ test('@single with Keycloak out of reach the page says so and keeps the user sig
     await expect(page.getByTestId('signed-in-as')).toBeVisible();
     await expect(page.getByTestId('session-ended')).toHaveCount(0);
   } finally {
-    app.kill('SIGTERM');
+    await stopApp(app);
     await relay.cut();
-    await deleteUser(REALM, username);
+    if (username) await deleteUser(REALM, username);
   }
 });
