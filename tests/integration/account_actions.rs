@@ -8,6 +8,7 @@
 
 use crate::common::*;
 use reqwest::StatusCode;
+use serde_json::Value;
 
 /// The form of a Keycloak page (the first one with an `action`) and its hidden fields.
 pub(crate) fn page_form(html: &str) -> (String, Vec<(String, String)>) {
@@ -216,6 +217,16 @@ async fn deleting_the_account_ends_every_session_of_the_user_and_keycloak_forget
         StatusCode::SEE_OTHER
     );
     let mut html = open_action(&app, "delete-account").await;
+    // A tab of this browser left open, nobody touching it: its idle check comes back within
+    // seconds while the deletion is watched (otherwise at the session's end, long after it).
+    let idle = idle_check(&app).await;
+    assert_eq!(idle["signed_in"], true, "{idle}");
+    assert!(
+        idle["check_in_secs"]
+            .as_i64()
+            .is_some_and(|s| s <= keycloak_bff::core::account_action::DELETION_IDLE_CHECK_SECS),
+        "{idle}"
+    );
     // Keycloak asks for the password again (when the sign-in is not recent), then for the
     // confirmation, then shows its own "deleted" page: it does not come back to the app.
     let password = format!("{}-dev-pw", user.username);
@@ -242,10 +253,15 @@ async fn deleting_the_account_ends_every_session_of_the_user_and_keycloak_forget
         html = r.text().await.expect("next page");
     }
     assert!(html.contains("User deleted successfully"), "{html}");
-    // Its link leads to the app's home page: the session checks with Keycloak (at most every
-    // 2 s; a person reads the page first), finds the account gone, and every session of the
-    // user ends, the other browser's too.
+    // The tab left open asks again (Keycloak's page never comes back to the app): the session
+    // checks with Keycloak (at most every 2 s), finds the account gone, and every session of the
+    // user ends, the other browser's too. The tab hears it at once.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let idle = idle_check(&app).await;
+    assert_eq!(
+        idle["signed_in"], false,
+        "the idle tab learns of the deletion: {idle}"
+    );
     let home = app.get("/").await;
     assert_eq!(home.status(), StatusCode::OK);
     for (browser, who) in [(&app, "this browser"), (&elsewhere, "the other browser")] {
@@ -259,4 +275,11 @@ async fn deleting_the_account_ends_every_session_of_the_user_and_keycloak_forget
         StatusCode::NOT_FOUND,
         "Keycloak no longer has the user"
     );
+}
+
+/// The check of an open page nobody touches (`POST /auth/refresh?idle=1`), answered 200.
+async fn idle_check(app: &TestApp) -> Value {
+    let r = app.post("/auth/refresh?idle=1", Some(PUBLIC_ORIGIN)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json::<Value>().await.expect("json")
 }

@@ -122,15 +122,23 @@ impl ActionOutcome {
 pub const DELETION_WATCH_SECS: i64 = 600;
 /// The least time between two such checks, seconds.
 pub const DELETION_CHECK_EVERY_SECS: i64 = 2;
+/// How soon an idle page asks again while the deletion is watched, seconds: an idle page's check
+/// otherwise comes back only at the session's end, and would miss the deletion.
+pub const DELETION_IDLE_CHECK_SECS: i64 = 5;
+
+/// Whether a session whose user set off to delete their account at `requested_at` still watches
+/// for the deletion at `now` (within [`DELETION_WATCH_SECS`]). While it does, even a page nobody
+/// touches checks (by a refresh, [`deletion_check_due`]) every [`DELETION_IDLE_CHECK_SECS`].
+pub fn deletion_watched(requested_at: Option<i64>, now: i64) -> bool {
+    requested_at.is_some_and(|at| now - at <= DELETION_WATCH_SECS)
+}
 
 /// Keycloak does not come back to the app after deleting an account (it shows its own "deleted"
 /// page, whose link leads to the app's home page), so a session whose user set off to delete
 /// their account (`requested_at`) checks at its next uses, by a refresh, whether the account is
 /// still there: within [`DELETION_WATCH_SECS`], at most every [`DELETION_CHECK_EVERY_SECS`].
 pub fn deletion_check_due(requested_at: Option<i64>, refreshed_at: i64, now: i64) -> bool {
-    requested_at.is_some_and(|at| {
-        now - at <= DELETION_WATCH_SECS && now - refreshed_at >= DELETION_CHECK_EVERY_SECS
-    })
+    deletion_watched(requested_at, now) && now - refreshed_at >= DELETION_CHECK_EVERY_SECS
 }
 
 /// What to tell the user of `action`'s `outcome`, in plain words.
@@ -280,6 +288,19 @@ mod tests {
             !deletion_check_due(Some(1_000), 1_000, 1_000 + DELETION_WATCH_SECS + 1),
             "long ago: the sign-in on Keycloak's pages has expired"
         );
+    }
+
+    #[test]
+    fn a_deletion_is_watched_for_a_while_after_the_user_set_off_and_never_without_one() {
+        assert!(!deletion_watched(None, 1_000), "nothing asked");
+        assert!(deletion_watched(Some(1_000), 1_000));
+        assert!(deletion_watched(Some(1_000), 1_000 + DELETION_WATCH_SECS));
+        assert!(!deletion_watched(
+            Some(1_000),
+            1_000 + DELETION_WATCH_SECS + 1
+        ));
+        // An idle page asks again well before a session's end while it is watched.
+        const { assert!(DELETION_IDLE_CHECK_SECS >= DELETION_CHECK_EVERY_SECS) };
     }
 
     #[test]

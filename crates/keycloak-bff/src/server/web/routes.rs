@@ -16,7 +16,9 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use keycloak_bff_core::account_action::{with_outcome, AccountAction, ActionOutcome};
+use keycloak_bff_core::account_action::{
+    deletion_watched, with_outcome, AccountAction, ActionOutcome, DELETION_IDLE_CHECK_SECS,
+};
 use keycloak_bff_core::callback::{self, CallbackParams};
 use keycloak_bff_core::expiry;
 use keycloak_bff_core::pending::PendingLogin;
@@ -730,8 +732,12 @@ pub struct RefreshQuery {
 /// Keycloak's idle end is near enough that the page came to keep the session alive
 /// (`keep_alive_due`, as every request of the session does). With `?idle=1` (nobody did anything in the browser since the last
 /// refresh) it refreshes nothing: it says how the session stands and asks the page to come back
-/// at its end, so that Keycloak's idle limit ends an unattended session after the warning.
-/// Same-origin only; never returns a token. 200 signed in, 200 with `"signed_in": false` signed
+/// at its end, so that Keycloak's idle limit ends an unattended session after the warning. The
+/// exception: while the user's deletion of their account is watched (`deletion_watched`: they set
+/// off to delete it on Keycloak's pages, which never come back to the app), an idle check checks
+/// like any other request and asks the page to come back within seconds, so that a tab left open
+/// learns of the deletion (the deletion itself happens on Keycloak's page, after this tab's last
+/// input). Same-origin only; never returns a token. 200 signed in, 200 with `"signed_in": false` signed
 /// out (or the session just ended: an answer, not an error, so the page's console stays clean),
 /// 503 Keycloak or the store unavailable.
 pub async fn refresh(
@@ -747,7 +753,14 @@ pub async fn refresh(
         .is_some_and(|v| v == "1" || v == "true");
     if idle {
         let result = auth_session(&session, now).await;
-        return status_response(result, now, Answer::Idle, warning);
+        let watched =
+            matches!(&result, Ok(Some(s)) if deletion_watched(s.deletion_requested_at, now));
+        if !watched {
+            return status_response(result, now, Answer::Idle, warning);
+        }
+        let result = auth.fresh_auth(&session, now).await;
+        let result = result.map(|signed_in| signed_in.map(std::sync::Arc::unwrap_or_clone));
+        return status_response(result, now, Answer::DeletionWatched, warning);
     }
     // Refreshed when due, and kept alive when Keycloak's idle end nears (Refresher::fresh_auth).
     let result = auth.fresh_auth(&session, now).await;
@@ -774,6 +787,8 @@ enum Answer {
     Extended,
     /// Nothing refreshed: the page asks again at the session's end.
     Idle,
+    /// Refreshed when due (the deletion check among them): the idle page asks again soon.
+    DeletionWatched,
 }
 
 fn status_response(
@@ -796,6 +811,10 @@ fn status_response(
                     status.at_maximum = expiry::reached_maximum(now, end, warning_secs);
                 }
                 Answer::Idle => status.check_in_secs = Some(next_check_in_idle(now, end)),
+                Answer::DeletionWatched => {
+                    status.check_in_secs =
+                        Some(next_check_in_idle(now, end).min(DELETION_IDLE_CHECK_SECS));
+                }
                 Answer::Checked => {}
             }
             (None, status)
