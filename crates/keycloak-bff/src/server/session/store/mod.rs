@@ -32,6 +32,7 @@ use tower_sessions::session_store::{self, SessionStore};
 use tower_sessions::{Expiry, Session};
 
 pub mod memory;
+mod orphans;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod seal;
@@ -197,6 +198,8 @@ pub struct AuthStore {
     /// The signed-in sessions last decoded from the backend's cached records
     /// ([`AuthStore::auth_session`]).
     decoded: Arc<Decoded>,
+    /// Refresh locks whose release the store did not answer, released once it does.
+    orphans: orphans::OrphanLocks,
 }
 
 /// A session decoded: the record it was decoded from, and what it holds.
@@ -293,6 +296,7 @@ impl AuthStore {
             sealer: Arc::new(sealer),
             leases: streams::LocalLeases::default(),
             decoded: Arc::default(),
+            orphans: orphans::OrphanLocks::default(),
         }
     }
 
@@ -532,7 +536,12 @@ impl AuthStore {
         let ttl = std::time::Duration::from_millis(LOCK_TTL_MS.unsigned_abs());
         let deadline = std::time::Instant::now() + longest_wait.max(ttl) + LOCK_RENEW_EVERY;
         loop {
-            if self.backend.try_lock(id, &token).await? {
+            let taken = self.backend.try_lock(id, &token).await.inspect_err(|_| {
+                // The take may have reached the store (or a replica that a failover promotes)
+                // without its answer reaching this process: release it once the store is back.
+                self.orphans.release_later(&self.backend, id, &token);
+            })?;
+            if taken {
                 let renewal = self.renew_while_held(id, &token);
                 return Ok(Some(RefreshLock {
                     id: id.to_owned(),
@@ -571,7 +580,12 @@ impl AuthStore {
             renewal.abort();
         }
         if let Err(e) = self.backend.unlock(&lock.id, &lock.token).await {
-            tracing::warn!(error = %e, "could not release a refresh lock; it expires by itself");
+            tracing::warn!(
+                error = %e,
+                "could not release a refresh lock; it is released once the store answers"
+            );
+            self.orphans
+                .release_later(&self.backend, &lock.id, &lock.token);
         }
     }
 
@@ -731,6 +745,7 @@ impl AuthStore {
                     sealer: sealer.clone(),
                     leases: streams::LocalLeases::default(),
                     decoded: Arc::default(),
+                    orphans: orphans::OrphanLocks::default(),
                 };
                 if let Err(e) = store.sweep_once(unix_now()).await {
                     tracing::warn!(error = %e, "could not delete expired sessions");
@@ -1489,6 +1504,63 @@ mod tests {
             "{waited:?}"
         );
         b.unlock_refresh(lock).await;
+    }
+
+    /// How long replica b waits for session s1's refresh lock (which it then releases).
+    async fn wait_for_the_lock(b: &AuthStore) -> std::time::Duration {
+        let started = std::time::Instant::now();
+        let lock = b
+            .lock_refresh("s1", std::time::Duration::from_secs(1))
+            .await
+            .expect("lock")
+            .expect("redis lock");
+        let waited = started.elapsed();
+        b.unlock_refresh(lock).await;
+        waited
+    }
+
+    #[tokio::test]
+    async fn a_refresh_lock_held_through_a_store_outage_is_released_once_the_store_is_back() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut redis = TestRedis::start_persistent(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let (a, b) = two_redis_stores(&redis.url()).await;
+        let held = a
+            .lock_refresh("s1", std::time::Duration::from_secs(1))
+            .await
+            .expect("lock")
+            .expect("redis lock");
+        // Redis goes away while a holds the lock, and comes back with it (as a promoted replica
+        // does): a's release finds no store.
+        redis.stop();
+        a.unlock_refresh(held).await;
+        assert_eq!(a.orphans.len(), 1, "the release is left for later");
+        redis.restart().unwrap_or_else(|e| panic!("{e}"));
+        let waited = wait_for_the_lock(&b).await;
+        let ttl = std::time::Duration::from_millis(LOCK_TTL_MS.unsigned_abs());
+        assert!(
+            waited < ttl / 3,
+            "b waited {waited:?} for a lock its holder gave up during the outage"
+        );
+        assert_eq!(a.orphans.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_refresh_lock_whose_take_went_unanswered_is_released_once_the_store_answers() {
+        let redis = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+        let (a, b) = two_redis_stores(&redis.url()).await;
+        // A stuck Redis: a's take times out unanswered, and the Redis carries it out on waking.
+        redis.pause();
+        let taken = a
+            .lock_refresh("s1", std::time::Duration::from_secs(1))
+            .await;
+        assert!(taken.is_err(), "no answer is an error");
+        redis.resume();
+        let waited = wait_for_the_lock(&b).await;
+        let ttl = std::time::Duration::from_millis(LOCK_TTL_MS.unsigned_abs());
+        assert!(
+            waited < ttl / 3,
+            "b waited {waited:?} for a lock a took without knowing it"
+        );
     }
 
     #[tokio::test]
