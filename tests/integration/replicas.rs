@@ -30,7 +30,7 @@ pub(crate) async fn two_replicas(url: &str) -> (TestApp, TestApp) {
 
 /// The kinds of Keycloak's refresh events of `user` (`REFRESH_TOKEN`, `REFRESH_TOKEN_ERROR`),
 /// as demo-short records them.
-async fn refresh_events(admin: &KeycloakAdmin, user: &TestUser) -> Vec<String> {
+pub(crate) async fn refresh_events(admin: &KeycloakAdmin, user: &TestUser) -> Vec<String> {
     let events = admin
         .get(&format!(
             "/events?user={}&type=REFRESH_TOKEN&type=REFRESH_TOKEN_ERROR",
@@ -594,11 +594,9 @@ async fn sessions_survive_a_restart_of_a_persistent_redis() {
     );
 }
 
-/// The network between one replica and Keycloak: forwards every call to Keycloak except those to
-/// the token endpoint, which it holds for ever (counted in the returned counter).
 /// What a proxy in front of Keycloak does to the app's token calls.
 #[derive(Clone, Copy)]
-enum TokenCalls {
+pub(crate) enum TokenCalls {
     /// Holds every token call for ever, before Keycloak sees it.
     Stall,
     /// Forwards refresh calls at once and holds Keycloak's answer this long.
@@ -610,7 +608,7 @@ async fn stalling_proxy() -> (String, std::sync::Arc<std::sync::atomic::AtomicUs
 }
 
 /// A proxy to Keycloak (the app's `keycloak.internal_url`) that counts the token calls it holds.
-async fn keycloak_proxy(
+pub(crate) async fn keycloak_proxy(
     calls: TokenCalls,
 ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};

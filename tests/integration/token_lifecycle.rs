@@ -1,8 +1,10 @@
 //! The token lifecycle against the real Keycloak, in the `demo-short` realm (10-second access
 //! tokens): server-side refresh with a single flight per session, roles and disabling picked up at
-//! refresh, app restarts, the silent refresh route, and back-channel logout.
+//! refresh, app restarts, the silent refresh route, and back-channel logout. Catalogue D03, D04,
+//! D06 (a refresh the browser gave up on still saves the rotated tokens).
 
 use crate::common::*;
+use crate::replicas::{keycloak_proxy, refresh_events, TokenCalls};
 use keycloak_bff::server::test_support::Internals as _;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -278,4 +280,53 @@ async fn check(app: &TestApp, path: &str) -> Value {
     let r = app.post(path, Some(PUBLIC_ORIGIN)).await;
     assert_eq!(r.status(), StatusCode::OK);
     r.json::<Value>().await.expect("json")
+}
+
+#[tokio::test]
+async fn a_browser_that_gives_up_during_a_refresh_loses_no_rotated_token() {
+    use std::sync::atomic::Ordering;
+    // Keycloak rotates the refresh token at once, and the app hears of it 2 s later.
+    let (proxy, delayed) = keycloak_proxy(TokenCalls::DelayAnswers(Duration::from_secs(2))).await;
+    let admin = KeycloakAdmin::new("demo-short");
+    let user = admin.create_user("gives-up", &["viewer"]).await;
+    let mut overrides = SHORT_REALM.to_vec();
+    overrides.extend_from_slice(&[
+        ("APP_KEYCLOAK_INTERNAL_URL", proxy.as_str()),
+        ("APP_KEYCLOAK_HTTP_TIMEOUT_SECS", "60"),
+    ]);
+    let app = spawn_app_in(tempfile::tempdir().expect("tmp"), browser(), &overrides).await;
+    assert_eq!(
+        app.login_as(&user.username, "/").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    tokio::time::sleep(Duration::from_secs(SHORT_TOKEN_SECS)).await;
+    // The browser's request needs a refresh, and the browser goes away while it is under way (a
+    // tab closed, a page left): its connection closes before the app has Keycloak's answer.
+    let given_up = app
+        .client
+        .post(app.url("/api/current_user"))
+        .header("origin", PUBLIC_ORIGIN)
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(given_up.is_err(), "the browser gave up: {given_up:?}");
+    assert_eq!(
+        delayed.load(Ordering::SeqCst),
+        1,
+        "the refresh is under way"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The rotated tokens were saved all the same: the next request finds the session, and no
+    // refresh token was spent twice (demo-short ends a session whose old token comes back).
+    assert_eq!(
+        app.current_user().await["username"],
+        user.username.as_str(),
+        "still signed in after the browser gave up"
+    );
+    let kinds = refresh_events(&admin, &user).await;
+    assert!(
+        kinds.iter().all(|k| k == "REFRESH_TOKEN"),
+        "no refresh token was spent twice: {kinds:?}"
+    );
+    admin.delete_user(&user).await;
 }

@@ -24,15 +24,17 @@ use tower_sessions::Session;
 const STALE_BACKOFF_SECS: i64 = 300;
 
 /// Per-session refresh locks and back-off, with what a refresh needs: the OpenID Connect client,
-/// the counters and the session store.
+/// the counters and the session store. A clone shares all of it (a refresh runs in a task of its
+/// own, see [`Refresher::single_flight`]).
+#[derive(Clone)]
 pub struct Refresher {
     margin_secs: i64,
     /// The expiry warning's lead: a session in use is kept alive before it shows.
     warning_secs: i64,
     oidc: Arc<Oidc>,
     metrics: Arc<Metrics>,
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    backoffs: Backoffs,
+    locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    backoffs: Arc<Backoffs>,
 }
 
 /// What a refresh attempt came to, sorted by what it means for the session.
@@ -126,8 +128,8 @@ impl Refresher {
             warning_secs,
             oidc,
             metrics,
-            locks: Mutex::default(),
-            backoffs: Backoffs::new(store),
+            locks: Arc::default(),
+            backoffs: Arc::new(Backoffs::new(store)),
         }
     }
 
@@ -224,6 +226,12 @@ impl Refresher {
     }
 
     /// One refresh per session at a time: in this process, and across replicas with Redis.
+    ///
+    /// The refresh runs in a task of its own, to its end, even when the request that wanted it
+    /// goes away meanwhile (a tab closed, a page left: the server drops that request's work).
+    /// Keycloak rotates the refresh token the moment it answers; a refresh dropped between its
+    /// answer and the save would leave the spent token in the session, and the next refresh would
+    /// end the session (catalogue D06).
     async fn single_flight(
         &self,
         session: &Session,
@@ -234,6 +242,25 @@ impl Refresher {
         let Some(key) = session.id().map(|id| id.to_string()) else {
             return Ok(Some(auth));
         };
+        use tracing::Instrument;
+        let (this, session) = (self.clone(), session.clone());
+        let work = async move { this.locked_refresh(&session, key, now, goal).await };
+        tokio::spawn(work.instrument(tracing::Span::current()))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "a refresh task failed");
+                Err(AppError::Internal)
+            })
+    }
+
+    /// [`Refresher::single_flight`]'s work: takes the session's locks, refreshes, releases them.
+    async fn locked_refresh(
+        &self,
+        session: &Session,
+        key: String,
+        now: i64,
+        goal: Goal,
+    ) -> Result<Option<AuthSession>, AppError> {
         let lock = self.lock_for(&key);
         let _single_flight = lock.lock().await;
         // The shared lock lives this long from now: the save of rotated tokens may be tried again
