@@ -314,6 +314,55 @@ async fn signing_out_ends_the_keycloak_session_from_the_server_and_no_token_reac
 }
 
 #[tokio::test]
+async fn a_browser_closed_right_after_signing_out_still_ends_the_keycloak_session() {
+    use crate::replicas::{keycloak_proxy, TokenCalls};
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+    // The app's call that ends Keycloak's session reaches Keycloak 2 s after it is made.
+    let (proxy, held) = keycloak_proxy(TokenCalls::HoldLogouts(Duration::from_secs(2))).await;
+    let admin = KeycloakAdmin::new("demo-short");
+    let user = admin.create_user("closes", &["viewer"]).await;
+    let mut overrides = SHORT_REALM.to_vec();
+    overrides.push(("APP_KEYCLOAK_INTERNAL_URL", proxy.as_str()));
+    let app = spawn_app_in(tempfile::tempdir().expect("tmp"), browser(), &overrides).await;
+    assert_eq!(
+        app.login_as(&user.username, "/").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let sessions = admin.get(&format!("/users/{}/sessions", user.id)).await;
+    assert_eq!(
+        sessions.as_array().map(Vec::len),
+        Some(1),
+        "signed in at Keycloak"
+    );
+    // "Sign out", and the tab is closed at once: the browser's connection goes before the answer.
+    let closed = app
+        .client
+        .post(app.url("/auth/logout"))
+        .header("origin", PUBLIC_ORIGIN)
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(closed.is_err(), "the browser went away: {closed:?}");
+    assert_eq!(
+        held.load(Ordering::SeqCst),
+        1,
+        "the app's logout call is under way"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Keycloak's session ended all the same: the next sign-in from this browser asks for a
+    // password instead of letting anyone in as this user.
+    let sessions = admin.get(&format!("/users/{}/sessions", user.id)).await;
+    assert_eq!(
+        sessions.as_array().map(Vec::len),
+        Some(0),
+        "Keycloak's session ended: {sessions}"
+    );
+    assert_eq!(app.current_user().await, serde_json::Value::Null);
+    admin.delete_user(&user).await;
+}
+
+#[tokio::test]
 async fn an_old_session_cookie_is_worthless_after_sign_out() {
     let app = spawn_app().await;
     let r = app.login_as("paul", "/").await;

@@ -601,6 +601,9 @@ pub(crate) enum TokenCalls {
     Stall,
     /// Forwards refresh calls at once and holds Keycloak's answer this long.
     DelayAnswers(Duration),
+    /// Holds each call to Keycloak's logout endpoint this long before forwarding it (token calls
+    /// go through at once).
+    HoldLogouts(Duration),
 }
 
 async fn stalling_proxy() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
@@ -627,6 +630,12 @@ pub(crate) async fn keycloak_proxy(
             if token_call && matches!(calls, TokenCalls::Stall) {
                 held.fetch_add(1, Ordering::SeqCst);
                 std::future::pending::<()>().await;
+            }
+            let logout_call =
+                parts.method == axum::http::Method::POST && parts.uri.path().ends_with("/logout");
+            if let (true, TokenCalls::HoldLogouts(delay)) = (logout_call, calls) {
+                held.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(delay).await;
             }
             let body = axum::body::to_bytes(body, 1 << 20)
                 .await

@@ -28,6 +28,7 @@ use keycloak_bff_core::step_up::{self, Prompt};
 use keycloak_bff_core::ReturnTo;
 use serde::Deserialize;
 use tower_sessions::Session;
+use tracing::Instrument;
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -628,7 +629,23 @@ async fn account_deleted(auth: &KeycloakAuth, session: &Session, now: i64) -> (S
 /// browser home. No token ever reaches the browser. When Keycloak cannot be reached, the page
 /// says that its session may remain and offers to end it from the browser. POST only, behind
 /// the origin check.
+///
+/// The sign-out runs in a task of its own, to its end, even when the browser goes away as soon
+/// as it asked (a tab closed right after "Sign out", on a shared computer): the server drops a
+/// request's work when its connection closes, and a sign-out dropped between the app's session
+/// and Keycloak's would leave Keycloak's session on, so that the next person to sign in from
+/// that browser would be let in as the previous user without a password (catalogue F01).
 pub async fn logout(State(auth): State<KeycloakAuth>, session: Session) -> Response {
+    tokio::spawn(sign_out(auth, session).instrument(tracing::Span::current()))
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "a sign-out task failed");
+            AppError::Internal.into_response()
+        })
+}
+
+/// [`logout`]'s work.
+async fn sign_out(auth: KeycloakAuth, session: Session) -> Response {
     let signed_in = match session.get::<AuthSession>(AUTH_KEY).await {
         Ok(signed_in) => signed_in,
         Err(tower_sessions::session::Error::Store(e)) => {

@@ -50,7 +50,7 @@ impl OrphanLocks {
     }
 
     /// How many locks are still to be released.
-    #[cfg(test)]
+    #[cfg(all(test, feature = "redis"))]
     pub fn len(&self) -> usize {
         self.0
             .lock()
