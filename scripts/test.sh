@@ -182,8 +182,13 @@ brief_pid=$!
 wait_for 3004 "$brief_pid" "$LOG_DIR/brief.log"
 
 say "starting the cluster on http://localhost:3100: two replicas on Redis behind Sentinel, behind nginx (realm demo-cluster)"
+# Redis commands get 2 s (the default is 500 ms, so a write waits 250 ms for the replica's
+# confirmation): three browser suites, two apps, Keycloak and five Redis processes share two
+# cores here, and a confirmation once came later than 250 ms, failing a sign-in with 503 (seen
+# in CI). A test rig's setting, not the library's default.
 CLUSTER_BUILD=0 CLUSTER_PORT=3100 APP_KEYCLOAK_ISSUER_URL=http://localhost:8080/realms/demo-cluster \
-  APP_SESSION_REFRESH_MARGIN_SECS=3 "$ROOT/scripts/cluster.sh" start --sentinel
+  APP_SESSION_REFRESH_MARGIN_SECS=3 APP_SESSION_REDIS_TIMEOUT_MS=2000 \
+  "$ROOT/scripts/cluster.sh" start --sentinel
 
 # Three browser suites at once, each against its own app and realm, so that no run's sign-outs
 # touch another's users: the single process (project main, :3000, realm demo-short) in the
