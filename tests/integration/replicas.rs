@@ -375,6 +375,52 @@ async fn a_sign_in_that_returns_while_redis_is_down_gets_a_503_page_and_complete
 }
 
 #[tokio::test]
+async fn a_sign_in_whose_session_no_redis_replica_confirms_gets_a_503_page_and_works_once_one_does()
+{
+    use keycloak_bff::server::test_support::TestSentinel;
+    let dir = tempfile::tempdir().expect("tmp");
+    let sentinel = TestSentinel::start(dir.path()).expect("master, replica, sentinels");
+    let url = sentinel.url();
+    let app = spawn_app_in(
+        tempfile::tempdir().expect("tmp"),
+        browser(),
+        &[
+            ("APP_SESSION_STORE", "redis"),
+            ("APP_SESSION_REDIS_URL", &url),
+        ],
+    )
+    .await;
+    let authorize = app.start_login("/profile").await;
+    let callback = app.keycloak_login(&authorize, "paul", "paul-dev-pw").await;
+    // The replica stays connected and confirms nothing: a write the app cannot be sure survives
+    // a failover is not a session.
+    sentinel.freeze_replica(true);
+    let r = app.client.get(&callback).send().await.expect("callback");
+    sentinel.freeze_replica(false);
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "not a 500");
+    assert_eq!(
+        session_cookie_value(&set_cookies(&r)),
+        None,
+        "no session cookie"
+    );
+    let html = r.text().await.expect("body");
+    assert!(
+        html.contains("<h1>Sessions are unavailable right now</h1>"),
+        "a page a person can read: {html}"
+    );
+    assert!(
+        html.contains(r#"href="/auth/login?return_to=%2Fprofile">Try again</a>"#),
+        "offers to try again, to the same page: {html}"
+    );
+    assert_eq!(app.current_user().await, Value::Null);
+    // Once the replica confirms again, trying again signs in (Keycloak's session, no password).
+    let r = app.login_by_single_sign_on("/profile").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/profile");
+    assert_eq!(app.current_user().await["username"], "paul");
+}
+
+#[tokio::test]
 async fn signing_out_while_redis_is_down_drops_the_cookie_and_ends_the_session_once_redis_is_back()
 {
     let dir = tempfile::tempdir().expect("tmp");

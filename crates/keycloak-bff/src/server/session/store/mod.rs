@@ -1156,7 +1156,18 @@ mod tests {
             let store = AuthStore::sqlite_file(&path).await.expect("store");
             store.create(&mut r).await.expect("create");
         }
-        let store = AuthStore::sqlite_file(&path).await.expect("reopened");
+        // The file's process lock is free once the first store is gone; but a test beside this
+        // one that starts a redis-server at that moment forks this process, and the child holds
+        // the lock's file (and so the lock) until it runs redis-server. Give that a moment.
+        let mut reopened = AuthStore::sqlite_file(&path).await;
+        for _ in 0..20 {
+            if reopened.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            reopened = AuthStore::sqlite_file(&path).await;
+        }
+        let store = reopened.expect("reopened");
         assert!(store.load(&r.id).await.expect("load").is_some());
         let deleted = store
             .end_app_sessions_of(Some("sid-f"), None, 0)
