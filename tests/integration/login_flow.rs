@@ -315,7 +315,7 @@ async fn signing_out_ends_the_keycloak_session_from_the_server_and_no_token_reac
 
 #[tokio::test]
 async fn a_browser_closed_right_after_signing_out_still_ends_the_keycloak_session() {
-    use crate::replicas::{keycloak_proxy, TokenCalls};
+    use crate::common::keycloak_proxy::{keycloak_proxy, TokenCalls};
     use std::sync::atomic::Ordering;
     use std::time::Duration;
     // The app's call that ends Keycloak's session reaches Keycloak 2 s after it is made.

@@ -3,6 +3,7 @@
 //! it at the same moment. Real Redis (a throw-away `redis-server`), real Keycloak (`demo-short`:
 //! 10-second access tokens, refresh tokens rotated with reuse 0).
 
+use crate::common::keycloak_proxy::{keycloak_proxy, TokenCalls};
 use crate::common::*;
 use keycloak_bff::server::test_support::Internals as _;
 use keycloak_bff::server::test_support::TestRedis;
@@ -640,89 +641,8 @@ async fn sessions_survive_a_restart_of_a_persistent_redis() {
     );
 }
 
-/// What a proxy in front of Keycloak does to the app's token calls.
-#[derive(Clone, Copy)]
-pub(crate) enum TokenCalls {
-    /// Holds every token call for ever, before Keycloak sees it.
-    Stall,
-    /// Forwards refresh calls at once and holds Keycloak's answer this long.
-    DelayAnswers(Duration),
-    /// Holds each call to Keycloak's logout endpoint this long before forwarding it (token calls
-    /// go through at once).
-    HoldLogouts(Duration),
-}
-
 async fn stalling_proxy() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     keycloak_proxy(TokenCalls::Stall).await
-}
-
-/// A proxy to Keycloak (the app's `keycloak.internal_url`) that counts the token calls it holds.
-pub(crate) async fn keycloak_proxy(
-    calls: TokenCalls,
-) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let held = std::sync::Arc::new(AtomicUsize::new(0));
-    let counter = held.clone();
-    let http = reqwest::Client::new();
-    let router = axum::Router::new().fallback(move |request: axum::extract::Request| {
-        let (held, http) = (counter.clone(), http.clone());
-        async move {
-            let (parts, body) = request.into_parts();
-            let target = format!(
-                "{KEYCLOAK}{}",
-                parts.uri.path_and_query().map_or("/", |p| p.as_str())
-            );
-            let token_call = parts.method == axum::http::Method::POST && target.ends_with("/token");
-            if token_call && matches!(calls, TokenCalls::Stall) {
-                held.fetch_add(1, Ordering::SeqCst);
-                std::future::pending::<()>().await;
-            }
-            let logout_call =
-                parts.method == axum::http::Method::POST && parts.uri.path().ends_with("/logout");
-            if let (true, TokenCalls::HoldLogouts(delay)) = (logout_call, calls) {
-                held.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(delay).await;
-            }
-            let body = axum::body::to_bytes(body, 1 << 20)
-                .await
-                .unwrap_or_default();
-            let refresh =
-                token_call && String::from_utf8_lossy(&body).contains("grant_type=refresh_token");
-            let mut forward = http.request(parts.method.clone(), &target).body(body);
-            for name in ["content-type", "authorization", "accept"] {
-                if let Some(v) = parts.headers.get(name) {
-                    forward = forward.header(name, v.as_bytes());
-                }
-            }
-            let answer = forward.send().await.expect("Keycloak");
-            if let (true, TokenCalls::DelayAnswers(delay)) = (refresh, calls) {
-                // Keycloak has rotated the refresh token; the app hears of it late.
-                held.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(delay).await;
-            }
-            let status = answer.status().as_u16();
-            let kind = answer
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("application/json")
-                .to_owned();
-            let bytes = answer.bytes().await.unwrap_or_default();
-            axum::response::Response::builder()
-                .status(status)
-                .header("content-type", kind)
-                .body(axum::body::Body::from(bytes))
-                .expect("response")
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    (format!("http://127.0.0.1:{port}"), held)
 }
 
 #[tokio::test]

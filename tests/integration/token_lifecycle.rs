@@ -3,8 +3,9 @@
 //! refresh, app restarts, the silent refresh route, and back-channel logout. Catalogue D03, D04,
 //! D06 (a refresh the browser gave up on still saves the rotated tokens).
 
+use crate::common::keycloak_proxy::{keycloak_proxy, TokenCalls};
 use crate::common::*;
-use crate::replicas::{keycloak_proxy, refresh_events, TokenCalls};
+use crate::replicas::refresh_events;
 use keycloak_bff::server::test_support::Internals as _;
 use reqwest::StatusCode;
 use serde_json::Value;

@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use tokio::sync::oneshot;
 
+pub mod keycloak_proxy;
+
 pub const PUBLIC_ORIGIN: &str = "http://localhost:3000";
 /// The `session.secret` of every app the tests start (replicas must share one).
 pub const TEST_SESSION_SECRET: &str = "the tests' session secret, 32 bytes or more";

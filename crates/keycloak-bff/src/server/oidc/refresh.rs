@@ -19,6 +19,7 @@ use keycloak_bff_core::refresh::{decide, keep_alive_due, Backoff, Decision};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tower_sessions::Session;
+use tracing::Instrument;
 
 /// A back-off whose retry time passed this long ago is forgotten (the next failure starts over).
 const STALE_BACKOFF_SECS: i64 = 300;
@@ -242,7 +243,6 @@ impl Refresher {
         let Some(key) = session.id().map(|id| id.to_string()) else {
             return Ok(Some(auth));
         };
-        use tracing::Instrument;
         let (this, session) = (self.clone(), session.clone());
         let work = async move { this.locked_refresh(&session, key, now, goal).await };
         tokio::spawn(work.instrument(tracing::Span::current()))
