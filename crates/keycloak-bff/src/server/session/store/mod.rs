@@ -1473,8 +1473,7 @@ mod tests {
             .expect("lock")
             .expect("redis lock");
         // A slow refresh: longer than the lock's lifetime, its holder alive all along.
-        let ttl = std::time::Duration::from_millis(LOCK_TTL_MS.unsigned_abs());
-        tokio::time::sleep(ttl + std::time::Duration::from_secs(2)).await;
+        tokio::time::sleep(lock_ttl() + std::time::Duration::from_secs(2)).await;
         let waited = tokio::time::timeout(
             std::time::Duration::from_millis(300),
             b.lock_refresh("s1", std::time::Duration::from_secs(1)),
@@ -1490,31 +1489,9 @@ mod tests {
         b.unlock_refresh(lock).await;
     }
 
-    #[tokio::test]
-    async fn a_refresh_lock_whose_holder_died_is_taken_over_at_its_expiry() {
-        let redis = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
-        let (a, b) = two_redis_stores(&redis.url()).await;
-        // Replica a takes the lock and dies without releasing it: its renewal stops with it.
-        let held = a
-            .lock_refresh("s1", std::time::Duration::from_secs(1))
-            .await
-            .expect("lock");
-        drop(held);
-        drop(a);
-        let started = std::time::Instant::now();
-        let lock = b
-            .lock_refresh("s1", std::time::Duration::from_secs(1))
-            .await
-            .expect("taken over")
-            .expect("redis lock");
-        // Not before the lock's expiry: nobody else refreshed while the dead holder "held" it.
-        let waited = started.elapsed();
-        let ttl = std::time::Duration::from_millis(LOCK_TTL_MS.unsigned_abs());
-        assert!(
-            waited + std::time::Duration::from_millis(500) >= ttl,
-            "{waited:?}"
-        );
-        b.unlock_refresh(lock).await;
+    /// How long a refresh lock lives unless renewed.
+    fn lock_ttl() -> std::time::Duration {
+        std::time::Duration::from_millis(LOCK_TTL_MS.unsigned_abs())
     }
 
     /// How long replica b waits for session s1's refresh lock (which it then releases).
@@ -1528,6 +1505,25 @@ mod tests {
         let waited = started.elapsed();
         b.unlock_refresh(lock).await;
         waited
+    }
+
+    #[tokio::test]
+    async fn a_refresh_lock_whose_holder_died_is_taken_over_at_its_expiry() {
+        let redis = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+        let (a, b) = two_redis_stores(&redis.url()).await;
+        // Replica a takes the lock and dies without releasing it: its renewal stops with it.
+        let held = a
+            .lock_refresh("s1", std::time::Duration::from_secs(1))
+            .await
+            .expect("lock");
+        drop(held);
+        drop(a);
+        let waited = wait_for_the_lock(&b).await;
+        // Not before the lock's expiry: nobody else refreshed while the dead holder "held" it.
+        assert!(
+            waited + std::time::Duration::from_millis(500) >= lock_ttl(),
+            "{waited:?}"
+        );
     }
 
     #[tokio::test]
@@ -1547,9 +1543,8 @@ mod tests {
         assert_eq!(a.orphans.len(), 1, "the release is left for later");
         redis.restart().unwrap_or_else(|e| panic!("{e}"));
         let waited = wait_for_the_lock(&b).await;
-        let ttl = std::time::Duration::from_millis(LOCK_TTL_MS.unsigned_abs());
         assert!(
-            waited < ttl / 3,
+            waited < lock_ttl() / 3,
             "b waited {waited:?} for a lock its holder gave up during the outage"
         );
         assert_eq!(a.orphans.len(), 0);
@@ -1567,9 +1562,8 @@ mod tests {
         assert!(taken.is_err(), "no answer is an error");
         redis.resume();
         let waited = wait_for_the_lock(&b).await;
-        let ttl = std::time::Duration::from_millis(LOCK_TTL_MS.unsigned_abs());
         assert!(
-            waited < ttl / 3,
+            waited < lock_ttl() / 3,
             "b waited {waited:?} for a lock a took without knowing it"
         );
     }
