@@ -263,10 +263,6 @@ impl Refresher {
     ) -> Result<Option<AuthSession>, AppError> {
         let lock = self.lock_for(&key);
         let _single_flight = lock.lock().await;
-        // The shared lock lives this long from now: the save of rotated tokens may be tried again
-        // until shortly before it ends (no other replica can spend the old token until then).
-        let deadline = tokio::time::Instant::now() + self.longest_refresh()
-            - std::time::Duration::from_secs(1);
         let shared = self
             .store()
             .lock_refresh(&key, self.longest_refresh())
@@ -275,6 +271,11 @@ impl Refresher {
                 tracing::warn!(error = %e, "the session store does not answer");
                 AppError::StoreUnavailable
             })?;
+        // The shared lock, just taken (after any wait for another replica's), lives this long
+        // from now: the save of rotated tokens may be tried again until shortly before it ends
+        // (no other replica can spend the old token until then).
+        let deadline = tokio::time::Instant::now() + self.longest_refresh()
+            - std::time::Duration::from_secs(1);
         let result = self
             .refresh_locked(session, &key, now, goal, deadline)
             .await;

@@ -31,6 +31,7 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 use tower_sessions::{Expiry, Session};
 
+mod last_saved;
 pub mod memory;
 mod orphans;
 #[cfg(feature = "redis")]
@@ -200,6 +201,12 @@ pub struct AuthStore {
     decoded: Arc<Decoded>,
     /// Refresh locks whose release the store did not answer, released once it does.
     orphans: orphans::OrphanLocks,
+    /// The records this process has just written: the same record saved again is not written
+    /// again (the session layer saves what a handler saved).
+    last_saved: Arc<last_saved::LastSaved>,
+    /// How many records were written to the backend (tests count them).
+    #[cfg(test)]
+    writes: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// A session decoded: the record it was decoded from, and what it holds.
@@ -297,6 +304,9 @@ impl AuthStore {
             leases: streams::LocalLeases::default(),
             decoded: Arc::default(),
             orphans: orphans::OrphanLocks::default(),
+            last_saved: Arc::default(),
+            #[cfg(test)]
+            writes: Arc::default(),
         }
     }
 
@@ -625,6 +635,13 @@ impl AuthStore {
         }
     }
 
+    /// Counts a write to the backend (tests only).
+    fn count_write(&self) {
+        #[cfg(test)]
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Tells this process's open pages of a change, unless the backend tells every process.
     fn announce(&self, id: &str) {
         if !self.backend.is_shared() {
@@ -746,6 +763,9 @@ impl AuthStore {
                     leases: streams::LocalLeases::default(),
                     decoded: Arc::default(),
                     orphans: orphans::OrphanLocks::default(),
+                    last_saved: Arc::default(),
+                    #[cfg(test)]
+                    writes: Arc::default(),
                 };
                 if let Err(e) = store.sweep_once(unix_now()).await {
                     tracing::warn!(error = %e, "could not delete expired sessions");
@@ -762,30 +782,41 @@ impl SessionStore for AuthStore {
             return Ok(());
         }
         let mut sealed = self.sealer.seal(record).map_err(store_error)?;
-        self.backend.create(&mut sealed, unix_now()).await?;
+        let now = unix_now();
+        self.backend.create(&mut sealed, now).await?;
+        self.count_write();
         // The backend may have moved it to a fresh id.
         record.id = sealed.id;
+        self.last_saved.remember(record, now);
         Ok(())
     }
 
     /// Writes over a record that still exists, never bringing back one that was deleted
     /// meanwhile (signed out, ended by back-channel logout, expired), and never replacing a newer
     /// token set with an older one ([`keep_newer_tokens`]): a stale write is merged with what
-    /// another request (or replica) wrote, and tried again.
-    async fn save(&self, record: &Record) -> session_store::Result<()> {
-        if self.is_ended(record).await? {
-            return self.delete(&record.id).await;
+    /// another request (or replica) wrote, and tried again. The record this process has just
+    /// written, saved again unchanged (by the session layer after the handler), is not written
+    /// again ([`last_saved`]).
+    async fn save(&self, incoming: &Record) -> session_store::Result<()> {
+        if self.last_saved.take_if_unchanged(incoming, unix_now()) {
+            return Ok(());
+        }
+        if self.is_ended(incoming).await? {
+            return self.delete(&incoming.id).await;
         }
         let mut record: Cow<'_, Record> =
-            Cow::Owned(self.sealer.seal(record).map_err(store_error)?);
+            Cow::Owned(self.sealer.seal(incoming).map_err(store_error)?);
         for _ in 0..5 {
             let now = unix_now();
             match self.backend.save(&record, now).await? {
                 Saved::Done => {
+                    self.count_write();
+                    self.last_saved.remember(incoming, now);
                     self.announce(&record.id.to_string());
                     return Ok(());
                 }
                 Saved::Gone => {
+                    self.last_saved.forget(&incoming.id);
                     tracing::debug!("a late write to a session that is gone was dropped");
                     return Ok(());
                 }
@@ -816,6 +847,7 @@ impl SessionStore for AuthStore {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        self.last_saved.forget(id);
         let id = id.to_string();
         self.backend.delete(&id).await?;
         self.forget_decoded(&id);
@@ -1227,6 +1259,70 @@ mod tests {
                 .expect("logout");
             assert_eq!(deleted, 2);
             assert!(store.load(&b.id).await.expect("load").is_some());
+        }
+    }
+
+    fn writes(store: &AuthStore) -> usize {
+        store.writes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// What a sign-in or a refresh does with its session: the handler saves it (to answer 503
+    /// if that fails), then the session layer saves it again after the answer, unchanged.
+    async fn save_as_handler_then_layer(session: &Session, auth: &AuthSession) {
+        session.insert(AUTH_KEY, auth).await.expect("insert");
+        keep_session_end(session, auth);
+        session.save().await.expect("the handler's save");
+        assert!(session.is_modified(), "the layer will save it again");
+        session.save().await.expect("the layer's save");
+    }
+
+    #[tokio::test]
+    async fn a_sign_in_or_refresh_writes_its_session_once_not_once_more_after_the_answer() {
+        let (stores, _redis) = all_stores().await;
+        for (store, kind) in stores.into_iter().zip(["sqlite", "memory", "redis"]) {
+            let end = unix_now() + 600;
+            let shared: Arc<AuthStore> = Arc::new(store.clone());
+            let signing_in = Session::new(None, shared.clone(), None);
+            save_as_handler_then_layer(&signing_in, &full_auth("access-1", 0, end)).await;
+            assert_eq!(writes(&store), 1, "{kind}: the sign-in was written twice");
+            let id = signing_in.id().expect("an id");
+
+            let refreshing = Session::new(Some(id), shared.clone(), None);
+            save_as_handler_then_layer(&refreshing, &full_auth("access-2", 1, end)).await;
+            assert_eq!(writes(&store), 2, "{kind}: the refresh was written twice");
+            assert_eq!(read(&store, id).await.as_deref(), Some("access-2"));
+
+            // A change after the handler's save is written.
+            let changing = Session::new(Some(id), shared, None);
+            changing
+                .insert(AUTH_KEY, full_auth("access-3", 2, end))
+                .await
+                .expect("insert");
+            changing.save().await.expect("save");
+            changing
+                .insert(AUTH_KEY, full_auth("access-4", 3, end))
+                .await
+                .expect("insert");
+            changing.save().await.expect("save");
+            assert_eq!(writes(&store), 4, "{kind}");
+            assert_eq!(read(&store, id).await.as_deref(), Some("access-4"));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_session_saved_again_after_another_request_deleted_it_stays_deleted() {
+        let (stores, _redis) = all_stores().await;
+        for (store, kind) in stores.into_iter().zip(["sqlite", "memory", "redis"]) {
+            let shared: Arc<AuthStore> = Arc::new(store.clone());
+            let session = Session::new(None, shared, None);
+            let auth = full_auth("access-1", 0, unix_now() + 600);
+            session.insert(AUTH_KEY, &auth).await.expect("insert");
+            keep_session_end(&session, &auth);
+            session.save().await.expect("save");
+            let id = session.id().expect("an id");
+            store.delete(&id).await.expect("signed out elsewhere");
+            session.save().await.expect("the layer's save");
+            assert!(store.load(&id).await.expect("load").is_none(), "{kind}");
         }
     }
 
