@@ -1,9 +1,9 @@
 //! The integration tests: the real app on free ports against the real Keycloak (started by
 //! `keycloak/start.sh`), and a hostile OpenID provider for what Keycloak would never send. One
-//! binary, so the helpers compile once. Two kinds of test must run alone and have binaries of their
-//! own (cargo runs test binaries one after another): those that stop Keycloak
-//! (`tests/keycloak_outage.rs`) and those that listen on port 3000, where Keycloak posts
-//! back-channel logouts (`tests/backchannel_logout.rs`).
+//! binary, so the helpers compile once. The tests that listen on port 3000, where Keycloak posts
+//! back-channel logouts, must run alone and have a binary of their own (cargo runs test binaries
+//! one after another): `tests/backchannel_logout.rs`. Keycloak is never stopped: an outage is a
+//! cut relay between one app and Keycloak (`common/relay.rs`).
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests fail by panicking
 
 mod common;
@@ -16,6 +16,7 @@ mod failover;
 mod features;
 mod host;
 mod hostile_provider;
+mod keycloak_outage;
 mod layers;
 mod levels;
 mod login_flow;

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use tokio::sync::oneshot;
 
 pub mod keycloak_proxy;
+pub mod relay;
 
 pub const PUBLIC_ORIGIN: &str = "http://localhost:3000";
 /// The `session.secret` of every app the tests start (replicas must share one).

@@ -1,60 +1,42 @@
-//! With Keycloak down the app starts and serves its public pages; sign-in answers 503 with a
-//! clear page; once Keycloak is back, sign-in works without restarting the app.
+//! Keycloak out of the app's reach (catalogue C05, D05). With Keycloak unreachable the app
+//! starts and serves its public pages; sign-in answers 503 with a clear page; once Keycloak is
+//! back, sign-in works without restarting the app. An outage during a session signs nobody out:
+//! the app keeps using the valid access token (nothing calls Keycloak per request), answers 503
+//! once it has expired, and continues the same session when Keycloak is back.
 //!
-//! A Keycloak outage during a session signs nobody out: the app keeps using the valid access token
-//! (nothing calls Keycloak per request), answers 503 once it has expired, and continues the same
-//! session when Keycloak is back.
-//!
-//! These stop and start the real Keycloak with the scripts in `keycloak/`, so they live in their
-//! own test binary (cargo runs test binaries one after another) and take turns.
-#![allow(clippy::expect_used, clippy::unwrap_used)] // tests fail by panicking
+//! The outage is a cut TCP relay between the app and the real Keycloak (`common::relay`, given to
+//! the app as `keycloak.internal_url`): to the app it is Keycloak gone (connections refused),
+//! while the tests beside, and the test's own browser at Keycloak's pages, keep the real one.
 
+use crate::common::relay::Relay;
+use crate::common::*;
 use keycloak_bff::server::test_support::Internals as _;
-// The integration binary's helpers; this binary uses only some of them.
-#[allow(dead_code)]
-#[path = "integration/common/mod.rs"]
-mod common;
-
-use common::*;
 use reqwest::StatusCode;
-use std::process::Command;
 
-fn script(name: &str) {
-    let status = Command::new("bash")
-        .arg(repo().join("keycloak").join(name))
-        .status()
-        .unwrap_or_else(|e| panic!("running keycloak/{name}: {e}"));
-    assert!(status.success(), "keycloak/{name} failed");
+/// The app calling Keycloak through `relay`: against `demo-short` (10-second tokens) when `short`,
+/// else against the default realm.
+async fn app_behind(relay: &Relay, short: bool) -> TestApp {
+    let url = relay.url();
+    let mut overrides: Vec<(&str, &str)> = if short {
+        SHORT_REALM.to_vec()
+    } else {
+        Vec::new()
+    };
+    overrides.push(("APP_KEYCLOAK_INTERNAL_URL", url.as_str()));
+    spawn_app_in(tempfile::tempdir().expect("tempdir"), browser(), &overrides).await
 }
-
-/// Starts Keycloak again even when an assertion fails, so later tests find it running.
-struct RestartKeycloakOnDrop;
-
-impl Drop for RestartKeycloakOnDrop {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let _ = Command::new("bash")
-                .arg(repo().join("keycloak/start.sh"))
-                .status();
-        }
-    }
-}
-
-/// The tests here stop Keycloak: one at a time.
-static KEYCLOAK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test]
 async fn the_app_works_without_keycloak_and_signs_in_as_soon_as_it_is_back() {
-    let _one_at_a_time = KEYCLOAK.lock().await;
-    let _guard = RestartKeycloakOnDrop;
-    script("stop.sh");
+    let mut relay = Relay::open().await;
+    relay.cut().await;
 
-    let app = spawn_app().await;
+    let app = app_behind(&relay, false).await;
     let home = app.get("/").await;
     assert_eq!(
         home.status(),
         StatusCode::OK,
-        "public pages work while Keycloak is down"
+        "public pages work while Keycloak is out of reach"
     );
     assert!(home.text().await.expect("html").contains("Sign in"));
     assert_eq!(app.current_user().await, serde_json::Value::Null);
@@ -68,7 +50,16 @@ async fn the_app_works_without_keycloak_and_signs_in_as_soon_as_it_is_back() {
         "offers to try again"
     );
 
-    script("start.sh");
+    relay.restore().await;
+    // A failed discovery is remembered for 5 s (catalogue C05): sign-in works once that passes.
+    let started = std::time::Instant::now();
+    while app.get("/auth/login").await.status() == StatusCode::SERVICE_UNAVAILABLE {
+        assert!(
+            started.elapsed().as_secs() < 15,
+            "sign-in did not come back with Keycloak"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
     let r = app.login_as("erin", "/profile").await;
     assert_eq!(
         r.status(),
@@ -81,10 +72,17 @@ async fn the_app_works_without_keycloak_and_signs_in_as_soon_as_it_is_back() {
 
 #[tokio::test]
 async fn a_keycloak_outage_during_a_session_signs_nobody_out() {
-    let _one_at_a_time = KEYCLOAK.lock().await;
-    let _guard = RestartKeycloakOnDrop;
-    let (admin, user, app) = signed_in_short_user("outage", &["editor"]).await;
-    script("stop.sh");
+    let mut relay = Relay::open().await;
+    let admin = KeycloakAdmin::new("demo-short");
+    let user = admin.create_user("outage", &["editor"]).await;
+    let app = app_behind(&relay, true).await;
+    assert_eq!(
+        app.login_as(&user.username, "/").await.status(),
+        StatusCode::SEE_OTHER,
+        "{} signs in",
+        user.username
+    );
+    relay.cut().await;
 
     // The access token is still valid: everything works without Keycloak.
     assert_eq!(app.current_user().await["username"], user.username.as_str());
@@ -95,7 +93,7 @@ async fn a_keycloak_outage_during_a_session_signs_nobody_out() {
     assert_eq!(
         r.status(),
         StatusCode::SERVICE_UNAVAILABLE,
-        "expired token, Keycloak down: 503"
+        "expired token, Keycloak out of reach: 503"
     );
     assert!(r.text().await.expect("body").contains("IdpUnavailable"));
     let r = app.post("/auth/refresh", Some(PUBLIC_ORIGIN)).await;
@@ -113,7 +111,7 @@ async fn a_keycloak_outage_during_a_session_signs_nobody_out() {
         "public pages keep working"
     );
 
-    script("start.sh");
+    relay.restore().await;
     // The same session continues once a retry is due (back-off is at most 30 s).
     let started = std::time::Instant::now();
     loop {
