@@ -70,8 +70,11 @@ say "the bearer check alone (criterion)"
 token="$(curl -s -d grant_type=client_credentials -d client_id=notes-reader \
   -d client_secret=notes-reader-dev-secret \
   http://localhost:8080/realms/demo/protocol/openid-connect/token | jq -r .access_token)"
+# The workspace's features (`--workspace --features ssr`, as the test command builds the tests),
+# not keycloak-bff's alone: the smoke run inside the test command then reuses the tests' build of
+# the library instead of building it again with other features (about a minute on two cores).
 criterion="$(BENCH_ISSUER=http://localhost:8080/realms/demo BENCH_TOKEN="$token" \
-  cargo bench -q "${bench_profile[@]}" -p keycloak-bff --features ssr,test-support --bench verify -- "${criterion_args[@]}" 2>&1)"
+  cargo bench -q "${bench_profile[@]}" --workspace --features ssr --bench verify -- "${criterion_args[@]}" 2>&1)"
 echo "$criterion" | grep -E "time:|bearer" || true
 
 # (wrk --version exits 1.)

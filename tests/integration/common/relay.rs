@@ -53,7 +53,7 @@ impl Relay {
 
     /// Keycloak in reach again, on the same port.
     pub async fn restore(&mut self) {
-        // The listener's task may still be ending after `cut`: the port frees within moments.
+        // Free at once (`cut` waited for its listener to go); tried again for 5 s all the same.
         for _ in 0..50 {
             if let Ok(listener) = TcpListener::bind(("127.0.0.1", self.port)).await {
                 self.accept(listener);
