@@ -376,15 +376,7 @@ async fn after_a_store_error_a_stream_reads_again_only_after_a_growing_pause() {
     use tower_sessions::SessionStore;
     let mut redis = TestRedis::start().expect("redis-server");
     let url = redis.url();
-    let app = spawn_app_in(
-        tempfile::tempdir().expect("tmp"),
-        browser(),
-        &[
-            ("APP_SESSION_STORE", "redis"),
-            ("APP_SESSION_REDIS_URL", &url),
-        ],
-    )
-    .await;
+    let app = spawn_app_on_redis(&url).await;
     let r = app.login_as("paul", "/profile").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let cookie = session_cookie_value(&set_cookies(&r)).expect("session cookie");

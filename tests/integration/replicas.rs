@@ -382,15 +382,7 @@ async fn a_sign_in_whose_session_no_redis_replica_confirms_gets_a_503_page_and_w
     let dir = tempfile::tempdir().expect("tmp");
     let sentinel = TestSentinel::start(dir.path()).expect("master, replica, sentinels");
     let url = sentinel.url();
-    let app = spawn_app_in(
-        tempfile::tempdir().expect("tmp"),
-        browser(),
-        &[
-            ("APP_SESSION_STORE", "redis"),
-            ("APP_SESSION_REDIS_URL", &url),
-        ],
-    )
-    .await;
+    let app = spawn_app_on_redis(&url).await;
     let authorize = app.start_login("/profile").await;
     let callback = app.keycloak_login(&authorize, "paul", "paul-dev-pw").await;
     // The replica stays connected and confirms nothing: a write the app cannot be sure survives

@@ -117,6 +117,19 @@ pub async fn spawn_app_in(
     spawn_app_on(data_dir, client, overrides, 0).await
 }
 
+/// Starts the app (default realm) with its sessions on the Redis at `url`.
+pub async fn spawn_app_on_redis(url: &str) -> TestApp {
+    spawn_app_in(
+        tempfile::tempdir().expect("tempdir"),
+        browser(),
+        &[
+            ("APP_SESSION_STORE", "redis"),
+            ("APP_SESSION_REDIS_URL", url),
+        ],
+    )
+    .await
+}
+
 /// Starts the app on `port` (0: a free one).
 pub async fn spawn_app_on(
     data_dir: tempfile::TempDir,

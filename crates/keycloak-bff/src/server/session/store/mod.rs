@@ -1530,18 +1530,10 @@ mod tests {
     async fn one_replica_at_a_time_holds_a_sessions_refresh_lock() {
         let redis = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
         let (a, b) = two_redis_stores(&redis.url()).await;
-        let held = a
-            .lock_refresh("s1", std::time::Duration::from_secs(1))
-            .await
-            .expect("lock")
-            .expect("redis lock");
+        let held = take_lock(&a, "s1").await;
         let waiting = tokio::spawn(async move {
             let started = std::time::Instant::now();
-            let lock = b
-                .lock_refresh("s1", std::time::Duration::from_secs(1))
-                .await
-                .expect("lock")
-                .expect("redis lock");
+            let lock = take_lock(&b, "s1").await;
             (started.elapsed(), b, lock)
         });
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -1551,11 +1543,7 @@ mod tests {
         assert!(waited >= std::time::Duration::from_millis(300));
         b.unlock_refresh(lock).await;
         // Another session's lock is independent.
-        let other = a
-            .lock_refresh("s2", std::time::Duration::from_secs(1))
-            .await
-            .expect("lock")
-            .expect("redis lock");
+        let other = take_lock(&a, "s2").await;
         a.unlock_refresh(other).await;
     }
 
@@ -1563,11 +1551,7 @@ mod tests {
     async fn a_live_holder_keeps_its_refresh_lock_past_its_lifetime() {
         let redis = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
         let (a, b) = two_redis_stores(&redis.url()).await;
-        let held = a
-            .lock_refresh("s1", std::time::Duration::from_secs(1))
-            .await
-            .expect("lock")
-            .expect("redis lock");
+        let held = take_lock(&a, "s1").await;
         // A slow refresh: longer than the lock's lifetime, its holder alive all along.
         tokio::time::sleep(lock_ttl() + std::time::Duration::from_secs(2)).await;
         let waited = tokio::time::timeout(
@@ -1577,11 +1561,7 @@ mod tests {
         .await;
         assert!(waited.is_err(), "b must not take a lock whose holder lives");
         a.unlock_refresh(held).await;
-        let lock = b
-            .lock_refresh("s1", std::time::Duration::from_secs(1))
-            .await
-            .expect("lock")
-            .expect("redis lock");
+        let lock = take_lock(&b, "s1").await;
         b.unlock_refresh(lock).await;
     }
 
@@ -1590,14 +1570,19 @@ mod tests {
         std::time::Duration::from_millis(LOCK_TTL_MS.unsigned_abs())
     }
 
+    /// Takes session `key`'s refresh lock on the Redis store `store`, waiting for it if held.
+    async fn take_lock(store: &AuthStore, key: &str) -> RefreshLock {
+        store
+            .lock_refresh(key, std::time::Duration::from_secs(1))
+            .await
+            .expect("lock")
+            .expect("redis lock")
+    }
+
     /// How long replica b waits for session s1's refresh lock (which it then releases).
     async fn wait_for_the_lock(b: &AuthStore) -> std::time::Duration {
         let started = std::time::Instant::now();
-        let lock = b
-            .lock_refresh("s1", std::time::Duration::from_secs(1))
-            .await
-            .expect("lock")
-            .expect("redis lock");
+        let lock = take_lock(b, "s1").await;
         let waited = started.elapsed();
         b.unlock_refresh(lock).await;
         waited
@@ -1627,11 +1612,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let mut redis = TestRedis::start_persistent(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         let (a, b) = two_redis_stores(&redis.url()).await;
-        let held = a
-            .lock_refresh("s1", std::time::Duration::from_secs(1))
-            .await
-            .expect("lock")
-            .expect("redis lock");
+        let held = take_lock(&a, "s1").await;
         // Redis goes away while a holds the lock, and comes back with it (as a promoted replica
         // does): a's release finds no store.
         redis.stop();
