@@ -164,9 +164,9 @@ enum Shown {
 }
 
 /// The detail of the user the query names (`?detail=<id>`), for a session at the level `otp`;
-/// otherwise the prompt for it (`LevelPrompt`). One resource decides both (it waits for the user,
+/// otherwise the prompt for it (`LevelPrompt`). One resource decides both (it reads the user,
 /// then asks the server function, which checks again), under one `Transition`: what `AtLevel`
-/// does, without a second wait for the user nor a resource made inside it.
+/// does, with the detail's own wait only.
 #[component]
 fn DetailSlot() -> impl IntoView {
     let query = use_query_map();
@@ -179,7 +179,7 @@ fn DetailSlot() -> impl IntoView {
             let Some(id) = id else {
                 return Ok(Shown::Nothing);
             };
-            let Ok(Some(u)) = user.await else {
+            let Ok(Some(u)) = user.get_untracked() else {
                 return Ok(Shown::Nothing);
             };
             match check_level(

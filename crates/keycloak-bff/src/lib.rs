@@ -101,7 +101,7 @@ pub use ui::actions::{
 };
 pub use ui::context::{
     current_path, current_user, level_href, login_href, logout_action, now_secs, provide_user,
-    step_up_href, use_session_state, use_ui_config, use_user, SessionState, UserResource, WithUser,
+    step_up_href, use_session_state, use_ui_config, use_user, SessionState, UserState, WithUser,
 };
 pub use ui::failure::{report_failures, FAILURE_NOTICE_ID};
 pub use ui::gates::{

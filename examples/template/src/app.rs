@@ -89,17 +89,12 @@ fn account() -> impl leptos_router::ChooseView {
     AccountPage
 }
 
-/// With the feature `floor` (see Cargo.toml): the server's answer, read in a `Transition`.
+/// With the feature `floor` (see Cargo.toml): the server's answer, handed to the browser in the
+/// page's hydration data and read from a signal (as keycloak-bff hands over the user).
 #[cfg(feature = "floor")]
 fn who() -> impl IntoView {
-    let who = Resource::new_blocking(|| (), |_| floor::who_now());
-    view! {
-        <Transition>
-            {move || Suspend::new(async move {
-                who.await.ok().flatten().map(|w| view! { <span>{w.name}</span> })
-            })}
-        </Transition>
-    }
+    let who = RwSignal::new(SharedValue::new(floor::who_now).into_inner());
+    move || who.get().map(|w| view! { <span>{w.name}</span> })
 }
 
 /// With the feature `floor`: the second page as a chunk of its own.
@@ -135,21 +130,19 @@ mod floor {
         pub roles: Vec<String>,
     }
 
-    /// On the server, the request's answer, which reaches the browser with the page. The browser
-    /// fetches it again only when refetched, which the floor never does (keycloak-bff does it
-    /// with the session route's plain `fetch`, which its session watcher needs anyway, not with a
-    /// server function's client).
-    pub async fn who_now() -> Result<Option<Who>, String> {
+    /// On the server, the request's answer, which reaches the browser with the page (the
+    /// browser never asks for it: keycloak-bff's session watcher sets every later user).
+    pub fn who_now() -> Option<Who> {
         #[cfg(feature = "ssr")]
         {
-            Ok(Some(Who {
+            Some(Who {
                 name: "alice".into(),
                 roles: vec!["admin".into()],
-            }))
+            })
         }
         #[cfg(not(feature = "ssr"))]
         {
-            Ok(None)
+            None
         }
     }
 }

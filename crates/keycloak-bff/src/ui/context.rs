@@ -1,10 +1,11 @@
-//! The signed-in user and the auth settings in context, and the one place components wait for
-//! the user.
+//! The signed-in user and the auth settings in context, and the one place components read the
+//! user.
 
 use crate::config::UiConfig;
 use crate::error::AppError;
 use keycloak_bff_core::KeycloakUser;
 use leptos::prelude::*;
+use std::sync::Arc;
 
 /// The signed-in user, or `None`. Never carries a token.
 #[server(prefix = "/api", endpoint = "current_user")]
@@ -12,17 +13,26 @@ pub async fn current_user() -> Result<Option<KeycloakUser>, AppError> {
     crate::server::web::guard::request_user().await
 }
 
-/// The user resource that [`provide_user`] puts in context.
+/// The signed-in user, as the page shows it: `Ok(None)` signed out, `Err` when it could not be
+/// told (Keycloak unreachable with an expired token: the session is kept).
+pub type UserState = Result<Option<KeycloakUser>, AppError>;
+
+/// The user in context: the session watcher writes it, components read it ([`use_user`]).
 #[derive(Clone, Copy)]
-pub struct UserResource(pub Resource<Result<Option<KeycloakUser>, AppError>>);
+pub(crate) struct UserCell(pub(crate) RwSignal<UserState>);
 
 /// Puts the user and the auth routes' settings in context; call it once, in the root component.
 /// On the server it also hands the page's script nonce to the Content-Security-Policy, so pages
 /// hydrate and injected scripts do not run.
-/// SSR waits for the user (a blocking resource), so the HTML already shows the final signed-in or
-/// signed-out state and nothing flickers on hydration. The settings are read from the server's
-/// configuration and shared with the browser through the hydration data.
-pub fn provide_user() -> UserResource {
+///
+/// The user is known before the page renders: the library's layers resolve it for every request
+/// that may be a page (tokens refreshed when due), the server renders with it, and the browser
+/// reads it from the page's hydration data. So the HTML already shows the final signed-in or
+/// signed-out state, nothing waits for it and nothing flickers on hydration; no `Suspense` or
+/// `Transition` is needed around what depends on it. Afterwards the session watcher
+/// (`SessionWatch`) keeps it up to date. The settings come from the server's configuration the
+/// same way.
+pub fn provide_user() -> ReadSignal<UserState> {
     #[cfg(feature = "ssr")]
     crate::server::web::guard::publish_script_nonce();
     let config = SharedValue::new(|| {
@@ -36,43 +46,28 @@ pub fn provide_user() -> UserResource {
         }
     })
     .into_inner();
-    let refresh = config.route("/refresh");
     provide_context(config);
-    let resource = UserResource(Resource::new_blocking(
-        || (),
-        move |_| user_now(refresh.clone()),
-    ));
-    provide_context(resource);
-    resource
+    let user = SharedValue::new(|| {
+        #[cfg(feature = "ssr")]
+        {
+            crate::server::web::guard::page_user()
+        }
+        #[cfg(not(feature = "ssr"))]
+        {
+            Ok(None)
+        }
+    })
+    .into_inner();
+    let user = RwSignal::new(user);
+    provide_context(UserCell(user));
+    user.read_only()
 }
 
-/// The user as the server knows it now: on the server, the request's (what [`current_user`]
-/// answers). In the browser, where the resource is fetched only when an app refetches it (the
-/// page's own user comes with its HTML, and the session watcher sets every later one), it is
-/// the answer of the session route the watcher calls (`POST <prefix>/refresh`, at
-/// `refresh_url`), fetched the watcher's way: the browser's first download then carries no
-/// server-function client for the user.
-async fn user_now(refresh_url: String) -> Result<Option<KeycloakUser>, AppError> {
-    #[cfg(feature = "ssr")]
-    {
-        let _ = refresh_url;
-        crate::server::web::guard::request_user().await
-    }
-    #[cfg(all(not(feature = "ssr"), feature = "hydrate"))]
-    {
-        crate::ui::session_route::user_now(refresh_url).await
-    }
-    #[cfg(all(not(feature = "ssr"), not(feature = "hydrate")))]
-    {
-        let _ = refresh_url;
-        current_user().await
-    }
-}
-
-/// The user resource. Panics outside a component tree under [`provide_user`] (a programming
-/// error, never input-dependent).
-pub fn use_user() -> Resource<Result<Option<KeycloakUser>, AppError>> {
-    expect_context::<UserResource>().0
+/// The signed-in user, reactive: read it with `.get()` or `.with(..)` in a view or an effect.
+/// Panics outside a component tree under [`provide_user`] (a programming error, never
+/// input-dependent).
+pub fn use_user() -> ReadSignal<UserState> {
+    expect_context::<UserCell>().0.read_only()
 }
 
 /// The auth routes' settings provided by [`provide_user`] (defaults outside it).
@@ -164,28 +159,26 @@ fn path_and_query(url: &str) -> String {
     }
 }
 
-/// Renders `view` with the user once it is known (inside a `Transition`, so the last content stays
-/// while the user is fetched again). The one place components wait for the user.
+/// Renders `render` with the user, again whenever the user shown changes (signed out, roles
+/// changed). The one place the library's components read the user.
 #[component]
-pub fn WithUser<V, F>(
-    /// Shown before the user is first known (nothing by default).
-    #[prop(optional, into)]
-    fallback: ViewFnOnce,
-    render: F,
-) -> impl IntoView
+pub fn WithUser<V, F>(render: F) -> impl IntoView
 where
-    F: Fn(Result<Option<KeycloakUser>, AppError>) -> V + Clone + Send + Sync + 'static,
+    F: Fn(UserState) -> V + Send + Sync + 'static,
     V: IntoView + 'static,
 {
+    let render: UserView = Arc::new(move |user| render(user).into_any());
+    with_user(render)
+}
+
+/// How [`WithUser`] renders the user: one type for every caller.
+type UserView = Arc<dyn Fn(UserState) -> AnyView + Send + Sync>;
+
+/// The body of [`WithUser`], not generic: its code is in every page's first download once, not
+/// once for each place that reads the user.
+fn with_user(render: UserView) -> AnyView {
     let user = use_user();
-    view! {
-        <Transition fallback=fallback>
-            {move || {
-                let render = render.clone();
-                Suspend::new(async move { render(user.await) })
-            }}
-        </Transition>
-    }
+    (move || render(user.get())).into_any()
 }
 
 /// What the page knows about its session beyond the user itself (provided by `SessionWatch`).

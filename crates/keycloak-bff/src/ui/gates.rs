@@ -33,10 +33,9 @@ pub fn Authorized(
 /// prompt that sends the browser through Keycloak for that level (its one-time code, say) and
 /// back to this page; to an administrator acting as the user, the refusal the server gives
 /// (unless `auth.step_up_allows_impersonation`); to nobody signed in, nothing. Only what is shown: the server function
-/// behind it checks again with [`crate::server::require_acr`]. Make the resources the content
-/// reads beside `AtLevel`, not inside it: one made inside is made after its wait for the user,
-/// and hydrates out of step with the server's page. Content that is loaded anyway can decide
-/// the level in its own resource and show [`LevelPrompt`] (the demo's `src/directory.rs`).
+/// behind it checks again with [`crate::server::require_acr`]. Content that is loaded anyway can
+/// decide the level in its own resource and show [`LevelPrompt`] (the demo's
+/// `src/directory.rs`).
 #[component]
 pub fn AtLevel(
     /// The `acr` value the content needs (`otp`).
@@ -179,7 +178,6 @@ pub fn Protected(
     };
     view! {
         <WithUser
-            fallback=|| view! { <p class="muted">"Checking your access…"</p> }
             render=move |user| match user {
                 Err(error) => view! { <ErrorNotice error/> }.into_any(),
                 Ok(u) => match rule.check(u.as_ref()) {

@@ -27,7 +27,7 @@
 //!
 //! [`SessionStatus`]: keycloak_bff_core::status::SessionStatus
 
-use crate::ui::context::{current_path, login_href, use_ui_config, use_user, SessionState};
+use crate::ui::context::{current_path, login_href, use_ui_config, SessionState, UserCell};
 use keycloak_bff_core::expiry::{session_notice, SessionNotice};
 use leptos::prelude::*;
 
@@ -35,7 +35,7 @@ use leptos::prelude::*;
 /// inside the router.
 #[component]
 pub fn SessionWatch() -> impl IntoView {
-    let user = use_user();
+    let user = expect_context::<UserCell>().0;
     let config = use_ui_config();
     let state = SessionState {
         ended: RwSignal::new(false),
@@ -166,8 +166,7 @@ fn stay_signed_in() {
 #[cfg(feature = "hydrate")]
 mod browser {
     use crate::config::UiConfig;
-    use crate::error::AppError;
-    use crate::ui::context::{now_secs, SessionState};
+    use crate::ui::context::{now_secs, SessionState, UserState};
     use crate::ui::session_route::{call_refresh, Heard};
     use keycloak_bff_core::expiry::{session_notice, warning_due_in, SessionNotice};
     use keycloak_bff_core::refresh::timer_refreshes;
@@ -181,8 +180,6 @@ mod browser {
     use wasm_bindgen::prelude::*;
     use wasm_bindgen::JsCast;
     use web_sys::{BroadcastChannel, EventSource};
-
-    type UserResource = Resource<Result<Option<KeycloakUser>, AppError>>;
 
     /// The message of a page that just loaded.
     const HELLO: &str = "hello";
@@ -205,11 +202,8 @@ mod browser {
     const RETRY: Duration = Duration::from_secs(5);
 
     struct Watcher {
-        user: UserResource,
-        /// The user as the page shows it, kept by an effect: callbacks (timers, messages, input)
-        /// read this, never the resource, which Leptos only wants read inside a `<Suspense/>` or
-        /// an effect while hydrating (a console warning otherwise).
-        shown: RefCell<Option<KeycloakUser>>,
+        /// The user in context, as the page shows it.
+        user: RwSignal<UserState>,
         /// The page is signing out (its sign-out form was submitted): no more checks, or one
         /// racing the sign-out would come back 401.
         leaving: Cell<bool>,
@@ -296,18 +290,17 @@ mod browser {
         }
 
         fn signed_in(&self) -> bool {
-            self.shown.borrow().is_some()
+            self.user.with_untracked(|u| matches!(u, Ok(Some(_))))
         }
 
-        /// Shows `user` (every `<SignedIn/>` and gate follows the resource).
+        /// Shows `user` (every `<SignedIn/>` and gate follows).
         fn show(&self, user: Option<KeycloakUser>) {
-            *self.shown.borrow_mut() = user.clone();
-            self.user.set(Some(Ok(user)));
+            self.user.set(Ok(user));
         }
 
         /// Updates this page from what was heard (here or by the elected tab).
         fn apply(self: &Rc<Self>, heard: &Heard) {
-            let shown = self.shown.borrow().clone();
+            let shown = self.user.get_untracked().ok().flatten();
             match heard.code {
                 200 => {
                     self.state.idp_unavailable.set(false);
@@ -319,12 +312,10 @@ mod browser {
                     if let Some(status) = &heard.status {
                         self.set_end(status.session_expires_at, status.at_maximum);
                     }
+                    // When only the session's end moved (a refresh), the banner follows it
+                    // (`set_end` above) and the gated parts of the page keep what they hold.
                     if shown_user_changes(shown.as_ref(), current.as_ref()) {
                         self.show(current);
-                    } else {
-                        // Only the session's end moved (a refresh): the banner follows it
-                        // (`set_end` above); the gated parts of the page keep what they hold.
-                        *self.shown.borrow_mut() = current;
                     }
                 }
                 401 => {
@@ -629,13 +620,11 @@ mod browser {
         holder.forget();
     }
 
-    pub fn start(user: UserResource, state: SessionState, config: UiConfig) {
+    pub fn start(user: RwSignal<UserState>, state: SessionState, config: UiConfig) {
         let channel = BroadcastChannel::new(&config.channel).ok();
         let lock = format!("{}:watch", config.channel);
         let watcher = Rc::new(Watcher {
             user,
-            // `start` runs in an effect: reading the resource here is what Leptos wants.
-            shown: RefCell::new(user.get_untracked().and_then(Result::ok).flatten()),
             leaving: Cell::new(false),
             state,
             config,
@@ -656,17 +645,12 @@ mod browser {
             stream_timer: RefCell::new(None),
         });
         WATCHER.with(|w| *w.borrow_mut() = Some(Rc::clone(&watcher)));
-        let this = Rc::clone(&watcher);
-        // Read in an effect (as Leptos wants while hydrating); follows refetches by the app too.
-        Effect::new(move |_| {
-            let user = this.user.get().and_then(Result::ok).flatten();
-            *this.shown.borrow_mut() = user;
+        let ends_at = watcher.user.with_untracked(|u| {
+            u.as_ref()
+                .ok()
+                .and_then(Option::as_ref)
+                .map(|u| u.session_expires_at)
         });
-        let ends_at = watcher
-            .shown
-            .borrow()
-            .as_ref()
-            .map(|u| u.session_expires_at);
         watcher.set_end(ends_at, false);
         if let Some(channel) = &watcher.channel {
             let this = Rc::clone(&watcher);

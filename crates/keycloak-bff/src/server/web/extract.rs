@@ -16,6 +16,7 @@
 use crate::error::AppError;
 use crate::server::base::clock::unix_now;
 use crate::server::oidc::client::OidcError;
+use crate::server::web::guard::PageUser;
 use crate::server::web::state::KeycloakAuth;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header;
@@ -215,6 +216,17 @@ where
                 (Some(jkt), true) => check_proof_everywhere(&auth, parts, token, jkt, now)
                     .await
                     .map(|()| ApiUser { user, auth }),
+            };
+        }
+        // A `GET`: the library's layers resolved the session's user already.
+        if let Some(PageUser(user)) = parts.extensions.get::<PageUser>() {
+            return match user {
+                Ok(Some(user)) => Ok(ApiUser {
+                    user: user.clone(),
+                    auth,
+                }),
+                Ok(None) => Err(AppError::NotSignedIn),
+                Err(e) => Err(e.clone()),
             };
         }
         let session = parts

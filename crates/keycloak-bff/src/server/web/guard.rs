@@ -1,5 +1,6 @@
-//! Authorization for server functions and server-rendered pages: the session → user lookup, and the
-//! rule check that answers 401/403 on the HTTP response.
+//! Authorization for server functions and server-rendered pages: the session → user lookup (for a
+//! page, once, before it renders: [`PageUser`]), and the rule check that answers 401/403 on the
+//! HTTP response.
 
 use crate::config::UiConfig;
 use crate::error::AppError;
@@ -99,13 +100,99 @@ pub fn fail(error: AppError) -> AppError {
 
 /// The signed-in user of the current request, if any, with tokens refreshed when due. On error
 /// (Keycloak unavailable with an expired token: 503) the HTTP status is set.
+/// While a page renders, that is the user the library resolved for its request before it.
 pub async fn request_user() -> Result<Option<KeycloakUser>, AppError> {
+    if let Some(PageUser(user)) =
+        use_context::<Parts>().and_then(|parts| parts.extensions.get::<PageUser>().cloned())
+    {
+        return user.inspect_err(set_status_for);
+    }
     let (auth, session) = request_state()?;
     let signed_in = auth
         .fresh_auth(&session, unix_now())
         .await
         .inspect_err(set_status_for)?;
     Ok(signed_in.map(|a| a.user.clone()))
+}
+
+/// The signed-in user of a request that may render a page, resolved (tokens refreshed when
+/// due) by the library's layers before the app runs ([`resolve_page_user`]): a page reads it
+/// while it renders, without waiting ([`page_user`]), and hands it to the browser with the HTML.
+#[derive(Clone, Debug)]
+pub(crate) struct PageUser(pub(crate) Result<Option<KeycloakUser>, AppError>);
+
+/// Whether `path` is `prefix` or below it (`/auth` holds `/auth/login`, not `/authors`).
+fn under(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Whether a request with `method` at `path` may be a page of the app: a `GET` or `HEAD` not under
+/// any of `served_elsewhere` (the library's own routes, its probes, the remote API routes, the
+/// site's files). Anything else the app serves on `GET` (its own JSON routes, say) counts as a
+/// page: its user is resolved once, and [`request_user`] and `ApiUser` take it from there.
+pub(crate) fn may_render_page<'a>(
+    method: &axum::http::Method,
+    path: &str,
+    mut served_elsewhere: impl Iterator<Item = &'a str>,
+) -> bool {
+    (method == axum::http::Method::GET || method == axum::http::Method::HEAD)
+        && !served_elsewhere.any(|prefix| under(path, prefix))
+}
+
+/// Resolves the user of a request that may render a page (see [`may_render_page`]) and keeps it
+/// in the request for the page ([`PageUser`]). Called by the library's layers, inside the
+/// session layer.
+pub(crate) async fn resolve_page_user(auth: &KeycloakAuth, parts: &mut Parts) {
+    let settings = auth.settings();
+    let elsewhere = [
+        auth.pkg_prefix(),
+        auth.ui_config().route_prefix.as_str(),
+        "/health",
+    ]
+    .into_iter()
+    .chain(settings.apis.iter().map(|api| api.path()));
+    let path = parts.uri.path();
+    if !may_render_page(&parts.method, path, elsewhere)
+        || settings.static_paths.iter().any(|p| p == path)
+    {
+        return;
+    }
+    let Some(session) = parts.extensions.get::<Session>().cloned() else {
+        return;
+    };
+    let user = auth
+        .fresh_auth(&session, unix_now())
+        .await
+        .map(|signed_in| signed_in.map(|a| a.user.clone()));
+    parts.extensions.insert(PageUser(user));
+}
+
+/// The user of the page being rendered ([`PageUser`]). Outside a request (leptos_axum listing
+/// the app's routes at start-up), nobody. A page rendered for a request the layers did not
+/// resolve (a `POST` the app answers with a page, or no library layers): nobody, which shows the
+/// signed-out page and changes nothing in the session.
+pub(crate) fn page_user() -> Result<Option<KeycloakUser>, AppError> {
+    let Some(parts) = use_context::<Parts>() else {
+        return Ok(None);
+    };
+    match parts.extensions.get::<PageUser>() {
+        Some(PageUser(user)) => user.clone(),
+        None => {
+            if parts.extensions.get::<KeycloakAuth>().is_none() {
+                tracing::error!(
+                    "no KeycloakAuth layers on this request: serve the app with \
+                     KeycloakAuth::serve (or into_make_service)"
+                );
+            } else {
+                tracing::debug!(method = %parts.method, "a page rendered for a request that is not a page's: shown signed out");
+            }
+            Ok(None)
+        }
+    }
 }
 
 /// The user of the current request if `rule` allows them; otherwise 401 or 403, with the HTTP
@@ -193,5 +280,43 @@ pub fn redirect_page(href: &str) {
     ) {
         response.insert_header(axum::http::header::LOCATION, value);
         response.set_status(StatusCode::FOUND);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_render_page;
+    use axum::http::Method;
+
+    #[test]
+    fn a_page_is_a_get_or_head_outside_the_librarys_routes_probes_remote_apis_and_files() {
+        let elsewhere = ["/pkg/", "/auth", "/health", "/remote/orders"];
+        let page =
+            |method: &Method, path: &str| may_render_page(method, path, elsewhere.iter().copied());
+        for path in [
+            "/",
+            "/profile",
+            "/authors",
+            "/remote/ordersx",
+            "/api/v1/me",
+            "/healthy",
+        ] {
+            assert!(page(&Method::GET, path), "{path}");
+        }
+        assert!(page(&Method::HEAD, "/profile"));
+        for path in [
+            "/pkg/app.wasm",
+            "/auth",
+            "/auth/refresh",
+            "/auth/events",
+            "/health/live",
+            "/remote/orders",
+            "/remote/orders/42",
+        ] {
+            assert!(!page(&Method::GET, path), "{path}");
+        }
+        for method in [Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS] {
+            assert!(!page(&method, "/profile"), "{method}");
+        }
     }
 }

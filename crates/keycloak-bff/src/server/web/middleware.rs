@@ -1,12 +1,13 @@
 //! Cross-cutting protections applied to every response and request, and the hand-over of the
-//! library's state to server functions and pages: the layers around the whole app, two
-//! hand-written services on either side of the session layer.
+//! library's state (and of a page's user, resolved before the page renders) to server functions
+//! and pages: the layers around the whole app, two hand-written services on either side of the
+//! session layer.
 //!
 //! Catalogue: F03, G03 (cross-origin requests refused), E03 (a session the store could not save
 //! is a 503, never an empty 500), G (security headers on every response).
 
 use crate::error::AppError;
-use crate::server::web::guard::NONCE_HEADER;
+use crate::server::web::guard::{resolve_page_user, NONCE_HEADER};
 use crate::server::web::silent_sso::silent_sso;
 use crate::server::web::state::KeycloakAuth;
 use axum::extract::Request;
@@ -111,6 +112,8 @@ where
             if let Some(redirect) = silent_sso(&auth, &parts).await {
                 return Ok(redirect);
             }
+            // A page shows its user as soon as it renders: resolved before the app runs.
+            resolve_page_user(&auth, &mut parts).await;
             // Where server functions and pages find it (leptos_axum provides the request's
             // parts as context).
             parts.extensions.insert(auth);
