@@ -8,15 +8,25 @@
 //!   content's hash (`hash-files = true` in `[package.metadata.leptos]`): a new build has new
 //!   names, so a browser never asks twice for the same file; `no-cache` otherwise (asked again
 //!   every time, answered `304 Not Modified` when unchanged);
-//! - pages keep `no-store` ([`crate::server::web::middleware::security_headers`]).
+//! - pages keep `no-store` ([`crate::server::web::middleware::security_headers`]);
+//! - with hashed names, each file is read from disk once and then answered from memory (its
+//!   name changes with its content, so the copy never goes stale): tower-http's `ServeDir` opens
+//!   and reads the file on tokio's blocking threads for every request, which made a small
+//!   stylesheet slower to serve than a rendered page.
 //!
 //! Merge [`static_files`] into the app's router; [`crate::server::KeycloakAuth::serve`] puts the
 //! library's layers around it with every other route.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::Response;
 use axum::Router;
 use leptos::config::LeptosOptions;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use tower_http::services::ServeDir;
 
 /// The URL path of the site's file of kind `kind` (`"css"`, `"js"`, `"wasm"`) and extension
@@ -60,25 +70,195 @@ pub fn static_files<S: Clone + Send + Sync + 'static>(options: &LeptosOptions) -
     } else {
         REVALIDATE
     };
-    let files = ServeDir::new(dir).precompressed_br().precompressed_gzip();
-    Router::new()
-        .nest_service(&format!("/{}", options.site_pkg_dir), files)
-        .layer(axum::middleware::map_response(
-            move |mut response: Response| async move {
-                let status = response.status();
-                // A missing file may appear with the next build: never cache its absence.
-                let value = if status.is_success() || status == StatusCode::NOT_MODIFIED {
-                    cache
-                } else {
-                    "no-store"
-                };
-                let headers = response.headers_mut();
-                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
-                // Caches keep the encodings apart.
-                headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-                response
+    let files = ServeDir::new(&dir).precompressed_br().precompressed_gzip();
+    let prefix = format!("/{}", options.site_pkg_dir);
+    let mut router = Router::new().nest_service(&prefix, files);
+    if options.hash_files {
+        let kept = KeptFiles::new(dir, &prefix);
+        router = router.layer(axum::middleware::from_fn(
+            move |request: Request, next: Next| {
+                let kept = kept.clone();
+                async move {
+                    match kept
+                        .answer(request.method(), request.uri().path(), request.headers())
+                        .await
+                    {
+                        Some(response) => response,
+                        None => next.run(request).await,
+                    }
+                }
             },
-        ))
+        ));
+    }
+    router.layer(axum::middleware::map_response(
+        move |mut response: Response| async move {
+            let status = response.status();
+            // A missing file may appear with the next build: never cache its absence.
+            let value = if status.is_success() || status == StatusCode::NOT_MODIFIED {
+                cache
+            } else {
+                "no-store"
+            };
+            let headers = response.headers_mut();
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
+            // Caches keep the encodings apart.
+            headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+            response
+        },
+    ))
+}
+
+/// The largest file kept in memory; a larger one is read from disk for each request.
+const KEPT_FILE_MAX: usize = 16 * 1024 * 1024;
+
+/// How many files are kept at most (a build writes a fixed set: about a hundred with `--split`).
+const KEPT_FILES_MAX: usize = 4096;
+
+/// A file of the site as it is sent: its type, and its raw, brotli and gzip bodies.
+struct KeptFile {
+    content_type: &'static str,
+    raw: Bytes,
+    br: Option<Bytes>,
+    gz: Option<Bytes>,
+}
+
+/// The files of a site with hashed names, kept in memory once read (see the module's
+/// documentation). Only plain names of known types directly in the directory; anything else
+/// goes to `ServeDir`, which also answers what does not exist.
+#[derive(Clone)]
+struct KeptFiles {
+    dir: Arc<Path>,
+    /// `/<site_pkg_dir>/`.
+    prefix: Arc<str>,
+    files: Arc<RwLock<HashMap<String, Arc<KeptFile>>>>,
+}
+
+impl KeptFiles {
+    fn new(dir: PathBuf, prefix: &str) -> Self {
+        Self {
+            dir: dir.into(),
+            prefix: format!("{}/", prefix.trim_end_matches('/')).into(),
+            files: Arc::default(),
+        }
+    }
+
+    /// The answer from memory (the file read first when it is not kept yet), or `None` for
+    /// `ServeDir`.
+    async fn answer(&self, method: &Method, path: &str, headers: &HeaderMap) -> Option<Response> {
+        if method != Method::GET && method != Method::HEAD {
+            return None;
+        }
+        let name = path.strip_prefix(self.prefix.as_ref())?;
+        let content_type = kept_type(name)?;
+        let kept = self.files.read().ok()?.get(name).cloned();
+        let file = match kept {
+            Some(file) => file,
+            None => self.read(name, content_type).await?,
+        };
+        let accepted = headers
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let (body, encoding) = match preferred_encoding(accepted) {
+            Encoding::Brotli if file.br.is_some() => (file.br.clone(), Some("br")),
+            Encoding::Brotli | Encoding::Gzip if file.gz.is_some() && accepts(accepted, "gzip") => {
+                (file.gz.clone(), Some("gzip"))
+            }
+            _ => (Some(file.raw.clone()), None),
+        };
+        let mut response = Response::new(Body::from(body?));
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(file.content_type),
+        );
+        if let Some(encoding) = encoding {
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+        }
+        Some(response)
+    }
+
+    /// Reads `name` and its precompressed copies, and keeps them. `None` when it cannot be read
+    /// (it does not exist, say) or is too large to keep.
+    async fn read(&self, name: &str, content_type: &'static str) -> Option<Arc<KeptFile>> {
+        let path = self.dir.join(name);
+        let raw = tokio::fs::read(&path).await.ok()?;
+        if raw.len() > KEPT_FILE_MAX {
+            return None;
+        }
+        let copy = |ext: &str| {
+            let mut with_ext = path.clone().into_os_string();
+            with_ext.push(ext);
+            tokio::fs::read(PathBuf::from(with_ext))
+        };
+        let file = Arc::new(KeptFile {
+            content_type,
+            raw: raw.into(),
+            br: copy(".br").await.ok().map(Bytes::from),
+            gz: copy(".gz").await.ok().map(Bytes::from),
+        });
+        if let Ok(mut files) = self.files.write() {
+            if files.len() < KEPT_FILES_MAX {
+                files.insert(name.to_owned(), Arc::clone(&file));
+            }
+        }
+        Some(file)
+    }
+}
+
+/// The `Content-Type` of a file that may be kept: a plain name (letters, digits, `.`, `_`, `-`;
+/// not starting with a dot) of the types a site's `pkg` directory holds. `None` for anything else.
+fn kept_type(name: &str) -> Option<&'static str> {
+    let plain = !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !plain {
+        return None;
+    }
+    match name.rsplit_once('.')?.1 {
+        "wasm" => Some("application/wasm"),
+        "js" => Some("text/javascript"),
+        "css" => Some("text/css"),
+        "json" => Some("application/json"),
+        _ => None,
+    }
+}
+
+/// The encodings a precompressed file may be sent in, best first.
+#[derive(Debug, PartialEq)]
+enum Encoding {
+    Brotli,
+    Gzip,
+    Identity,
+}
+
+/// Whether `Accept-Encoding: accepted` names `coding` without `q=0`.
+fn accepts(accepted: &str, coding: &str) -> bool {
+    accepted.split(',').any(|item| {
+        let mut parts = item.split(';');
+        let named = parts
+            .next()
+            .is_some_and(|c| c.trim().eq_ignore_ascii_case(coding));
+        let refused = parts.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        named && !refused
+    })
+}
+
+/// The smallest encoding `Accept-Encoding: accepted` allows: brotli, then gzip, else none.
+fn preferred_encoding(accepted: &str) -> Encoding {
+    if accepts(accepted, "br") {
+        Encoding::Brotli
+    } else if accepts(accepted, "gzip") {
+        Encoding::Gzip
+    } else {
+        Encoding::Identity
+    }
 }
 
 #[cfg(test)]
@@ -106,11 +286,17 @@ mod tests {
     }
 
     async fn get(options: &LeptosOptions, path: &str, accept: Option<&str>) -> Response {
+        get_from(&static_files::<()>(options), path, accept).await
+    }
+
+    /// A request to the same router (what it keeps in memory) as earlier ones.
+    async fn get_from(router: &Router, path: &str, accept: Option<&str>) -> Response {
         let mut request = Request::get(path);
         if let Some(accept) = accept {
             request = request.header(header::ACCEPT_ENCODING, accept);
         }
-        static_files::<()>(options)
+        router
+            .clone()
             .oneshot(request.body(Body::empty()).expect("request"))
             .await
             .expect("infallible")
@@ -158,6 +344,63 @@ mod tests {
         let r = get(&options, "/pkg/app.h2.js", Some("br")).await;
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
         assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+    }
+
+    #[tokio::test]
+    async fn a_hashed_file_is_read_once_then_answered_from_memory() {
+        let (root, options) = site(true);
+        let served = static_files::<()>(&options);
+        let r = get_from(&served, "/pkg/app.h1.js", Some("br")).await;
+        assert_eq!(body(r).await, "brotli");
+        for ext in ["", ".br", ".gz"] {
+            std::fs::remove_file(root.path().join(format!("pkg/app.h1.js{ext}"))).expect("rm");
+        }
+        let r = get_from(&served, "/pkg/app.h1.js", Some("gzip")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()[header::CACHE_CONTROL], IMMUTABLE);
+        assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(body(r).await, "gzip");
+        // Without hashes a file may change under its name: read every time.
+        let (root, plain) = site(false);
+        let served = static_files::<()>(&plain);
+        assert_eq!(
+            body(get_from(&served, "/pkg/app.h1.js", None).await).await,
+            "raw"
+        );
+        std::fs::remove_file(root.path().join("pkg/app.h1.js")).expect("rm");
+        let r = get_from(&served, "/pkg/app.h1.js", None).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn only_plain_names_of_site_files_are_kept_and_nothing_leaves_the_directory() {
+        let (root, options) = site(true);
+        std::fs::write(root.path().join("secret.js"), "secret").expect("secret");
+        for path in [
+            "/pkg/..%2fsecret.js",
+            "/pkg/%2e%2e/secret.js",
+            "/pkg/../secret.js",
+            "/pkg/.hidden.js",
+        ] {
+            let r = get(&options, path, None).await;
+            assert_ne!(r.status(), StatusCode::OK, "{path}");
+        }
+        assert_eq!(super::kept_type("app.h1.wasm"), Some("application/wasm"));
+        assert_eq!(super::kept_type("app.h1.css"), Some("text/css"));
+        for name in ["sub/app.js", "..", ".env.js", "a b.js", "app.h1.map", "app"] {
+            assert_eq!(super::kept_type(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn an_encoding_refused_with_q_zero_is_never_chosen() {
+        use super::{preferred_encoding, Encoding};
+        assert_eq!(preferred_encoding("gzip, deflate, br"), Encoding::Brotli);
+        assert_eq!(preferred_encoding("br;q=0, gzip"), Encoding::Gzip);
+        assert_eq!(preferred_encoding("BR;q=0.5"), Encoding::Brotli);
+        assert_eq!(preferred_encoding("gzip;q=0"), Encoding::Identity);
+        assert_eq!(preferred_encoding(""), Encoding::Identity);
+        assert_eq!(preferred_encoding("identity"), Encoding::Identity);
     }
 
     #[test]
