@@ -16,7 +16,7 @@
 use crate::error::AppError;
 use crate::server::base::clock::unix_now;
 use crate::server::oidc::client::OidcError;
-use crate::server::web::guard::PageUser;
+use crate::server::web::guard::parts_user;
 use crate::server::web::state::KeycloakAuth;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header;
@@ -218,29 +218,9 @@ where
                     .map(|()| ApiUser { user, auth }),
             };
         }
-        // A `GET`: the library's layers resolved the session's user already.
-        if let Some(PageUser(user)) = parts.extensions.get::<PageUser>() {
-            return match user {
-                Ok(Some(user)) => Ok(ApiUser {
-                    user: user.clone(),
-                    auth,
-                }),
-                Ok(None) => Err(AppError::NotSignedIn),
-                Err(e) => Err(e.clone()),
-            };
-        }
-        let session = parts
-            .extensions
-            .get::<tower_sessions::Session>()
-            .cloned()
-            .ok_or(AppError::Internal)?;
-        match auth.fresh_auth(&session, now).await {
-            Ok(Some(signed_in)) => Ok(ApiUser {
-                user: signed_in.user.clone(),
-                auth,
-            }),
-            Ok(None) => Err(AppError::NotSignedIn),
-            Err(e) => Err(e),
+        match parts_user(&auth, parts).await? {
+            Some(user) => Ok(ApiUser { user, auth }),
+            None => Err(AppError::NotSignedIn),
         }
     }
 }

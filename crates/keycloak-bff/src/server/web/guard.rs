@@ -9,17 +9,17 @@ use crate::server::web::state::KeycloakAuth;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use keycloak_bff_core::{Access, KeycloakUser, Rule};
-use leptos::prelude::use_context;
+use leptos::prelude::{use_context, with_context};
 use leptos_axum::ResponseOptions;
 use tower_sessions::Session;
 
-/// The library's state and the browser's session of the current request.
-fn request_state() -> Result<(KeycloakAuth, Session), AppError> {
+/// The library's state and the parts of the current request, which the library's layers went
+/// through (they hold its session). Without those layers: an error, logged.
+fn request_parts() -> Result<(KeycloakAuth, Parts), AppError> {
     let parts = use_context::<Parts>().ok_or(AppError::Internal)?;
     let auth = parts.extensions.get::<KeycloakAuth>().cloned();
-    let session = parts.extensions.get::<Session>().cloned();
-    match (auth, session) {
-        (Some(auth), Some(session)) => Ok((auth, session)),
+    match auth {
+        Some(auth) if parts.extensions.get::<Session>().is_some() => Ok((auth, parts)),
         _ => {
             tracing::error!(
                 "no KeycloakAuth layers on this request: serve the app with KeycloakAuth::serve \
@@ -28,6 +28,13 @@ fn request_state() -> Result<(KeycloakAuth, Session), AppError> {
             Err(AppError::Internal)
         }
     }
+}
+
+/// The library's state and the browser's session of the current request.
+fn request_state() -> Result<(KeycloakAuth, Session), AppError> {
+    let (auth, parts) = request_parts()?;
+    let session = parts.extensions.get::<Session>().cloned();
+    Ok((auth, session.ok_or(AppError::Internal)?))
 }
 
 /// The browser's session of the current request.
@@ -102,16 +109,29 @@ pub fn fail(error: AppError) -> AppError {
 /// (Keycloak unavailable with an expired token: 503) the HTTP status is set.
 /// While a page renders, that is the user the library resolved for its request before it.
 pub async fn request_user() -> Result<Option<KeycloakUser>, AppError> {
-    if let Some(PageUser(user)) =
-        use_context::<Parts>().and_then(|parts| parts.extensions.get::<PageUser>().cloned())
-    {
-        return user.inspect_err(set_status_for);
+    let (auth, parts) = request_parts()?;
+    parts_user(&auth, &parts).await.inspect_err(set_status_for)
+}
+
+/// The user of a request: the one the library's layers resolved for it ([`PageUser`]), else its
+/// session's ([`session_user`]). Server functions and `ApiUser` ask this.
+pub(crate) async fn parts_user(
+    auth: &KeycloakAuth,
+    parts: &Parts,
+) -> Result<Option<KeycloakUser>, AppError> {
+    if let Some(PageUser(user)) = parts.extensions.get::<PageUser>() {
+        return user.clone();
     }
-    let (auth, session) = request_state()?;
-    let signed_in = auth
-        .fresh_auth(&session, unix_now())
-        .await
-        .inspect_err(set_status_for)?;
+    let session = parts.extensions.get::<Session>().cloned();
+    session_user(auth, &session.ok_or(AppError::Internal)?).await
+}
+
+/// The signed-in user of `session`, its tokens refreshed first when due (`Ok(None)`: signed out).
+async fn session_user(
+    auth: &KeycloakAuth,
+    session: &Session,
+) -> Result<Option<KeycloakUser>, AppError> {
+    let signed_in = auth.fresh_auth(session, unix_now()).await?;
     Ok(signed_in.map(|a| a.user.clone()))
 }
 
@@ -122,7 +142,7 @@ pub async fn request_user() -> Result<Option<KeycloakUser>, AppError> {
 pub(crate) struct PageUser(pub(crate) Result<Option<KeycloakUser>, AppError>);
 
 /// Whether `path` is `prefix` or below it (`/auth` holds `/auth/login`, not `/authors`).
-fn under(path: &str, prefix: &str) -> bool {
+pub(crate) fn under(path: &str, prefix: &str) -> bool {
     let prefix = prefix.trim_end_matches('/');
     path == prefix
         || path
@@ -131,8 +151,7 @@ fn under(path: &str, prefix: &str) -> bool {
 }
 
 /// Whether a request with `method` at `path` may be a page of the app: a `GET` or `HEAD` not under
-/// any of `served_elsewhere` (the library's own routes, its probes, the remote API routes, the
-/// site's files). Anything else the app serves on `GET` (its own JSON routes, say) counts as a
+/// any of `served_elsewhere` (the library's own routes, its probes, the remote API routes). Anything else the app serves on `GET` (its own JSON routes, say) counts as a
 /// page: its user is resolved once, and [`request_user`] and `ApiUser` take it from there.
 pub(crate) fn may_render_page<'a>(
     method: &axum::http::Method,
@@ -145,29 +164,18 @@ pub(crate) fn may_render_page<'a>(
 
 /// Resolves the user of a request that may render a page (see [`may_render_page`]) and keeps it
 /// in the request for the page ([`PageUser`]). Called by the library's layers, inside the
-/// session layer.
+/// session layer, for requests that are not for the site's files.
 pub(crate) async fn resolve_page_user(auth: &KeycloakAuth, parts: &mut Parts) {
-    let settings = auth.settings();
-    let elsewhere = [
-        auth.pkg_prefix(),
-        auth.ui_config().route_prefix.as_str(),
-        "/health",
-    ]
-    .into_iter()
-    .chain(settings.apis.iter().map(|api| api.path()));
-    let path = parts.uri.path();
-    if !may_render_page(&parts.method, path, elsewhere)
-        || settings.static_paths.iter().any(|p| p == path)
-    {
+    let elsewhere = [auth.ui_config().route_prefix.as_str(), "/health"]
+        .into_iter()
+        .chain(auth.settings().apis.iter().map(|api| api.path()));
+    if !may_render_page(&parts.method, parts.uri.path(), elsewhere) {
         return;
     }
     let Some(session) = parts.extensions.get::<Session>().cloned() else {
         return;
     };
-    let user = auth
-        .fresh_auth(&session, unix_now())
-        .await
-        .map(|signed_in| signed_in.map(|a| a.user.clone()));
+    let user = session_user(auth, &session).await;
     parts.extensions.insert(PageUser(user));
 }
 
@@ -176,19 +184,17 @@ pub(crate) async fn resolve_page_user(auth: &KeycloakAuth, parts: &mut Parts) {
 /// resolve (a `POST` the app answers with a page, or no library layers): nobody, which shows the
 /// signed-out page and changes nothing in the session.
 pub(crate) fn page_user() -> Result<Option<KeycloakUser>, AppError> {
-    let Some(parts) = use_context::<Parts>() else {
-        return Ok(None);
-    };
-    match parts.extensions.get::<PageUser>() {
-        Some(PageUser(user)) => user.clone(),
-        None => {
-            if parts.extensions.get::<KeycloakAuth>().is_none() {
-                tracing::error!(
-                    "no KeycloakAuth layers on this request: serve the app with \
-                     KeycloakAuth::serve (or into_make_service)"
+    let resolved = with_context::<Parts, _>(|parts| parts.extensions.get::<PageUser>().cloned());
+    match resolved {
+        // Outside a request.
+        None => Ok(None),
+        Some(Some(PageUser(user))) => user,
+        Some(None) => {
+            // `request_parts` logs the missing layers.
+            if request_parts().is_ok() {
+                tracing::debug!(
+                    "a page rendered for a request that is not a page's: shown signed out"
                 );
-            } else {
-                tracing::debug!(method = %parts.method, "a page rendered for a request that is not a page's: shown signed out");
             }
             Ok(None)
         }

@@ -113,7 +113,9 @@ where
                 return Ok(redirect);
             }
             // A page shows its user as soon as it renders: resolved before the app runs.
-            resolve_page_user(&auth, &mut parts).await;
+            if !is_static_asset(parts.uri.path(), &auth) {
+                resolve_page_user(&auth, &mut parts).await;
+            }
             // Where server functions and pages find it (leptos_axum provides the request's
             // parts as context).
             parts.extensions.insert(auth);

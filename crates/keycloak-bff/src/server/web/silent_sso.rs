@@ -21,6 +21,7 @@
 
 use crate::server::base::clock::unix_now;
 use crate::server::base::cookies::cookie_value;
+use crate::server::web::guard::under;
 use crate::server::web::state::KeycloakAuth;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
@@ -46,10 +47,7 @@ fn is_page_navigation(
     };
     let prefetch = headers.contains_key("sec-purpose") || headers.contains_key("purpose");
     let prefix = &auth.ui_config().route_prefix;
-    let own_route = path == prefix.as_str()
-        || path
-            .strip_prefix(prefix.as_str())
-            .is_some_and(|rest| rest.starts_with('/'));
+    let own_route = under(path, prefix);
     *method == Method::GET
         && header_is("sec-fetch-mode", "navigate")
         && header_is("sec-fetch-dest", "document")
