@@ -48,8 +48,15 @@ test('@single the session-ending banner extends the session up to the maximum, t
     await expect(banner).toContainText('Your session ends in');
   }
   await page.screenshot({ path: `${SHOTS}/session-ending-banner.png` });
+  // The banner counts down every second; its button keeps the keyboard focus through the ticks,
+  // and Enter stays signed in.
+  const stay = page.getByRole('button', { name: 'Stay signed in' });
+  await stay.focus();
+  const counting = await page.getByTestId('session-expiring').textContent();
+  await expect(page.getByTestId('session-expiring')).not.toHaveText(counting ?? '');
+  await expect(stay).toBeFocused();
   const extended = page.waitForResponse((r) => r.url().endsWith('/auth/extend'));
-  await page.getByRole('button', { name: 'Stay signed in' }).click();
+  await page.keyboard.press('Enter');
   const answer = await (await extended).json();
   // The refresh moved the end, more than the warning away.
   expect(answer.session_expires_at).toBeGreaterThan(before.session_expires_at);

@@ -5,6 +5,8 @@ pub mod actions;
 pub mod context;
 pub mod failure;
 pub mod gates;
+#[cfg(feature = "hydrate")]
+mod notices;
 pub mod remote;
 mod session_route;
 pub mod step_up;

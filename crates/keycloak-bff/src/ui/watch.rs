@@ -27,12 +27,18 @@
 //!
 //! [`SessionStatus`]: keycloak_bff_core::status::SessionStatus
 
-use crate::ui::context::{current_path, login_href, use_ui_config, SessionState, UserCell};
-use keycloak_bff_core::expiry::{session_notice, SessionNotice};
+use crate::ui::context::{use_ui_config, SessionState, UserCell};
 use leptos::prelude::*;
 
-/// Renders the session notices and, in the browser, starts the session checks. Place it once,
-/// inside the router.
+/// Renders the element of the session notices and, in the browser, starts the session checks.
+/// Place it once, inside the router.
+///
+/// The notices (the session ends soon, reached its maximum, ended; Keycloak cannot be reached) go
+/// under `<div data-session-notices>`, each a `<div class="banner" role="status">` (`banner warn`
+/// for the warnings) with its `data-testid`: `session-expiring`, `session-at-maximum`,
+/// `session-ended`, `idp-unavailable`. The server never has one to show: they follow what the
+/// browser hears, and are made there without Leptos views, which keeps them out of every page's
+/// first download.
 #[component]
 pub fn SessionWatch() -> impl IntoView {
     let user = expect_context::<UserCell>().0;
@@ -45,122 +51,15 @@ pub fn SessionWatch() -> impl IntoView {
         now: RwSignal::new(0),
     };
     provide_context(state);
-    let warn_before = config.expiry_warning_secs;
     #[cfg(feature = "hydrate")]
-    Effect::new(move |_| browser::start(user, state, config.clone()));
+    {
+        let notices = config.clone();
+        Effect::new(move |_| browser::start(user, state, config.clone()));
+        Effect::new(move |shown| crate::ui::notices::show(shown, state, &notices, browser::extend));
+    }
     #[cfg(not(feature = "hydrate"))]
     let _ = (user, config);
-    // The expiry warnings and the end of the session, one at a time; Keycloak's outage beside
-    // them. Every notice is the same view (a banner, its text, what it offers): one view type
-    // instead of four keeps the watcher small in every page's first download.
-    let session_notice = Memo::new(move |_| {
-        if state.ended.get() {
-            return Some(Banner::Ended);
-        }
-        let ends_at = state.ends_at.get()?;
-        match session_notice(
-            state.now.get(),
-            ends_at,
-            warn_before,
-            state.at_maximum.get(),
-        ) {
-            SessionNotice::Quiet => None,
-            SessionNotice::EndsSoon { ends_at } => Some(Banner::EndsSoon(ends_at)),
-            SessionNotice::EndsAtMaximum { ends_at } => Some(Banner::AtMaximum(ends_at)),
-        }
-    });
-    let outage = move || {
-        state
-            .idp_unavailable
-            .get()
-            .then(|| banner(Banner::IdpUnavailable, state.now))
-    };
-    view! {
-        {move || session_notice.get().map(|shown| banner(shown, state.now))}
-        {outage}
-    }
-}
-
-/// The notices of [`SessionWatch`].
-#[derive(Clone, Copy, PartialEq)]
-enum Banner {
-    /// Keycloak's session ends at this time unless the user stays.
-    EndsSoon(i64),
-    /// The session reaches its maximum length at this time: only a new sign-in goes on.
-    AtMaximum(i64),
-    Ended,
-    IdpUnavailable,
-}
-
-impl Banner {
-    fn test_id(self) -> &'static str {
-        match self {
-            Banner::EndsSoon(_) => "session-expiring",
-            Banner::AtMaximum(_) => "session-at-maximum",
-            Banner::Ended => "session-ended",
-            Banner::IdpUnavailable => "idp-unavailable",
-        }
-    }
-
-    fn text(self, now: i64) -> String {
-        match self {
-            Banner::EndsSoon(ends_at) => format!(
-                "Your session ends {} unless you stay.",
-                describe_remaining(ends_at - now)
-            ),
-            Banner::AtMaximum(ends_at) => format!(
-                "Your session reaches its maximum length {}. Sign in again to keep working.",
-                describe_remaining(ends_at - now)
-            ),
-            Banner::Ended => "Your session has ended.".to_owned(),
-            Banner::IdpUnavailable => {
-                "The identity provider cannot be reached right now. You stay signed in; retrying…"
-                    .to_owned()
-            }
-        }
-    }
-}
-
-/// A notice: a status banner with its text (kept up to date with `now`, the watcher's clock) and
-/// what it offers (staying signed in, or a new sign-in that comes back to this page).
-fn banner(shown: Banner, now: RwSignal<i64>) -> impl IntoView {
-    let class = if shown == Banner::Ended {
-        "banner"
-    } else {
-        "banner warn"
-    };
-    let stay = matches!(shown, Banner::EndsSoon(_));
-    let sign_in = matches!(shown, Banner::AtMaximum(_) | Banner::Ended);
-    view! {
-        <div class=class role="status" data-testid=shown.test_id()>
-            <span>{move || shown.text(now.get())}</span>
-            {stay.then(|| view! {
-                <button type="button" class="button" on:click=move |_| stay_signed_in()>
-                    "Stay signed in"
-                </button>
-            })}
-            {sign_in.then(|| view! {
-                <a class="button" rel="external" href=move || login_href(&current_path())>
-                    "Sign in again"
-                </a>
-            })}
-        </div>
-    }
-}
-
-/// "in 1 min 5 s", "in 40 s", "now".
-fn describe_remaining(secs: i64) -> String {
-    match secs {
-        s if s <= 0 => "now".to_owned(),
-        s if s < 60 => format!("in {s} s"),
-        s => format!("in {} min {} s", s / 60, s % 60),
-    }
-}
-
-/// The expiry banner's button: refreshes now (every tab hears the answer).
-fn stay_signed_in() {
-    #[cfg(feature = "hydrate")]
-    browser::extend();
+    view! { <div data-session-notices=""></div> }
 }
 
 #[cfg(feature = "hydrate")]
