@@ -90,11 +90,20 @@ fn account() -> impl leptos_router::ChooseView {
 }
 
 /// With the feature `floor` (see Cargo.toml): the server's answer, handed to the browser in the
-/// page's hydration data and read from a signal (as keycloak-bff hands over the user).
+/// page's hydration data and read from a signal, as keycloak-bff hands over the user: JSON
+/// written by serde on the server, read with the browser's `JSON.parse`.
 #[cfg(feature = "floor")]
 fn who() -> impl IntoView {
-    let who = RwSignal::new(SharedValue::new(floor::who_now).into_inner());
-    move || who.get().map(|w| view! { <span>{w.name}</span> })
+    let who = RwSignal::new(floor::read(
+        SharedValue::new_str(floor::who_now).into_inner(),
+    ));
+    // The name, and a role check as a gate would make.
+    move || {
+        who.get().map(|w| {
+            let admin = w.roles.iter().any(|r| r == "admin").then_some(" (admin)");
+            view! { <span>{w.name}{admin}</span> }
+        })
+    }
 }
 
 /// With the feature `floor`: the second page as a chunk of its own.
@@ -121,28 +130,61 @@ impl leptos_router::LazyRoute for AccountRoute {
 /// What the feature `floor` reads.
 #[cfg(feature = "floor")]
 mod floor {
-    use serde::{Deserialize, Serialize};
-
     /// Stands for the signed-in user: a small struct from the server.
-    #[derive(Clone, Debug, Serialize, Deserialize)]
+    #[derive(Clone, Debug)]
+    #[cfg_attr(feature = "ssr", derive(serde::Serialize))]
     pub struct Who {
         pub name: String,
         pub roles: Vec<String>,
     }
 
-    /// On the server, the request's answer, which reaches the browser with the page (the
+    /// On the server, the request's answer as JSON, which reaches the browser with the page (the
     /// browser never asks for it: keycloak-bff's session watcher sets every later user).
-    pub fn who_now() -> Option<Who> {
+    pub fn who_now() -> String {
         #[cfg(feature = "ssr")]
         {
-            Some(Who {
+            let who = Who {
                 name: "alice".into(),
                 roles: vec!["admin".into()],
-            })
+            };
+            serde_json::to_string(&who).unwrap_or_default()
         }
         #[cfg(not(feature = "ssr"))]
         {
-            None
+            String::new()
+        }
+    }
+
+    /// The answer read back: with `JSON.parse` in the browser; on the server, the answer itself.
+    pub fn read(text: String) -> Option<Who> {
+        #[cfg(feature = "hydrate")]
+        {
+            use wasm_bindgen::{JsCast, JsValue};
+            let value = js_sys::JSON::parse(&text).ok()?;
+            let field = |name: &str| js_sys::Reflect::get(&value, &JsValue::from_str(name)).ok();
+            let roles = field("roles")
+                .and_then(|r| r.dyn_into::<js_sys::Array>().ok())
+                .map(|a| a.iter().filter_map(|r| r.as_string()).collect())
+                .unwrap_or_default();
+            Some(Who {
+                name: field("name")?.as_string()?,
+                roles,
+            })
+        }
+        #[cfg(not(feature = "hydrate"))]
+        {
+            let _ = text;
+            #[cfg(feature = "ssr")]
+            {
+                Some(Who {
+                    name: "alice".into(),
+                    roles: vec!["admin".into()],
+                })
+            }
+            #[cfg(not(feature = "ssr"))]
+            {
+                None
+            }
         }
     }
 }

@@ -35,32 +35,46 @@ pub(crate) struct UserCell(pub(crate) RwSignal<UserState>);
 pub fn provide_user() -> ReadSignal<UserState> {
     #[cfg(feature = "ssr")]
     crate::server::web::guard::publish_script_nonce();
-    let config = SharedValue::new(|| {
-        #[cfg(feature = "ssr")]
-        {
-            crate::server::web::guard::ui_config()
-        }
-        #[cfg(not(feature = "ssr"))]
-        {
-            UiConfig::default()
-        }
-    })
-    .into_inner();
+    let (config, user) = handed_over();
     provide_context(config);
-    let user = SharedValue::new(|| {
-        #[cfg(feature = "ssr")]
-        {
-            crate::server::web::guard::page_user()
-        }
-        #[cfg(not(feature = "ssr"))]
-        {
-            Ok(None)
-        }
-    })
-    .into_inner();
     let user = RwSignal::new(user);
     provide_context(UserCell(user));
     user.read_only()
+}
+
+/// The settings and the page's user. On the server, as the request resolved them, written into
+/// the page's hydration data as JSON (serde); in the browser, read back from it with the
+/// browser's `JSON.parse` (`ui/wire.rs`: no `serde_json` in the browser), or the defaults
+/// (signed out) when it is not there.
+fn handed_over() -> (UiConfig, UserState) {
+    #[cfg(feature = "ssr")]
+    {
+        let config = crate::server::web::guard::ui_config();
+        let user = crate::server::web::guard::page_user();
+        for text in [serde_json::to_string(&config), serde_json::to_string(&user)] {
+            let text = text.unwrap_or_default();
+            let _ = SharedValue::new_str(move || text);
+        }
+        (config, user)
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        let config = SharedValue::new_str(String::new).into_inner();
+        let user = SharedValue::new_str(String::new).into_inner();
+        #[cfg(feature = "hydrate")]
+        {
+            use crate::ui::wire;
+            (
+                wire::parse(&config).map_or_else(UiConfig::default, |v| wire::ui_config(&v)),
+                wire::parse(&user).map_or(Ok(None), |v| wire::user_state(&v)),
+            )
+        }
+        #[cfg(not(feature = "hydrate"))]
+        {
+            let _ = (config, user);
+            (UiConfig::default(), Ok(None))
+        }
+    }
 }
 
 /// The signed-in user, reactive: read it with `.get()` or `.with(..)` in a view or an effect.

@@ -206,47 +206,94 @@ pub fn Protected(
     }
 }
 
+/// What the panels below show: one view for all of them, so that every gate's fallbacks cost the
+/// browser's download one view type (issue 25).
+struct Panel {
+    class: &'static str,
+    test_id: Option<&'static str>,
+    status: Option<u16>,
+    title: &'static str,
+    text: String,
+    /// A second, quieter line.
+    note: Option<&'static str>,
+    /// The button: its link, its label, its class, and whether the browser follows it itself
+    /// (a sign-in through Keycloak) rather than the router.
+    action: Option<(String, &'static str, &'static str, bool)>,
+}
+
+impl Panel {
+    fn view(self) -> impl IntoView {
+        let note = self.note.map(|note| view! { <p class="muted">{note}</p> });
+        let action = self.action.map(|(href, label, class, external)| {
+            view! { <a class=class rel=external.then_some("external") href=href>{label}</a> }
+        });
+        view! {
+            <section class=self.class data-testid=self.test_id data-status=self.status>
+                <h1>{self.title}</h1>
+                <p>{self.text}</p>
+                {note}
+                <div class="actions">{action}</div>
+            </section>
+        }
+    }
+}
+
 /// Shown in place of a page that needs a signed-in user.
 #[component]
 pub fn SignInNeeded(return_to: String) -> impl IntoView {
     let ended = use_session_state().is_some_and(|s| s.ended.get_untracked());
-    view! {
-        <section class="card notice" data-testid="sign-in-needed">
-            <h1>{if ended { "Your session has ended" } else { "Please sign in" }}</h1>
-            <p>"This page is for signed-in users. Sign in with Keycloak to come back to it."</p>
-            <div class="actions">
-                <a class="button primary" rel="external" href=login_href(&return_to)>"Sign in"</a>
-            </div>
-        </section>
+    let title = if ended {
+        "Your session has ended"
+    } else {
+        "Please sign in"
+    };
+    Panel {
+        class: "card notice",
+        test_id: Some("sign-in-needed"),
+        status: None,
+        title,
+        text: "This page is for signed-in users. Sign in with Keycloak to come back to it."
+            .to_owned(),
+        note: None,
+        action: Some((login_href(&return_to), "Sign in", "button primary", true)),
     }
+    .view()
 }
 
 /// Shown in place of a page or an action that needs a recent sign-in with the password.
 #[component]
 pub fn StepUpNeeded(return_to: String) -> impl IntoView {
-    view! {
-        <section class="card notice" data-testid="step-up-needed">
-            <h1>"Confirm it is you"</h1>
-            <p>"This needs a recent sign-in with your password. Keycloak asks for it once more, then brings you back here."</p>
-            <div class="actions">
-                <a class="button primary" rel="external" href=step_up_href(&return_to)>"Confirm with Keycloak"</a>
-            </div>
-        </section>
+    Panel {
+        class: "card notice",
+        test_id: Some("step-up-needed"),
+        status: None,
+        title: "Confirm it is you",
+        text: "This needs a recent sign-in with your password. Keycloak asks for it once more, then brings you back here.".to_owned(),
+        note: None,
+        action: Some((
+            step_up_href(&return_to),
+            "Confirm with Keycloak",
+            "button primary",
+            true,
+        )),
     }
+    .view()
 }
 
 /// The 403 page.
 #[component]
 pub fn Forbidden() -> impl IntoView {
     set_page_status(&AppError::Forbidden);
-    view! {
-        <section class="card notice" data-status="403">
-            <h1>"403 · Not allowed"</h1>
-            <p>"Your Keycloak account does not have the role or group this page needs."</p>
-            <p class="muted">"If you think you should have access, ask an administrator of the realm."</p>
-            <div class="actions"><a class="button" href="/">"Back to the home page"</a></div>
-        </section>
+    Panel {
+        class: "card notice",
+        test_id: None,
+        status: Some(403),
+        title: "403 · Not allowed",
+        text: "Your Keycloak account does not have the role or group this page needs.".to_owned(),
+        note: Some("If you think you should have access, ask an administrator of the realm."),
+        action: Some(("/".to_owned(), "Back to the home page", "button", false)),
     }
+    .view()
 }
 
 /// An error from a server function, shown in place, with the matching HTTP status on SSR.
@@ -254,26 +301,22 @@ pub fn Forbidden() -> impl IntoView {
 pub fn ErrorNotice(error: AppError) -> impl IntoView {
     set_page_status(&error);
     let here = current_path();
-    let sign_in = match error {
-        AppError::NotSignedIn => Some(
-            view! { <a class="button" rel="external" href=login_href(&here)>"Sign in"</a> }
-                .into_any(),
-        ),
-        AppError::StepUpRequired => Some(
-            view! { <a class="button" rel="external" href=step_up_href(&here)>"Confirm with Keycloak"</a> }
-                .into_any(),
-        ),
-        AppError::LevelRequired(ref acr) => Some(
-            view! { <a class="button" rel="external" href=level_href(acr, &here)>"Verify with your authenticator"</a> }
-                .into_any(),
-        ),
+    let action = match error {
+        AppError::NotSignedIn => Some((login_href(&here), "Sign in")),
+        AppError::StepUpRequired => Some((step_up_href(&here), "Confirm with Keycloak")),
+        AppError::LevelRequired(ref acr) => {
+            Some((level_href(acr, &here), "Verify with your authenticator"))
+        }
         _ => None,
     };
-    view! {
-        <section class="card notice error" data-status=error.status_code()>
-            <h1>"Something is in the way"</h1>
-            <p>{error.to_string()}</p>
-            <div class="actions">{sign_in}</div>
-        </section>
+    Panel {
+        class: "card notice error",
+        test_id: None,
+        status: Some(error.status_code()),
+        title: "Something is in the way",
+        text: error.to_string(),
+        note: None,
+        action: action.map(|(href, label)| (href, label, "button", true)),
     }
+    .view()
 }

@@ -11,3 +11,5 @@ pub mod remote;
 mod session_route;
 pub mod step_up;
 pub mod watch;
+#[cfg(any(feature = "hydrate", test))]
+mod wire;

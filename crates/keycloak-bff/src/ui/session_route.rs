@@ -20,6 +20,10 @@ pub(crate) struct Heard {
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 impl Heard {
     pub(crate) fn new(code: u16, text: String) -> Self {
+        // The browser's JSON.parse (`ui/wire.rs`), not serde_json compiled to WebAssembly.
+        #[cfg(feature = "hydrate")]
+        let status = crate::ui::wire::parse(&text).and_then(|v| crate::ui::wire::status(&v));
+        #[cfg(not(feature = "hydrate"))]
         let status = serde_json::from_str(&text).ok();
         Heard { code, status, text }
     }
