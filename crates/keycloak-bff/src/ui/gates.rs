@@ -216,16 +216,24 @@ struct Panel {
     text: String,
     /// A second, quieter line.
     note: Option<&'static str>,
-    /// The button: its link, its label, its class, and whether the browser follows it itself
-    /// (a sign-in through Keycloak) rather than the router.
-    action: Option<(String, &'static str, &'static str, bool)>,
+    action: Option<PanelLink>,
+}
+
+/// A panel's button.
+struct PanelLink {
+    href: String,
+    label: &'static str,
+    class: &'static str,
+    /// The browser follows it itself (a sign-in through Keycloak), not the router.
+    external: bool,
 }
 
 impl Panel {
     fn view(self) -> impl IntoView {
         let note = self.note.map(|note| view! { <p class="muted">{note}</p> });
-        let action = self.action.map(|(href, label, class, external)| {
-            view! { <a class=class rel=external.then_some("external") href=href>{label}</a> }
+        let action = self.action.map(|link| {
+            let rel = link.external.then_some("external");
+            view! { <a class=link.class rel=rel href=link.href>{link.label}</a> }
         });
         view! {
             <section class=self.class data-testid=self.test_id data-status=self.status>
@@ -255,7 +263,12 @@ pub fn SignInNeeded(return_to: String) -> impl IntoView {
         text: "This page is for signed-in users. Sign in with Keycloak to come back to it."
             .to_owned(),
         note: None,
-        action: Some((login_href(&return_to), "Sign in", "button primary", true)),
+        action: Some(PanelLink {
+            href: login_href(&return_to),
+            label: "Sign in",
+            class: "button primary",
+            external: true,
+        }),
     }
     .view()
 }
@@ -270,12 +283,12 @@ pub fn StepUpNeeded(return_to: String) -> impl IntoView {
         title: "Confirm it is you",
         text: "This needs a recent sign-in with your password. Keycloak asks for it once more, then brings you back here.".to_owned(),
         note: None,
-        action: Some((
-            step_up_href(&return_to),
-            "Confirm with Keycloak",
-            "button primary",
-            true,
-        )),
+        action: Some(PanelLink {
+            href: step_up_href(&return_to),
+            label: "Confirm with Keycloak",
+            class: "button primary",
+            external: true,
+        }),
     }
     .view()
 }
@@ -291,7 +304,12 @@ pub fn Forbidden() -> impl IntoView {
         title: "403 · Not allowed",
         text: "Your Keycloak account does not have the role or group this page needs.".to_owned(),
         note: Some("If you think you should have access, ask an administrator of the realm."),
-        action: Some(("/".to_owned(), "Back to the home page", "button", false)),
+        action: Some(PanelLink {
+            href: "/".to_owned(),
+            label: "Back to the home page",
+            class: "button",
+            external: false,
+        }),
     }
     .view()
 }
@@ -316,7 +334,12 @@ pub fn ErrorNotice(error: AppError) -> impl IntoView {
         title: "Something is in the way",
         text: error.to_string(),
         note: None,
-        action: action.map(|(href, label)| (href, label, "button", true)),
+        action: action.map(|(href, label)| PanelLink {
+            href,
+            label,
+            class: "button",
+            external: true,
+        }),
     }
     .view()
 }
