@@ -143,15 +143,20 @@ mod floor {
     pub fn who_now() -> String {
         #[cfg(feature = "ssr")]
         {
-            let who = Who {
-                name: "alice".into(),
-                roles: vec!["admin".into()],
-            };
-            serde_json::to_string(&who).unwrap_or_default()
+            serde_json::to_string(&alice()).unwrap_or_default()
         }
         #[cfg(not(feature = "ssr"))]
         {
             String::new()
+        }
+    }
+
+    /// The request's answer on the server.
+    #[cfg(feature = "ssr")]
+    fn alice() -> Who {
+        Who {
+            name: "alice".into(),
+            roles: vec!["admin".into()],
         }
     }
 
@@ -176,10 +181,7 @@ mod floor {
             let _ = text;
             #[cfg(feature = "ssr")]
             {
-                Some(Who {
-                    name: "alice".into(),
-                    roles: vec!["admin".into()],
-                })
+                Some(alice())
             }
             #[cfg(not(feature = "ssr"))]
             {

@@ -151,8 +151,9 @@ pub(crate) fn under(path: &str, prefix: &str) -> bool {
 }
 
 /// Whether a request with `method` at `path` may be a page of the app: a `GET` or `HEAD` not under
-/// any of `served_elsewhere` (the library's own routes, its probes, the remote API routes). Anything else the app serves on `GET` (its own JSON routes, say) counts as a
-/// page: its user is resolved once, and [`request_user`] and `ApiUser` take it from there.
+/// any of `served_elsewhere` (the library's own routes, its probes, the remote API routes).
+/// Anything else the app serves on `GET` (its own JSON routes, say) counts as a page: its user is
+/// resolved once, and [`request_user`] and `ApiUser` take it from there.
 pub(crate) fn may_render_page<'a>(
     method: &axum::http::Method,
     path: &str,
