@@ -41,7 +41,6 @@ pub fn DirectoryPageView() -> impl IntoView {
     view! {
         <Title text="Users"/>
         <Protected rule=policy::user_directory() step_up=true>
-            <DetailSlot/>
             <Directory/>
         </Protected>
     }
@@ -89,19 +88,23 @@ fn Directory() -> impl IntoView {
             keycloak_bff::core::return_to::encode_component(id)
         )
     };
+    let detail = detail_slot();
+    // One `Transition` for the detail and the list (each costs the page's chunk a few KB): a
+    // click on Details keeps the list on screen while the detail loads.
     view! {
-        <section class="card" data-testid="user-directory">
-            <h1>"Users"</h1>
-            <p class="muted">
-                "The realm's users, read-only, from Keycloak's Admin API by a service account that \
-                 may only view users. Roles include those granted through composites and groups."
-            </p>
-            <form method="get" action="/admin/users" class="search" role="search">
-                <label for="user-search">"Search users"</label>
-                <input id="user-search" name="q" type="search" value=search maxlength="100"/>
-                <button type="submit" class="button">"Search"</button>
-            </form>
-            <Transition fallback=|| view! { <p class="muted">"Loading users…"</p> }>
+        <Transition fallback=|| view! { <p class="muted">"Loading users…"</p> }>
+            {detail}
+            <section class="card" data-testid="user-directory">
+                <h1>"Users"</h1>
+                <p class="muted">
+                    "The realm's users, read-only, from Keycloak's Admin API by a service account that \
+                     may only view users. Roles include those granted through composites and groups."
+                </p>
+                <form method="get" action="/admin/users" class="search" role="search">
+                    <label for="user-search">"Search users"</label>
+                    <input id="user-search" name="q" type="search" value=search maxlength="100"/>
+                    <button type="submit" class="button">"Search"</button>
+                </form>
                 {move || Suspend::new(async move {
                     match users.await {
                         Err(error) => view! { <ErrorNotice error/> }.into_any(),
@@ -142,16 +145,21 @@ fn Directory() -> impl IntoView {
                                     </tbody>
                                 </table>
                                 <nav class="pager" aria-label="Pages">
-                                    {prev.then(|| view! { <a class="button subtle" href=prev_href>"← Previous"</a> })}
-                                    {next.then(|| view! { <a class="button subtle" href=next_href>"Next →"</a> })}
+                                    {prev.then(|| pager_link(prev_href, "← Previous"))}
+                                    {next.then(|| pager_link(next_href, "Next →"))}
                                 </nav>
                             }.into_any()
                         }
                     }
                 })}
-            </Transition>
-        </section>
+            </section>
+        </Transition>
     }
+}
+
+/// A link of the pager (one view for both).
+fn pager_link(href: String, text: &'static str) -> impl IntoView {
+    view! { <a class="button subtle" href=href>{text}</a> }
 }
 
 /// What the detail slot shows, decided once per `?detail=`: nothing, the prompt for a stronger
@@ -165,10 +173,9 @@ enum Shown {
 
 /// The detail of the user the query names (`?detail=<id>`), for a session at the level `otp`;
 /// otherwise the prompt for it (`LevelPrompt`). One resource decides both (it reads the user,
-/// then asks the server function, which checks again), under one `Transition`: what `AtLevel`
-/// does, with the detail's own wait only.
-#[component]
-fn DetailSlot() -> impl IntoView {
+/// then asks the server function, which checks again): what `AtLevel` does, with the detail's
+/// own wait only, under the directory's `Transition`.
+fn detail_slot() -> impl IntoView {
     let query = use_query_map();
     let detail = move || query.with(|q| q.get("detail").filter(|d| !d.is_empty()));
     let user = use_user();
@@ -194,20 +201,18 @@ fn DetailSlot() -> impl IntoView {
             }
         }
     });
-    view! {
-        <Transition fallback=|| ()>
-            {move || Suspend::new(async move {
-                match shown.await {
-                    Err(error) => view! { <ErrorNotice error/> }.into_any(),
-                    Ok(Shown::Nothing) => ().into_any(),
-                    Ok(Shown::NeedsLevel) => {
-                        view! { <LevelPrompt acr=policy::STRONG_SIGN_IN purpose="A user's details"/> }
-                            .into_any()
-                    }
-                    Ok(Shown::Detail(d)) => detail_card(*d).into_any(),
+    move || {
+        Suspend::new(async move {
+            match shown.await {
+                Err(error) => view! { <ErrorNotice error/> }.into_any(),
+                Ok(Shown::Nothing) => ().into_any(),
+                Ok(Shown::NeedsLevel) => {
+                    view! { <LevelPrompt acr=policy::STRONG_SIGN_IN purpose="A user's details"/> }
+                        .into_any()
                 }
-            })}
-        </Transition>
+                Ok(Shown::Detail(d)) => detail_card(*d).into_any(),
+            }
+        })
     }
 }
 
