@@ -580,6 +580,7 @@ function dataSection(wasm) {
     let value = 0;
     let shift = 0;
     for (;;) {
+      if (at >= wasm.length) throw new Error('the WebAssembly module ends inside a section header');
       const byte = wasm[at++];
       value += (byte & 0x7f) * 2 ** shift;
       shift += 7;
