@@ -1,6 +1,8 @@
 //! The Content-Security-Policy of every response (catalogue G: injected script, framing, form
 //! targets). Scripts run only from this origin or with the page's nonce (the one Leptos puts on
 //! its hydration script), plus WebAssembly compilation; forms post only here or to Keycloak.
+//! The nonce is read from the page itself ([`page_script_nonce`]), so the policy and the page
+//! cannot disagree (G04: an injected script never gets it; a page always hydrates).
 
 /// The policy. `nonce`: the page's script nonce, if the response is a page. `issuer_origin`:
 /// Keycloak's origin, the only other place a form may post to. `dev_reload`: the live-reload
@@ -35,6 +37,77 @@ fn is_nonce(n: &str) -> bool {
         && n.len() <= 64
         && n.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"+/=-_".contains(&b))
+}
+
+/// What the start of a page says about its script nonce ([`page_script_nonce`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum PageNonce<'a> {
+    /// The nonce of the page's first script tag.
+    Found(&'a str),
+    /// The page has none: its first script tag has no (well-formed) nonce, or its head ended
+    /// without a script tag.
+    Absent,
+    /// Not known yet: neither a complete script tag nor the end of the head so far.
+    ReadMore,
+}
+
+/// The script nonce of a page, read from the start of its HTML as the server rendered it: the
+/// `nonce` attribute of its first `<script>` tag (Leptos's hydration script, in the head).
+///
+/// Only the first script tag counts, and only a double-quoted attribute of that tag. What a page
+/// shows of its users cannot fake it: in text, `<` is escaped, so no `<script` of theirs can come
+/// first; in an attribute value, `"` is escaped, so no `nonce="` of theirs can be inside a tag;
+/// and script contents (hydration data) only come after the first script tag.
+pub fn page_script_nonce(html: &[u8]) -> PageNonce<'_> {
+    let head_end = find_ascii_ci(html, b"</head", 0);
+    let mut from = 0;
+    let start = loop {
+        let Some(at) = find_ascii_ci(html, b"<script", from) else {
+            return match head_end {
+                Some(_) => PageNonce::Absent,
+                None => PageNonce::ReadMore,
+            };
+        };
+        match html.get(at + b"<script".len()) {
+            // `<scripts>` or another tag that only starts alike: not a script.
+            Some(b) if !(b.is_ascii_whitespace() || *b == b'>' || *b == b'/') => from = at + 1,
+            None => return PageNonce::ReadMore,
+            Some(_) => break at,
+        }
+    };
+    if head_end.is_some_and(|end| end < start) {
+        return PageNonce::Absent;
+    }
+    let Some(length) = html[start..].iter().position(|b| *b == b'>') else {
+        return PageNonce::ReadMore;
+    };
+    let tag = &html[start..start + length];
+    let mut from = 0;
+    while let Some(at) = find_ascii_ci(tag, b"nonce=\"", from) {
+        from = at + 1;
+        if !tag[at - 1].is_ascii_whitespace() {
+            continue; // `data-nonce="…"`
+        }
+        let value = &tag[at + b"nonce=\"".len()..];
+        let Some(end) = value.iter().position(|b| *b == b'"') else {
+            return PageNonce::Absent;
+        };
+        return match std::str::from_utf8(&value[..end]) {
+            Ok(nonce) if is_nonce(nonce) => PageNonce::Found(nonce),
+            _ => PageNonce::Absent,
+        };
+    }
+    PageNonce::Absent
+}
+
+/// Where `needle` (lowercase ASCII) first occurs in `haystack` at or after `from`, ignoring ASCII
+/// case (HTML's tag and attribute names).
+fn find_ascii_ci(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    haystack
+        .get(from..)?
+        .windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle))
+        .map(|at| at + from)
 }
 
 /// `Cross-Origin-Opener-Policy` of every page: a window another site opens (or that opens this
@@ -148,6 +221,65 @@ mod tests {
         assert!(policy(None, "http://kc", Some("ws://127.0.0.1:3001"))
             .contains("connect-src 'self' ws://127.0.0.1:3001;"));
         assert!(policy(None, "http://kc", None).contains("connect-src 'self';"));
+    }
+
+    #[test]
+    fn a_page_nonce_is_the_one_on_its_first_script_tag() {
+        let page = br#"<!DOCTYPE html><html><head><link rel="modulepreload" crossorigin="n1"><script type="module" nonce="Jt2unrU_MFob9981NTN9yA">import('/pkg/app.js')</script><script nonce="other">x</script></head>"#;
+        assert_eq!(
+            page_script_nonce(page),
+            PageNonce::Found("Jt2unrU_MFob9981NTN9yA")
+        );
+        assert_eq!(
+            page_script_nonce(b"<html><HEAD><SCRIPT Nonce=\"abc\">"),
+            PageNonce::Found("abc")
+        );
+    }
+
+    #[test]
+    fn a_page_start_without_a_whole_script_tag_or_the_end_of_its_head_asks_for_more() {
+        for start in [
+            &b"<!DOCTYPE html><html><head><meta charset=\"utf-8\">"[..],
+            b"<html><head><scr",
+            b"<html><head><script",
+            b"<html><head><script type=\"module\" nonce=\"abc",
+        ] {
+            assert_eq!(page_script_nonce(start), PageNonce::ReadMore);
+        }
+    }
+
+    #[test]
+    fn only_the_first_script_tag_counts_and_user_text_cannot_fake_it() {
+        // The first script has no nonce: a later one (or one in hydration data) is not taken.
+        let page = br#"<head><script>var a = '<script nonce="evil">';</script><script nonce="late"></script></head>"#;
+        assert_eq!(page_script_nonce(page), PageNonce::Absent);
+        // Escaped user text before the script, as Leptos renders it.
+        let page =
+            br#"<head><title>&lt;script nonce="evil"&gt;</title><script nonce="real"></script>"#;
+        assert_eq!(page_script_nonce(page), PageNonce::Found("real"));
+        // Another attribute that ends in `nonce`, and a nonce that would break out of the header.
+        assert_eq!(
+            page_script_nonce(br#"<script data-nonce="evil">"#),
+            PageNonce::Absent
+        );
+        assert_eq!(
+            page_script_nonce(br#"<script nonce="x'; script-src *">"#),
+            PageNonce::Absent
+        );
+        // A tag that only starts like a script, then the real one.
+        assert_eq!(
+            page_script_nonce(br#"<head><scripts nonce="no"><script nonce="yes">"#),
+            PageNonce::Found("yes")
+        );
+    }
+
+    #[test]
+    fn a_head_that_ends_without_a_script_has_no_nonce() {
+        assert_eq!(
+            page_script_nonce(b"<html><head><title>t</title></head><body><script nonce=\"late\">"),
+            PageNonce::Absent
+        );
+        assert_eq!(page_script_nonce(b"not found\n"), PageNonce::ReadMore);
     }
 
     #[test]

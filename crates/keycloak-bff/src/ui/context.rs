@@ -22,8 +22,6 @@ pub type UserState = Result<Option<KeycloakUser>, AppError>;
 pub(crate) struct UserCell(pub(crate) RwSignal<UserState>);
 
 /// Puts the user and the auth routes' settings in context; call it once, in the root component.
-/// On the server it also hands the page's script nonce to the Content-Security-Policy, so pages
-/// hydrate and injected scripts do not run.
 ///
 /// The user is known before the page renders: the library's layers resolve it for every request
 /// that may be a page (tokens refreshed when due), the server renders with it, and the browser
@@ -33,8 +31,6 @@ pub(crate) struct UserCell(pub(crate) RwSignal<UserState>);
 /// (`SessionWatch`) keeps it up to date. The settings come from the server's configuration the
 /// same way.
 pub fn provide_user() -> ReadSignal<UserState> {
-    #[cfg(feature = "ssr")]
-    crate::server::web::guard::publish_script_nonce();
     let (config, user) = handed_over();
     provide_context(config);
     let user = RwSignal::new(user);

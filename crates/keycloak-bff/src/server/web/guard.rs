@@ -64,23 +64,6 @@ pub fn set_response_status(error: &AppError) {
     }
 }
 
-/// The response header through which a page tells the security-headers middleware its script
-/// nonce; the middleware puts it in the Content-Security-Policy and removes the header.
-pub const NONCE_HEADER: &str = "x-keycloak-bff-csp-nonce";
-
-/// Hands the page's script nonce (the one Leptos puts on its hydration scripts) to the
-/// Content-Security-Policy of this response. Called by `provide_user`.
-pub fn publish_script_nonce() {
-    let (Some(nonce), Some(response)) =
-        (leptos::nonce::use_nonce(), use_context::<ResponseOptions>())
-    else {
-        return;
-    };
-    if let Ok(value) = axum::http::HeaderValue::from_str(&nonce) {
-        response.insert_header(axum::http::HeaderName::from_static(NONCE_HEADER), value);
-    }
-}
-
 /// Whether the current request is a call of a server function (not a page being rendered).
 fn is_server_fn_call() -> bool {
     use_context::<Parts>().is_some_and(|parts| {

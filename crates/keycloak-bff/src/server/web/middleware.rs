@@ -7,12 +7,14 @@
 //! is a 503, never an empty 500), G (security headers on every response).
 
 use crate::error::AppError;
-use crate::server::web::guard::{resolve_page_user, NONCE_HEADER};
+use crate::server::web::guard::resolve_page_user;
 use crate::server::web::silent_sso::silent_sso;
 use crate::server::web::state::KeycloakAuth;
+use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Redirect, Response};
+use keycloak_bff_core::csp::PageNonce;
 use keycloak_bff_core::{cookie, csp};
 use std::convert::Infallible;
 use std::future::Future;
@@ -67,7 +69,12 @@ where
                     browser_session_cookie(&auth, session_save_failed(response))
                 }
             };
-            Ok(security_headers(&auth, is_static, response))
+            let (response, nonce) = if is_static {
+                (response, None)
+            } else {
+                page_nonce(response).await
+            };
+            Ok(security_headers(&auth, is_static, nonce, response))
         })
     }
 }
@@ -213,18 +220,98 @@ fn session_save_failed(response: Response) -> Response {
     response
 }
 
+/// How much of a page is read, at most, for its script nonce before its headers go: a page's
+/// head is a few KB.
+const NONCE_SCAN_LIMIT: usize = 64 * 1024;
+
+/// The script nonce of an HTML response, read from its body: what Leptos wrote on the page's
+/// first script tag ([`csp::page_script_nonce`]). The policy then allows exactly the scripts the
+/// page carries. Handing the nonce over through the response's options instead
+/// (`ResponseOptions`) lost it now and then under load: the page arrived with a policy without
+/// it, its scripts were blocked and it never hydrated (seen in CI).
+///
+/// The body's first parts are read until the first script tag or the end of the head (a rendered
+/// page's first part holds its whole head: no wait), then sent on unchanged with the rest.
+async fn page_nonce(response: Response) -> (Response, Option<String>) {
+    use futures_util::StreamExt;
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"text/html"));
+    if !is_html || response.extensions().get::<FramedByIssuer>().is_some() {
+        return (response, None);
+    }
+    let (parts, body) = response.into_parts();
+    let mut rest = body.into_data_stream();
+    let mut read: Vec<Result<Bytes, axum::Error>> = Vec::new();
+    let mut start: Vec<u8> = Vec::new();
+    let nonce = loop {
+        let Some(part) = rest.next().await else {
+            break None;
+        };
+        let bytes = match part {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                read.push(Err(error));
+                break None;
+            }
+        };
+        // Most pages: their first part holds the whole head, scanned where it is. Otherwise
+        // the parts so far are scanned together.
+        let scanned: Scan = if read.is_empty() {
+            csp::page_script_nonce(&bytes).into()
+        } else {
+            start.extend_from_slice(&bytes);
+            csp::page_script_nonce(&start).into()
+        };
+        if read.is_empty() && matches!(scanned, Scan::ReadMore) {
+            start.extend_from_slice(&bytes);
+        }
+        read.push(Ok(bytes));
+        match scanned {
+            Scan::Found(nonce) => break Some(nonce),
+            Scan::Absent => break None,
+            Scan::ReadMore if start.len() > NONCE_SCAN_LIMIT => break None,
+            Scan::ReadMore => {}
+        }
+    };
+    let body = Body::from_stream(futures_util::stream::iter(read).chain(rest));
+    (Response::from_parts(parts, body), nonce)
+}
+
+/// [`PageNonce`], owned.
+enum Scan {
+    Found(String),
+    Absent,
+    ReadMore,
+}
+
+impl From<PageNonce<'_>> for Scan {
+    fn from(nonce: PageNonce<'_>) -> Self {
+        match nonce {
+            PageNonce::Found(n) => Scan::Found(n.to_owned()),
+            PageNonce::Absent => Scan::Absent,
+            PageNonce::ReadMore => Scan::ReadMore,
+        }
+    }
+}
+
 /// Security headers on every response: the Content-Security-Policy ([`csp::policy`], with the
-/// page's script nonce; not on static files), HSTS under https, and `Cache-Control: no-store` on everything that is not a
-/// static asset, so pages that show a user are never cached and the back button after sign-out
-/// asks the server again. `is_static`: whether the request was for a static asset
-/// ([`is_static_asset`]).
-fn security_headers(auth: &KeycloakAuth, is_static: bool, mut response: Response) -> Response {
+/// page's script nonce ([`page_nonce`]); not on static files), HSTS under https, and
+/// `Cache-Control: no-store` on everything that is not a static asset, so pages that show a user
+/// are never cached and the back button after sign-out asks the server again. `is_static`:
+/// whether the request was for a static asset ([`is_static_asset`]).
+fn security_headers(
+    auth: &KeycloakAuth,
+    is_static: bool,
+    nonce: Option<String>,
+    mut response: Response,
+) -> Response {
     let framed = response.extensions().get::<FramedByIssuer>().is_some();
     let headers = response.headers_mut();
-    let nonce = headers.remove(NONCE_HEADER);
     // A policy only means something for documents: scripts, WebAssembly and stylesheets go
     // without (and without the cost of writing it). The front-channel logout page has its own.
-    let nonce = nonce.as_ref().and_then(|n| n.to_str().ok());
+    let nonce = nonce.as_deref();
     let policy = if framed {
         HeaderValue::from_str(&csp::framed_by_issuer(auth.issuer_origin())).ok()
     } else if is_static {
@@ -391,6 +478,60 @@ mod tests {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the app's answer".to_owned()
             )
+        );
+    }
+
+    /// An HTML response whose body comes in `parts`; its nonce as [`page_nonce`] reads it, and
+    /// the body the browser then gets.
+    async fn scanned(
+        parts: &[&'static str],
+        content_type: &'static str,
+    ) -> (Option<String>, String) {
+        let parts: Vec<Result<&'static str, std::io::Error>> =
+            parts.iter().map(|p| Ok(*p)).collect();
+        let response = (
+            [(header::CONTENT_TYPE, content_type)],
+            Body::from_stream(futures_util::stream::iter(parts)),
+        )
+            .into_response();
+        let (response, nonce) = page_nonce(response).await;
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap_or_default();
+        (nonce, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_page_gets_the_nonce_of_its_first_script_even_split_across_parts_and_its_body_unchanged(
+    ) {
+        let parts = [
+            "<html><head><scr",
+            "ipt type=\"module\" nonce=\"abc_12",
+            "3\">x</script>",
+            "</head><body>rest</body>",
+        ];
+        assert_eq!(
+            scanned(&parts, "text/html; charset=utf-8").await,
+            (Some("abc_123".to_owned()), parts.concat())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_page_without_a_script_nonce_and_anything_but_html_get_none() {
+        let page = [
+            "<html><head><title>t</title></head>",
+            "<body><script nonce=\"late\">",
+        ];
+        assert_eq!(scanned(&page, "text/html").await, (None, page.concat()));
+        let json = ["{\"a\":\"<script nonce=\\\"x\\\">\"}"];
+        assert_eq!(
+            scanned(&json, "application/json").await,
+            (None, json.concat())
+        );
+        // A body that ends before any tag.
+        assert_eq!(
+            scanned(&["<html>"], "text/html").await,
+            (None, "<html>".to_owned())
         );
     }
 }
