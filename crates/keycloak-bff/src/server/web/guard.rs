@@ -146,6 +146,15 @@ pub(crate) fn may_render_page<'a>(
         && !served_elsewhere.any(|prefix| under(path, prefix))
 }
 
+/// Whether `path` is one of the remote API routes': their answers are the upstream's, never a
+/// page of the app (an upstream's HTML must not lend its script nonce to the policy).
+pub(crate) fn is_remote_api(auth: &KeycloakAuth, path: &str) -> bool {
+    auth.settings()
+        .apis
+        .iter()
+        .any(|api| under(path, api.path()))
+}
+
 /// Resolves the user of a request that may render a page (see [`may_render_page`]) and keeps it
 /// in the request for the page ([`PageUser`]). Called by the library's layers, inside the
 /// session layer, for requests that are not for the site's files.

@@ -7,7 +7,7 @@
 //! is a 503, never an empty 500), G (security headers on every response).
 
 use crate::error::AppError;
-use crate::server::web::guard::resolve_page_user;
+use crate::server::web::guard::{is_remote_api, resolve_page_user};
 use crate::server::web::silent_sso::silent_sso;
 use crate::server::web::state::KeycloakAuth;
 use axum::body::{Body, Bytes};
@@ -62,6 +62,8 @@ where
         let auth = self.auth.clone();
         Box::pin(async move {
             let is_static = is_static_asset(request.uri().path(), &auth);
+            // The app's own answers only: an upstream's HTML lends no nonce to the policy.
+            let may_be_page = !is_static && !is_remote_api(&auth, request.uri().path());
             let response = match canonical_host(&auth, &request) {
                 Some(redirect) => redirect,
                 None => {
@@ -69,10 +71,10 @@ where
                     browser_session_cookie(&auth, session_save_failed(response))
                 }
             };
-            let (response, nonce) = if is_static {
-                (response, None)
-            } else {
+            let (response, nonce) = if may_be_page {
                 page_nonce(response).await
+            } else {
+                (response, None)
             };
             Ok(security_headers(&auth, is_static, nonce, response))
         })
