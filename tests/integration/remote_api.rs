@@ -7,7 +7,7 @@
 //! Catalogue: P01 (cross-origin, header-less), P02 (`Cookie`, `Authorization`, `Set-Cookie`),
 //! P03 (path safety), P04 (the session's token never reaches an upstream with an audience), P06
 //! (a failing upstream), P07 (a WebSocket from another origin), P08 (a WebSocket outliving its
-//! session).
+//! session), G04 (an upstream's HTML lends no script nonce to the app's policy).
 
 use crate::common::*;
 use keycloak_bff::server::{RemoteApi, UpstreamToken};
@@ -639,5 +639,58 @@ async fn an_https_upstream_is_called_over_tls_never_in_clear_and_a_failed_handsh
     assert!(
         !String::from_utf8_lossy(&sent).contains("/orders/7"),
         "the request itself never crosses in clear"
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_html_page_lends_no_script_nonce_to_the_apps_policy() {
+    // An upstream that answers every request with an HTML page whose first script tag carries a
+    // nonce: what a page of the app would look like to the policy's nonce scan.
+    let page = "<!DOCTYPE html><html><head><script nonce=\"upstreamnonce123\">alert(1)</script>\
+                </head><body>upstream</body></html>";
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listener");
+    let port = listener.local_addr().expect("address").port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{page}",
+                page.len()
+            );
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let _ = socket.write_all(answer.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    let html = RemoteApi::new("/remote/html", &format!("http://127.0.0.1:{port}/page"))
+        .expect("route")
+        .token(UpstreamToken::None);
+    let app = app_with_apis([html]).await;
+
+    let r = call(&app, Method::GET, "/remote/html", None).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let policy = r
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        policy.contains("script-src"),
+        "the app's policy is on the upstream's answer: {policy}"
+    );
+    assert!(
+        !policy.contains("'nonce-"),
+        "the upstream's nonce is not allowed on the app's origin: {policy}"
+    );
+    let body = r.text().await.expect("body");
+    assert!(
+        body.contains("nonce=\"upstreamnonce123\""),
+        "the page passes through unchanged: {body}"
     );
 }

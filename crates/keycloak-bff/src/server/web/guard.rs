@@ -159,10 +159,9 @@ pub(crate) fn is_remote_api(auth: &KeycloakAuth, path: &str) -> bool {
 /// in the request for the page ([`PageUser`]). Called by the library's layers, inside the
 /// session layer, for requests that are not for the site's files.
 pub(crate) async fn resolve_page_user(auth: &KeycloakAuth, parts: &mut Parts) {
-    let elsewhere = [auth.ui_config().route_prefix.as_str(), "/health"]
-        .into_iter()
-        .chain(auth.settings().apis.iter().map(|api| api.path()));
-    if !may_render_page(&parts.method, parts.uri.path(), elsewhere) {
+    let path = parts.uri.path();
+    let library = [auth.ui_config().route_prefix.as_str(), "/health"].into_iter();
+    if !may_render_page(&parts.method, path, library) || is_remote_api(auth, path) {
         return;
     }
     let Some(session) = parts.extensions.get::<Session>().cloned() else {
