@@ -171,17 +171,22 @@ pub(crate) async fn resolve_page_user(auth: &KeycloakAuth, parts: &mut Parts) {
     parts.extensions.insert(PageUser(user));
 }
 
-/// The user of the page being rendered ([`PageUser`]). Outside a request (leptos_axum listing
-/// the app's routes at start-up), nobody. A page rendered for a request the layers did not
+/// The user of the page being rendered ([`PageUser`]). Outside a request, nobody: no request
+/// at all, or the made-up one (no extensions at all) that leptos_axum renders the app for when
+/// it lists the app's routes at start-up. A page rendered for a request the layers did not
 /// resolve (a `POST` the app answers with a page, or no library layers): nobody, which shows the
 /// signed-out page and changes nothing in the session.
 pub(crate) fn page_user() -> Result<Option<KeycloakUser>, AppError> {
-    let resolved = with_context::<Parts, _>(|parts| parts.extensions.get::<PageUser>().cloned());
+    let resolved = with_context::<Parts, _>(|parts| {
+        let made_up = parts.extensions.is_empty();
+        (parts.extensions.get::<PageUser>().cloned(), made_up)
+    });
     match resolved {
-        // Outside a request.
-        None => Ok(None),
-        Some(Some(PageUser(user))) => user,
-        Some(None) => {
+        // Outside a request; a real one has been through axum's router at least, which marks
+        // it (`OriginalUri`, `MatchedPath`).
+        None | Some((None, true)) => Ok(None),
+        Some((Some(PageUser(user)), _)) => user,
+        Some((None, false)) => {
             // `request_parts` logs the missing layers.
             if request_parts().is_ok() {
                 tracing::debug!(
