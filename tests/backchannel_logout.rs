@@ -338,16 +338,25 @@ async fn on_redis_a_logout_that_came_while_redis_was_down_is_done_once_it_is_bac
     let url = redis.url();
     // Realm demo: 5-minute tokens, so no refresh (which Keycloak would refuse for the session it
     // ended) can end the app's session in the test's place.
+    // Redis writes its append-only file before it answers (`appendfsync always`, so that the
+    // session survives the kill below). Beside the test command's parallel build the sign-in
+    // was once a 503 (CI), most likely an fsync over the 500 ms default command limit. A longer
+    // limit can only delay the outage's 503 below, which is what the test expects there.
     let overrides = [
         ("APP_SESSION_STORE", "redis"),
         ("APP_SESSION_REDIS_URL", url.as_str()),
+        ("APP_SESSION_REDIS_TIMEOUT_MS", "3000"),
     ];
     let (a, b) = two_replicas_of_one_browser(&overrides).await;
     let admin = KeycloakAdmin::new("demo");
     let user = admin.create_user("logout-in-outage", &["viewer"]).await;
+    let signed_in = a.login_as(&user.username, "/").await;
+    let status = signed_in.status();
     assert_eq!(
-        a.login_as(&user.username, "/").await.status(),
-        StatusCode::SEE_OTHER
+        status,
+        StatusCode::SEE_OTHER,
+        "signs in: {}",
+        signed_in.text().await.unwrap_or_default()
     );
     let body = capture_logout_token(&admin, &user).await;
     // Keycloak delivers it while Redis is down (and never delivers it again).
