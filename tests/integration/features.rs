@@ -349,12 +349,7 @@ async fn front_channel_logout_ends_the_session_of_its_sid_only_when_enabled_and_
         .get(&format!("/auth/frontchannel-logout?iss={issuer}&sid={sid}"))
         .await;
     assert_eq!(r.status(), StatusCode::OK);
-    let csp = r
-        .headers()
-        .get("content-security-policy")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let csp = header_text(&r, "content-security-policy");
     assert!(
         csp.contains("frame-ancestors http://localhost:8080"),
         "{csp}"

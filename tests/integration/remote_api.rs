@@ -674,12 +674,7 @@ async fn an_upstream_html_page_lends_no_script_nonce_to_the_apps_policy() {
 
     let r = call(&app, Method::GET, "/remote/html", None).await;
     assert_eq!(r.status(), StatusCode::OK);
-    let policy = r
-        .headers()
-        .get("content-security-policy")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let policy = header_text(&r, "content-security-policy");
     assert!(
         policy.contains("script-src"),
         "the app's policy is on the upstream's answer: {policy}"

@@ -189,9 +189,14 @@ pub fn session_cookie_value(set_cookie: &[String]) -> Option<String> {
 }
 
 pub fn location(response: &Response) -> String {
+    header_text(response, LOCATION.as_str())
+}
+
+/// The text of `response`'s header `name`; empty when it has none (or none in text).
+pub fn header_text(response: &Response, name: &str) -> String {
     response
         .headers()
-        .get(LOCATION)
+        .get(name)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned()
